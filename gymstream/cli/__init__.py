@@ -1,0 +1,1 @@
+"""gymstream's command line (typer apps, one module per command group)."""

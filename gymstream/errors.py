@@ -1,0 +1,117 @@
+"""The one tree of gymstream's exceptions; each class says whether a retry can help."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+__all__ = [
+    "ConfigError",
+    "EnvironmentNotFoundError",
+    "GymstreamError",
+    "KafkaSetupError",
+    "ModelCallError",
+    "ModelResponseError",
+    "RolloutDeadlineError",
+    "RowError",
+    "ToolError",
+    "VerifierError",
+]
+
+
+class GymstreamError(Exception):
+    """Base of every error gymstream raises on purpose.
+
+    ``failure_class`` is the stable, machine-readable name written into failure records
+    (``_ng_failure_class``); ``retriable`` says whether trying the same work again can help.
+    """
+
+    retriable: ClassVar[bool] = False
+    failure_class: ClassVar[str] = "internal_error"
+
+
+class ConfigError(GymstreamError):
+    """A configuration file or option is wrong; the message says which and how to fix it."""
+
+    failure_class = "config_error"
+
+
+class KafkaSetupError(GymstreamError):
+    """The local Kafka could not be fetched, started or reached."""
+
+    failure_class = "kafka_setup_error"
+
+
+class EnvironmentNotFoundError(ConfigError):
+    """No environment or agent of that name is known."""
+
+
+class RowError(GymstreamError):
+    """One input row is bad; the message names file, line, field and problem."""
+
+    failure_class = "bad_input"
+
+    def __init__(self, path: Path | str, line: int, field: str, problem: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{path}:{line}: {field}: {problem}")
+
+
+class ModelCallError(GymstreamError):
+    """The model endpoint failed in a way a retry may cure (timeout, 429, 5xx, connection)."""
+
+    retriable = True
+    failure_class = "model_unavailable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failure_class: str = "model_unavailable",
+        http_status: int | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.failure_class = failure_class  # type: ignore[misc]  # instance refines the class default
+        self.http_status = http_status
+        self.attempts = attempts
+
+
+class ModelResponseError(GymstreamError):
+    """The model endpoint answered something no retry will fix (a 4xx, a malformed body)."""
+
+    failure_class = "model_bad_response"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failure_class: str = "model_bad_response",
+        http_status: int | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.failure_class = failure_class  # type: ignore[misc]  # instance refines the class default
+        self.http_status = http_status
+        self.attempts = attempts
+
+
+class RolloutDeadlineError(GymstreamError):
+    """The rollout ran past its deadline; retriable as a whole rollout later."""
+
+    retriable = True
+    failure_class = "rollout_deadline"
+
+
+class ToolError(GymstreamError):
+    """A tool raised; the agent loop reports it to the model, so this only escapes on bugs."""
+
+    failure_class = "tool_error"
+
+
+class VerifierError(GymstreamError):
+    """The verifier raised: a bug in the environment, not retriable."""
+
+    failure_class = "verifier_error"
