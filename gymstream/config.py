@@ -1,0 +1,157 @@
+"""Agent and model configuration files: load several YAMLs and merge them, like NeMo Gym.
+
+Each environment ships a ``config.yaml`` declaring its agent(s); a model YAML declares model
+endpoints. Combining environments is listing their files (``--config A.yaml,B.yaml``): later
+files override earlier ones key by key. Without ``--config``, every ``environments/*/config.yaml``
+is loaded, so agents are found by name.
+
+Format::
+
+    agents:
+      example_single_tool_call_simple_agent:
+        environment: example_single_tool_call
+        model: policy_model        # a key of `models`, or the default endpoint from settings
+        max_steps: 16
+        concurrency: 256
+    models:
+      policy_model:
+        base_url: http://127.0.0.1:8000/v1
+        name: my-model
+        api: chat_completions
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gymstream.errors import ConfigError, EnvironmentNotFoundError
+from gymstream.settings import ModelSettings
+
+__all__ = [
+    "DEFAULT_MAX_STEPS",
+    "AgentConfig",
+    "GymConfig",
+    "ModelEndpoint",
+    "environments_root",
+    "load_config",
+    "resolve_model",
+]
+
+DEFAULT_MAX_STEPS = 16
+
+
+class AgentConfig(BaseModel):
+    """One agent: which environment it serves, which model it calls, how it runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    environment: str
+    model: str = "policy_model"
+    max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1)
+    concurrency: int = Field(256, ge=1)
+
+
+class ModelEndpoint(BaseModel):
+    """A model endpoint declared in YAML; unset fields come from settings (env or CLI)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    base_url: str | None = None
+    name: str | None = None
+    api: str | None = None
+    api_key: str | None = None
+    timeout_s: float | None = None
+
+
+class GymConfig(BaseModel):
+    """The merged configuration of every file given."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    agents: dict[str, AgentConfig] = Field(default_factory=dict)
+    models: dict[str, ModelEndpoint] = Field(default_factory=dict)
+
+    def agent(self, name: str) -> AgentConfig:
+        """The agent of that name, or a ConfigError listing the known ones."""
+        try:
+            return self.agents[name]
+        except KeyError:
+            known = ", ".join(sorted(self.agents)) or "none"
+            raise EnvironmentNotFoundError(
+                f"unknown agent '{name}' (known agents: {known}); "
+                "pass --config with the environment's config.yaml"
+            ) from None
+
+
+def environments_root() -> Path:
+    """The folder that holds one sub-folder per environment."""
+    import environments
+
+    return Path(environments.__file__).parent
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with 'agents' and/or 'models' at the top")
+    return data
+
+
+def load_config(paths: Sequence[Path] | None = None) -> GymConfig:
+    """Merge the given YAML files (or every environment's config.yaml) into one GymConfig."""
+    if not paths:
+        paths = sorted(environments_root().glob("*/config.yaml"))
+    merged: dict[str, Any] = {}
+    for path in paths:
+        merged = _merge(merged, _read_yaml(Path(path)))
+    try:
+        return GymConfig.model_validate(merged)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        files = ",".join(str(p) for p in paths)
+        raise ConfigError(f"{files}: {where}: {first['msg']}") from exc
+
+
+def resolve_model(config: GymConfig, agent: str, overrides: Mapping[str, Any]) -> ModelSettings:
+    """The endpoint an agent calls: defaults < YAML < environment variables < CLI options.
+
+    ``overrides`` are the CLI options the user actually gave (None values are ignored).
+    """
+    from_env = ModelSettings()
+    fields: dict[str, Any] = {}
+    declared = config.models.get(config.agent(agent).model)
+    if declared is not None:
+        fields.update(
+            {k: v for k, v in declared.model_dump().items() if v is not None}
+        )
+    fields.update({k: getattr(from_env, k) for k in from_env.model_fields_set})
+    fields.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return ModelSettings.model_validate(fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"model for agent '{agent}': {where}: {first['msg']}") from exc

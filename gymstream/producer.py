@@ -1,0 +1,229 @@
+"""Dataset rows -> per-agent task topics: the engine of ``gymstream produce``.
+
+Streams the input in constant memory (rows are read, expanded and sent in bounded windows),
+validates every row, assigns ``_ng_task_index`` / ``_ng_rollout_index`` and a rollout id unique
+in the run, and publishes with acks=all and idempotence. Task messages go round-robin over the
+agent topic's partitions (even spread, whatever the keys); the key is the rollout id.
+
+The run manifest on the runs topic brackets the work: ``producing`` first, then ``produced`` with
+the expected rollouts per agent once every task is acknowledged, so a sink knows when it is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+
+from gymstream.errors import RowError
+from gymstream.kafka import build_producer
+from gymstream.rows import InputRow, apply_overrides, expand, read_rows
+from gymstream.schema import ENCODER, RunManifest, TaskMessage, rollout_id
+from gymstream.settings import KafkaSettings
+from gymstream.topics import TopicLayout
+
+__all__ = ["ProduceOptions", "ProduceReport", "produce", "publish_manifest"]
+
+_WINDOW = 4096  # sends in flight before we wait for their acks: bounds memory, keeps batches full
+
+
+@dataclass(frozen=True)
+class ProduceOptions:
+    """What to publish; mirrors the CLI options of ``gymstream produce``."""
+
+    input_path: Path
+    run_id: str
+    known_agents: Collection[str]
+    default_agent: str | None = None
+    num_repeats: int | Mapping[str, int] = 1
+    limit: int | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    fail_fast: bool = False
+    rejects_path: Path | None = None
+    materialized_path: Path | None = None
+    skip_rollouts: Collection[str] = frozenset()
+    policy_version: int | None = None
+
+
+@dataclass
+class ProduceReport:
+    """Counts of one produce run; ``expected`` is what the sink must account for."""
+
+    run_id: str
+    published: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    rejected: int = 0
+    rows: int = 0
+    elapsed_s: float = 0.0
+    stopped_at: RowError | None = None
+
+    @property
+    def expected(self) -> dict[str, int]:
+        agents = set(self.published) | set(self.skipped)
+        return {a: self.published[a] + self.skipped[a] for a in sorted(agents)}
+
+
+async def publish_manifest(producer: Any, layout: TopicLayout, manifest: RunManifest) -> None:
+    """Write the run's manifest (latest state wins: the runs topic is compacted)."""
+    await (
+        await producer.send(
+            layout.runs, ENCODER.encode(manifest), key=manifest.run_id.encode("utf-8")
+        )
+    )
+
+
+def _write_reject(out: IO[bytes], item: RowError, raw: bytes | None) -> None:
+    record = {"line": item.line, "field": item.field, "error": str(item)}
+    out.write(ENCODER.encode(record) + b"\n")
+
+
+async def produce(
+    kafka: KafkaSettings,
+    layout: TopicLayout,
+    options: ProduceOptions,
+    *,
+    on_reject: Callable[[RowError], None] | None = None,
+    on_published: Callable[[int], None] | None = None,
+) -> ProduceReport:
+    """Publish every valid rollout of the input; report bad rows through ``on_reject``.
+
+    Raises nothing for bad rows (they are counted and written to ``rejects_path``) unless
+    ``fail_fast`` is set, in which case production stops at the first one and the report says
+    where (``stopped_at``); the manifest is then left in state ``producing``.
+    """
+    report = ProduceReport(run_id=options.run_id)
+    started = time.perf_counter()
+    producer = build_producer(kafka)
+    await producer.start()
+    rejects: IO[bytes] | None = None
+    materialized: IO[bytes] | None = None
+    try:
+        now_ms = int(time.time() * 1000)
+        await publish_manifest(
+            producer,
+            layout,
+            RunManifest(
+                run_id=options.run_id,
+                state="producing",
+                input_path=str(options.input_path),
+                created_ms=now_ms,
+            ),
+        )
+        partitions: dict[str, list[int]] = {}
+        next_partition: Counter[str] = Counter()
+        pending: list[asyncio.Future[Any]] = []
+
+        def good_rows() -> Any:
+            nonlocal rejects
+            for item in read_rows(
+                options.input_path,
+                default_agent=options.default_agent,
+                known_agents=options.known_agents,
+                limit=options.limit,
+            ):
+                if isinstance(item, InputRow):
+                    report.rows += 1
+                    yield item
+                    continue
+                report.rejected += 1
+                if on_reject is not None:
+                    on_reject(item)
+                if options.rejects_path is not None:
+                    if rejects is None:
+                        options.rejects_path.parent.mkdir(parents=True, exist_ok=True)
+                        rejects = options.rejects_path.open("wb")
+                    _write_reject(rejects, item, None)
+                if options.fail_fast:
+                    report.stopped_at = item
+                    return
+
+        if options.materialized_path is not None:
+            options.materialized_path.parent.mkdir(parents=True, exist_ok=True)
+            materialized = options.materialized_path.open("wb")
+
+        for rollout in expand(good_rows(), num_repeats=options.num_repeats):
+            rid = rollout_id(options.run_id, rollout.agent, rollout.task_index, rollout.rollout_index)
+            if rid in options.skip_rollouts:
+                report.skipped[rollout.agent] += 1
+                continue
+            row = apply_overrides(rollout.row, options.overrides) if options.overrides else rollout.row
+            topic = layout.tasks(rollout.agent)
+            if topic not in partitions:
+                found = await producer.partitions_for(topic)
+                if not found:
+                    from gymstream.errors import ConfigError
+
+                    raise ConfigError(
+                        f"topic {topic} does not exist; run `gymstream topics apply` first"
+                    )
+                partitions[topic] = sorted(found)
+            parts = partitions[topic]
+            partition = parts[next_partition[topic] % len(parts)]
+            next_partition[topic] += 1
+            task = TaskMessage(
+                run_id=options.run_id,
+                rollout_id=rid,
+                agent=rollout.agent,
+                task_index=rollout.task_index,
+                rollout_index=rollout.rollout_index,
+                row=row,
+                created_ms=int(time.time() * 1000),
+                policy_version=options.policy_version,
+            )
+            if materialized is not None:
+                materialized.write(
+                    ENCODER.encode(
+                        {
+                            **row,
+                            "_ng_task_index": rollout.task_index,
+                            "_ng_rollout_index": rollout.rollout_index,
+                            "agent_ref": {"name": rollout.agent},
+                        }
+                    )
+                    + b"\n"
+                )
+            pending.append(
+                await producer.send(
+                    topic, ENCODER.encode(task), key=rid.encode("utf-8"), partition=partition
+                )
+            )
+            report.published[rollout.agent] += 1
+            if len(pending) >= _WINDOW:
+                await asyncio.gather(*pending)
+                if on_published is not None:
+                    on_published(len(pending))
+                pending.clear()
+        if pending:
+            await asyncio.gather(*pending)
+            if on_published is not None:
+                on_published(len(pending))
+        if report.stopped_at is None:
+            await publish_manifest(
+                producer,
+                layout,
+                RunManifest(
+                    run_id=options.run_id,
+                    state="produced",
+                    expected=report.expected,
+                    input_path=str(options.input_path),
+                    created_ms=now_ms,
+                ),
+            )
+    finally:
+        for handle in (rejects, materialized):
+            if handle is not None:
+                handle.close()
+        await producer.stop()
+    report.elapsed_s = time.perf_counter() - started
+    return report
+
+
+def decode_json(data: bytes) -> Any:
+    """Decode a JSON document (used by tests and tools that read rejects files)."""
+    return msgspec.json.decode(data)
