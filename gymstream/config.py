@@ -144,9 +144,7 @@ def resolve_model(config: GymConfig, agent: str, overrides: Mapping[str, Any]) -
     fields: dict[str, Any] = {}
     declared = config.models.get(config.agent(agent).model)
     if declared is not None:
-        fields.update(
-            {k: v for k, v in declared.model_dump().items() if v is not None}
-        )
+        fields.update({k: v for k, v in declared.model_dump().items() if v is not None})
     fields.update({k: getattr(from_env, k) for k in from_env.model_fields_set})
     fields.update({k: v for k, v in overrides.items() if v is not None})
     try:

@@ -71,7 +71,9 @@ def claim_output(paths: OutputPaths, run_id: str, *, overwrite: bool) -> bool:
         try:
             existing_run = str(_DECODER.decode(paths.run_file.read_bytes())["run_id"])
         except (msgspec.DecodeError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{paths.run_file}: unreadable run file; delete it or pass --overwrite") from exc
+            raise ConfigError(
+                f"{paths.run_file}: unreadable run file; delete it or pass --overwrite"
+            ) from exc
     has_rows = paths.output.exists() and paths.output.stat().st_size > 0
     if existing_run == run_id:
         return True
@@ -139,10 +141,15 @@ def _iter_rows(path: Path) -> Iterator[dict[str, Any]]:
                 yield _DECODER.decode(line)
 
 
-def read_done_ids(path: Path, run_id: str) -> set[str]:
-    """Rollout ids already in an output or failures file of ``run_id`` (for dedupe on restart)."""
+def read_done_ids(path: Path, run_id: str, *, terminal_only: bool = False) -> set[str]:
+    """Rollout ids already in an output or failures file of ``run_id`` (for dedupe on restart).
+
+    ``terminal_only`` keeps only failures marked terminal (others may be retried).
+    """
     done: set[str] = set()
     for row in _iter_rows(path):
+        if terminal_only and not row.get("_ng_failure_terminal", True):
+            continue
         agent = row.get("agent_ref", {}).get("name", "")
         done.add(rollout_id(run_id, agent, row["_ng_task_index"], row["_ng_rollout_index"]))
     return done

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import msgspec
-
 from gymstream.errors import RowError
 from gymstream.kafka import build_producer
 from gymstream.rows import InputRow, apply_overrides, expand, read_rows
@@ -78,7 +76,7 @@ async def publish_manifest(producer: Any, layout: TopicLayout, manifest: RunMani
     )
 
 
-def _write_reject(out: IO[bytes], item: RowError, raw: bytes | None) -> None:
+def _write_reject(out: IO[bytes], item: RowError) -> None:
     record = {"line": item.line, "field": item.field, "error": str(item)}
     out.write(ENCODER.encode(record) + b"\n")
 
@@ -90,12 +88,15 @@ async def produce(
     *,
     on_reject: Callable[[RowError], None] | None = None,
     on_published: Callable[[int], None] | None = None,
+    on_agent: Callable[[str], Any] | None = None,
 ) -> ProduceReport:
     """Publish every valid rollout of the input; report bad rows through ``on_reject``.
 
     Raises nothing for bad rows (they are counted and written to ``rejects_path``) unless
     ``fail_fast`` is set, in which case production stops at the first one and the report says
     where (``stopped_at``); the manifest is then left in state ``producing``.
+    ``on_agent(agent)`` (may be async) is called before the first task of each agent is sent,
+    so that ``collect`` can start that agent's workers.
     """
     report = ProduceReport(run_id=options.run_id)
     started = time.perf_counter()
@@ -138,7 +139,7 @@ async def produce(
                     if rejects is None:
                         options.rejects_path.parent.mkdir(parents=True, exist_ok=True)
                         rejects = options.rejects_path.open("wb")
-                    _write_reject(rejects, item, None)
+                    _write_reject(rejects, item)
                 if options.fail_fast:
                     report.stopped_at = item
                     return
@@ -148,13 +149,21 @@ async def produce(
             materialized = options.materialized_path.open("wb")
 
         for rollout in expand(good_rows(), num_repeats=options.num_repeats):
-            rid = rollout_id(options.run_id, rollout.agent, rollout.task_index, rollout.rollout_index)
+            rid = rollout_id(
+                options.run_id, rollout.agent, rollout.task_index, rollout.rollout_index
+            )
             if rid in options.skip_rollouts:
                 report.skipped[rollout.agent] += 1
                 continue
-            row = apply_overrides(rollout.row, options.overrides) if options.overrides else rollout.row
+            row = (
+                apply_overrides(rollout.row, options.overrides)
+                if options.overrides
+                else rollout.row
+            )
             topic = layout.tasks(rollout.agent)
             if topic not in partitions:
+                if on_agent is not None:
+                    await _maybe_await(on_agent(rollout.agent))
                 found = await producer.partitions_for(topic)
                 if not found:
                     from gymstream.errors import ConfigError
@@ -224,6 +233,6 @@ async def produce(
     return report
 
 
-def decode_json(data: bytes) -> Any:
-    """Decode a JSON document (used by tests and tools that read rejects files)."""
-    return msgspec.json.decode(data)
+async def _maybe_await(value: Any) -> None:
+    if asyncio.iscoroutine(value):
+        await value

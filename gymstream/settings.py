@@ -12,7 +12,14 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_BOOTSTRAP", "KafkaSettings", "ModelSettings", "RetrySettings", "WorkerSettings"]
+__all__ = [
+    "DEFAULT_BOOTSTRAP",
+    "KafkaSettings",
+    "ModelSettings",
+    "RetrySettings",
+    "TopicSettings",
+    "WorkerSettings",
+]
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
@@ -102,3 +109,12 @@ class WorkerSettings(BaseSettings):
     shutdown_grace_s: float = Field(10.0, ge=0)
     max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     policy_version: int | None = None
+
+
+class TopicSettings(BaseSettings):
+    """Where topic names come from: a prefix (namespace) and the topics file."""
+
+    model_config = SettingsConfigDict(env_prefix="GYMSTREAM_TOPIC_", frozen=True, extra="ignore")
+
+    prefix: str = Field("gymstream", pattern=r"^[A-Za-z0-9._-]+$")
+    file: str | None = Field(None, description="Path of topics.yaml (default: the project's).")

@@ -14,10 +14,10 @@ import contextlib
 import logging
 import os
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO
 
 import msgspec
 from aiokafka import TopicPartition
@@ -47,7 +47,7 @@ class SinkReport:
     written: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     failure_classes: Counter[str] = field(default_factory=Counter)
-    reward_sum: Counter[str] = field(default_factory=Counter)
+    reward_sum: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     duplicates: int = 0
     resumed_rows: int = 0
     accounted: int = 0
@@ -116,7 +116,7 @@ async def run_sink(
     if report.torn_bytes:
         log.warning("cut a torn last line (%d bytes) left by a crash", report.torn_bytes)
     written_ids = read_done_ids(output.output, run_id)
-    failed_ids = read_done_ids(output.failures, run_id) - written_ids
+    failed_ids = read_done_ids(output.failures, run_id, terminal_only=True) - written_ids
     report.resumed_rows = len(written_ids) + len(failed_ids)
     report.accounted = report.resumed_rows
 
@@ -159,7 +159,10 @@ async def run_sink(
                     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                         log.warning(
                             "skipping undecodable message at %s/%d/%d: %s",
-                            tp.topic, tp.partition, message.offset, exc,
+                            tp.topic,
+                            tp.partition,
+                            message.offset,
+                            exc,
                         )
                         continue
                     if is_result:

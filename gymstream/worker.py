@@ -101,7 +101,7 @@ class _Worker:
         self.worker_id = worker_id
         self.on_outcome = on_outcome
         self.topic = layout.tasks(agent)
-        self.tracker = OffsetTracker()
+        self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.stats = WorkerStats()
         self.tasks_by_tp: dict[TopicPartition, set[asyncio.Task[None]]] = defaultdict(set)
         self.all_tasks: set[asyncio.Task[None]] = set()
@@ -270,8 +270,10 @@ class _Worker:
         value: bytes = message.value or b""
         if len(value) > self.settings.max_message_bytes:
             return self._poison(
-                where, "oversize", f"task message of {len(value)} bytes exceeds the worker's "
-                f"limit of {self.settings.max_message_bytes}"
+                where,
+                "oversize",
+                f"task message of {len(value)} bytes exceeds the worker's "
+                f"limit of {self.settings.max_message_bytes}",
             )
         try:
             task = DECODE_TASK.decode(value)
@@ -279,9 +281,12 @@ class _Worker:
             return self._poison(where, "undecodable", f"not a task message: {exc}")
         if task.agent != self.agent:
             return self._failure(
-                task, "unknown_agent", "UnknownAgent",
+                task,
+                "unknown_agent",
+                "UnknownAgent",
                 f"task for agent '{task.agent}' arrived on {tp.topic}, served by '{self.agent}'",
-                terminal=True, where=where,
+                terminal=True,
+                where=where,
             )
         return await self._run_task(task, where)
 
@@ -298,14 +303,21 @@ class _Worker:
                 )
         except TimeoutError:
             return self._failure(
-                task, "rollout_deadline", "TimeoutError",
+                task,
+                "rollout_deadline",
+                "TimeoutError",
                 f"rollout ran past its deadline of {self.retry.rollout_deadline_s:.0f} s",
-                terminal=False, where=where,
+                terminal=False,
+                where=where,
             )
         except GymstreamError as exc:
             return self._failure(
-                task, exc.failure_class, type(exc).__name__, str(exc),
-                terminal=not exc.retriable, where=where,
+                task,
+                exc.failure_class,
+                type(exc).__name__,
+                str(exc),
+                terminal=not exc.retriable,
+                where=where,
                 http_status=getattr(exc, "http_status", None),
                 attempts=getattr(exc, "attempts", 1),
             )
@@ -322,9 +334,9 @@ class _Worker:
         output["_ng_task_index"] = task.task_index
         output["_ng_rollout_index"] = task.rollout_index
         ref = task.row.get("agent_ref")
-        output["agent_ref"] = {**ref, "name": task.agent} if isinstance(ref, dict) else {
-            "name": task.agent
-        }
+        output["agent_ref"] = (
+            {**ref, "name": task.agent} if isinstance(ref, dict) else {"name": task.agent}
+        )
         reward = float(verify.get("reward", 0.0))
         timings = dict(result.timings)
         timings["total_s"] = time.monotonic() - started

@@ -5,17 +5,26 @@ from __future__ import annotations
 import typer
 
 from gymstream.cli import kafka, model
+from gymstream.cli.collect import collect_command, demo_command
+from gymstream.cli.pipeline import produce_command, sink_command, topics_app, worker_command
 
 app = typer.Typer(
     name="gymstream",
     help=(
-        "Collect reinforcement-learning rollouts for LLMs over Apache Kafka, NeMo Gym compatible.\n\n"
-        "Start with `gymstream demo`: it runs the whole pipeline on the two example environments."
+        "Collect reinforcement-learning rollouts for LLMs over Apache Kafka, NeMo Gym "
+        "compatible.\n\nStart with `gymstream demo`: it runs the whole pipeline on the two "
+        "example environments with no external services."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+app.command("demo")(demo_command)
+app.command("collect")(collect_command)
+app.command("produce")(produce_command)
+app.command("worker")(worker_command)
+app.command("sink")(sink_command)
+app.add_typer(topics_app, name="topics")
 app.add_typer(kafka.app, name="kafka")
 app.add_typer(model.app, name="model")
 

@@ -1,0 +1,113 @@
+"""Options and error handling shared by the pipeline commands."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from gymstream.config import GymConfig, load_config
+from gymstream.errors import GymstreamError
+from gymstream.settings import KafkaSettings, TopicSettings
+from gymstream.topics import TopicLayout, load_layout
+
+T = TypeVar("T")
+
+console = Console(stderr=True)
+out = Console()
+
+BootstrapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bootstrap",
+        help="Kafka bootstrap servers (default: $GYMSTREAM_KAFKA_BOOTSTRAP or 127.0.0.1:9092).",
+        show_default=False,
+    ),
+]
+PrefixOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--topic-prefix",
+        help="Namespace of topic and group names (default: $GYMSTREAM_TOPIC_PREFIX or gymstream).",
+        show_default=False,
+    ),
+]
+TopicsFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--topics-file", help="topics.yaml to use (default: the project's).", show_default=False
+    ),
+]
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        help="Comma-separated agent/model YAML files, merged in order (default: every "
+        "environments/*/config.yaml).",
+        show_default=False,
+    ),
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log more detail.")]
+
+
+def kafka_settings(bootstrap: str | None) -> KafkaSettings:
+    return KafkaSettings(bootstrap=bootstrap) if bootstrap else KafkaSettings()
+
+
+def layout_for(prefix: str | None, topics_file: Path | None) -> TopicLayout:
+    topic = TopicSettings(prefix=prefix) if prefix else TopicSettings()
+    path = topics_file or (Path(topic.file) if topic.file else None)
+    return load_layout(path, topic.prefix)
+
+
+def gym_config(config: str | None) -> GymConfig:
+    paths = [Path(p.strip()) for p in config.split(",") if p.strip()] if config else None
+    return load_config(paths)
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiokafka").setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def run(coro: Coroutine[Any, Any, T], *, bootstrap: str = "") -> T:
+    """Run a command's coroutine; turn known failures into one clear line and an exit code."""
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    try:
+        return asyncio.run(coro)
+    except GymstreamError as exc:
+        raise fail(str(exc), 2) from None
+    except KafkaConnectionError as exc:
+        raise fail(
+            f"cannot reach Kafka at {bootstrap or 'the bootstrap servers'} ({exc}); start one with "
+            "`gymstream kafka start` or set GYMSTREAM_KAFKA_BOOTSTRAP / --bootstrap",
+            1,
+        ) from None
+    except KafkaError as exc:
+        raise fail(f"Kafka error: {exc}", 1) from None
+    except KeyboardInterrupt:
+        raise fail("interrupted", 130) from None
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``: the command winds down cleanly instead of dying."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)

@@ -1,0 +1,300 @@
+"""`gymstream topics|produce|worker|sink`: the separable stages of the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gymstream.cli.common import (
+    BootstrapOpt,
+    ConfigOpt,
+    PrefixOpt,
+    TopicsFileOpt,
+    VerboseOpt,
+    console,
+    fail,
+    gym_config,
+    install_stop_signals,
+    kafka_settings,
+    layout_for,
+    out,
+    run,
+    setup_logging,
+)
+from gymstream.errors import GymstreamError, RowError
+from gymstream.outputs import OutputPaths, claim_output
+from gymstream.producer import ProduceOptions, ProduceReport, produce
+from gymstream.rows import parse_override, parse_repeats
+from gymstream.sink import SinkReport, run_sink
+from gymstream.topics import apply_topics
+
+topics_app = typer.Typer(help="Kafka topics declared in topics.yaml.", no_args_is_help=True)
+
+
+@topics_app.command("apply")
+def topics_apply(
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: PrefixOpt = None,
+    topics_file: TopicsFileOpt = None,
+    config: ConfigOpt = None,
+    agent: Annotated[
+        list[str] | None,
+        typer.Option("--agent", help="Only these agents' task topics (default: every agent)."),
+    ] = None,
+) -> None:
+    """Create the topics that are missing and report those that differ; safe to run twice."""
+    kafka = kafka_settings(bootstrap)
+    layout = layout_for(topic_prefix, topics_file)
+    agents = agent or list(gym_config(config).agents)
+    report = run(apply_topics(kafka.client_options(), layout, agents), bootstrap=kafka.bootstrap)
+    for name in report.created:
+        out.print(f"created   {name}")
+    for name in report.unchanged:
+        out.print(f"ok        {name}")
+    for line in report.differences:
+        out.print(f"[yellow]differs[/yellow]   {line}")
+
+
+def repeats_value(num_repeats: int | None, per_agent: list[str] | None) -> int | dict[str, int]:
+    if per_agent:
+        try:
+            mapping = parse_repeats(per_agent)
+        except ValueError as exc:
+            raise fail(f"--num-repeats-per-agent: {exc}") from None
+        if num_repeats is not None:
+            mapping.setdefault("_default", num_repeats)
+        return mapping
+    return num_repeats or 1
+
+
+def overrides_value(values: list[str] | None) -> dict[str, object]:
+    result: dict[str, object] = {}
+    for text in values or []:
+        try:
+            key, value = parse_override(text)
+        except ValueError as exc:
+            raise fail(f"--responses-create-params: {exc}") from None
+        result[key] = value
+    return result
+
+
+NumRepeatsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--num-repeats", min=1, help="Rollouts per input row (GRPO group size).", show_default="1"
+    ),
+]
+PerAgentOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--num-repeats-per-agent",
+        metavar="AGENT=N",
+        help="Repeats for one agent (repeatable; `_default=N` for the rest).",
+    ),
+]
+LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N lines.")]
+AgentNameOpt = Annotated[
+    str | None,
+    typer.Option("--agent-name", help="Agent for rows that have no agent_ref."),
+]
+ParamsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--responses-create-params",
+        metavar="KEY=VALUE",
+        help="Override a key of responses_create_params (repeatable), e.g. temperature=0.6.",
+    ),
+]
+RunIdOpt = Annotated[
+    str | None,
+    typer.Option("--run-id", help="Run id (default: a new one). Reuse it to resume a run."),
+]
+FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop at the first bad row.")]
+
+
+def print_reject(item: RowError) -> None:
+    console.print(f"[yellow]rejected[/yellow] {item}", highlight=False, soft_wrap=True)
+
+
+def print_produce_summary(report: ProduceReport) -> None:
+    table = Table(title=f"run {report.run_id}: produced")
+    table.add_column("agent")
+    table.add_column("published", justify="right")
+    table.add_column("skipped (already done)", justify="right")
+    for agent in sorted(report.expected):
+        table.add_row(agent, str(report.published[agent]), str(report.skipped[agent]))
+    out.print(table)
+    out.print(
+        f"{report.rows} rows read, {sum(report.published.values())} rollouts published, "
+        f"{report.rejected} rows rejected, in {report.elapsed_s:.1f} s"
+    )
+
+
+def produce_command(
+    input_path: Annotated[Path, typer.Argument(help="NeMo Gym JSONL dataset.", metavar="INPUT")],
+    agent_name: AgentNameOpt = None,
+    num_repeats: NumRepeatsOpt = None,
+    num_repeats_per_agent: PerAgentOpt = None,
+    limit: LimitOpt = None,
+    responses_create_params: ParamsOpt = None,
+    run_id: RunIdOpt = None,
+    fail_fast: FailFastOpt = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            "--rejects",
+            help="Where bad rows are recorded (default: "
+            "<input stem>_rejects.jsonl in the current directory).",
+        ),
+    ] = None,
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: PrefixOpt = None,
+    topics_file: TopicsFileOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Publish a dataset's rows to the per-agent task topics (acks=all, idempotent)."""
+    setup_logging(verbose)
+    if not input_path.is_file():
+        raise fail(f"{input_path}: no such file")
+    kafka = kafka_settings(bootstrap)
+    layout = layout_for(topic_prefix, topics_file)
+    try:
+        cfg = gym_config(config)
+    except GymstreamError as exc:
+        raise fail(str(exc)) from None
+    options = ProduceOptions(
+        input_path=input_path,
+        run_id=run_id or new_run_id(),
+        known_agents=frozenset(cfg.agents),
+        default_agent=agent_name,
+        num_repeats=repeats_value(num_repeats, num_repeats_per_agent),
+        limit=limit,
+        overrides=overrides_value(responses_create_params),
+        fail_fast=fail_fast,
+        rejects_path=rejects or Path(f"{input_path.stem}_rejects.jsonl"),
+    )
+    report = run(produce(kafka, layout, options, on_reject=print_reject), bootstrap=kafka.bootstrap)
+    print_produce_summary(report)
+    if report.stopped_at is not None:
+        raise fail(f"stopped at the first bad row (--fail-fast): {report.stopped_at}")
+    if not report.published and not report.skipped:
+        raise fail(f"{input_path}: no rows to publish", 1)
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+def print_sink_summary(report: SinkReport, output: Path) -> None:
+    table = Table(title=f"run {report.run_id} -> {output}")
+    table.add_column("agent")
+    table.add_column("rollouts", justify="right")
+    table.add_column("mean reward", justify="right")
+    table.add_column("failures", justify="right")
+    agents = sorted(set(report.written) | set(report.failed) | set(report.expected or {}))
+    for agent in agents:
+        n = report.written[agent]
+        mean = f"{report.reward_sum[agent] / n:.3f}" if n else "-"
+        table.add_row(agent, str(n), mean, str(report.failed[agent]))
+    out.print(table)
+    classes = ", ".join(f"{k}: {v}" for k, v in report.failure_classes.most_common())
+    expected = report.expected_total
+    out.print(
+        f"{report.accounted} of {expected if expected is not None else '?'} rollouts accounted "
+        f"for ({report.resumed_rows} from before a restart), {report.duplicates} duplicates "
+        f"dropped, in {report.elapsed_s:.1f} s" + (f"; failures: {classes}" if classes else "")
+    )
+
+
+def sink_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL (NeMo Gym rows).")],
+    run_id: Annotated[str, typer.Option("--run-id", help="The run to collect.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep running after the run is complete.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an output that belongs to another run.")
+    ] = False,
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: PrefixOpt = None,
+    topics_file: TopicsFileOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Write a run's scored rollouts to JSONL exactly as NeMo Gym's collector would.
+
+    Stops by itself when every rollout of the run is written or failed (unless --follow).
+    Failures go to <stem>_failures.jsonl; metrics to <stem>_aggregate_metrics.json.
+    """
+    setup_logging(verbose)
+    kafka = kafka_settings(bootstrap)
+    layout = layout_for(topic_prefix, topics_file)
+    paths = OutputPaths(output)
+    try:
+        claim_output(paths, run_id, overwrite=overwrite)
+    except GymstreamError as exc:
+        raise fail(str(exc)) from None
+
+    async def main() -> SinkReport:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        return await run_sink(kafka, layout, paths, run_id, stop=stop, follow=follow)
+
+    report = run(main(), bootstrap=kafka.bootstrap)
+    print_sink_summary(report, output)
+    if not report.complete and not follow:
+        raise fail("stopped before the run was complete; run the same command to resume", 1)
+
+
+def worker_command(
+    agent: Annotated[str, typer.Option("--agent", help="The agent this worker serves.")],
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency", min=1, help="Rollouts in flight (default: the agent's config, 256)."
+        ),
+    ] = None,
+    model_base_url: Annotated[
+        str | None, typer.Option("--model-base-url", help="OpenAI-compatible base URL (/v1).")
+    ] = None,
+    model_name: Annotated[str | None, typer.Option("--model-name", help="Model name.")] = None,
+    model_api: Annotated[
+        str | None, typer.Option("--model-api", help="responses or chat_completions.")
+    ] = None,
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: PrefixOpt = None,
+    topics_file: TopicsFileOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve one agent: consume its tasks, run rollouts, publish scored results.
+
+    Run any number of these per agent (on any machines): they share the work through the
+    agent's consumer group. SIGTERM/SIGINT: stop taking work, settle, commit, leave the group.
+    The API key comes from $GYMSTREAM_MODEL_API_KEY (or $OPENAI_API_KEY) and is never printed.
+    """
+    from workers.run import serve_agent
+
+    setup_logging(verbose)
+    kafka = kafka_settings(bootstrap)
+    layout = layout_for(topic_prefix, topics_file)
+    try:
+        cfg = gym_config(config)
+        cfg.agent(agent)
+    except GymstreamError as exc:
+        raise fail(str(exc)) from None
+    overrides = {"base_url": model_base_url, "name": model_name, "api": model_api}
+    stats = run(
+        serve_agent(kafka, layout, cfg, agent, overrides, concurrency), bootstrap=kafka.bootstrap
+    )
+    failures = ", ".join(f"{k}: {v}" for k, v in stats.failures.most_common()) or "none"
+    out.print(
+        f"worker for {agent}: {stats.taken} taken, {stats.succeeded} succeeded, "
+        f"failures: {failures}"
+    )

@@ -1,0 +1,139 @@
+"""All in one: apply topics, produce, run the agents' workers and the sink in one process.
+
+The counterpart of NeMo Gym's collector. It runs the very functions the separate commands run
+(``produce``, ``run_worker``, ``run_sink``), as tasks of one event loop, so what the tests prove
+for separate processes holds here too. Workers for an agent start when its first task is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gymstream.config import GymConfig, resolve_model
+from gymstream.environment import load_environment
+from gymstream.model_client import ModelClient, build_model_client
+from gymstream.outputs import OutputPaths, claim_output, read_done_ids
+from gymstream.producer import ProduceOptions, ProduceReport, produce
+from gymstream.settings import KafkaSettings, RetrySettings, WorkerSettings
+from gymstream.sink import SinkReport, run_sink
+from gymstream.topics import ApplyReport, TopicLayout, apply_topics
+from gymstream.worker import WorkerStats, run_worker
+
+__all__ = ["CollectReport", "collect"]
+
+log = logging.getLogger("gymstream.collect")
+
+
+@dataclass
+class CollectReport:
+    """What a collect run did, stage by stage."""
+
+    topics: ApplyReport | None = None
+    produced: ProduceReport | None = None
+    sink: SinkReport | None = None
+    workers: dict[str, WorkerStats] = field(default_factory=dict)
+    resumed: bool = False
+    elapsed_s: float = 0.0
+
+    @property
+    def missing(self) -> int:
+        """Rollouts expected but neither written nor failed (0 on a complete run)."""
+        if self.sink is None or self.sink.expected_total is None:
+            return -1
+        return max(0, self.sink.expected_total - self.sink.accounted)
+
+
+async def collect(
+    kafka: KafkaSettings,
+    layout: TopicLayout,
+    config: GymConfig,
+    options: ProduceOptions,
+    output: OutputPaths,
+    *,
+    model_overrides: Mapping[str, Any] | None = None,
+    retry: RetrySettings | None = None,
+    concurrency: int | None = None,
+    overwrite: bool = False,
+    on_progress: Callable[[SinkReport], None] | None = None,
+    on_reject: Callable[[Any], None] | None = None,
+) -> CollectReport:
+    """Collect every rollout of ``options.input_path`` into ``output``; see the module doc."""
+    started = time.perf_counter()
+    retry = retry or RetrySettings()
+    report = CollectReport()
+    report.resumed = claim_output(output, options.run_id, overwrite=overwrite)
+    if report.resumed:
+        done = read_done_ids(output.output, options.run_id)
+        done |= read_done_ids(output.failures, options.run_id, terminal_only=True)
+        options = ProduceOptions(**{**options.__dict__, "skip_rollouts": frozenset(done)})
+    report.topics = await apply_topics(kafka.client_options(), layout, config.agents)
+
+    stop_workers = asyncio.Event()
+    stop_sink = asyncio.Event()
+    worker_tasks: dict[str, asyncio.Task[WorkerStats]] = {}
+    clients: list[ModelClient] = []
+
+    async def start_agent(agent: str) -> None:
+        agent_config = config.agent(agent)
+        env = load_environment(agent_config.environment)
+        model_settings = resolve_model(config, agent, model_overrides or {})
+        client = build_model_client(model_settings, retry)
+        clients.append(client)
+        settings = WorkerSettings(concurrency=concurrency or agent_config.concurrency)
+        worker_tasks[agent] = asyncio.create_task(
+            run_worker(
+                kafka,
+                layout,
+                agent,
+                agent_config,
+                env,
+                client,
+                model_name=model_settings.name,
+                stop=stop_workers,
+                settings=settings,
+                retry=retry,
+            ),
+            name=f"worker-{agent}",
+        )
+
+    sink_task = asyncio.create_task(
+        run_sink(kafka, layout, output, options.run_id, stop=stop_sink, on_progress=on_progress),
+        name="sink",
+    )
+    try:
+        report.produced = await produce(
+            kafka, layout, options, on_reject=on_reject, on_agent=start_agent
+        )
+        if report.produced.stopped_at is not None:
+            stop_sink.set()
+        if report.resumed:
+            # agents whose rollouts were all done already still need no worker; nothing to do
+            pass
+        # the sink ends by itself once every expected rollout is accounted for;
+        # a worker that dies early would leave it waiting, so watch them too
+        while not sink_task.done():
+            dead = [t for t in worker_tasks.values() if t.done()]
+            for task in dead:
+                if task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            await asyncio.wait({sink_task}, timeout=0.5)
+        report.sink = sink_task.result()
+    finally:
+        stop_sink.set()
+        stop_workers.set()
+        if not sink_task.done():
+            with contextlib.suppress(Exception):
+                report.sink = await sink_task
+        for agent, task in worker_tasks.items():
+            with contextlib.suppress(Exception):
+                report.workers[agent] = await task
+        for client in clients:
+            await client.aclose()
+        report.elapsed_s = time.perf_counter() - started
+    return report
