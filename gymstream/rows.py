@@ -28,7 +28,6 @@ from __future__ import annotations
 import codecs
 import hashlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -61,9 +60,12 @@ _MISSING: Final = object()
 _DECODER: Final = msgspec.json.Decoder()
 
 
-@dataclass(frozen=True, slots=True)
-class InputRow:
-    """One good input line: the decoded row (kept whole) and the agent that serves it."""
+class InputRow(msgspec.Struct, frozen=True):
+    """One good input line: the decoded row (kept whole) and the agent that serves it.
+
+    A msgspec struct rather than a dataclass: a frozen dataclass costs ~10x more to build, which
+    is a second per million rows.
+    """
 
     line: int
     row: dict[str, Any]
@@ -72,8 +74,7 @@ class InputRow:
     """The line's bytes with surrounding whitespace stripped: the row's identity."""
 
 
-@dataclass(frozen=True, slots=True)
-class Rollout:
+class Rollout(msgspec.Struct, frozen=True):
     """One rollout to run.
 
     ``row`` is the input row unchanged, and the same dict object for every repeat of a line:
