@@ -1,0 +1,469 @@
+"""Start, inspect and stop a local KRaft Kafka cluster kept in one data directory.
+
+Layout of ``data_dir`` (every node is a combined broker+controller; ports: see config.py):
+
+- ``cluster.json``   cluster id and size; written once, kept across stops (the data is kept too)
+- ``state.json``     while running: bootstrap, ports, pids, how to restart a node; removed by stop
+- ``log4j2.properties``
+- ``node-<id>/``     server.properties, ``data/`` (log.dirs), server.log (broker log), console.log
+
+Starting an already formatted directory keeps its topics and offsets. All functions block; they may
+be called from inside a running event loop (use ``asyncio.to_thread`` to keep the loop responsive).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from gymstream.errors import KafkaSetupError
+from gymstream.localkafka import config, probe, process
+from gymstream.localkafka.jars import KAFKA_VERSION, check_java, fetch_jars
+from gymstream.localkafka.lock import file_lock
+
+__all__ = ["Cluster", "ClusterStatus", "NodeStatus", "start_cluster", "status", "stop_cluster"]
+
+_STATE = "state.json"
+_LAYOUT = "cluster.json"
+_LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    node_id: int
+    pid: int | None
+    port: int
+    controller_port: int
+    running: bool
+    log: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatus:
+    data_dir: Path
+    bootstrap: str | None
+    nodes: tuple[NodeStatus, ...]
+
+    @property
+    def running(self) -> bool:
+        """True if the directory has a cluster and every node of it runs."""
+        return bool(self.nodes) and all(n.running for n in self.nodes)
+
+
+def _node_dir(data_dir: Path, node_id: int) -> Path:
+    return data_dir / f"node-{node_id}"
+
+
+def _marker(data_dir: Path, node_id: int) -> str:
+    """What a node's command line must contain for its pid to be trusted (its properties path)."""
+    return str(_node_dir(data_dir, node_id) / "server.properties")
+
+
+def _read_json(path: Path) -> dict[str, object] | None:
+    try:
+        value = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise KafkaSetupError(f"{path} is unreadable ({exc}): delete it and start again") from exc
+    return value if isinstance(value, dict) else None
+
+
+def _write_json(path: Path, value: dict[str, object]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=1, sort_keys=True), "utf-8")
+    tmp.replace(path)
+
+
+def log_tail(data_dir: Path, node_id: int, lines: int = _LOG_TAIL_LINES) -> str:
+    """The last lines of a node's broker log and console output, for error messages."""
+    parts: list[str] = []
+    for name in ("server.log", "console.log"):
+        path = _node_dir(data_dir, node_id) / name
+        try:
+            text = path.read_text("utf-8", errors="replace").rstrip()
+        except OSError:
+            continue
+        if text:
+            tail = "\n".join("  " + line for line in text.splitlines()[-lines:])
+            parts.append(f"last lines of {path}:\n{tail}")
+    return "\n".join(parts) if parts else f"(no log in {_node_dir(data_dir, node_id)})"
+
+
+@dataclass
+class Cluster:
+    """A running local cluster; restart single nodes to inject broker failures.
+
+    ``bootstrap`` lists every node, running or not, so clients keep one address list throughout.
+    """
+
+    data_dir: Path
+    brokers: int
+    port: int
+    libs: Path
+    java: str
+    heap_mb: int
+    pids: dict[int, int | None] = field(default_factory=dict)
+
+    @property
+    def bootstrap(self) -> str:
+        return config.bootstrap_servers(self.port, self.node_ids)
+
+    @property
+    def node_ids(self) -> list[int]:
+        return list(range(1, self.brokers + 1))
+
+    def is_running(self, node_id: int) -> bool:
+        return process.is_running(self.pids.get(node_id), _marker(self.data_dir, node_id))
+
+    def status(self) -> ClusterStatus:
+        return status(self.data_dir)
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """Stop every node (SIGTERM, then SIGKILL after timeout_s); the data stays."""
+        stop_cluster(self.data_dir, timeout_s)
+        self.pids = dict.fromkeys(self.node_ids)
+
+    def stop_broker(self, node_id: int, timeout_s: float = 20.0) -> None:
+        """Stop one node (controlled shutdown, SIGKILL after timeout_s).
+
+        Returns once its process is gone and, within timeout_s, the remaining nodes' metadata no
+        longer lists it.
+        """
+        self._check_node(node_id)
+        with file_lock(self.data_dir / ".lock"):
+            pid = self.pids.get(node_id)
+            if pid is not None:
+                process.terminate({pid: _marker(self.data_dir, node_id)}, timeout_s)
+            self.pids[node_id] = None
+            self._save_state()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not any(node_id in ids for ids in self._broker_views().values()):
+                return
+            time.sleep(0.1)
+
+    def start_broker(self, node_id: int, timeout_s: float = 60.0) -> None:
+        """Start one stopped node on its own data, and wait until every running node lists it."""
+        self._check_node(node_id)
+        with file_lock(self.data_dir / ".lock"):
+            if self.is_running(node_id):
+                return
+            self._start_nodes([node_id], timeout_s)
+
+    def _check_node(self, node_id: int) -> None:
+        if node_id not in self.node_ids:
+            raise KafkaSetupError(f"no node {node_id}: this cluster has nodes {self.node_ids}")
+
+    def _save_state(self) -> None:
+        _write_json(
+            self.data_dir / _STATE,
+            {
+                "kafka_version": KAFKA_VERSION,
+                "brokers": self.brokers,
+                "port": self.port,
+                "bootstrap": self.bootstrap,
+                "libs": str(self.libs),
+                "java": self.java,
+                "heap_mb": self.heap_mb,
+                "pids": {str(n): pid for n, pid in self.pids.items()},
+            },
+        )
+
+    def _broker_views(self) -> dict[int, frozenset[int]]:
+        """Each running node's list of brokers (nodes that do not answer are left out)."""
+        views: dict[int, frozenset[int]] = {}
+        for node_id in self.node_ids:
+            if not self.is_running(node_id):
+                continue
+            try:
+                reply = probe.fetch_metadata(config.HOST, config.client_port(self.port, node_id))
+            except (OSError, ValueError):
+                continue
+            views[node_id] = reply.broker_ids
+        return views
+
+    def _start_nodes(self, node_ids: list[int], timeout_s: float) -> None:
+        """Spawn the given (formatted, stopped) nodes and wait until all running nodes see them.
+
+        On failure every node started here is stopped again and KafkaSetupError carries its log.
+        """
+        problem = config.check_ports_free(self.port, node_ids)
+        if problem is not None:
+            raise KafkaSetupError(problem)
+        log4j = self.data_dir / "log4j2.properties"
+        for node_id in node_ids:
+            node_dir = _node_dir(self.data_dir, node_id)
+            command = process.broker_command(
+                self.java,
+                self.libs,
+                node_dir / "server.properties",
+                log4j,
+                node_dir,
+                self.heap_mb,
+            )
+            self.pids[node_id] = process.spawn(command, node_dir / "console.log")
+        self._save_state()
+        try:
+            self._wait_ready(node_ids, timeout_s)
+        except KafkaSetupError:
+            process.terminate(
+                {self.pids[n] or 0: _marker(self.data_dir, n) for n in node_ids}, timeout_s=10
+            )
+            for node_id in node_ids:
+                self.pids[node_id] = None
+            self._save_state()
+            raise
+
+    def _wait_ready(self, started: list[int], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for node_id in started:
+                if not self.is_running(node_id):
+                    raise KafkaSetupError(
+                        f"Kafka node {node_id} exited during startup\n"
+                        + log_tail(self.data_dir, node_id)
+                    )
+            expected = {n for n in self.node_ids if self.is_running(n)}
+            views = self._broker_views()
+            if all(expected <= views.get(n, frozenset()) for n in expected):
+                return
+            if time.monotonic() > deadline:
+                late = sorted(n for n in started if expected - views.get(n, frozenset()))
+                node_id = late[0] if late else started[0]
+                raise KafkaSetupError(
+                    f"Kafka node {node_id} not up within {timeout_s:.0f} s "
+                    f"(nodes seen: {views}); raise the timeout or read the log\n"
+                    + log_tail(self.data_dir, node_id)
+                )
+            time.sleep(0.1)
+
+
+def _cluster_id(data_dir: Path, brokers: int, port: int) -> str:
+    """The directory's cluster id (new if fresh); records size and port in cluster.json."""
+    layout = _read_json(data_dir / _LAYOUT)
+    if layout is not None:
+        stored = layout.get("brokers")
+        if stored != brokers:
+            raise KafkaSetupError(
+                f"{data_dir} holds a {stored}-broker cluster: start it with --brokers {stored}, "
+                f"or use another --data-dir (or delete {data_dir}) for {brokers} brokers"
+            )
+        cluster_id = str(layout["cluster_id"])
+    else:
+        cluster_id = config.new_cluster_id()
+    _write_json(
+        data_dir / _LAYOUT,
+        {
+            "cluster_id": cluster_id,
+            "brokers": brokers,
+            "port": port,
+            "kafka_version": KAFKA_VERSION,
+        },
+    )
+    return cluster_id
+
+
+def _format(
+    data_dir: Path, node_ids: list[int], cluster_id: str, java: str, libs: Path, timeout_s: float
+) -> None:
+    """Run kafka-storage format for nodes without meta.properties (in parallel; ~1 s each)."""
+    todo = [
+        n for n in node_ids if not (_node_dir(data_dir, n) / "data" / "meta.properties").exists()
+    ]
+    running: dict[int, subprocess.Popen[str]] = {}
+    for node_id in todo:
+        node_dir = _node_dir(data_dir, node_id)
+        command = [
+            java,
+            "-Xmx256m",
+            *process.JVM_OPTIONS,
+            f"-Dlog4j2.configurationFile={data_dir / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={node_dir}",
+            "-cp",
+            f"{libs}/*",
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(node_dir / "server.properties"),
+        ]
+        running[node_id] = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    for node_id, proc in running.items():
+        try:
+            output, _ = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired as exc:
+            proc.kill()
+            proc.communicate()
+            raise KafkaSetupError(
+                f"formatting node {node_id}'s storage took over {timeout_s:.0f} s"
+            ) from exc
+        if proc.returncode != 0:
+            tail = "\n".join("  " + line for line in output.strip().splitlines()[-_LOG_TAIL_LINES:])
+            raise KafkaSetupError(
+                f"formatting node {node_id}'s storage failed (exit {proc.returncode}): "
+                f"delete {_node_dir(data_dir, node_id)} if it holds nothing you need\n{tail}"
+            )
+
+
+def _load(data_dir: Path) -> Cluster | None:
+    state = _read_json(data_dir / _STATE)
+    if state is None:
+        return None
+    try:
+        raw_pids = state["pids"]
+        if not isinstance(raw_pids, dict):
+            raise ValueError("pids is not an object")
+        return Cluster(
+            data_dir=data_dir,
+            brokers=int(str(state["brokers"])),
+            port=int(str(state["port"])),
+            libs=Path(str(state["libs"])),
+            java=str(state["java"]),
+            heap_mb=int(str(state["heap_mb"])),
+            pids={int(k): (int(v) if v is not None else None) for k, v in raw_pids.items()},
+        )
+    except (KeyError, ValueError) as exc:
+        raise KafkaSetupError(
+            f"{data_dir / _STATE} is damaged ({exc!r}): stop any broker still running from "
+            f"{data_dir} (pgrep -f {data_dir}) and delete the file"
+        ) from exc
+
+
+def start_cluster(
+    data_dir: Path,
+    brokers: int = 1,
+    port: int = 9092,
+    *,
+    libs: Path | None = None,
+    java: str = "java",
+    heap_mb: int = 512,
+    timeout_s: float = 60.0,
+) -> Cluster:
+    """Start (or finish starting) the cluster in ``data_dir`` and wait until all nodes serve.
+
+    A fresh directory is formatted; a formatted one keeps its data. Nodes already running are
+    left alone, so calling this twice is harmless. ``libs`` defaults to :func:`fetch_jars`'s
+    default cache. Raises KafkaSetupError (Java missing or < 17, Maven missing, port taken,
+    a node not up within timeout_s -- with the end of its log).
+    """
+    if not 1 <= brokers <= config.MAX_BROKERS:
+        raise KafkaSetupError(f"brokers must be between 1 and {config.MAX_BROKERS}, not {brokers}")
+    last_port = config.controller_port(port, brokers)
+    if port < 1024 or last_port > 65535:
+        raise KafkaSetupError(
+            f"port {port} leaves no room for {brokers} client and controller ports "
+            f"(up to {last_port}): choose a base port between 1024 and {65535 - 100 - brokers}"
+        )
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with file_lock(data_dir / ".lock"):
+        running = _load(data_dir)
+        if (
+            running is not None
+            and any(running.is_running(n) for n in running.node_ids)
+            and (running.port != port or running.brokers != brokers)
+        ):
+            raise KafkaSetupError(
+                f"the cluster in {data_dir} already runs ({running.brokers} broker(s) on "
+                f"{running.bootstrap}): stop it first (gymstream kafka stop --data-dir "
+                f"{data_dir}) to change --port or --brokers"
+            )
+        java_path = check_java(java)
+        libs = (libs or fetch_jars()).resolve()
+        cluster_id = _cluster_id(data_dir, brokers, port)
+        cluster = Cluster(data_dir, brokers, port, libs, java_path, heap_mb)
+        if running is not None:
+            cluster.pids = {n: pid for n, pid in running.pids.items() if running.is_running(n)}
+        todo = [n for n in cluster.node_ids if not cluster.is_running(n)]
+        if not todo:
+            return cluster
+        problem = config.check_ports_free(port, todo)
+        if problem is not None:
+            raise KafkaSetupError(problem)
+        log4j = resources.files("gymstream.localkafka").joinpath("log4j2.properties")
+        (data_dir / "log4j2.properties").write_text(log4j.read_text("utf-8"), "utf-8")
+        for node_id in todo:
+            node_dir = _node_dir(data_dir, node_id)
+            (node_dir / "data").mkdir(parents=True, exist_ok=True)
+            (node_dir / "server.properties").write_text(
+                config.render_properties(node_id, brokers, port, str(node_dir / "data")), "utf-8"
+            )
+        _format(data_dir, todo, cluster_id, java_path, libs, timeout_s)
+        cluster._start_nodes(todo, timeout_s)
+        return cluster
+
+
+def stop_cluster(data_dir: Path, timeout_s: float = 20.0) -> list[int]:
+    """Stop every node started from ``data_dir`` and remove state.json; the data stays.
+
+    SIGTERM to all nodes at once, SIGKILL for any still alive after timeout_s. Returns the ids of
+    the nodes that were running. Stopping a directory with nothing running is not an error.
+    """
+    data_dir = data_dir.expanduser().resolve()
+    with file_lock(data_dir / ".lock"):
+        cluster = _load(data_dir)
+        if cluster is None:
+            return []
+        markers = {
+            pid: _marker(data_dir, node_id)
+            for node_id, pid in cluster.pids.items()
+            if pid is not None
+        }
+        stopped = process.terminate(markers, timeout_s)
+        (data_dir / _STATE).unlink(missing_ok=True)
+        return sorted(n for n, pid in cluster.pids.items() if pid in stopped)
+
+
+def status(data_dir: Path) -> ClusterStatus:
+    """Which nodes of the cluster in ``data_dir`` run, with pids, ports and bootstrap."""
+    data_dir = data_dir.expanduser().resolve()
+    cluster = _load(data_dir)
+    if cluster is None:
+        layout = _read_json(data_dir / _LAYOUT)
+        if layout is None:
+            return ClusterStatus(data_dir, None, ())
+        brokers = int(str(layout.get("brokers", 0)))
+        port = int(str(layout.get("port", 0)))
+        nodes = tuple(
+            NodeStatus(
+                node_id=n,
+                pid=None,
+                port=config.client_port(port, n),
+                controller_port=config.controller_port(port, n),
+                running=False,
+                log=_node_dir(data_dir, n) / "server.log",
+            )
+            for n in range(1, brokers + 1)
+        )
+        return ClusterStatus(data_dir, None, nodes)
+    nodes = tuple(
+        NodeStatus(
+            node_id=n,
+            pid=cluster.pids.get(n),
+            port=config.client_port(cluster.port, n),
+            controller_port=config.controller_port(cluster.port, n),
+            running=cluster.is_running(n),
+            log=_node_dir(data_dir, n) / "server.log",
+        )
+        for n in cluster.node_ids
+    )
+    return ClusterStatus(data_dir, cluster.bootstrap, nodes)
+
+
+def remove_cluster(data_dir: Path, timeout_s: float = 20.0) -> None:
+    """Stop the cluster and delete ``data_dir`` with all its topics (for tests and resets)."""
+    stop_cluster(data_dir, timeout_s)
+    shutil.rmtree(data_dir.expanduser().resolve(), ignore_errors=True)
