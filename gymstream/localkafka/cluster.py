@@ -13,28 +13,32 @@ be called from inside a running event loop (use ``asyncio.to_thread`` to keep th
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from gymstream.errors import KafkaSetupError
-from gymstream.localkafka import config, probe, process
+from gymstream.localkafka import config, probe, process, storage
 from gymstream.localkafka.jars import KAFKA_VERSION, check_java, fetch_jars
 from gymstream.localkafka.lock import file_lock
 
-__all__ = ["Cluster", "ClusterStatus", "NodeStatus", "start_cluster", "status", "stop_cluster"]
-
-_STATE = "state.json"
-_LAYOUT = "cluster.json"
-_LOG_TAIL_LINES = 20
+__all__ = [
+    "Cluster",
+    "ClusterStatus",
+    "NodeStatus",
+    "remove_cluster",
+    "start_cluster",
+    "status",
+    "stop_cluster",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class NodeStatus:
+    """One node as seen from its data directory (``port`` is its client port)."""
+
     node_id: int
     pid: int | None
     port: int
@@ -45,6 +49,8 @@ class NodeStatus:
 
 @dataclass(frozen=True, slots=True)
 class ClusterStatus:
+    """What ``status(data_dir)`` found; ``bootstrap`` is None when nothing was started."""
+
     data_dir: Path
     bootstrap: str | None
     nodes: tuple[NodeStatus, ...]
@@ -53,46 +59,6 @@ class ClusterStatus:
     def running(self) -> bool:
         """True if the directory has a cluster and every node of it runs."""
         return bool(self.nodes) and all(n.running for n in self.nodes)
-
-
-def _node_dir(data_dir: Path, node_id: int) -> Path:
-    return data_dir / f"node-{node_id}"
-
-
-def _marker(data_dir: Path, node_id: int) -> str:
-    """What a node's command line must contain for its pid to be trusted (its properties path)."""
-    return str(_node_dir(data_dir, node_id) / "server.properties")
-
-
-def _read_json(path: Path) -> dict[str, object] | None:
-    try:
-        value = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise KafkaSetupError(f"{path} is unreadable ({exc}): delete it and start again") from exc
-    return value if isinstance(value, dict) else None
-
-
-def _write_json(path: Path, value: dict[str, object]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(value, indent=1, sort_keys=True), "utf-8")
-    tmp.replace(path)
-
-
-def log_tail(data_dir: Path, node_id: int, lines: int = _LOG_TAIL_LINES) -> str:
-    """The last lines of a node's broker log and console output, for error messages."""
-    parts: list[str] = []
-    for name in ("server.log", "console.log"):
-        path = _node_dir(data_dir, node_id) / name
-        try:
-            text = path.read_text("utf-8", errors="replace").rstrip()
-        except OSError:
-            continue
-        if text:
-            tail = "\n".join("  " + line for line in text.splitlines()[-lines:])
-            parts.append(f"last lines of {path}:\n{tail}")
-    return "\n".join(parts) if parts else f"(no log in {_node_dir(data_dir, node_id)})"
 
 
 @dataclass
@@ -119,7 +85,7 @@ class Cluster:
         return list(range(1, self.brokers + 1))
 
     def is_running(self, node_id: int) -> bool:
-        return process.is_running(self.pids.get(node_id), _marker(self.data_dir, node_id))
+        return process.is_running(self.pids.get(node_id), storage.marker(self.data_dir, node_id))
 
     def status(self) -> ClusterStatus:
         return status(self.data_dir)
@@ -139,7 +105,7 @@ class Cluster:
         with file_lock(self.data_dir / ".lock"):
             pid = self.pids.get(node_id)
             if pid is not None:
-                process.terminate({pid: _marker(self.data_dir, node_id)}, timeout_s)
+                process.terminate({pid: storage.marker(self.data_dir, node_id)}, timeout_s)
             self.pids[node_id] = None
             self._save_state()
         deadline = time.monotonic() + timeout_s
@@ -161,8 +127,8 @@ class Cluster:
             raise KafkaSetupError(f"no node {node_id}: this cluster has nodes {self.node_ids}")
 
     def _save_state(self) -> None:
-        _write_json(
-            self.data_dir / _STATE,
+        storage.write_json(
+            self.data_dir / storage.STATE,
             {
                 "kafka_version": KAFKA_VERSION,
                 "brokers": self.brokers,
@@ -198,7 +164,7 @@ class Cluster:
             raise KafkaSetupError(problem)
         log4j = self.data_dir / "log4j2.properties"
         for node_id in node_ids:
-            node_dir = _node_dir(self.data_dir, node_id)
+            node_dir = storage.node_dir(self.data_dir, node_id)
             command = process.broker_command(
                 self.java,
                 self.libs,
@@ -213,7 +179,8 @@ class Cluster:
             self._wait_ready(node_ids, timeout_s)
         except KafkaSetupError:
             process.terminate(
-                {self.pids[n] or 0: _marker(self.data_dir, n) for n in node_ids}, timeout_s=10
+                {self.pids[n] or 0: storage.marker(self.data_dir, n) for n in node_ids},
+                timeout_s=10,
             )
             for node_id in node_ids:
                 self.pids[node_id] = None
@@ -227,7 +194,7 @@ class Cluster:
                 if not self.is_running(node_id):
                     raise KafkaSetupError(
                         f"Kafka node {node_id} exited during startup\n"
-                        + log_tail(self.data_dir, node_id)
+                        + storage.log_tail(self.data_dir, node_id)
                     )
             expected = {n for n in self.node_ids if self.is_running(n)}
             views = self._broker_views()
@@ -239,87 +206,13 @@ class Cluster:
                 raise KafkaSetupError(
                     f"Kafka node {node_id} not up within {timeout_s:.0f} s "
                     f"(nodes seen: {views}); raise the timeout or read the log\n"
-                    + log_tail(self.data_dir, node_id)
+                    + storage.log_tail(self.data_dir, node_id)
                 )
             time.sleep(0.1)
 
 
-def _cluster_id(data_dir: Path, brokers: int, port: int) -> str:
-    """The directory's cluster id (new if fresh); records size and port in cluster.json."""
-    layout = _read_json(data_dir / _LAYOUT)
-    if layout is not None:
-        stored = layout.get("brokers")
-        if stored != brokers:
-            raise KafkaSetupError(
-                f"{data_dir} holds a {stored}-broker cluster: start it with --brokers {stored}, "
-                f"or use another --data-dir (or delete {data_dir}) for {brokers} brokers"
-            )
-        cluster_id = str(layout["cluster_id"])
-    else:
-        cluster_id = config.new_cluster_id()
-    _write_json(
-        data_dir / _LAYOUT,
-        {
-            "cluster_id": cluster_id,
-            "brokers": brokers,
-            "port": port,
-            "kafka_version": KAFKA_VERSION,
-        },
-    )
-    return cluster_id
-
-
-def _format(
-    data_dir: Path, node_ids: list[int], cluster_id: str, java: str, libs: Path, timeout_s: float
-) -> None:
-    """Run kafka-storage format for nodes without meta.properties (in parallel; ~1 s each)."""
-    todo = [
-        n for n in node_ids if not (_node_dir(data_dir, n) / "data" / "meta.properties").exists()
-    ]
-    running: dict[int, subprocess.Popen[str]] = {}
-    for node_id in todo:
-        node_dir = _node_dir(data_dir, node_id)
-        command = [
-            java,
-            "-Xmx256m",
-            *process.JVM_OPTIONS,
-            f"-Dlog4j2.configurationFile={data_dir / 'log4j2.properties'}",
-            f"-Dkafka.logs.dir={node_dir}",
-            "-cp",
-            f"{libs}/*",
-            "kafka.tools.StorageTool",
-            "format",
-            "-t",
-            cluster_id,
-            "-c",
-            str(node_dir / "server.properties"),
-        ]
-        running[node_id] = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    for node_id, proc in running.items():
-        try:
-            output, _ = proc.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired as exc:
-            proc.kill()
-            proc.communicate()
-            raise KafkaSetupError(
-                f"formatting node {node_id}'s storage took over {timeout_s:.0f} s"
-            ) from exc
-        if proc.returncode != 0:
-            tail = "\n".join("  " + line for line in output.strip().splitlines()[-_LOG_TAIL_LINES:])
-            raise KafkaSetupError(
-                f"formatting node {node_id}'s storage failed (exit {proc.returncode}): "
-                f"delete {_node_dir(data_dir, node_id)} if it holds nothing you need\n{tail}"
-            )
-
-
 def _load(data_dir: Path) -> Cluster | None:
-    state = _read_json(data_dir / _STATE)
+    state = storage.read_json(data_dir / storage.STATE)
     if state is None:
         return None
     try:
@@ -337,7 +230,7 @@ def _load(data_dir: Path) -> Cluster | None:
         )
     except (KeyError, ValueError) as exc:
         raise KafkaSetupError(
-            f"{data_dir / _STATE} is damaged ({exc!r}): stop any broker still running from "
+            f"{data_dir / storage.STATE} is damaged ({exc!r}): stop any broker still running from "
             f"{data_dir} (pgrep -f {data_dir}) and delete the file"
         ) from exc
 
@@ -370,38 +263,41 @@ def start_cluster(
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(data_dir / ".lock"):
+        # Cheap checks first (no Java needed): what runs already, cluster size, free ports.
         running = _load(data_dir)
-        if (
-            running is not None
-            and any(running.is_running(n) for n in running.node_ids)
-            and (running.port != port or running.brokers != brokers)
-        ):
-            raise KafkaSetupError(
-                f"the cluster in {data_dir} already runs ({running.brokers} broker(s) on "
-                f"{running.bootstrap}): stop it first (gymstream kafka stop --data-dir "
-                f"{data_dir}) to change --port or --brokers"
-            )
-        java_path = check_java(java)
-        libs = (libs or fetch_jars()).resolve()
-        cluster_id = _cluster_id(data_dir, brokers, port)
-        cluster = Cluster(data_dir, brokers, port, libs, java_path, heap_mb)
-        if running is not None:
-            cluster.pids = {n: pid for n, pid in running.pids.items() if running.is_running(n)}
-        todo = [n for n in cluster.node_ids if not cluster.is_running(n)]
-        if not todo:
-            return cluster
+        alive = {n: p for n, p in running.pids.items() if running.is_running(n)} if running else {}
+        if running is not None and alive:
+            if running.port != port or running.brokers != brokers:
+                raise KafkaSetupError(
+                    f"the cluster in {data_dir} already runs ({running.brokers} broker(s) on "
+                    f"{running.bootstrap}): stop it first (gymstream kafka stop --data-dir "
+                    f"{data_dir}) to change --port or --brokers"
+                )
+            if len(alive) == brokers:
+                return running
+        cluster_id = storage.recorded_cluster_id(data_dir, brokers)
+        todo = [n for n in range(1, brokers + 1) if n not in alive]
         problem = config.check_ports_free(port, todo)
         if problem is not None:
             raise KafkaSetupError(problem)
+        java_path = check_java(java)
+        libs = (libs or fetch_jars()).resolve()
+        if cluster_id is None:
+            cluster_id = config.new_cluster_id()
+        storage.write_json(
+            data_dir / storage.LAYOUT,
+            {"cluster_id": cluster_id, "brokers": brokers, "port": port, "version": KAFKA_VERSION},
+        )
         log4j = resources.files("gymstream.localkafka").joinpath("log4j2.properties")
         (data_dir / "log4j2.properties").write_text(log4j.read_text("utf-8"), "utf-8")
         for node_id in todo:
-            node_dir = _node_dir(data_dir, node_id)
+            node_dir = storage.node_dir(data_dir, node_id)
             (node_dir / "data").mkdir(parents=True, exist_ok=True)
             (node_dir / "server.properties").write_text(
                 config.render_properties(node_id, brokers, port, str(node_dir / "data")), "utf-8"
             )
-        _format(data_dir, todo, cluster_id, java_path, libs, timeout_s)
+        storage.format_nodes(data_dir, todo, cluster_id, java_path, libs, timeout_s)
+        cluster = Cluster(data_dir, brokers, port, libs, java_path, heap_mb, dict(alive))
         cluster._start_nodes(todo, timeout_s)
         return cluster
 
@@ -418,12 +314,12 @@ def stop_cluster(data_dir: Path, timeout_s: float = 20.0) -> list[int]:
         if cluster is None:
             return []
         markers = {
-            pid: _marker(data_dir, node_id)
+            pid: storage.marker(data_dir, node_id)
             for node_id, pid in cluster.pids.items()
             if pid is not None
         }
         stopped = process.terminate(markers, timeout_s)
-        (data_dir / _STATE).unlink(missing_ok=True)
+        (data_dir / storage.STATE).unlink(missing_ok=True)
         return sorted(n for n, pid in cluster.pids.items() if pid in stopped)
 
 
@@ -432,7 +328,7 @@ def status(data_dir: Path) -> ClusterStatus:
     data_dir = data_dir.expanduser().resolve()
     cluster = _load(data_dir)
     if cluster is None:
-        layout = _read_json(data_dir / _LAYOUT)
+        layout = storage.read_json(data_dir / storage.LAYOUT)
         if layout is None:
             return ClusterStatus(data_dir, None, ())
         brokers = int(str(layout.get("brokers", 0)))
@@ -444,7 +340,7 @@ def status(data_dir: Path) -> ClusterStatus:
                 port=config.client_port(port, n),
                 controller_port=config.controller_port(port, n),
                 running=False,
-                log=_node_dir(data_dir, n) / "server.log",
+                log=storage.node_dir(data_dir, n) / "server.log",
             )
             for n in range(1, brokers + 1)
         )
@@ -456,7 +352,7 @@ def status(data_dir: Path) -> ClusterStatus:
             port=config.client_port(cluster.port, n),
             controller_port=config.controller_port(cluster.port, n),
             running=cluster.is_running(n),
-            log=_node_dir(data_dir, n) / "server.log",
+            log=storage.node_dir(data_dir, n) / "server.log",
         )
         for n in cluster.node_ids
     )
