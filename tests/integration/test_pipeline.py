@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -87,12 +88,30 @@ def pipeline_env(kafka_bootstrap: str, scripted_url: str) -> dict[str, str]:
 def start_worker(agent: str, env: dict[str, str], log: Path) -> subprocess.Popen[str]:
     handle = log.open("w")
     return subprocess.Popen(
-        [sys.executable, "-m", "gymstream.cli.main", "worker", "--agent", agent],
+        [sys.executable, "-m", "gymstream.cli.main", "worker", "--agent", agent, "--verbose"],
         env=env,
         stdout=handle,
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def last_assignment(log: Path) -> int:
+    """How many partitions the worker's latest assignment gave it (-1: none yet)."""
+    lines = [x for x in log.read_text().splitlines() if "assigned [" in x]
+    if not lines:
+        return -1
+    return lines[-1].count("/")
+
+
+def wait_for_assignments(logs: list[Path], partitions: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        counts = [last_assignment(log) for log in logs]
+        if all(c > 0 for c in counts) and sum(counts) == partitions:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"workers not all assigned: {[log.read_text()[-2000:] for log in logs]}")
 
 
 def stop_worker(proc: subprocess.Popen[str]) -> int:
@@ -151,6 +170,7 @@ def test_two_workers_share_one_agent(pipeline_env: dict[str, str], tmp_path: Pat
     logs = [tmp_path / "w1.log", tmp_path / "w2.log"]
     workers = [start_worker(AGENT_ONE, env, log) for log in logs]
     try:
+        wait_for_assignments(logs, partitions=12)  # topics.yaml: 12 task partitions
         data = tmp_path / "one.jsonl"
         source = (ENVS / "example_single_tool_call" / "data" / "example.jsonl").read_text()
         # distinct rows so that task indices differ; 40 rows x 5 repeats
