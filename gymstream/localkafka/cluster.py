@@ -163,6 +163,7 @@ class Cluster:
         if problem is not None:
             raise KafkaSetupError(problem)
         log4j = self.data_dir / "log4j2.properties"
+        log_marks: dict[int, dict[str, int]] = {}
         for node_id in node_ids:
             node_dir = storage.node_dir(self.data_dir, node_id)
             command = process.broker_command(
@@ -173,28 +174,31 @@ class Cluster:
                 node_dir,
                 self.heap_mb,
             )
+            log_marks[node_id] = storage.log_sizes(self.data_dir, node_id)
             self.pids[node_id] = process.spawn(command, node_dir / "console.log")
         self._save_state()
         try:
-            self._wait_ready(node_ids, timeout_s)
+            self._wait_ready(node_ids, timeout_s, log_marks)
         except KafkaSetupError:
+            started = {n: pid for n in node_ids if (pid := self.pids.get(n)) is not None}
             process.terminate(
-                {self.pids[n] or 0: storage.marker(self.data_dir, n) for n in node_ids},
-                timeout_s=10,
+                {pid: storage.marker(self.data_dir, n) for n, pid in started.items()}, timeout_s=10
             )
             for node_id in node_ids:
                 self.pids[node_id] = None
             self._save_state()
             raise
 
-    def _wait_ready(self, started: list[int], timeout_s: float) -> None:
+    def _wait_ready(
+        self, started: list[int], timeout_s: float, log_marks: dict[int, dict[str, int]]
+    ) -> None:
         deadline = time.monotonic() + timeout_s
         while True:
             for node_id in started:
                 if not self.is_running(node_id):
                     raise KafkaSetupError(
                         f"Kafka node {node_id} exited during startup\n"
-                        + storage.log_tail(self.data_dir, node_id)
+                        + storage.log_tail(self.data_dir, node_id, log_marks.get(node_id))
                     )
             expected = {n for n in self.node_ids if self.is_running(n)}
             views = self._broker_views()
@@ -205,8 +209,9 @@ class Cluster:
                 node_id = late[0] if late else started[0]
                 raise KafkaSetupError(
                     f"Kafka node {node_id} not up within {timeout_s:.0f} s "
-                    f"(nodes seen: {views}); raise the timeout or read the log\n"
-                    + storage.log_tail(self.data_dir, node_id)
+                    f"(brokers listed by each node: {views or 'none answered'}); "
+                    "raise the timeout or read the log\n"
+                    + storage.log_tail(self.data_dir, node_id, log_marks.get(node_id))
                 )
             time.sleep(0.1)
 

@@ -16,6 +16,7 @@ __all__ = [
     "LAYOUT",
     "STATE",
     "format_nodes",
+    "log_sizes",
     "log_tail",
     "marker",
     "node_dir",
@@ -54,19 +55,38 @@ def write_json(path: Path, value: dict[str, object]) -> None:
     tmp.replace(path)
 
 
-def log_tail(data_dir: Path, node_id: int, lines: int = LOG_TAIL_LINES) -> str:
-    """The last lines of a node's broker log and console output, for error messages."""
+LOG_FILES = ("server.log", "console.log")
+
+
+def log_sizes(data_dir: Path, node_id: int) -> dict[str, int]:
+    """Current size of each log of a node, so an error can show only what one start wrote."""
+    sizes: dict[str, int] = {}
+    for name in LOG_FILES:
+        try:
+            sizes[name] = (node_dir(data_dir, node_id) / name).stat().st_size
+        except OSError:
+            sizes[name] = 0
+    return sizes
+
+
+def log_tail(
+    data_dir: Path, node_id: int, since: dict[str, int] | None = None, lines: int = LOG_TAIL_LINES
+) -> str:
+    """The last lines a node wrote to its broker log and console (after ``since``, if given)."""
     parts: list[str] = []
-    for name in ("server.log", "console.log"):
+    for name in LOG_FILES:
         path = node_dir(data_dir, node_id) / name
         try:
-            text = path.read_text("utf-8", errors="replace").rstrip()
+            with path.open("rb") as handle:
+                start = (since or {}).get(name, 0)
+                handle.seek(start if start <= path.stat().st_size else 0)  # rolled over: all
+                text = handle.read().decode("utf-8", errors="replace").rstrip()
         except OSError:
             continue
         if text:
             tail = "\n".join("  " + line for line in text.splitlines()[-lines:])
             parts.append(f"last lines of {path}:\n{tail}")
-    return "\n".join(parts) if parts else f"(no log in {node_dir(data_dir, node_id)})"
+    return "\n".join(parts) if parts else f"(nothing in the logs of {node_dir(data_dir, node_id)})"
 
 
 def recorded_cluster_id(data_dir: Path, brokers: int) -> str | None:
