@@ -21,7 +21,8 @@ from gymstream.topics import TopicLayout, load_layout
 T = TypeVar("T")
 
 console = Console(stderr=True)
-out = Console()
+# wide enough for agent names when the output is not a terminal (logs, CI)
+out = Console(width=None if sys.stdout.isatty() else 120)
 
 BootstrapOpt = Annotated[
     str | None,
@@ -78,7 +79,7 @@ def setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("aiokafka").setLevel(logging.INFO if verbose else logging.ERROR)
+    logging.getLogger("aiokafka").setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pipeline_helpers import (
+    AGENT_MULTI,
+    AGENT_ONE,
+    ENVS,
+    assert_exactly_once,
+    gymstream,
+    last_assignment,
+    multiverifier_input,
+    read_jsonl,
+    single_tool_input,
+    start_worker,
+    stop_gracefully,
+    wait_until,
+)
 
 pytestmark = pytest.mark.kafka
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "nemo-gym-data"
-ROOT = Path(__file__).resolve().parents[2]
-ENVS = ROOT / "environments"
-AGENT_ONE = "example_single_tool_call_simple_agent"
-AGENT_MULTI = "example_multi_step_simple_agent"
 NG_KEYS = {
     "responses_create_params",
     "response",
@@ -30,35 +35,6 @@ NG_KEYS = {
     "_ng_rollout_index",
     "agent_ref",
 }
-
-
-def multiverifier_input(path: Path, copies: int = 1) -> Path:
-    lines = []
-    for _ in range(copies):
-        for env, agent in (
-            ("example_single_tool_call", AGENT_ONE),
-            ("example_multi_step", AGENT_MULTI),
-        ):
-            for line in (ENVS / env / "data" / "example.jsonl").read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    row["agent_ref"] = {"type": "responses_api_agents", "name": agent}
-                    lines.append(json.dumps(row))
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def gymstream(
-    *args: str, env: dict[str, str], timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gymstream.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -85,44 +61,6 @@ def pipeline_env(kafka_bootstrap: str, scripted_url: str) -> dict[str, str]:
     return env
 
 
-def start_worker(agent: str, env: dict[str, str], log: Path) -> subprocess.Popen[str]:
-    handle = log.open("w")
-    return subprocess.Popen(
-        [sys.executable, "-m", "gymstream.cli.main", "worker", "--agent", agent, "--verbose"],
-        env=env,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def last_assignment(log: Path) -> int:
-    """How many partitions the worker's latest assignment gave it (-1: none yet)."""
-    lines = [x for x in log.read_text().splitlines() if "assigned [" in x]
-    if not lines:
-        return -1
-    return lines[-1].count("/")
-
-
-def wait_for_assignments(logs: list[Path], partitions: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        counts = [last_assignment(log) for log in logs]
-        if all(c > 0 for c in counts) and sum(counts) == partitions:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"workers not all assigned: {[log.read_text()[-2000:] for log in logs]}")
-
-
-def stop_worker(proc: subprocess.Popen[str]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=60)
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def test_multiverifier_separate_processes(pipeline_env: dict[str, str], tmp_path: Path) -> None:
     env = pipeline_env
     applied = gymstream("topics", "apply", env=env)
@@ -131,7 +69,10 @@ def test_multiverifier_separate_processes(pipeline_env: dict[str, str], tmp_path
     again = gymstream("topics", "apply", env=env)
     assert "created" not in again.stdout, again.stdout  # idempotent
 
-    workers = [start_worker(a, env, tmp_path / f"{a}.log") for a in (AGENT_ONE, AGENT_MULTI)]
+    logs = [tmp_path / f"{a}.log" for a in (AGENT_ONE, AGENT_MULTI)]
+    workers = [
+        start_worker(a, env, log) for a, log in zip((AGENT_ONE, AGENT_MULTI), logs, strict=True)
+    ]
     try:
         data = multiverifier_input(tmp_path / "input.jsonl")
         produced = gymstream("produce", str(data), "--run-id", "r1", env=env)
@@ -140,8 +81,8 @@ def test_multiverifier_separate_processes(pipeline_env: dict[str, str], tmp_path
         sink = gymstream("sink", "--output", str(out), "--run-id", "r1", env=env)
         assert sink.returncode == 0, sink.stderr + sink.stdout
     finally:
-        codes = [stop_worker(w) for w in workers]
-    assert codes == [0, 0], [(tmp_path / f"{a}.log").read_text() for a in (AGENT_ONE, AGENT_MULTI)]
+        codes = [stop_gracefully(w) for w in workers]
+    assert codes == [0, 0], [log.read_text() for log in logs]
 
     rows = read_jsonl(out)
     assert len(rows) == 10
@@ -158,8 +99,9 @@ def test_multiverifier_separate_processes(pipeline_env: dict[str, str], tmp_path
         assert {"accuracy", "set_overlap", "parsed_synonym_values"} <= row.keys()
         assert "expected_synonym_values" in row
         assert row["reward"] == float(row["accuracy"])
-    keys = {(r["agent_ref"]["name"], r["_ng_task_index"], r["_ng_rollout_index"]) for r in rows}
-    assert len(keys) == 10
+    assert_exactly_once(
+        rows, {(AGENT_ONE, t, 0) for t in range(5)} | {(AGENT_MULTI, t, 0) for t in range(5, 10)}
+    )
     metrics = json.loads((tmp_path / "out_aggregate_metrics.json").read_text())
     assert metrics[AGENT_ONE]["metrics"]["reward"]["mean"] == 1.0
 
@@ -170,81 +112,48 @@ def test_two_workers_share_one_agent(pipeline_env: dict[str, str], tmp_path: Pat
     logs = [tmp_path / "w1.log", tmp_path / "w2.log"]
     workers = [start_worker(AGENT_ONE, env, log) for log in logs]
     try:
-        wait_for_assignments(logs, partitions=12)  # topics.yaml: 12 task partitions
-        data = tmp_path / "one.jsonl"
-        source = (ENVS / "example_single_tool_call" / "data" / "example.jsonl").read_text()
-        # distinct rows so that task indices differ; 40 rows x 5 repeats
-        rows = [json.loads(x) for x in source.splitlines() if x.strip()]
-        with data.open("w") as handle:
-            for i in range(40):
-                row = dict(rows[i % len(rows)], id=i)
-                handle.write(json.dumps(row) + "\n")
-        produced = gymstream(
-            "produce",
-            str(data),
-            "--agent-name",
-            AGENT_ONE,
-            "--num-repeats",
-            "5",
-            "--run-id",
-            "r2",
-            env=env,
-        )
+
+        def both_assigned() -> bool:
+            counts = [last_assignment(log) for log in logs]
+            return all(c > 0 for c in counts) and sum(counts) == 12  # topics.yaml: 12
+
+        wait_until(both_assigned, 60, "both workers to hold partitions")
+        data = single_tool_input(tmp_path / "one.jsonl", rows=40)
+        produced = gymstream("produce", str(data), "--num-repeats", "5", "--run-id", "r2", env=env)
         assert produced.returncode == 0, produced.stderr
         out = tmp_path / "out.jsonl"
         sink = gymstream("sink", "--output", str(out), "--run-id", "r2", env=env)
         assert sink.returncode == 0, sink.stderr + sink.stdout
     finally:
-        codes = [stop_worker(w) for w in workers]
+        codes = [stop_gracefully(w) for w in workers]
     assert codes == [0, 0]
     taken = []
     for log in logs:
-        text = log.read_text()
-        line = next(x for x in text.splitlines() if "taken" in x)
+        line = next(x for x in log.read_text().splitlines() if " taken," in x)
         taken.append(int(line.split(":")[1].split("taken")[0].strip()))
     assert all(t > 0 for t in taken), taken  # both processes took work
-    got = read_jsonl(out)
-    keys = [(r["_ng_task_index"], r["_ng_rollout_index"]) for r in got]
-    assert len(keys) == 200
-    assert len(set(keys)) == 200  # no duplicate
-    assert {k for k in keys} == {(t, r) for t in range(40) for r in range(5)}
+    assert sum(taken) >= 200
+    assert_exactly_once(read_jsonl(out), {(AGENT_ONE, t, r) for t in range(40) for r in range(5)})
 
 
 def test_produce_reports_bad_rows_and_goes_on(pipeline_env: dict[str, str], tmp_path: Path) -> None:
     env = pipeline_env
     assert gymstream("topics", "apply", env=env).returncode == 0
-    good = (
-        (ENVS / "example_single_tool_call" / "data" / "example.jsonl").read_text().splitlines()[0]
-    )
+    source = ENVS / "example_single_tool_call" / "data" / "example.jsonl"
+    good = source.read_text().splitlines()[0]
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(
-        "\n".join(
-            [
-                good,
-                "{not json",
-                json.dumps({"responses_create_params": {"input": 5}}),
-                json.dumps(
-                    {
-                        "responses_create_params": {"input": "hi"},
-                        "agent_ref": {"name": "nope_agent"},
-                    }
-                ),
-                good,
-            ]
-        )
-        + "\n"
-    )
-    result = gymstream(
-        "produce",
-        str(bad),
-        "--agent-name",
-        AGENT_ONE,
-        "--run-id",
-        "r3",
-        "--rejects",
-        str(tmp_path / "rejects.jsonl"),
-        env=env,
-    )
+    lines = [
+        good,
+        "{not json",
+        json.dumps({"responses_create_params": {"input": 5}}),
+        json.dumps(
+            {"responses_create_params": {"input": "hi"}, "agent_ref": {"name": "nope_agent"}}
+        ),
+        good,
+    ]
+    bad.write_text("\n".join(lines) + "\n")
+    common = ["--agent-name", AGENT_ONE, "--rejects", str(tmp_path / "rejects.jsonl")]
+    result = gymstream("produce", str(bad), *common, "--run-id", "r3", env=env)
     assert result.returncode == 0, result.stderr
     assert f"{bad}:2:" in result.stderr
     assert f"{bad}:3: responses_create_params.input" in result.stderr
@@ -253,18 +162,7 @@ def test_produce_reports_bad_rows_and_goes_on(pipeline_env: dict[str, str], tmp_
     assert "2 rollouts published" in " ".join(result.stdout.split())
     assert len(read_jsonl(tmp_path / "rejects.jsonl")) == 3
 
-    stopped = gymstream(
-        "produce",
-        str(bad),
-        "--agent-name",
-        AGENT_ONE,
-        "--run-id",
-        "r4",
-        "--fail-fast",
-        "--rejects",
-        str(tmp_path / "r2.jsonl"),
-        env=env,
-    )
+    stopped = gymstream("produce", str(bad), *common, "--run-id", "r4", "--fail-fast", env=env)
     assert stopped.returncode == 2
     assert f"{bad}:2:" in stopped.stderr
     assert "Traceback" not in stopped.stderr

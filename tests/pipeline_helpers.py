@@ -1,0 +1,118 @@
+"""Helpers for tests that run gymstream's commands as separate processes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+ENVS = ROOT / "environments"
+AGENT_ONE = "example_single_tool_call_simple_agent"
+AGENT_MULTI = "example_multi_step_simple_agent"
+CLI = [sys.executable, "-m", "gymstream.cli.main"]
+
+
+def gymstream(
+    *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run one gymstream command to its end."""
+    return subprocess.run(
+        [*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[str]:
+    """Start a gymstream command in the background, its output going to ``log``."""
+    handle = log.open("a")
+    return subprocess.Popen(
+        [*CLI, *args], env=env, stdout=handle, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def start_worker(agent: str, env: dict[str, str], log: Path, *extra: str) -> subprocess.Popen[str]:
+    return spawn(["worker", "--agent", agent, "--verbose", *extra], env, log)
+
+
+def stop_gracefully(proc: subprocess.Popen[str], timeout: float = 60) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=timeout)
+
+
+def kill_hard(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll ``check`` until true; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def count_lines(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def single_tool_input(path: Path, rows: int) -> Path:
+    """``rows`` distinct example_single_tool_call rows (distinct ids: distinct task indices)."""
+    source = [
+        json.loads(x)
+        for x in (ENVS / "example_single_tool_call" / "data" / "example.jsonl")
+        .read_text()
+        .splitlines()
+        if x.strip()
+    ]
+    with path.open("w") as handle:
+        for i in range(rows):
+            row = dict(source[i % len(source)], id=i)
+            row["agent_ref"] = {"type": "responses_api_agents", "name": AGENT_ONE}
+            handle.write(json.dumps(row) + "\n")
+    return path
+
+
+def multiverifier_input(path: Path) -> Path:
+    lines = []
+    for env, agent in (
+        ("example_single_tool_call", AGENT_ONE),
+        ("example_multi_step", AGENT_MULTI),
+    ):
+        for line in (ENVS / env / "data" / "example.jsonl").read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                row["agent_ref"] = {"type": "responses_api_agents", "name": agent}
+                lines.append(json.dumps(row))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def last_assignment(log: Path) -> int:
+    """How many partitions the worker's latest assignment gave it (-1: none yet)."""
+    lines = [x for x in log.read_text().splitlines() if "assigned [" in x]
+    if not lines:
+        return -1
+    return lines[-1].count("/")
+
+
+def assert_exactly_once(rows: list[dict[str, Any]], expected: set[tuple[str, int, int]]) -> None:
+    keys = [(r["agent_ref"]["name"], r["_ng_task_index"], r["_ng_rollout_index"]) for r in rows]
+    dupes = len(keys) - len(set(keys))
+    assert dupes == 0, f"{dupes} duplicate rows"
+    missing = expected - set(keys)
+    assert not missing, f"{len(missing)} rollouts missing, e.g. {sorted(missing)[:5]}"
+    assert set(keys) == expected
