@@ -156,10 +156,14 @@ def _kafka_cluster_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator
             timeout_s=settings.start_timeout_s,
         )
     except KafkaSetupError as exc:
+        problem = str(exc)
+    else:
+        problem = ""
+    if problem:
         pytest.fail(
-            "kafka_cluster needs the local launcher, since its tests stop and start brokers "
-            f"({BOOTSTRAP_ENV} cannot stand in): {str(exc).splitlines()[0]}. "
-            "Install Java 17+ and Maven (apt-get install openjdk-17-jdk-headless maven).",
+            "kafka_cluster could not start a local 3-node cluster; its tests stop and start "
+            f"brokers, so {BOOTSTRAP_ENV} cannot stand in. It needs Java 17+ and Maven "
+            f"(apt-get install openjdk-17-jdk-headless maven). The launcher said: {problem}",
             pytrace=False,
         )
     try:

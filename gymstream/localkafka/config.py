@@ -52,8 +52,15 @@ def bootstrap_servers(base_port: int, node_ids: list[int]) -> str:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, base64url without padding (22 characters)."""
-    return base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
+    """A KRaft cluster id: 16 random bytes, base64url without padding (22 characters).
+
+    Never starts with "-" (like Kafka's own Uuid.randomUuid): the storage tool's argument parser
+    would read such an id as an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode("ascii")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def render_properties(node_id: int, brokers: int, base_port: int, log_dir: str) -> str:

@@ -47,10 +47,14 @@ def broker_command(
 
 
 def spawn(command: list[str], console_log: Path) -> int:
-    """Start ``command`` detached (own session, no stdin, output appended to console_log)."""
+    """Start ``command`` detached (own session, no stdin, output appended to console_log).
+
+    It runs in console_log's folder, so JVM crash files (hs_err_pid*.log) land beside the logs.
+    """
     with console_log.open("ab") as out:
         proc = subprocess.Popen(
             command,
+            cwd=console_log.parent,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
