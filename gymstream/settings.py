@@ -109,6 +109,13 @@ class WorkerSettings(BaseSettings):
     shutdown_grace_s: float = Field(10.0, ge=0)
     max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     policy_version: int | None = None
+    session_timeout_ms: int = Field(
+        10_000,
+        ge=1000,
+        description="A worker that dies is replaced in its group after this long (the broker "
+        "bounds it by group.min.session.timeout.ms).",
+    )
+    heartbeat_interval_ms: int = Field(1_000, ge=100)
 
 
 class TopicSettings(BaseSettings):

@@ -121,8 +121,8 @@ class _Worker:
                 self.kafka,
                 group_id=self.layout.worker_group(self.agent),
                 max_poll_interval_ms=600_000,
-                session_timeout_ms=30_000,
-                heartbeat_interval_ms=3_000,
+                session_timeout_ms=self.settings.session_timeout_ms,
+                heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
             )
             self.consumer.subscribe([self.topic], listener=_Rebalance(self))
             await self.consumer.start()
