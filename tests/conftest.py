@@ -25,10 +25,11 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kafka_helpers import NameFactory
 
 from gymstream.errors import KafkaSetupError
 from gymstream.localkafka import (
@@ -186,7 +187,7 @@ def kafka_cluster(_kafka_cluster_session: Cluster) -> Cluster:
 
 
 @pytest.fixture
-def unique_name(request: pytest.FixtureRequest) -> Callable[[str], str]:
+def unique_name(request: pytest.FixtureRequest) -> NameFactory:
     """Factory of topic / group names unique to this test and run: ``unique_name("tasks")``.
 
     Names read ``<prefix>-<test name>-<8 hex>`` (only characters Kafka allows), so tests can share a

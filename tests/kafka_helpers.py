@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 __all__ = [
+    "NameFactory",
     "committed_offsets",
     "create_topic",
     "end_offsets",
@@ -21,6 +23,12 @@ __all__ = [
     "read_all",
     "wait_until",
 ]
+
+
+class NameFactory(Protocol):
+    """The ``unique_name`` fixture: ``unique_name("tasks")`` -> "tasks-<test>-<8 hex>"."""
+
+    def __call__(self, prefix: str = "t") -> str: ...
 
 
 async def wait_until(

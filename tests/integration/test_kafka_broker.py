@@ -7,12 +7,12 @@ messages (acks=all, min.insync.replicas=2) survive a broker stopping mid-stream.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from kafka_helpers import (
+    NameFactory,
     committed_offsets,
     create_topic,
     end_offsets,
@@ -29,7 +29,7 @@ MESSAGES = 10_000
 
 
 async def test_group_of_two_splits_partitions_and_receives_each_message_once(
-    kafka_bootstrap: str, unique_name: Callable[[str], str]
+    kafka_bootstrap: str, unique_name: NameFactory
 ) -> None:
     topic, group = unique_name("split"), unique_name("group")
     await create_topic(kafka_bootstrap, topic, partitions=3)
@@ -99,7 +99,7 @@ async def test_group_of_two_splits_partitions_and_receives_each_message_once(
 @pytest.mark.slow
 @pytest.mark.faults
 async def test_acknowledged_messages_survive_a_broker_stop(
-    kafka_cluster: Cluster, unique_name: Callable[[str], str]
+    kafka_cluster: Cluster, unique_name: NameFactory
 ) -> None:
     bootstrap = kafka_cluster.bootstrap
     topic = unique_name("durable")
