@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -17,9 +18,10 @@ from typing import Any
 
 from gymstream.config import GymConfig, resolve_model
 from gymstream.environment import load_environment
-from gymstream.model_client import ModelClient, build_model_client
-from gymstream.outputs import OutputPaths, claim_output, read_done_ids
+from gymstream.model_client import HttpModelClient, build_model_client
+from gymstream.outputs import OutputPaths, claim_output
 from gymstream.producer import ProduceOptions, ProduceReport, produce
+from gymstream.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
 from gymstream.settings import KafkaSettings, RetrySettings, WorkerSettings
 from gymstream.sink import SinkReport, run_sink
 from gymstream.topics import ApplyReport, TopicLayout, apply_topics
@@ -60,6 +62,7 @@ async def collect(
     retry: RetrySettings | None = None,
     concurrency: int | None = None,
     overwrite: bool = False,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     on_progress: Callable[[SinkReport], None] | None = None,
     on_reject: Callable[[Any], None] | None = None,
 ) -> CollectReport:
@@ -69,15 +72,17 @@ async def collect(
     report = CollectReport()
     report.resumed = claim_output(output, options.run_id, overwrite=overwrite)
     if report.resumed:
-        done = read_done_ids(output.output, options.run_id)
-        done |= read_done_ids(output.failures, options.run_id, terminal_only=True)
-        options = ProduceOptions(**{**options.__dict__, "skip_rollouts": frozenset(done)})
+        plan = plan_resume(output, options.run_id, max_attempts=max_attempts)
+        apply_plan(output, plan)
+        options = dataclasses.replace(
+            options, skip_rollouts=frozenset(plan.done), attempts=plan.attempts
+        )
     report.topics = await apply_topics(kafka.client_options(), layout, config.agents)
 
     stop_workers = asyncio.Event()
     stop_sink = asyncio.Event()
     worker_tasks: dict[str, asyncio.Task[WorkerStats]] = {}
-    clients: list[ModelClient] = []
+    clients: list[HttpModelClient] = []
 
     async def start_agent(agent: str) -> None:
         agent_config = config.agent(agent)
@@ -112,16 +117,14 @@ async def collect(
         )
         if report.produced.stopped_at is not None:
             stop_sink.set()
-        if report.resumed:
-            # agents whose rollouts were all done already still need no worker; nothing to do
-            pass
         # the sink ends by itself once every expected rollout is accounted for;
         # a worker that dies early would leave it waiting, so watch them too
         while not sink_task.done():
             dead = [t for t in worker_tasks.values() if t.done()]
             for task in dead:
-                if task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+                error = task.exception()
+                if error is not None:
+                    raise error
             await asyncio.wait({sink_task}, timeout=0.5)
         report.sink = sink_task.result()
     finally:

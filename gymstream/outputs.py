@@ -26,8 +26,11 @@ __all__ = [
     "aggregate_metrics",
     "claim_output",
     "failure_row",
+    "iter_rows",
     "read_done_ids",
+    "read_run_file",
     "repair_torn_tail",
+    "write_run_file",
 ]
 
 _DECODER = msgspec.json.Decoder()
@@ -46,6 +49,10 @@ class OutputPaths:
     @property
     def run_file(self) -> Path:
         return self.output.with_name(f"{self.output.stem}_run.json")
+
+    @property
+    def failures_history(self) -> Path:
+        return self.output.with_name(f"{self.output.stem}_failures_history.jsonl")
 
     @property
     def metrics(self) -> Path:
@@ -94,6 +101,18 @@ def claim_output(paths: OutputPaths, run_id: str, *, overwrite: bool) -> bool:
     return False
 
 
+def read_run_file(paths: OutputPaths) -> dict[str, Any] | None:
+    """The run file's content (run id, retried attempts), or None when there is none."""
+    if not paths.run_file.exists():
+        return None
+    data = _DECODER.decode(paths.run_file.read_bytes())
+    return data if isinstance(data, dict) else None
+
+
+def write_run_file(paths: OutputPaths, data: bytes) -> None:
+    _write_atomic(paths.run_file, data)
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as handle:
@@ -132,7 +151,7 @@ def repair_torn_tail(path: Path) -> int:
         return size - pos
 
 
-def _iter_rows(path: Path) -> Iterator[dict[str, Any]]:
+def iter_rows(path: Path) -> Iterator[dict[str, Any]]:
     if not path.exists():
         return
     with path.open("rb") as handle:
@@ -141,15 +160,10 @@ def _iter_rows(path: Path) -> Iterator[dict[str, Any]]:
                 yield _DECODER.decode(line)
 
 
-def read_done_ids(path: Path, run_id: str, *, terminal_only: bool = False) -> set[str]:
-    """Rollout ids already in an output or failures file of ``run_id`` (for dedupe on restart).
-
-    ``terminal_only`` keeps only failures marked terminal (others may be retried).
-    """
+def read_done_ids(path: Path, run_id: str) -> set[str]:
+    """Rollout ids already in an output or failures file of ``run_id`` (for dedupe on restart)."""
     done: set[str] = set()
-    for row in _iter_rows(path):
-        if terminal_only and not row.get("_ng_failure_terminal", True):
-            continue
+    for row in iter_rows(path):
         agent = row.get("agent_ref", {}).get("name", "")
         done.add(rollout_id(run_id, agent, row["_ng_task_index"], row["_ng_rollout_index"]))
     return done
@@ -200,7 +214,7 @@ def aggregate_metrics(path: Path) -> dict[str, Any]:
     """Per agent: mean/max/min/median/std of every numeric field; per task: reward stats."""
     per_agent: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     per_task: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in _iter_rows(path):
+    for row in iter_rows(path):
         agent = row.get("agent_ref", {}).get("name", "")
         for key, value in row.items():
             if key.startswith("_ng_"):

@@ -21,12 +21,13 @@ from typing import IO, Any
 
 from gymstream.errors import RowError
 from gymstream.kafka import build_producer
+from gymstream.resume import RetryTask
 from gymstream.rows import InputRow, apply_overrides, expand, read_rows
 from gymstream.schema import ENCODER, RunManifest, TaskMessage, rollout_id
 from gymstream.settings import KafkaSettings
 from gymstream.topics import TopicLayout
 
-__all__ = ["ProduceOptions", "ProduceReport", "produce", "publish_manifest"]
+__all__ = ["ProduceOptions", "ProduceReport", "produce", "publish_manifest", "republish"]
 
 _WINDOW = 4096  # sends in flight before we wait for their acks: bounds memory, keeps batches full
 
@@ -46,6 +47,7 @@ class ProduceOptions:
     rejects_path: Path | None = None
     materialized_path: Path | None = None
     skip_rollouts: Collection[str] = frozenset()
+    attempts: Mapping[str, int] = field(default_factory=dict)
     policy_version: int | None = None
 
 
@@ -182,6 +184,7 @@ async def produce(
                 task_index=rollout.task_index,
                 rollout_index=rollout.rollout_index,
                 row=row,
+                attempt=options.attempts.get(rid, 0),
                 created_ms=int(time.time() * 1000),
                 policy_version=options.policy_version,
             )
@@ -231,6 +234,38 @@ async def produce(
         await producer.stop()
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+async def republish(
+    kafka: KafkaSettings, layout: TopicLayout, run_id: str, tasks: Mapping[str, RetryTask]
+) -> Counter[str]:
+    """Publish failed rollouts again (``retry-failures``), each with its next attempt number."""
+    producer = build_producer(kafka)
+    await producer.start()
+    counts: Counter[str] = Counter()
+    try:
+        pending = []
+        for rid, item in tasks.items():
+            message = TaskMessage(
+                run_id=run_id,
+                rollout_id=rid,
+                agent=item.agent,
+                task_index=item.task_index,
+                rollout_index=item.rollout_index,
+                row=item.row,
+                attempt=item.attempt,
+                created_ms=int(time.time() * 1000),
+            )
+            pending.append(
+                await producer.send(
+                    layout.tasks(item.agent), ENCODER.encode(message), key=rid.encode("utf-8")
+                )
+            )
+            counts[item.agent] += 1
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return counts
 
 
 async def _maybe_await(value: Any) -> None:

@@ -28,6 +28,7 @@ from gymstream.outputs import (
     aggregate_metrics,
     failure_row,
     read_done_ids,
+    read_run_file,
     repair_torn_tail,
 )
 from gymstream.schema import DECODE_FAILURE, DECODE_MANIFEST, DECODE_RESULT, ENCODER, RunManifest
@@ -116,7 +117,9 @@ async def run_sink(
     if report.torn_bytes:
         log.warning("cut a torn last line (%d bytes) left by a crash", report.torn_bytes)
     written_ids = read_done_ids(output.output, run_id)
-    failed_ids = read_done_ids(output.failures, run_id, terminal_only=True) - written_ids
+    failed_ids = read_done_ids(output.failures, run_id) - written_ids
+    # a retried rollout counts only with an outcome of its new attempt (see resume.py)
+    retried: dict[str, int] = dict((read_run_file(output) or {}).get("retried", {}))
     report.resumed_rows = len(written_ids) + len(failed_ids)
     report.accounted = report.resumed_rows
 
@@ -182,6 +185,8 @@ async def run_sink(
                         if failure.run_id != run_id:
                             continue
                         rid = failure.rollout_id
+                        if failure.attempt < retried.get(rid, 0):
+                            continue  # an earlier attempt's failure; a new attempt is coming
                         if rid in written_ids or rid in failed_ids:
                             report.duplicates += 1
                             continue

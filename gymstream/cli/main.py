@@ -6,7 +6,13 @@ import typer
 
 from gymstream.cli import kafka, model
 from gymstream.cli.collect import collect_command, demo_command
-from gymstream.cli.pipeline import produce_command, sink_command, topics_app, worker_command
+from gymstream.cli.pipeline import (
+    produce_command,
+    retry_failures_command,
+    sink_command,
+    topics_app,
+    worker_command,
+)
 
 app = typer.Typer(
     name="gymstream",
@@ -24,6 +30,7 @@ app.command("collect")(collect_command)
 app.command("produce")(produce_command)
 app.command("worker")(worker_command)
 app.command("sink")(sink_command)
+app.command("retry-failures")(retry_failures_command)
 app.add_typer(topics_app, name="topics")
 app.add_typer(kafka.app, name="kafka")
 app.add_typer(model.app, name="model")

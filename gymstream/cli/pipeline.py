@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from pathlib import Path
@@ -28,8 +29,9 @@ from gymstream.cli.common import (
     setup_logging,
 )
 from gymstream.errors import GymstreamError, RowError
-from gymstream.outputs import OutputPaths, claim_output
-from gymstream.producer import ProduceOptions, ProduceReport, produce
+from gymstream.outputs import OutputPaths, claim_output, read_run_file
+from gymstream.producer import ProduceOptions, ProduceReport, produce, republish
+from gymstream.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
 from gymstream.rows import parse_override, parse_repeats
 from gymstream.sink import SinkReport, run_sink
 from gymstream.topics import apply_topics
@@ -153,6 +155,15 @@ def produce_command(
             "<input stem>_rejects.jsonl in the current directory).",
         ),
     ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Resume: publish only what this output of the same "
+            "--run-id lacks (non-terminal failures get their next attempt).",
+        ),
+    ] = None,
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
     topics_file: TopicsFileOpt = None,
@@ -180,6 +191,19 @@ def produce_command(
         fail_fast=fail_fast,
         rejects_path=rejects or Path(f"{input_path.stem}_rejects.jsonl"),
     )
+    if output is not None:
+        if run_id is None:
+            raise fail("--output resumes a run: give its --run-id too")
+        paths = OutputPaths(output)
+        try:
+            if claim_output(paths, run_id, overwrite=False):
+                plan = plan_resume(paths, run_id, max_attempts=DEFAULT_MAX_ATTEMPTS)
+                apply_plan(paths, plan)
+                options = dataclasses.replace(
+                    options, skip_rollouts=frozenset(plan.done), attempts=plan.attempts
+                )
+        except GymstreamError as exc:
+            raise fail(str(exc)) from None
     report = run(produce(kafka, layout, options, on_reject=print_reject), bootstrap=kafka.bootstrap)
     print_produce_summary(report)
     if report.stopped_at is not None:
@@ -297,4 +321,46 @@ def worker_command(
     out.print(
         f"worker for {agent}: {stats.taken} taken, {stats.succeeded} succeeded, "
         f"failures: {failures}"
+    )
+
+
+def retry_failures_command(
+    run_id: Annotated[str, typer.Option("--run-id", help="The run whose failures to retry.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The run's output JSONL.")],
+    max_attempts: Annotated[
+        int,
+        typer.Option("--max-attempts", min=1, help="Attempts allowed per rollout, first included."),
+    ] = DEFAULT_MAX_ATTEMPTS,
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: PrefixOpt = None,
+    topics_file: TopicsFileOpt = None,
+) -> None:
+    """Publish a run's non-terminal failures again, each with its next attempt number.
+
+    Failures that are terminal (a 400, a verifier bug) or out of attempts stay as they are.
+    Retried ones move from <stem>_failures.jsonl to <stem>_failures_history.jsonl; then run
+    `gymstream sink` with the same --output and --run-id (workers must be running) to collect.
+    """
+    kafka = kafka_settings(bootstrap)
+    layout = layout_for(topic_prefix, topics_file)
+    paths = OutputPaths(output)
+    state = read_run_file(paths)
+    if state is None or state.get("run_id") != run_id:
+        owner = state.get("run_id") if state else None
+        raise fail(
+            f"{output} is not the output of run '{run_id}'"
+            + (f" (it belongs to '{owner}')" if owner else " (no run file beside it)")
+        )
+    plan = plan_resume(paths, run_id, max_attempts=max_attempts)
+    if not plan.retry:
+        out.print(f"nothing to retry ({plan.exhausted} failures are out of attempts)")
+        return
+    # publish first, then move the failures aside: a crash in between only repeats work
+    counts = run(republish(kafka, layout, run_id, plan.retry), bootstrap=kafka.bootstrap)
+    apply_plan(paths, plan)
+    per_agent = ", ".join(f"{a}: {n}" for a, n in sorted(counts.items()))
+    out.print(
+        f"republished {sum(counts.values())} failed rollouts ({per_agent}); "
+        f"{plan.exhausted} out of attempts. Now run: gymstream sink --output {output} "
+        f"--run-id {run_id}"
     )

@@ -1,0 +1,146 @@
+"""Resume and retry-failures: only what the output lacks is redone; outputs are never clobbered."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pipeline_helpers import (
+    AGENT_ONE,
+    assert_exactly_once,
+    gymstream,
+    read_jsonl,
+    single_tool_input,
+    start_worker,
+    stop_gracefully,
+)
+
+pytestmark = pytest.mark.kafka
+EXPECTED = {(AGENT_ONE, t, 0) for t in range(6)}
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"  # nothing listens there once the socket is closed
+
+
+@pytest.fixture
+def model_url() -> Iterator[str]:
+    from gymstream.scripted_model import start_scripted_in_thread
+
+    server = start_scripted_in_thread()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def env(kafka_bootstrap: str) -> dict[str, str]:
+    values = dict(os.environ)
+    values.update(
+        GYMSTREAM_KAFKA_BOOTSTRAP=kafka_bootstrap,
+        GYMSTREAM_TOPIC_PREFIX=f"r{uuid.uuid4().hex[:10]}",
+        GYMSTREAM_MODEL_NAME="scripted",
+        GYMSTREAM_RETRY_MAX_ATTEMPTS="2",
+        GYMSTREAM_RETRY_BACKOFF_INITIAL_S="0.01",
+        GYMSTREAM_RETRY_BACKOFF_MAX_S="0.05",
+    )
+    return values
+
+
+def fail_everything(env: dict[str, str], data: Path, out: Path, run_id: str) -> None:
+    down = {**env, "GYMSTREAM_MODEL_BASE_URL": closed_port_url()}
+    result = gymstream(
+        "collect", "-i", str(data), "-o", str(out), "--run-id", run_id, "--no-progress", env=down
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert read_jsonl(out) == []
+    failures = read_jsonl(out.with_name(f"{out.stem}_failures.jsonl"))
+    assert len(failures) == 6
+    assert {f["_ng_failure_class"] for f in failures} == {"model_connection_error"}
+    assert all(f["_ng_failure_terminal"] is False for f in failures)
+    assert all("reward" not in f for f in failures)  # never a reward of 0
+
+
+def test_collect_resume_redoes_only_the_failures(
+    env: dict[str, str], model_url: str, tmp_path: Path
+) -> None:
+    data = single_tool_input(tmp_path / "in.jsonl", rows=6)
+    out = tmp_path / "out.jsonl"
+    fail_everything(env, data, out, "run-a")
+
+    other = gymstream(
+        "collect",
+        "-i",
+        str(data),
+        "-o",
+        str(out),
+        "--run-id",
+        "run-b",
+        "--no-progress",
+        env={**env, "GYMSTREAM_MODEL_BASE_URL": model_url},
+    )
+    assert other.returncode == 2
+    assert "run-a" in other.stderr
+    assert "Traceback" not in other.stderr
+
+    again = gymstream(
+        "collect",
+        "-i",
+        str(data),
+        "-o",
+        str(out),
+        "--run-id",
+        "run-a",
+        "--no-progress",
+        env={**env, "GYMSTREAM_MODEL_BASE_URL": model_url},
+    )
+    assert again.returncode == 0, again.stderr + again.stdout
+    assert_exactly_once(read_jsonl(out), EXPECTED)
+    assert read_jsonl(tmp_path / "out_failures.jsonl") == []
+    assert len(read_jsonl(tmp_path / "out_failures_history.jsonl")) == 6
+
+    # a third run publishes nothing: everything is in the output
+    third = gymstream(
+        "collect",
+        "-i",
+        str(data),
+        "-o",
+        str(out),
+        "--run-id",
+        "run-a",
+        "--no-progress",
+        env={**env, "GYMSTREAM_MODEL_BASE_URL": model_url},
+    )
+    assert third.returncode == 0, third.stderr
+    assert "0 rollouts published" in " ".join(third.stdout.split())
+    assert_exactly_once(read_jsonl(out), EXPECTED)
+
+
+def test_retry_failures_republishes_with_the_next_attempt(
+    env: dict[str, str], model_url: str, tmp_path: Path
+) -> None:
+    data = single_tool_input(tmp_path / "in.jsonl", rows=6)
+    out = tmp_path / "out.jsonl"
+    fail_everything(env, data, out, "run-c")
+    up = {**env, "GYMSTREAM_MODEL_BASE_URL": model_url}
+    worker = start_worker(AGENT_ONE, up, tmp_path / "worker.log")
+    try:
+        retried = gymstream("retry-failures", "--run-id", "run-c", "-o", str(out), env=up)
+        assert retried.returncode == 0, retried.stderr
+        assert "republished 6" in retried.stdout
+        sink = gymstream("sink", "-o", str(out), "--run-id", "run-c", env=up)
+        assert sink.returncode == 0, sink.stderr + sink.stdout
+    finally:
+        assert stop_gracefully(worker) == 0
+    assert_exactly_once(read_jsonl(out), EXPECTED)
+    assert read_jsonl(tmp_path / "out_failures.jsonl") == []
+    nothing = gymstream("retry-failures", "--run-id", "run-c", "-o", str(out), env=up)
+    assert "nothing to retry" in nothing.stdout
