@@ -1,0 +1,110 @@
+"""Poison messages on a task topic become typed failures with their location; work goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+import msgspec
+import pytest
+from kafka_helpers import make_producer, read_all, wait_until
+from pipeline_helpers import AGENT_ONE, ENVS
+
+from gymstream.config import load_config
+from gymstream.environment import load_environment
+from gymstream.model_client import build_model_client
+from gymstream.schema import DECODE_FAILURE, DECODE_RESULT, ENCODER, TaskMessage
+from gymstream.settings import KafkaSettings, ModelSettings, RetrySettings, WorkerSettings
+from gymstream.topics import apply_topics, load_layout
+from gymstream.worker import run_worker
+
+pytestmark = pytest.mark.kafka
+
+
+async def test_poison_messages_do_not_block_the_partition(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    from gymstream.scripted_model import start_scripted_in_thread
+
+    kafka = KafkaSettings(bootstrap=kafka_bootstrap)
+    layout = load_layout(prefix=f"p{uuid.uuid4().hex[:10]}")
+    await apply_topics(kafka.client_options(), layout, [AGENT_ONE])
+    row = json.loads(
+        (ENVS / "example_single_tool_call" / "data" / "example.jsonl").read_text().splitlines()[0]
+    )
+    good = TaskMessage(
+        run_id="p",
+        rollout_id=f"p/{AGENT_ONE}/0/0",
+        agent=AGENT_ONE,
+        task_index=0,
+        rollout_index=0,
+        row=row,
+    )
+    wrong_agent = msgspec.structs.replace(
+        good, rollout_id="p/other/1/0", agent="other", task_index=1
+    )
+    producer = make_producer(kafka_bootstrap)
+    await producer.start()
+    try:
+        topic = layout.tasks(AGENT_ONE)
+        # all on partition 0, poison first: the good task behind them must still be served
+        for value in (
+            b"\xff\xfe not json",
+            b'{"run_id": 5}',
+            ENCODER.encode(wrong_agent),
+            ENCODER.encode(good),
+        ):
+            await (await producer.send(topic, value, partition=0))
+    finally:
+        await producer.stop()
+
+    server = start_scripted_in_thread()
+    config = load_config()
+    client = build_model_client(
+        ModelSettings(base_url=server.url, name="scripted"), RetrySettings()
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(
+        run_worker(
+            kafka,
+            layout,
+            AGENT_ONE,
+            config.agent(AGENT_ONE),
+            load_environment(config.agent(AGENT_ONE).environment),
+            client,
+            model_name="scripted",
+            stop=stop,
+            settings=WorkerSettings(concurrency=8, commit_interval_s=0.05),
+        )
+    )
+    try:
+
+        async def failures_and_result() -> bool:
+            return (
+                len(await read_all(kafka_bootstrap, layout.failures)) >= 3
+                and len(await read_all(kafka_bootstrap, layout.results)) >= 1
+            )
+
+        await wait_until(failures_and_result, 60, "3 failures and 1 result")
+    finally:
+        stop.set()
+        stats = await asyncio.wait_for(worker, 30)
+        await client.aclose()
+        server.stop()
+    failures = [DECODE_FAILURE.decode(v) for v in await read_all(kafka_bootstrap, layout.failures)]
+    assert sorted(f.failure_class for f in failures) == [
+        "poison_message",
+        "poison_message",
+        "unknown_agent",
+    ]
+    for failure in failures:
+        assert failure.topic == layout.tasks(AGENT_ONE)
+        assert failure.partition == 0
+        assert failure.terminal
+    assert sorted(f.offset for f in failures) == [0, 1, 2]
+    results = [DECODE_RESULT.decode(v) for v in await read_all(kafka_bootstrap, layout.results)]
+    assert [r.rollout_id for r in results] == [good.rollout_id]
+    assert stats.succeeded == 1
+    assert stats.commits >= 1
