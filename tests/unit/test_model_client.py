@@ -11,6 +11,7 @@ import pytest
 
 from gymstream.errors import ModelCallError, ModelResponseError
 from gymstream.model_client import (
+    CONNECTIONS_PER_POOL,
     MAX_RETRY_AFTER_S,
     HttpModelClient,
     backoff_delay_s,
@@ -262,11 +263,29 @@ async def test_chat_answer_without_choices_is_malformed() -> None:
     assert info.value.failure_class == "model_malformed_response"
 
 
-async def test_build_model_client_owns_and_closes_its_pool() -> None:
-    client = build_model_client(ModelSettings(base_url=BASE_URL), RetrySettings())
+async def test_build_model_client_owns_and_closes_its_pools() -> None:
+    settings = ModelSettings(base_url=BASE_URL, max_connections=20)
+    client = build_model_client(settings, RetrySettings())
     assert client.url == f"{BASE_URL}/responses"
+    pools = client._pools
+    # 20 connections in pools of at most CONNECTIONS_PER_POOL: 8 + 8 + 8 >= 20
+    assert len(pools) == 3
+    assert all(p._transport._pool._max_connections == CONNECTIONS_PER_POOL for p in pools)  # type: ignore[attr-defined]
     await client.aclose()
-    assert client._http.is_closed
+    assert all(pool.is_closed for pool in pools)
+
+
+async def test_requests_spread_over_pools() -> None:
+    client = build_model_client(
+        ModelSettings(base_url=BASE_URL, max_connections=16), RetrySettings()
+    )
+    recorders = [Recorder(ok()), Recorder(ok())]
+    for pool, recorder in zip(client._pools, recorders, strict=True):
+        pool._transport = httpx.MockTransport(recorder)
+    for _ in range(4):
+        await client.create({"input": "x"})
+    await client.aclose()
+    assert [len(r.requests) for r in recorders] == [2, 2]
 
 
 async def test_shared_pool_is_not_closed_by_client() -> None:
