@@ -1,7 +1,74 @@
-"""Placeholder for the `gymstream model` command group."""
+"""The `gymstream model` command group: serve the scripted test-double model."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import sys
+from typing import Annotated
+
 import typer
 
-app = typer.Typer(help="model commands", no_args_is_help=True)
+from gymstream.scripted_model import ScriptedServer, serve_scripted
+
+app = typer.Typer(
+    help="Model endpoints: a scripted stand-in for demos, tests and benchmarks.",
+    no_args_is_help=True,
+)
+
+
+async def _serve(
+    host: str, port: int, latency_ms: float, error_rate: float, hang_rate: float, seed: int
+) -> ScriptedServer:
+    server = await serve_scripted(host, port, latency_ms, error_rate, hang_rate, seed)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    # The first line is machine-readable on purpose: scripts read the URL from it (port 0).
+    typer.echo(f"scripted model listening on {server.url}")
+    sys.stdout.flush()
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await server.wait_closed()
+    return server
+
+
+_SERVE_HELP = (
+    "Serve a scripted OpenAI-compatible model: a TEST DOUBLE for demo, tests and benchmarks, "
+    "not a language model.\n\n"
+    "Speaks POST /v1/responses, POST /v1/chat/completions and GET /v1/models. A deterministic "
+    "policy plays the example environments (it solves most example_multi_step rows, not all) "
+    "and fills other tools' arguments from their schemas. The first line printed is "
+    "'scripted model listening on <base url>'. Stop with Ctrl-C or SIGTERM."
+)
+
+
+@app.command("serve-scripted", help=_SERVE_HELP)
+def serve_scripted_command(
+    port: Annotated[int, typer.Option(help="TCP port; 0 picks a free one (printed).")] = 8123,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    latency_ms: Annotated[
+        float, typer.Option(min=0, help="Added latency per request, in milliseconds.")
+    ] = 0.0,
+    error_rate: Annotated[
+        float, typer.Option(min=0, max=1, help="Fraction of model requests answered 500/503.")
+    ] = 0.0,
+    hang_rate: Annotated[
+        float,
+        typer.Option(min=0, max=1, help="Fraction of model requests never answered (hangs)."),
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed for the policy's mistakes and fault draws.")] = 0,
+) -> None:
+    """Run the scripted model server until SIGINT/SIGTERM; exit 2 if it cannot listen."""
+    if error_rate + hang_rate > 1:
+        raise typer.BadParameter("--error-rate plus --hang-rate must not exceed 1")
+    try:
+        server = asyncio.run(_serve(host, port, latency_ms, error_rate, hang_rate, seed))
+    except OSError as exc:
+        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
+    stats = ", ".join(f"{k}={v}" for k, v in sorted(server.stats.items())) or "no requests"
+    typer.echo(f"scripted model stopped: {stats}", err=True)
