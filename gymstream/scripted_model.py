@@ -24,7 +24,6 @@ import itertools
 import logging
 import random
 import threading
-import time
 from collections import Counter
 from types import TracebackType
 from typing import Any
@@ -33,7 +32,7 @@ import msgspec
 
 from gymstream.chat_convert import chat_to_response, responses_to_chat_request
 from gymstream.errors import ModelResponseError
-from gymstream.scripted_policy import decide
+from gymstream.scripted_policy import MODEL_ID, chat_completion
 
 __all__ = [
     "HANG_S",
@@ -48,7 +47,6 @@ logger = logging.getLogger(__name__)
 HANG_S = 3600.0
 """How long a hung request waits before it is answered (504) if the client is still there."""
 
-MODEL_ID = "scripted"
 _MAX_HEAD_BYTES = 64 * 1024
 _MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -329,61 +327,12 @@ class ScriptedServer:
         return self.latency_s, 200, payload
 
     def _complete(self, path: str, request: dict[str, Any]) -> bytes:
-        chat_request = responses_to_chat_request(request) if path == "/responses" else request
-        reply = decide(chat_request, self.seed)
-        serial = next(self._ids)
-        base_id = f"scripted{serial:012x}"
-        tool_calls: list[dict[str, Any]] = []
-        output_chars = len(reply.text or "")
-        for index, (name, arguments) in enumerate(reply.calls):
-            encoded = _ENCODER.encode(arguments).decode()
-            output_chars += len(encoded)
-            tool_calls.append(
-                {
-                    "id": f"call_{base_id}_{index}",
-                    "type": "function",
-                    "function": {"name": name, "arguments": encoded},
-                }
-            )
-        message: dict[str, Any] = {"role": "assistant", "content": reply.text}
-        if tool_calls:
-            message["tool_calls"] = tool_calls
-        completion_tokens = 1 + output_chars // 4
-        prompt_tokens = _estimate_prompt_tokens(chat_request)
-        chat = {
-            "id": f"chatcmpl-{base_id}" if path == "/chat/completions" else base_id,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": request.get("model") or MODEL_ID,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": message,
-                    "finish_reason": "tool_calls" if tool_calls else "stop",
-                    "logprobs": None,
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
         if path == "/responses":
+            chat = chat_completion(responses_to_chat_request(request), self.seed, next(self._ids))
             return _ENCODER.encode(chat_to_response(chat, request))
+        chat = chat_completion(request, self.seed, next(self._ids))
+        chat["id"] = f"chatcmpl-{chat['id']}"
         return _ENCODER.encode(chat)
-
-
-def _estimate_prompt_tokens(chat_request: dict[str, Any]) -> int:
-    """About four characters per token over the message texts (a test double's estimate)."""
-    chars = 0
-    for message in chat_request.get("messages") or []:
-        content = message.get("content")
-        if isinstance(content, str):
-            chars += len(content)
-        for call in message.get("tool_calls") or []:
-            chars += len((call.get("function") or {}).get("arguments") or "")
-    return 1 + chars // 4
 
 
 async def serve_scripted(

@@ -1,5 +1,8 @@
 """The scripted model's deterministic policy: the next assistant turn for a chat conversation.
 
+``chat_completion(request, seed, serial)`` wraps that turn as a Chat Completions answer (the
+server converts it for the Responses endpoint).
+
 A test double, not a model: it plays the two example environments well enough to give varied
 rewards, and any other tool set plausibly enough to exercise a pipeline. It is stateless: each
 call reads the whole conversation (as a Chat Completions request) and decides from what the
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 import zlib
 from collections import Counter
 from collections.abc import Mapping
@@ -29,9 +33,11 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["Reply", "decide", "example_arguments", "mistake_kind"]
+__all__ = ["MODEL_ID", "Reply", "chat_completion", "decide", "example_arguments", "mistake_kind"]
 
-_ENCODE = msgspec.json.Encoder(order="sorted")
+MODEL_ID = "scripted"
+_SORTED_ENCODER = msgspec.json.Encoder(order="sorted")
+_ENCODER = msgspec.json.Encoder()
 
 
 @dataclass(frozen=True)
@@ -112,10 +118,10 @@ def _pending(
     planned: list[tuple[str, dict[str, Any]]], made: list[_Call]
 ) -> list[tuple[str, dict[str, Any]]]:
     """The planned calls not made yet (matched by name and arguments)."""
-    done = Counter((c.name, _ENCODE.encode(c.arguments)) for c in made)
+    done = Counter((c.name, _SORTED_ENCODER.encode(c.arguments)) for c in made)
     pending = []
     for name, arguments in planned:
-        key = (name, _ENCODE.encode(arguments))
+        key = (name, _SORTED_ENCODER.encode(arguments))
         if done[key]:
             done[key] -= 1
         else:
@@ -336,3 +342,61 @@ def decide(request: Mapping[str, Any], seed: int = 0) -> Reply:
             return _generic(conv, tools)
     snippet = " ".join(conv.user.split()[:12])
     return Reply(text=f"This is a scripted answer to: {snippet}")
+
+
+def _estimate_prompt_tokens(request: Mapping[str, Any]) -> int:
+    """About four characters per token over the message texts (a test double's estimate)."""
+    chars = 0
+    for message in request.get("messages") or []:
+        content = message.get("content")
+        if isinstance(content, str):
+            chars += len(content)
+        for call in message.get("tool_calls") or []:
+            chars += len((call.get("function") or {}).get("arguments") or "")
+    return 1 + chars // 4
+
+
+def chat_completion(request: Mapping[str, Any], seed: int, serial: int) -> dict[str, Any]:
+    """The Chat Completions answer to ``request``: ``decide``'s turn with ids and usage.
+
+    ``serial`` makes the ids unique (``scripted<serial hex>``, ``call_<id>_<n>``); token counts
+    are estimates (about four characters per token).
+    """
+    reply = decide(request, seed)
+    base_id = f"scripted{serial:012x}"
+    tool_calls: list[dict[str, Any]] = []
+    output_chars = len(reply.text or "")
+    for index, (name, arguments) in enumerate(reply.calls):
+        encoded = _ENCODER.encode(arguments).decode()
+        output_chars += len(encoded)
+        tool_calls.append(
+            {
+                "id": f"call_{base_id}_{index}",
+                "type": "function",
+                "function": {"name": name, "arguments": encoded},
+            }
+        )
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    prompt_tokens = _estimate_prompt_tokens(request)
+    completion_tokens = 1 + output_chars // 4
+    return {
+        "id": base_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.get("model") or MODEL_ID,
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": "tool_calls" if tool_calls else "stop",
+                "logprobs": None,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
