@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -233,3 +234,37 @@ def test_data_is_nemo_gyms_example_rows() -> None:
         rows = read_jsonl(ENVIRONMENTS / name / "data" / "example.jsonl")
         assert len(rows) == 5
         assert all("responses_create_params" in row for row in rows)
+
+
+@pytest.fixture
+def extra_environments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary folder searched as part of the environments package."""
+    import environments
+
+    monkeypatch.setattr(environments, "__path__", [*environments.__path__, str(tmp_path)])
+    for name in ("broken_env", "empty_env", "wrong_env"):
+        monkeypatch.delitem(sys.modules, f"environments.{name}", raising=False)
+    return tmp_path
+
+
+def test_environment_that_fails_to_import_names_itself(extra_environments: Path) -> None:
+    (extra_environments / "broken_env").mkdir()
+    (extra_environments / "broken_env" / "__init__.py").write_text("import no_such_module_xyz\n")
+    assert "broken_env" in list_environments()
+    with pytest.raises(ConfigError, match=r"broken_env.*no_such_module_xyz") as info:
+        load_environment("broken_env")
+    assert isinstance(info.value.__cause__, ImportError)
+
+
+def test_environment_without_environment_export(extra_environments: Path) -> None:
+    (extra_environments / "empty_env").mkdir()
+    (extra_environments / "empty_env" / "__init__.py").write_text("X = 1\n")
+    with pytest.raises(ConfigError, match="does not export ENVIRONMENT"):
+        load_environment("empty_env")
+
+
+def test_environment_export_of_wrong_type(extra_environments: Path) -> None:
+    (extra_environments / "wrong_env").mkdir()
+    (extra_environments / "wrong_env" / "__init__.py").write_text("ENVIRONMENT = 42\n")
+    with pytest.raises(ConfigError, match="not an Environment"):
+        load_environment("wrong_env")

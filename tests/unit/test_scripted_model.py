@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -430,3 +433,51 @@ def test_example_arguments_by_type() -> None:
     assert example_arguments({"anyOf": [{"type": "boolean"}, {"type": "string"}]}) is True
     assert example_arguments({"type": "string"}, "city") == "example city"
     assert example_arguments({"type": "object", "properties": {"a": {}}}) == {}
+
+
+def test_cli_serve_scripted_prints_url_and_stops_on_sigterm() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gymstream.cli.main", "model", "serve-scripted", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ENVIRONMENTS.parent,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("scripted model listening on http://127.0.0.1:")
+        url = first.split()[-1]
+        assert url.endswith("/v1")
+        assert httpx.get(f"{url}/models", timeout=5).status_code == 200
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+    assert process.returncode == 0
+    assert "models=1" in stderr
+
+
+def test_cli_rejects_rates_over_one() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gymstream.cli.main",
+            "model",
+            "serve-scripted",
+            "--error-rate",
+            "0.7",
+            "--hang-rate",
+            "0.7",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        cwd=ENVIRONMENTS.parent,
+    )
+    assert result.returncode == 2
+    assert "must not exceed 1" in result.stderr
