@@ -318,6 +318,13 @@ async def test_pipelined_requests_are_answered_in_order(server: ScriptedServer) 
     assert server.requests == 3
 
 
+async def test_pipelined_requests_behind_a_delayed_answer_are_served() -> None:
+    async with await serve_scripted(latency_ms=10) as server:
+        answers = await raw_exchange(server, request("/v1/models") + request("/v1/models"), 2)
+    assert [a.split(b"\r\n", 1)[0] for a in answers] == [b"HTTP/1.1 200 OK"] * 2
+    assert server.stats["models"] == 2
+
+
 async def test_bad_requests_get_400_and_chunked_411(server: ScriptedServer) -> None:
     (not_json,) = await raw_exchange(server, request("/v1/responses", b"{oops"), 1)
     assert not_json.startswith(b"HTTP/1.1 400")
