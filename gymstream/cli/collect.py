@@ -246,7 +246,8 @@ def demo_command(
     starts the scripted model (a test double that plays the example environments); writes
     results/test_multiverifier_outputs.jsonl and shows each row's agent and reward.
     """
-    from gymstream.localkafka import start_cluster, stop_cluster
+    from gymstream.localkafka import start_cluster, status, stop_cluster
+    from gymstream.localkafka.config import check_ports_free, find_free_base_port
     from gymstream.scripted_model import start_scripted_in_thread
     from gymstream.settings import KafkaSettings
 
@@ -254,13 +255,19 @@ def demo_command(
     env_kafka = KafkaSettings()
     started_kafka = False
     if bootstrap is None and "bootstrap" not in env_kafka.model_fields_set:
-        console.print("starting the local Kafka (first run fetches Apache Kafka with Maven)...")
-        try:
-            cluster = start_cluster(kafka_data_dir)
-        except GymstreamError as exc:
-            raise fail(str(exc), 1) from None
-        bootstrap = cluster.bootstrap
-        started_kafka = True
+        running = status(kafka_data_dir)
+        if running.running and running.bootstrap:
+            bootstrap = running.bootstrap  # a local Kafka of an earlier `--keep-kafka` demo
+        else:
+            # 9092 unless something else listens there (another Kafka, say): then any free port
+            port = 9092 if check_ports_free(9092, [1]) is None else find_free_base_port(1)
+            console.print("starting the local Kafka (the first run fetches it with Maven)...")
+            try:
+                cluster = start_cluster(kafka_data_dir, port=port)
+            except GymstreamError as exc:
+                raise fail(str(exc), 1) from None
+            bootstrap = cluster.bootstrap
+            started_kafka = True
         console.print(f"Kafka at {bootstrap}")
     kafka = kafka_settings(bootstrap)
     server = start_scripted_in_thread()
