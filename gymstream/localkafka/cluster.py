@@ -193,13 +193,20 @@ class Cluster:
         self, started: list[int], timeout_s: float, log_marks: dict[int, dict[str, int]]
     ) -> None:
         deadline = time.monotonic() + timeout_s
+        misses: dict[int, int] = dict.fromkeys(started, 0)
         while True:
             for node_id in started:
-                if not self.is_running(node_id):
+                # a JVM that is starting can briefly show no command line (the launcher may
+                # re-exec itself); only several misses in a row mean the node really exited
+                misses[node_id] = 0 if self.is_running(node_id) else misses[node_id] + 1
+                if misses[node_id] >= 5:
                     raise KafkaSetupError(
                         f"Kafka node {node_id} exited during startup\n"
                         + storage.log_tail(self.data_dir, node_id, log_marks.get(node_id))
                     )
+            if any(misses.values()):
+                time.sleep(0.1)
+                continue
             expected = {n for n in self.node_ids if self.is_running(n)}
             views = self._broker_views()
             if all(expected <= views.get(n, frozenset()) for n in expected):
