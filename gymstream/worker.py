@@ -44,6 +44,20 @@ __all__ = ["WorkerStats", "new_worker_id", "run_worker"]
 
 log = logging.getLogger("gymstream.worker")
 
+FAILURE_LOG_INTERVAL_S = 10.0
+"""At most one warning per failure class per this many seconds; each says how many it stands for."""
+
+_FAILURE_HEADLINES = {
+    "model_connection_error": "model endpoint {url} is unreachable: check that the model server "
+    "is up and that GYMSTREAM_MODEL_BASE_URL points at it",
+    "model_timeout": "model endpoint {url} does not answer within GYMSTREAM_MODEL_TIMEOUT_S: the "
+    "server may be overloaded or stuck",
+    "model_http_5xx": "model endpoint {url} answers with server errors (HTTP 5xx)",
+    "model_http_429": "model endpoint {url} keeps rate-limiting (HTTP 429): lower the concurrency",
+    "model_http_4xx": "model endpoint {url} rejects the requests (HTTP 4xx): check the model "
+    "name, the API key and the request parameters",
+}
+
 
 def new_worker_id() -> str:
     """host-pid-random: unique per process, readable in results and logs."""
@@ -63,6 +77,52 @@ class WorkerStats:
     @property
     def done(self) -> int:
         return self.succeeded + sum(self.failures.values())
+
+
+class _FailureLog:
+    """Rate-limited warnings about failed rollouts, one headline per failure class.
+
+    A model that is down fails every rollout: one warning each would bury the cause under
+    thousands of lines. Each rollout's failure is logged at INFO (``--verbose``); per class, the
+    first one and then at most one per ``interval_s`` is a WARNING that names the cause in words
+    and counts the rollouts it stands for. ``flush`` reports what is still uncounted.
+    """
+
+    def __init__(self, model_url: str, interval_s: float = FAILURE_LOG_INTERVAL_S) -> None:
+        self.model_url = model_url
+        self.interval_s = interval_s
+        self.unreported: Counter[str] = Counter()
+        self.latest: dict[str, str] = {}
+        self.warned_at: dict[str, float] = {}
+
+    def record(self, failure_class: str, rollout_id: str, message: str) -> None:
+        log.info("rollout %s failed: %s: %s", rollout_id, failure_class, message)
+        self.unreported[failure_class] += 1
+        self.latest[failure_class] = f"rollout {rollout_id}: {message}"
+        last = self.warned_at.get(failure_class)
+        if last is None or time.monotonic() - last >= self.interval_s:
+            self._warn(failure_class)
+
+    def flush(self, *, due_only: bool = False) -> None:
+        now = time.monotonic()
+        for failure_class in [c for c, n in self.unreported.items() if n]:
+            if not due_only or now - self.warned_at.get(failure_class, 0.0) >= self.interval_s:
+                self._warn(failure_class)
+
+    def _warn(self, failure_class: str) -> None:
+        count = self.unreported.pop(failure_class)
+        headline = _FAILURE_HEADLINES.get(failure_class, "rollouts are failing")
+        last = self.warned_at.get(failure_class)
+        window = "" if last is None else f" in the last {time.monotonic() - last:.0f} s"
+        self.warned_at[failure_class] = time.monotonic()
+        log.warning(
+            "%s; %d rollout(s) failed with %s%s (each is in the failures topic); latest: %s",
+            headline.format(url=self.model_url),
+            count,
+            failure_class,
+            window,
+            self.latest[failure_class],
+        )
 
 
 @dataclass(frozen=True)
@@ -111,12 +171,14 @@ class _Worker:
         # bumped when a partition is revoked: work started before belongs to the old owner
         self.generation: Counter[TopicPartition] = Counter()
         self.slot_freed = asyncio.Event()
+        self.failure_log = _FailureLog(str(getattr(model, "url", "(the configured URL)")))
 
     # --- the main loop -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> WorkerStats:
         self.producer = build_producer(self.kafka)
-        await self.producer.start()
         try:
+            # inside the try: a start that fails (no broker) must still close the client
+            await self.producer.start()
             self.consumer = build_consumer(
                 self.kafka,
                 group_id=self.layout.worker_group(self.agent),
@@ -125,7 +187,11 @@ class _Worker:
                 heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
             )
             self.consumer.subscribe([self.topic], listener=_Rebalance(self))
-            await self.consumer.start()
+            try:
+                await self.consumer.start()
+            except BaseException:
+                await self.consumer.stop()
+                raise
             try:
                 await self._loop(stop)
             finally:
@@ -167,6 +233,7 @@ class _Worker:
                 if time.monotonic() - last_commit >= interval_s:
                     await self._commit()
                     last_commit = time.monotonic()
+                    self.failure_log.flush(due_only=True)
         finally:
             stop_wait.cancel()
 
@@ -215,6 +282,7 @@ class _Worker:
             task.cancel()
         if self.all_tasks:
             await asyncio.wait(set(self.all_tasks))
+        self.failure_log.flush()
         await self.consumer.stop()
 
     # --- one message ---------------------------------------------------------------------
@@ -374,7 +442,7 @@ class _Worker:
         http_status: int | None = None,
         attempts: int = 1,
     ) -> _Outgoing:
-        log.warning("rollout %s failed: %s: %s", task.rollout_id, failure_class, message)
+        self.failure_log.record(failure_class, task.rollout_id, message)
         record = FailureMessage(
             run_id=task.run_id,
             rollout_id=task.rollout_id,
