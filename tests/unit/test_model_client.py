@@ -10,8 +10,8 @@ import msgspec
 import pytest
 
 from gymstream.errors import ModelCallError, ModelResponseError
+from gymstream.http_transport import AiohttpTransport
 from gymstream.model_client import (
-    CONNECTIONS_PER_POOL,
     MAX_RETRY_AFTER_S,
     HttpModelClient,
     backoff_delay_s,
@@ -263,29 +263,15 @@ async def test_chat_answer_without_choices_is_malformed() -> None:
     assert info.value.failure_class == "model_malformed_response"
 
 
-async def test_build_model_client_owns_and_closes_its_pools() -> None:
+async def test_build_model_client_owns_and_closes_its_pool() -> None:
     settings = ModelSettings(base_url=BASE_URL, max_connections=20)
     client = build_model_client(settings, RetrySettings())
     assert client.url == f"{BASE_URL}/responses"
-    pools = client._pools
-    # 20 connections in pools of at most CONNECTIONS_PER_POOL: 8 + 8 + 8 >= 20
-    assert len(pools) == 3
-    assert all(p._transport._pool._max_connections == CONNECTIONS_PER_POOL for p in pools)  # type: ignore[attr-defined]
+    http = client._http
+    assert isinstance(http._transport, AiohttpTransport)
+    assert http._transport._max_connections == 20
     await client.aclose()
-    assert all(pool.is_closed for pool in pools)
-
-
-async def test_requests_spread_over_pools() -> None:
-    client = build_model_client(
-        ModelSettings(base_url=BASE_URL, max_connections=16), RetrySettings()
-    )
-    recorders = [Recorder(ok()), Recorder(ok())]
-    for pool, recorder in zip(client._pools, recorders, strict=True):
-        pool._transport = httpx.MockTransport(recorder)
-    for _ in range(4):
-        await client.create({"input": "x"})
-    await client.aclose()
-    assert [len(r.requests) for r in recorders] == [2, 2]
+    assert http.is_closed
 
 
 async def test_shared_pool_is_not_closed_by_client() -> None:
