@@ -1,0 +1,224 @@
+"""`gymstream stream`: a run's rollouts (or whole groups) as JSON lines on stdout, for piping."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from typing import Annotated, BinaryIO
+
+import typer
+
+from gymstream.cli.common import (
+    BootstrapOpt,
+    PrefixOpt,
+    TopicsFileOpt,
+    VerboseOpt,
+    console,
+    fail,
+    install_stop_signals,
+    kafka_settings,
+    layout_for,
+    run,
+    setup_logging,
+)
+from gymstream.grouping import Group
+from gymstream.schema import ENCODER
+from gymstream.selection import StreamStats
+from gymstream.settings import KafkaSettings
+from gymstream.stream import StreamOptions, open_stream
+from gymstream.topics import TopicLayout
+
+__all__ = ["stream_command"]
+
+_COMMIT_EVERY = 100  # lines: a killed command repeats at most this many on its next start
+
+
+def stream_command(
+    run_id: Annotated[str, typer.Option("--run-id", help="The run to stream.")],
+    groups: Annotated[
+        bool,
+        typer.Option(
+            "--groups",
+            help="One line per group (every rollout of a task) instead of one per rollout.",
+        ),
+    ] = False,
+    group_size: Annotated[
+        int | None,
+        typer.Option(
+            "--group-size",
+            min=1,
+            help="Rollouts per group: the run's --num-repeats (implies --groups).",
+            show_default=False,
+        ),
+    ] = None,
+    max_units: Annotated[
+        int | None,
+        typer.Option("--max", min=1, help="Stop after this many lines.", show_default=False),
+    ] = None,
+    from_beginning: Annotated[
+        bool,
+        typer.Option(
+            "--from-beginning", help="Start from the run's first rollout, not the saved position."
+        ),
+    ] = False,
+    consumer: Annotated[
+        str,
+        typer.Option(
+            "--consumer", help="Names the saved position: another name reads the run afresh."
+        ),
+    ] = "cli",
+    max_staleness: Annotated[
+        int | None,
+        typer.Option(
+            "--max-staleness",
+            min=0,
+            help="Drop rollouts more than this many versions behind --policy-version.",
+            show_default=False,
+        ),
+    ] = None,
+    policy_version: Annotated[
+        int | None,
+        typer.Option("--policy-version", help="The reader's policy version.", show_default=False),
+    ] = None,
+    drop_zero_variance: Annotated[
+        bool,
+        typer.Option("--drop-zero-variance", help="Drop groups whose rewards are all equal."),
+    ] = False,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            "--weights",
+            help="Per-agent mix, e.g. 'agent_a=3,agent_b=1' (agents left out are dropped).",
+            show_default=False,
+        ),
+    ] = None,
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: PrefixOpt = None,
+    topics_file: TopicsFileOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Print a run's rollouts as JSON lines: NeMo Gym output rows, or groups of them.
+
+    A group line is {"rollouts": [row, ...], "run_id", "agent", "task_index", "rewards",
+    "policy_versions"}. It may start before the run's rollouts exist: it waits for them, and
+    stops when the run is complete (or after --max lines). Lines already printed are not printed
+    again by the next start with the same --consumer (a killed command repeats at most the last
+    100); --from-beginning starts over. A summary goes to stderr.
+    """
+    setup_logging(verbose)
+    try:
+        options = StreamOptions(
+            run_id=run_id,
+            unit="group" if groups or group_size is not None else "rollout",
+            group_size=group_size,
+            consumer=consumer,
+            from_beginning=from_beginning,
+            policy_version=policy_version,
+            max_staleness=max_staleness,
+            drop_zero_variance=drop_zero_variance,
+            weights=_parse_weights(weights) if weights else None,
+        )
+    except ValueError as exc:
+        if groups and group_size is None:
+            raise fail("--groups needs --group-size (the run's --num-repeats)") from None
+        raise fail(str(exc).splitlines()[-1].strip()) from None
+    kafka = kafka_settings(bootstrap)
+    layout = layout_for(topic_prefix, topics_file)
+    stats, stopped = run(
+        _print_units(kafka, layout, options, max_units, sys.stdout.buffer),
+        bootstrap=kafka.bootstrap,
+    )
+    _summary(stats, options)
+    if stopped:
+        raise typer.Exit(130)
+
+
+def _parse_weights(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        agent, sep, value = item.strip().partition("=")
+        try:
+            if not sep or not agent:
+                raise ValueError(item)
+            out[agent] = float(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"'{item.strip()}' is not AGENT=WEIGHT", param_hint="--weights"
+            ) from None
+    return out
+
+
+def _line(unit: Group, per_rollout: bool) -> bytes:
+    if per_rollout:
+        return bytes(unit.rollouts[0].output)
+    return ENCODER.encode(
+        {
+            "rollouts": [r.output for r in unit.rollouts],
+            "run_id": unit.run_id,
+            "agent": unit.agent,
+            "task_index": unit.task_index,
+            "rewards": unit.rewards,
+            "policy_versions": unit.policy_versions,
+        }
+    )
+
+
+async def _print_units(
+    kafka: KafkaSettings,
+    layout: TopicLayout,
+    options: StreamOptions,
+    max_units: int | None,
+    out: BinaryIO,
+) -> tuple[StreamStats, bool]:
+    """Print until the run is complete, ``max_units`` lines, a signal, or a closed pipe.
+
+    A unit is acknowledged once its line is flushed; acknowledgements are saved every
+    ``_COMMIT_EVERY`` lines, whenever the stream waits, and at the end.
+    """
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    per_rollout = options.unit == "rollout"
+    written = 0
+    async with open_stream(kafka, layout, options) as stream:
+        while not stop.is_set() and (max_units is None or written < max_units):
+            unit = await stream.next_group(timeout_s=0.5)
+            if unit is None:
+                if stream.finished:
+                    break
+                await stream.commit()  # idle: save what was printed
+                continue
+            try:
+                out.write(_line(unit, per_rollout) + b"\n")
+                out.flush()
+            except BrokenPipeError:  # the reader went away (`| head`): keep what it got
+                await stream.commit(g for g in stream.handed if g is not unit)
+                _silence_stdout()
+                return stream.stats, False
+            written += 1
+            if written % _COMMIT_EVERY == 0:
+                await stream.commit()
+        await stream.commit()
+        return stream.stats, stop.is_set()
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe, send what Python flushes at exit nowhere (no second error)."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _summary(stats: StreamStats, options: StreamOptions) -> None:
+    what = "rollouts" if options.unit == "rollout" else "groups"
+    dropped = ", ".join(f"{n} {why}" for why, n in sorted(stats.dropped.items())) or "none"
+    mix = ", ".join(f"{a} {share:.0%}" for a, share in stats.mix().items())
+    console.print(
+        f"{stats.delivered_total} {what} printed ({mix or 'none'}); dropped: {dropped}; "
+        f"duplicates skipped: {stats.duplicates + stats.closed_skipped}",
+        highlight=False,
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover  # `python -m gymstream.cli.stream` until registered
+    typer.run(stream_command)
