@@ -6,6 +6,7 @@ import typer
 
 from gymstream.cli import kafka, model
 from gymstream.cli.collect import collect_command, demo_command
+from gymstream.cli.stream import stream_command
 from gymstream.cli.pipeline import (
     produce_command,
     retry_failures_command,
@@ -31,6 +32,7 @@ app.command("produce")(produce_command)
 app.command("worker")(worker_command)
 app.command("sink")(sink_command)
 app.command("retry-failures")(retry_failures_command)
+app.command("stream")(stream_command)
 app.add_typer(topics_app, name="topics")
 app.add_typer(kafka.app, name="kafka")
 app.add_typer(model.app, name="model")
