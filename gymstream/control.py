@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from gymstream.errors import ConfigError
 from gymstream.grouping import ClosedRanges
 from gymstream.kafka import build_consumer, build_producer
-from gymstream.schema import ENCODER
+from gymstream.schema import DECODE_MANIFEST, ENCODER, RunManifest
 from gymstream.settings import KafkaSettings
 from gymstream.topics import TopicLayout
 
@@ -41,6 +41,7 @@ __all__ = [
     "policy_version_key",
     "progress_key",
     "publish_policy_version",
+    "read_manifests",
     "watch_policy_version",
 ]
 
@@ -91,13 +92,16 @@ DECODE_PROGRESS = msgspec.json.Decoder(StreamProgress)
 class RunsTail:
     """Reads the runs topic from its beginning, keeping the latest value of the chosen keys.
 
+    ``keys=None`` keeps every key.
     ``read_to_end`` returns once everything present at ``start`` has been read; ``poll`` reads
     what arrived since. A tombstone (empty value) removes the key.
     """
 
-    def __init__(self, kafka: KafkaSettings, layout: TopicLayout, keys: Iterable[bytes]) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, layout: TopicLayout, keys: Iterable[bytes] | None
+    ) -> None:
         self.topic = layout.runs
-        self.keys = frozenset(keys)
+        self.keys = None if keys is None else frozenset(keys)
         self.latest: dict[bytes, bytes] = {}
         self._kafka = kafka
         self._consumer: AIOKafkaConsumer | None = None
@@ -143,7 +147,7 @@ class RunsTail:
         for messages in batches.values():
             for message in messages:
                 key = message.key
-                if key is None or key not in self.keys:
+                if key is None or (self.keys is not None and key not in self.keys):
                     continue
                 if message.value:
                     self.latest[key] = message.value
@@ -165,6 +169,25 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
             "(same --topic-prefix)"
         )
     return [TopicPartition(topic, p) for p in sorted(parts)]
+
+
+async def read_manifests(
+    kafka: KafkaSettings, layout: TopicLayout, *, timeout_s: float = 30.0
+) -> list[RunManifest]:
+    """Every run's latest manifest on the runs topic, oldest first (by ``created_ms``)."""
+    tail = RunsTail(kafka, layout, None)
+    await tail.start()
+    try:
+        await tail.read_to_end(timeout_s)
+    finally:
+        await tail.stop()
+    manifests = []
+    for key, value in tail.latest.items():
+        if key.startswith((b"control/", b"progress/")):
+            continue
+        with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+            manifests.append(DECODE_MANIFEST.decode(value))
+    return sorted(manifests, key=lambda m: (m.created_ms, m.run_id))
 
 
 async def publish_policy_version(
