@@ -101,8 +101,8 @@ def stream_command(
 ) -> None:
     """Print a run's rollouts as JSON lines: NeMo Gym output rows, or groups of them.
 
-    A group line is {"rollouts": [row, ...], "run_id", "agent", "task_index", "rewards",
-    "policy_versions"}. It may start before the run's rollouts exist: it waits for them, and
+    A group line has the keys rollouts (the rows), run_id, agent, task_index, rewards and
+    policy_versions. It may start before the run's rollouts exist: it waits for them, and
     stops when the run is complete (or after --max lines). Lines already printed are not printed
     again by the next start with the same --consumer (a killed command repeats at most the last
     100); --from-beginning starts over. A summary goes to stderr.
@@ -218,7 +218,3 @@ def _summary(stats: StreamStats, options: StreamOptions) -> None:
         f"duplicates skipped: {stats.duplicates + stats.closed_skipped}",
         highlight=False,
     )
-
-
-if __name__ == "__main__":  # pragma: no cover  # `python -m gymstream.cli.stream` until registered
-    typer.run(stream_command)

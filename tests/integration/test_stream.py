@@ -399,12 +399,13 @@ async def test_pacer_holds_the_producer_to_the_trainer(env: Env) -> None:
 
 
 def run_cli(env: Env, *args: str) -> list[Any]:
-    """Run ``gymstream stream`` (as ``python -m gymstream.cli.stream``) to its end."""
+    """Run ``gymstream stream`` to its end."""
     done = subprocess.run(
         [
             sys.executable,
             "-m",
-            "gymstream.cli.stream",
+            "gymstream.cli.main",
+            "stream",
             "--run-id",
             env.run_id,
             "--bootstrap",
