@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import pstats
 import shutil
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from typing import Any
 from bench.limits import run_bare, run_floor
 from bench.pipeline import Bench, ModelServer, run_collect, run_produce, run_staged
 from bench.procs import ROOT, startup_cpu_s
+from bench.profile import profile_worker
 from bench.report import render
 
 ALL_SECTIONS = ("bare", "staged", "collect", "scaling", "latency", "big", "floor")
@@ -136,50 +136,6 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
-def profile_worker(
-    bench: Bench, model: ModelServer, args: argparse.Namespace, out_dir: Path
-) -> dict[str, Any]:
-    """One more staged run with the worker under cProfile or pyinstrument (figures not used)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if args.profile_worker == "cprofile":
-        raw = out_dir / "worker.prof"
-        cli = [sys.executable, "-m", "cProfile", "-o", str(raw), "-m", "gymstream.cli.main"]
-    else:
-        raw = out_dir / "worker_pyinstrument.txt"
-        cli = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(raw)]
-        cli += ["-m", "gymstream.cli.main"]
-    run = run_staged(
-        bench,
-        model,
-        n=args.n,
-        concurrency=args.concurrency,
-        workers=1,
-        label="profile",
-        worker_cli=cli,
-    )
-    found: dict[str, Any] = {"tool": args.profile_worker, "file": str(raw), "n": args.n}
-    found["rate_under_profiler"] = run["rate_steady"]
-    if args.profile_worker == "cprofile":
-        text = out_dir / "worker_profile.txt"
-        with text.open("w") as handle:
-            stats = pstats.Stats(str(raw), stream=handle)
-            stats.sort_stats("tottime").print_stats(40)
-            stats.sort_stats("cumulative").print_stats(60)
-        found["text"] = str(text)
-        profile = stats.get_stats_profile().func_profiles
-        top = sorted(profile.items(), key=lambda kv: kv[1].tottime, reverse=True)[:15]
-        found["top_tottime"] = [
-            {
-                "function": f"{Path(f.file_name).name}:{f.line_number}({name})",
-                "calls": f.ncalls,
-                "tottime_s": f.tottime,
-                "cumtime_s": f.cumtime,
-            }
-            for name, f in top
-        ]
-    return found
-
-
 def _latency_bound(bench: Bench, args: argparse.Namespace) -> list[dict[str, Any]]:
     slow = ModelServer(bench, args.latency_ms)
     runs = []
@@ -257,7 +213,15 @@ def run_sections(bench: Bench, args: argparse.Namespace, doc: dict[str, Any]) ->
             ]
         if args.profile_worker:
             doc["profile"] = timed(
-                "profile", lambda: profile_worker(bench, model, args, args.json.parent)
+                "profile",
+                lambda: profile_worker(
+                    bench,
+                    model,
+                    tool=args.profile_worker,
+                    n=n,
+                    concurrency=c,
+                    out_dir=args.json.parent,
+                ),
             )
     finally:
         model.stop()

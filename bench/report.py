@@ -44,7 +44,7 @@ def _bare(doc: dict[str, Any]) -> list[Row]:
     labels = {
         "raw": "bare limit: 2 model calls per rollout",
         "agent": "bare + agent (run_rollout, tool, verifier)",
-        "httpx1": "bare over ONE httpx.AsyncClient",
+        "httpx1": "bare over one plain httpx.AsyncClient pool",
     }
     for mode, label in labels.items():
         b = doc.get("bare", {}).get(mode)
@@ -234,17 +234,24 @@ def _floor(doc: dict[str, Any]) -> list[Row]:
 
 def _profile(doc: dict[str, Any]) -> list[Row]:
     prof = doc.get("profile")
-    if not prof or "top_tottime" not in prof:
+    if not prof or "by_package" not in prof:
         return []
-    rows: list[Row] = []
-    for f in prof["top_tottime"][:12]:
-        rows.append(
-            (
-                f["function"],
-                f"{f['tottime_s']:.2f} s",
-                f"{f['calls']} calls, cumulative {f['cumtime_s']:.2f} s",
-            )
+    rows: list[Row] = [
+        (
+            f"package {p['package']}",
+            f"{p['share']:.0%}",
+            f"{p['tottime_s']:.2f} s own time",
         )
+        for p in prof["by_package"][:8]
+    ]
+    rows += [
+        (
+            f["function"],
+            f"{f['tottime_s']:.2f} s",
+            f"{f['calls']} calls, cumulative {f['cumtime_s']:.2f} s",
+        )
+        for f in prof["top_tottime"][:8]
+    ]
     return rows
 
 
@@ -261,7 +268,7 @@ def sections(doc: dict[str, Any]) -> list[tuple[str, list[Row]]]:
         ("4. Scaling: worker processes for one agent; a big input", _scaling(doc)),
         ("5. Kafka's floor: raw aiokafka, acks=all, idempotent", _floor(doc)),
         (
-            "Worker profile (cProfile, own time; an extra staged run, not the figures above)",
+            "Worker profile: cProfile own time (share of busy CPU), from an extra staged run",
             _profile(doc),
         ),
     ]
