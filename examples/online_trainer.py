@@ -86,11 +86,11 @@ async def train(args: argparse.Namespace) -> None:
         from_beginning=args.from_beginning,
         max_staleness=args.max_staleness,
         drop_zero_variance=args.drop_zero_variance,
-        policy_version=0,
     )
     print(f"training on run {run_id} (groups of {args.group_size}, consumer {args.consumer})")
     async with open_stream(kafka, layout, options) as stream:
         version = stream.policy_version or 0  # a resumed stream continues its saved version
+        stream.set_policy_version(version)
         step = 0
         while batch := await stream.next_batch(args.batch_groups):
             train_step(step, batch, version)

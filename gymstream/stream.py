@@ -135,7 +135,11 @@ def load_position(data: bytes) -> StreamProgress:
 
 
 class GroupStream:
-    """One trainer's stream of a run (see the module docstring). Use ``open_stream``."""
+    """One trainer's stream of a run (see the module docstring). Use ``open_stream``.
+
+    Call it from one task at a time (it is not safe to ``commit`` while ``next_batch`` waits),
+    and run one stream per ``consumer`` name: two would overwrite each other's position.
+    """
 
     def __init__(
         self,

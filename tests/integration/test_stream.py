@@ -186,6 +186,21 @@ async def test_groups_are_whole_while_workers_interleave(env: Env) -> None:
     assert stats.delivered == {"alpha": tasks - 1, "beta": tasks}
 
 
+async def test_incomplete_groups_can_be_delivered_partially(env: Env) -> None:
+    messages: list[ResultMessage | FailureMessage] = list(all_rollouts(env, 2))
+    messages.remove(rollout(env, "beta", 1, 0))
+    messages.append(failed(env, "beta", 1, 0))
+    await publish(env, messages)
+    await publish_manifest(env, 2)
+    got, dropped = await take_all(env, incomplete="deliver")
+    assert not dropped
+    partial = [g for g in got if g.failed]
+    assert ids(partial) == [("beta", 1)]
+    assert partial[0].failed == (0,)
+    assert [r.rollout_index for r in partial[0].rollouts] == [1, 2, 3]
+    assert len(got) == 2 * len(AGENTS)
+
+
 async def test_rollout_mode_yields_single_rollouts(env: Env) -> None:
     await publish(env, all_rollouts(env, 3))
     await publish_manifest(env, 3)
