@@ -103,10 +103,10 @@ async def produce(
     report = ProduceReport(run_id=options.run_id)
     started = time.perf_counter()
     producer = build_producer(kafka)
-    await producer.start()
     rejects: IO[bytes] | None = None
     materialized: IO[bytes] | None = None
     try:
+        await producer.start()  # inside the try: a failed start still closes the client
         now_ms = int(time.time() * 1000)
         await publish_manifest(
             producer,
@@ -241,9 +241,9 @@ async def republish(
 ) -> Counter[str]:
     """Publish failed rollouts again (``retry-failures``), each with its next attempt number."""
     producer = build_producer(kafka)
-    await producer.start()
     counts: Counter[str] = Counter()
     try:
+        await producer.start()
         pending = []
         for rid, item in tasks.items():
             message = TaskMessage(

@@ -124,7 +124,6 @@ async def run_sink(
     report.accounted = report.resumed_rows
 
     watcher = _ManifestWatcher(kafka, layout, run_id)
-    await watcher.start()
     consumer = build_consumer(
         kafka,
         layout.results,
@@ -132,10 +131,12 @@ async def run_sink(
         group_id=layout.sink_group(run_id),
         max_poll_records=batch_records,
     )
-    await consumer.start()
     out_handle = output.output.open("ab")
     fail_handle = output.failures.open("ab")
     try:
+        # started inside the try: a failed start (no broker) still closes both clients
+        await watcher.start()
+        await consumer.start()
         while not stop.is_set():
             manifest = await watcher.poll()
             if manifest is not None and manifest.state == "produced":

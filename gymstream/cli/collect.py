@@ -36,6 +36,7 @@ from gymstream.cli.pipeline import (
     ParamsOpt,
     PerAgentOpt,
     RunIdOpt,
+    check_input,
     new_run_id,
     overrides_value,
     print_produce_summary,
@@ -165,8 +166,7 @@ def collect_command(
     missing. Run it again with the same --run-id to resume: only what the output lacks is redone.
     """
     setup_logging(verbose)
-    if not input_path.is_file():
-        raise fail(f"{input_path}: no such file")
+    check_input(input_path)
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
     try:

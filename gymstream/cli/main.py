@@ -6,7 +6,6 @@ import typer
 
 from gymstream.cli import kafka, model
 from gymstream.cli.collect import collect_command, demo_command
-from gymstream.cli.stream import stream_command
 from gymstream.cli.pipeline import (
     produce_command,
     retry_failures_command,
@@ -14,6 +13,7 @@ from gymstream.cli.pipeline import (
     topics_app,
     worker_command,
 )
+from gymstream.cli.stream import stream_command
 
 app = typer.Typer(
     name="gymstream",

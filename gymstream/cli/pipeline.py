@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from gymstream.cli.common import (
     BootstrapOpt,
@@ -120,8 +121,17 @@ RunIdOpt = Annotated[
 FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop at the first bad row.")]
 
 
+def check_input(path: Path) -> None:
+    """Refuse a missing or empty input before anything is published."""
+    if not path.is_file():
+        raise fail(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise fail(f"{path}: no rows to publish: the file is empty", 1)
+
+
 def print_reject(item: RowError) -> None:
-    console.print(f"[yellow]rejected[/yellow] {item}", highlight=False, soft_wrap=True)
+    line = Text.assemble(("rejected", "yellow"), " ", str(item))  # user text: never markup
+    console.print(line, highlight=False, soft_wrap=True)
 
 
 def print_produce_summary(report: ProduceReport) -> None:
@@ -172,8 +182,7 @@ def produce_command(
 ) -> None:
     """Publish a dataset's rows to the per-agent task topics (acks=all, idempotent)."""
     setup_logging(verbose)
-    if not input_path.is_file():
-        raise fail(f"{input_path}: no such file")
+    check_input(input_path)
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
     try:
@@ -209,7 +218,12 @@ def produce_command(
     if report.stopped_at is not None:
         raise fail(f"stopped at the first bad row (--fail-fast): {report.stopped_at}")
     if not report.published and not report.skipped:
-        raise fail(f"{input_path}: no rows to publish", 1)
+        why = (
+            f"all {report.rejected} rows were rejected (see {options.rejects_path})"
+            if report.rejected
+            else "the file holds no rows"
+        )
+        raise fail(f"{input_path}: no rows to publish: {why}", 1)
 
 
 def new_run_id() -> str:

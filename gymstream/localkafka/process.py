@@ -99,6 +99,10 @@ def is_running(pid: int | None, marker: str) -> bool:
         return False
     _reap(pid)
     cmdline = _cmdline(pid)
+    if cmdline == "":
+        # a live process in the middle of exec shows an empty command line for a moment:
+        # that is a starting broker, not a stranger's pid
+        return True
     return cmdline is not None and marker in cmdline
 
 

@@ -209,17 +209,11 @@ async def test_nothing_to_publish_is_an_error(
 
     assert code != 0, text
     assert f"error: {data}: {message}" in text, text
-    assert published(text)[1] == 0
+    if content:  # an empty file is refused before anything starts: no summary
+        assert published(text)[1] == 0
     assert await published_ids(env, "empty") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="bug: cli/pipeline.py print_reject prints the RowError with Rich markup on, so user "
-    "text in brackets is eaten ('[bold]x' -> 'x') or, for an unmatched closing tag such as "
-    "'[/x]', raises rich.errors.MarkupError: a Traceback instead of the reject line",
-)
 async def test_user_text_in_brackets_is_shown_as_is(env: dict[str, str], tmp_path: Path) -> None:
     strange = bad(id=1, responses_create_params=PARAMS, agent_ref={"name": "agent[/x]"})
     data = write_lines(tmp_path / "in.jsonl", [good(0), strange])
