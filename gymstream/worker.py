@@ -36,6 +36,7 @@ from gymstream.errors import GymstreamError
 from gymstream.kafka import build_consumer, build_producer
 from gymstream.model_client import ModelClient
 from gymstream.offsets import OffsetTracker
+from gymstream.policy import LiveVersions
 from gymstream.schema import DECODE_TASK, ENCODER, FailureMessage, ResultMessage, TaskMessage
 from gymstream.settings import KafkaSettings, RetrySettings, WorkerSettings
 from gymstream.topics import TopicLayout
@@ -168,6 +169,7 @@ class _Worker:
         self.producer: Any = None
         self.consumer: Any = None
         self.commit_lock = asyncio.Lock()
+        self.live_versions = LiveVersions(kafka, layout)
         # bumped when a partition is revoked: work started before belongs to the old owner
         self.generation: Counter[TopicPartition] = Counter()
         self.slot_freed = asyncio.Event()
@@ -192,10 +194,12 @@ class _Worker:
             except BaseException:
                 await self.consumer.stop()
                 raise
+            await self.live_versions.start()
             try:
                 await self._loop(stop)
             finally:
                 await self._shutdown()
+                await self.live_versions.stop()
         finally:
             await self.producer.stop()
         return self.stats
@@ -360,6 +364,14 @@ class _Worker:
 
     async def _run_task(self, task: TaskMessage, where: dict[str, Any]) -> _Outgoing:
         started = time.monotonic()
+        # the version live when the rollout starts: trainer's, else the task's, else ours
+        version = self.live_versions.get(task.run_id)
+        if version is None:
+            version = (
+                task.policy_version
+                if task.policy_version is not None
+                else self.settings.policy_version
+            )
         try:
             async with asyncio.timeout(self.retry.rollout_deadline_s):
                 result = await run_rollout(
@@ -420,11 +432,7 @@ class _Worker:
             created_ms=task.created_ms,
             finished_ms=int(time.time() * 1000),
             worker_id=self.worker_id,
-            policy_version=(
-                task.policy_version
-                if task.policy_version is not None
-                else self.settings.policy_version
-            ),
+            policy_version=version,
             timings=timings,
         )
         key = f"{task.run_id}/{task.agent}/{task.task_index}".encode()

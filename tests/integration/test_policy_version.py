@@ -1,0 +1,93 @@
+"""Workers stamp rollouts with the policy version a trainer publishes live."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from kafka_helpers import make_producer, read_all, wait_until
+from pipeline_helpers import AGENT_ONE, ENVS
+
+from gymstream.config import load_config
+from gymstream.control import publish_policy_version
+from gymstream.environment import load_environment
+from gymstream.model_client import build_model_client
+from gymstream.schema import DECODE_RESULT, ENCODER, TaskMessage
+from gymstream.settings import KafkaSettings, ModelSettings, RetrySettings, WorkerSettings
+from gymstream.topics import apply_topics, load_layout
+from gymstream.worker import run_worker
+
+pytestmark = pytest.mark.kafka
+
+
+async def test_worker_follows_the_trainers_policy_version(kafka_bootstrap: str) -> None:
+    from gymstream.scripted_model import start_scripted_in_thread
+
+    kafka = KafkaSettings(bootstrap=kafka_bootstrap)
+    layout = load_layout(prefix=f"v{uuid.uuid4().hex[:10]}")
+    await apply_topics(kafka.client_options(), layout, [AGENT_ONE])
+    row = json.loads(
+        (ENVS / "example_single_tool_call" / "data" / "example.jsonl").read_text().splitlines()[0]
+    )
+
+    def task(index: int, version: int | None = None) -> bytes:
+        message = TaskMessage(
+            run_id="pv",
+            rollout_id=f"pv/{AGENT_ONE}/{index}/0",
+            agent=AGENT_ONE,
+            task_index=index,
+            rollout_index=0,
+            row=row,
+            policy_version=version,
+        )
+        return ENCODER.encode(message)
+
+    async def results() -> dict[int, int | None]:
+        found = [DECODE_RESULT.decode(v) for v in await read_all(kafka_bootstrap, layout.results)]
+        return {r.task_index: r.policy_version for r in found}
+
+    await publish_policy_version(kafka, layout, "pv", 7)
+    server = start_scripted_in_thread()
+    config = load_config()
+    client = build_model_client(ModelSettings(base_url=server.url, name="s"), RetrySettings())
+    stop = asyncio.Event()
+    worker = asyncio.create_task(
+        run_worker(
+            kafka,
+            layout,
+            AGENT_ONE,
+            config.agent(AGENT_ONE),
+            load_environment(config.agent(AGENT_ONE).environment),
+            client,
+            model_name="s",
+            stop=stop,
+            settings=WorkerSettings(concurrency=4, policy_version=1),
+        )
+    )
+    producer = make_producer(kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(layout.tasks(AGENT_ONE), task(0, version=3))
+        await wait_until(lambda: _has(results, 0), 60, "the first result")
+        await publish_policy_version(kafka, layout, "pv", 8)
+
+        async def second_stamped_8() -> bool:
+            await producer.send_and_wait(layout.tasks(AGENT_ONE), task(len(await results())))
+            return 8 in (await results()).values()
+
+        await wait_until(second_stamped_8, 60, "a rollout stamped with version 8")
+    finally:
+        await producer.stop()
+        stop.set()
+        await asyncio.wait_for(worker, 30)
+        await client.aclose()
+        server.stop()
+    versions = await results()
+    assert versions[0] == 7  # the live version wins over the task's (3) and the worker's (1)
+    assert set(versions.values()) <= {7, 8}
+
+
+async def _has(results, index: int) -> bool:  # type: ignore[no-untyped-def]
+    return index in await results()
