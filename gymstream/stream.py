@@ -195,6 +195,7 @@ class GroupStream:
             *await topic_partitions(self._consumer, self.layout.failures),
         ]
         self._consumer.assign(tps)
+        unknown: list[TopicPartition] = []
         for tp in tps:
             offsets = {}
             if position is not None:
@@ -202,10 +203,12 @@ class GroupStream:
                 offsets = position.results if is_results else position.failures
             offset = offsets.get(tp.partition)
             if offset is None:
-                await self._consumer.seek_to_beginning(tp)
+                unknown.append(tp)
             else:
                 self._consumer.seek(tp, offset)
                 self._assembler.seek(tp, offset)
+        if unknown:
+            await self._consumer.seek_to_beginning(*unknown)  # one call: each waits for a fetch
         self._producer = build_producer(self._kafka)
         await self._producer.start()
         self._started.append(self._producer)
