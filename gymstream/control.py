@@ -32,9 +32,12 @@ from gymstream.settings import KafkaSettings
 from gymstream.topics import TopicLayout
 
 __all__ = [
+    "DECODE_POLICY_VERSION",
+    "DECODE_PROGRESS",
     "Pacer",
     "PolicyVersion",
     "PolicyVersionWatch",
+    "RunsTail",
     "StreamProgress",
     "latest_policy_version",
     "open_pacer",
