@@ -12,6 +12,7 @@ the expected rollouts per agent once every task is acknowledged, so a sink knows
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from gymstream.control import Pacer, open_pacer
 from gymstream.errors import RowError
 from gymstream.kafka import build_producer
 from gymstream.resume import RetryTask
@@ -27,7 +29,14 @@ from gymstream.schema import ENCODER, RunManifest, TaskMessage, rollout_id
 from gymstream.settings import KafkaSettings
 from gymstream.topics import TopicLayout
 
-__all__ = ["ProduceOptions", "ProduceReport", "produce", "publish_manifest", "republish"]
+__all__ = [
+    "ProduceOptions",
+    "ProduceReport",
+    "produce",
+    "produce_paced",
+    "publish_manifest",
+    "republish",
+]
 
 _WINDOW = 4096  # sends in flight before we wait for their acks: bounds memory, keeps batches full
 
@@ -49,6 +58,7 @@ class ProduceOptions:
     skip_rollouts: Collection[str] = frozenset()
     attempts: Mapping[str, int] = field(default_factory=dict)
     policy_version: int | None = None
+    pacer: Pacer | None = None  # pacing: at most pacer.max_ahead groups ahead of the trainer
 
 
 @dataclass
@@ -150,6 +160,7 @@ async def produce(
             options.materialized_path.parent.mkdir(parents=True, exist_ok=True)
             materialized = options.materialized_path.open("wb")
 
+        groups_started = 0
         for rollout in expand(good_rows(), num_repeats=options.num_repeats):
             rid = rollout_id(
                 options.run_id, rollout.agent, rollout.task_index, rollout.rollout_index
@@ -157,6 +168,15 @@ async def produce(
             if rid in options.skip_rollouts:
                 report.skipped[rollout.agent] += 1
                 continue
+            if options.pacer is not None and rollout.rollout_index == 0:
+                # back-pressure: a new group waits until the trainer is close enough behind
+                if not options.pacer.has_room(groups_started) and pending:
+                    await asyncio.gather(*pending)  # what is sent is visible while we wait
+                    if on_published is not None:
+                        on_published(len(pending))
+                    pending.clear()
+                await options.pacer.wait_for_room(groups_started)
+                groups_started += 1
             row = (
                 apply_overrides(rollout.row, options.overrides)
                 if options.overrides
@@ -234,6 +254,25 @@ async def produce(
         await producer.stop()
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+async def produce_paced(
+    kafka: KafkaSettings,
+    layout: TopicLayout,
+    options: ProduceOptions,
+    *,
+    max_groups_ahead: int | None,
+    pace_consumer: str = "trainer",
+    **callbacks: Any,
+) -> ProduceReport:
+    """``produce``, kept at most ``max_groups_ahead`` groups ahead of the trainer stream named
+    ``pace_consumer`` (its committed progress on the runs topic); unpaced when None."""
+    if max_groups_ahead is None:
+        return await produce(kafka, layout, options, **callbacks)
+    async with open_pacer(
+        kafka, layout, options.run_id, max_ahead=max_groups_ahead, consumer=pace_consumer
+    ) as pacer:
+        return await produce(kafka, layout, dataclasses.replace(options, pacer=pacer), **callbacks)
 
 
 async def republish(

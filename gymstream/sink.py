@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import IO
 
 import msgspec
-from aiokafka import TopicPartition
 
+from gymstream.control import RunsTail
 from gymstream.kafka import build_consumer
 from gymstream.outputs import (
     OutputPaths,
@@ -64,33 +64,24 @@ class SinkReport:
 
 
 class _ManifestWatcher:
-    """Reads the compacted runs topic from the start, without a group, for one run id."""
+    """The run's manifest, read from the compacted runs topic (``control.RunsTail``)."""
 
     def __init__(self, kafka: KafkaSettings, layout: TopicLayout, run_id: str) -> None:
-        self.consumer = build_consumer(kafka, group_id=None)
-        self.topic = layout.runs
         self.key = run_id.encode("utf-8")
+        self.tail = RunsTail(kafka, layout, [self.key])
         self.manifest: RunManifest | None = None
 
     async def start(self) -> None:
-        await self.consumer.start()
-        await self.consumer.topics()  # refreshes metadata for every topic
-        parts = self.consumer.partitions_for_topic(self.topic) or {0}
-        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
-        self.consumer.assign(tps)
-        await self.consumer.seek_to_beginning(*tps)
+        await self.tail.start()
 
-    async def poll(self, timeout_ms: int = 0) -> RunManifest | None:
-        batches = await self.consumer.getmany(timeout_ms=timeout_ms)
-        for messages in batches.values():
-            for message in messages:
-                if message.key == self.key and message.value:
-                    with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
-                        self.manifest = DECODE_MANIFEST.decode(message.value)
+    async def poll(self) -> RunManifest | None:
+        if self.key in await self.tail.poll(timeout_ms=0):
+            with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+                self.manifest = DECODE_MANIFEST.decode(self.tail.latest[self.key])
         return self.manifest
 
     async def stop(self) -> None:
-        await self.consumer.stop()
+        await self.tail.stop()
 
 
 def _fsync(handle: IO[bytes]) -> None:

@@ -31,7 +31,7 @@ from gymstream.cli.common import (
 )
 from gymstream.errors import GymstreamError, RowError
 from gymstream.outputs import OutputPaths, claim_output, read_run_file
-from gymstream.producer import ProduceOptions, ProduceReport, produce, republish
+from gymstream.producer import ProduceOptions, ProduceReport, produce_paced, republish
 from gymstream.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
 from gymstream.rows import parse_override, parse_repeats
 from gymstream.sink import SinkReport, run_sink
@@ -119,6 +119,18 @@ RunIdOpt = Annotated[
     typer.Option("--run-id", help="Run id (default: a new one). Reuse it to resume a run."),
 ]
 FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop at the first bad row.")]
+AheadOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-groups-ahead",
+        min=1,
+        help="Pacing: publish at most N groups ahead of the trainer stream (its "
+        "committed progress); default: no pacing.",
+    ),
+]
+PaceConsumerOpt = Annotated[
+    str, typer.Option("--pace-consumer", help="The trainer stream (--consumer) to pace against.")
+]
 
 
 def check_input(path: Path) -> None:
@@ -165,6 +177,8 @@ def produce_command(
             "<input stem>_rejects.jsonl in the current directory).",
         ),
     ] = None,
+    max_groups_ahead: AheadOpt = None,
+    pace_consumer: PaceConsumerOpt = "trainer",
     output: Annotated[
         Path | None,
         typer.Option(
@@ -213,7 +227,17 @@ def produce_command(
                 )
         except GymstreamError as exc:
             raise fail(str(exc)) from None
-    report = run(produce(kafka, layout, options, on_reject=print_reject), bootstrap=kafka.bootstrap)
+    report = run(
+        produce_paced(
+            kafka,
+            layout,
+            options,
+            max_groups_ahead=max_groups_ahead,
+            pace_consumer=pace_consumer,
+            on_reject=print_reject,
+        ),
+        bootstrap=kafka.bootstrap,
+    )
     print_produce_summary(report)
     if report.stopped_at is not None:
         raise fail(f"stopped at the first bad row (--fail-fast): {report.stopped_at}")
