@@ -16,16 +16,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gymstream.config import GymConfig, resolve_model
-from gymstream.environment import load_environment
-from gymstream.model_client import HttpModelClient, build_model_client
+from gymstream.agents import serve_agent
+from gymstream.config import GymConfig
 from gymstream.outputs import OutputPaths, claim_output
 from gymstream.producer import ProduceOptions, ProduceReport, produce
 from gymstream.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
-from gymstream.settings import KafkaSettings, RetrySettings, WorkerSettings
+from gymstream.settings import KafkaSettings, RetrySettings
 from gymstream.sink import SinkReport, run_sink
 from gymstream.topics import ApplyReport, TopicLayout, apply_topics
-from gymstream.worker import WorkerStats, run_worker
+from gymstream.worker import WorkerStats
 
 __all__ = ["CollectReport", "collect"]
 
@@ -82,26 +81,18 @@ async def collect(
     stop_workers = asyncio.Event()
     stop_sink = asyncio.Event()
     worker_tasks: dict[str, asyncio.Task[WorkerStats]] = {}
-    clients: list[HttpModelClient] = []
 
     async def start_agent(agent: str) -> None:
-        agent_config = config.agent(agent)
-        env = load_environment(agent_config.environment)
-        model_settings = resolve_model(config, agent, model_overrides or {})
-        client = build_model_client(model_settings, retry)
-        clients.append(client)
-        settings = WorkerSettings(concurrency=concurrency or agent_config.concurrency)
+        config.agent(agent)  # an unknown agent fails here, in the caller
         worker_tasks[agent] = asyncio.create_task(
-            run_worker(
+            serve_agent(
                 kafka,
                 layout,
+                config,
                 agent,
-                agent_config,
-                env,
-                client,
-                model_name=model_settings.name,
                 stop=stop_workers,
-                settings=settings,
+                model_overrides=model_overrides,
+                concurrency=concurrency,
                 retry=retry,
             ),
             name=f"worker-{agent}",
@@ -136,7 +127,5 @@ async def collect(
         for agent, task in worker_tasks.items():
             with contextlib.suppress(Exception):
                 report.workers[agent] = await task
-        for client in clients:
-            await client.aclose()
         report.elapsed_s = time.perf_counter() - started
     return report

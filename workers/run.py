@@ -9,16 +9,15 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from gymstream.agents import serve_agent
 from gymstream.cli.common import install_stop_signals
-from gymstream.config import GymConfig, resolve_model
-from gymstream.environment import load_environment
-from gymstream.model_client import build_model_client
-from gymstream.settings import KafkaSettings, RetrySettings, WorkerSettings
+from gymstream.config import GymConfig
+from gymstream.settings import KafkaSettings
 from gymstream.topics import TopicLayout
-from gymstream.worker import WorkerStats, run_worker
+from gymstream.worker import WorkerStats
 
 
-async def serve_agent(
+async def serve_until_signalled(
     kafka: KafkaSettings,
     layout: TopicLayout,
     config: GymConfig,
@@ -26,30 +25,18 @@ async def serve_agent(
     model_overrides: Mapping[str, Any],
     concurrency: int | None,
 ) -> WorkerStats:
-    """Build the agent's environment and model client and serve until SIGTERM/SIGINT."""
-    agent_config = config.agent(agent)
-    env = load_environment(agent_config.environment)
-    model_settings = resolve_model(config, agent, model_overrides)
-    retry = RetrySettings()
-    client = build_model_client(model_settings, retry)
+    """Serve ``agent`` until SIGTERM or SIGINT."""
     stop = asyncio.Event()
     install_stop_signals(stop)
-    settings = WorkerSettings(concurrency=concurrency or agent_config.concurrency)
-    try:
-        return await run_worker(
-            kafka,
-            layout,
-            agent,
-            agent_config,
-            env,
-            client,
-            model_name=model_settings.name,
-            stop=stop,
-            settings=settings,
-            retry=retry,
-        )
-    finally:
-        await client.aclose()
+    return await serve_agent(
+        kafka,
+        layout,
+        config,
+        agent,
+        stop=stop,
+        model_overrides=model_overrides,
+        concurrency=concurrency,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

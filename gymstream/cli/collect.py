@@ -38,10 +38,10 @@ from gymstream.cli.pipeline import (
     RunIdOpt,
     check_input,
     new_run_id,
-    overrides_value,
     print_produce_summary,
     print_reject,
     print_sink_summary,
+    produce_options,
     repeats_value,
 )
 from gymstream.collect import CollectReport, collect
@@ -169,19 +169,16 @@ def collect_command(
     check_input(input_path)
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
-    try:
-        cfg = gym_config(config)
-    except GymstreamError as exc:
-        raise fail(str(exc)) from None
+    cfg = gym_config(config)
     paths = OutputPaths(output)
-    options = ProduceOptions(
-        input_path=input_path,
-        run_id=run_id or new_run_id(),
-        known_agents=frozenset(cfg.agents),
-        default_agent=agent_name,
-        num_repeats=repeats_value(num_repeats, num_repeats_per_agent),
+    options = produce_options(
+        input_path,
+        cfg,
+        run_id=run_id,
+        agent_name=agent_name,
+        repeats=repeats_value(num_repeats, num_repeats_per_agent),
         limit=limit,
-        overrides=overrides_value(responses_create_params),
+        params=responses_create_params,
         fail_fast=fail_fast,
         rejects_path=paths.rejects,
         materialized_path=paths.materialized,

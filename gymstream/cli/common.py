@@ -70,8 +70,12 @@ def layout_for(prefix: str | None, topics_file: Path | None) -> TopicLayout:
 
 
 def gym_config(config: str | None) -> GymConfig:
+    """The merged --config files (or every environment's); a bad file exits with one line."""
     paths = [Path(p.strip()) for p in config.split(",") if p.strip()] if config else None
-    return load_config(paths)
+    try:
+        return load_config(paths)
+    except GymstreamError as exc:
+        raise fail(str(exc)) from None
 
 
 def setup_logging(verbose: bool) -> None:

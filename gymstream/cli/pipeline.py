@@ -29,6 +29,7 @@ from gymstream.cli.common import (
     run,
     setup_logging,
 )
+from gymstream.config import GymConfig
 from gymstream.errors import GymstreamError, RowError
 from gymstream.outputs import OutputPaths, claim_output, read_run_file
 from gymstream.producer import ProduceOptions, ProduceReport, produce_paced, republish
@@ -133,6 +134,34 @@ PaceConsumerOpt = Annotated[
 ]
 
 
+def produce_options(
+    input_path: Path,
+    cfg: GymConfig,
+    *,
+    run_id: str | None,
+    agent_name: str | None,
+    repeats: int | dict[str, int],
+    limit: int | None,
+    params: list[str] | None,
+    fail_fast: bool,
+    rejects_path: Path,
+    materialized_path: Path | None = None,
+) -> ProduceOptions:
+    """The producer's options from the CLI's (shared by produce and collect)."""
+    return ProduceOptions(
+        input_path=input_path,
+        run_id=run_id or new_run_id(),
+        known_agents=frozenset(cfg.agents),
+        default_agent=agent_name,
+        num_repeats=repeats,
+        limit=limit,
+        overrides=overrides_value(params),
+        fail_fast=fail_fast,
+        rejects_path=rejects_path,
+        materialized_path=materialized_path,
+    )
+
+
 def check_input(path: Path) -> None:
     """Refuse a missing or empty input before anything is published."""
     if not path.is_file():
@@ -199,18 +228,15 @@ def produce_command(
     check_input(input_path)
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
-    try:
-        cfg = gym_config(config)
-    except GymstreamError as exc:
-        raise fail(str(exc)) from None
-    options = ProduceOptions(
-        input_path=input_path,
-        run_id=run_id or new_run_id(),
-        known_agents=frozenset(cfg.agents),
-        default_agent=agent_name,
-        num_repeats=repeats_value(num_repeats, num_repeats_per_agent),
+    cfg = gym_config(config)
+    options = produce_options(
+        input_path,
+        cfg,
+        run_id=run_id,
+        agent_name=agent_name,
+        repeats=repeats_value(num_repeats, num_repeats_per_agent),
         limit=limit,
-        overrides=overrides_value(responses_create_params),
+        params=responses_create_params,
         fail_fast=fail_fast,
         rejects_path=rejects or Path(f"{input_path.stem}_rejects.jsonl"),
     )
@@ -341,7 +367,7 @@ def worker_command(
     agent's consumer group. SIGTERM/SIGINT: stop taking work, settle, commit, leave the group.
     The API key comes from $GYMSTREAM_MODEL_API_KEY (or $OPENAI_API_KEY) and is never printed.
     """
-    from workers.run import serve_agent
+    from workers.run import serve_until_signalled
 
     setup_logging(verbose)
     kafka = kafka_settings(bootstrap)
@@ -353,7 +379,8 @@ def worker_command(
         raise fail(str(exc)) from None
     overrides = {"base_url": model_base_url, "name": model_name, "api": model_api}
     stats = run(
-        serve_agent(kafka, layout, cfg, agent, overrides, concurrency), bootstrap=kafka.bootstrap
+        serve_until_signalled(kafka, layout, cfg, agent, overrides, concurrency),
+        bootstrap=kafka.bootstrap,
     )
     failures = ", ".join(f"{k}: {v}" for k, v in stats.failures.most_common()) or "none"
     out.print(
