@@ -43,6 +43,7 @@ DEFAULTS: dict[str, tuple[Any, Any]] = {
     "latency_concurrency": ("256,1024", "16"),
     "latency_waves": (4, 2),
     "workers": ("1,2,4", "1"),
+    "repeat": (2, 1),
     "bare_modes": ("raw,agent,httpx1", "raw,agent"),
     "big_rows": (1_000_000, 2000),
     "floor_messages": (50_000, 2000),
@@ -64,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency-concurrency", help="comma list of C (256,1024)")
     parser.add_argument("--latency-waves", type=int, help="latency runs use N = waves x C (4)")
     parser.add_argument("--workers", help="comma list of worker process counts (1,2,4)")
+    parser.add_argument(
+        "--repeat", type=int, help="runs of staged and collect; the best is kept (2; quick 1)"
+    )
     parser.add_argument(
         "--bare-modes", help="comma list of bare modes: raw, agent, httpx1 (all three)"
     )
@@ -136,6 +140,20 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def best_of(repeat: int, run: Any) -> dict[str, Any]:
+    """Run ``run(i)`` ``repeat`` times; keep the run with the best whole-command rate.
+
+    On a shared machine other work slows some runs down; the best run is the least disturbed.
+    Every run's rate and the share of CPU other work took stay in ``repeats``.
+    """
+    runs = [run(i) for i in range(repeat)]
+    best: dict[str, Any] = max(runs, key=lambda r: r["rate_whole"])
+    best["repeats"] = [
+        {"rate_whole": r["rate_whole"], "other_cpu_share": r["other_cpu_share"]} for r in runs
+    ]
+    return best
+
+
 def _latency_bound(bench: Bench, args: argparse.Namespace) -> list[dict[str, Any]]:
     slow = ModelServer(bench, args.latency_ms)
     runs = []
@@ -195,10 +213,20 @@ def run_sections(bench: Bench, args: argparse.Namespace, doc: dict[str, Any]) ->
         if "staged" in chosen or "scaling" in chosen:
             doc["staged"] = timed(
                 "staged",
-                lambda: run_staged(bench, model, n=n, concurrency=c, workers=1, label="staged"),
+                lambda: best_of(
+                    args.repeat,
+                    lambda i: run_staged(
+                        bench, model, n=n, concurrency=c, workers=1, label=f"staged{i}"
+                    ),
+                ),
             )
         if "collect" in chosen:
-            doc["collect"] = timed("collect", lambda: run_collect(bench, model, n=n, concurrency=c))
+            doc["collect"] = timed(
+                "collect",
+                lambda: best_of(
+                    args.repeat, lambda i: run_collect(bench, model, n=n, concurrency=c, label=i)
+                ),
+            )
         if "scaling" in chosen:
             doc["scaling"] = [
                 doc["staged"]

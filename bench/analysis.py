@@ -2,8 +2,9 @@
 
 - ``OutputWatcher`` samples the sink's output file every 10 ms (a thread counting new lines),
   so every output row gets an arrival time (wall clock, +-10 ms, at the sink's fsync batches).
-- ``steady_rate``: rows/s over the middle 80% of arrivals (from the 10% row to the 90% row),
-  which leaves out start-up and the tail.
+- ``middle_rate``: events/s over the middle 80% of a run (from the 10% event to the 90% one),
+  which leaves out start-up and the tail; applied to the workers' ``finished_ms`` stamps (the
+  steady-state rate the bench reports) and to the rows' arrivals in the output file.
 - ``latencies`` joins each output row to its ``ResultMessage``: ``created_ms`` (the producer
   stamps the task), ``finished_ms`` and ``timings.total_s`` (the worker), and the row's arrival
   in the output file, and splits produce -> sink into queue wait, rollout and delivery.
@@ -24,8 +25,8 @@ from gymstream.schema import DECODE_RESULT, ResultMessage
 __all__ = [
     "OutputWatcher",
     "latencies",
+    "middle_rate",
     "percentiles",
-    "steady_rate",
     "worker_span",
 ]
 
@@ -78,13 +79,18 @@ class OutputWatcher:
         return times
 
 
-def steady_rate(arrivals: list[float]) -> float | None:
-    """Rows/s from the row at 10% to the row at 90% of the output; None if too few samples."""
-    n = len(arrivals)
+def middle_rate(times: list[float], min_distinct: int = 5) -> float | None:
+    """Events/s from the event at 10% to the event at 90% of ``times`` (the middle 80%).
+
+    None when that stretch has fewer than ``min_distinct`` distinct times: a rate from a couple
+    of batch writes would say more about batching than about the pipeline.
+    """
+    ordered = sorted(times)
+    n = len(ordered)
     lo, hi = int(n * 0.1), int(n * 0.9) - 1
-    if hi <= lo or arrivals[hi] <= arrivals[lo]:
+    if hi <= lo or len(set(ordered[lo : hi + 1])) < min_distinct:
         return None
-    return (hi - lo) / (arrivals[hi] - arrivals[lo])
+    return (hi - lo) / (ordered[hi] - ordered[lo])
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -152,6 +158,7 @@ def worker_span(results: dict[tuple[int, int], ResultMessage]) -> dict[str, floa
     (Little's L), ``mean_rollout_s`` = W; then rate = L / W exactly. Steady: the same over the
     middle 80% of the span (ramp-up and tail left out): ``steady_in_flight`` is the mean number
     of rollouts running in that window and ``steady_rate`` = steady_in_flight / W.
+    ``mean_model_s``: the part of W spent awaiting the model client (every turn).
     """
     if not results:
         return {}
@@ -173,6 +180,7 @@ def worker_span(results: dict[tuple[int, int], ResultMessage]) -> dict[str, floa
         "mean_rollout_s": mean_rollout,
         "steady_in_flight": in_flight,
         "steady_rate": in_flight / mean_rollout if mean_rollout > 0 else 0.0,
+        "mean_model_s": statistics.fmean(r.timings.get("model_s", 0.0) for r in results.values()),
     }
 
 

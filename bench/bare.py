@@ -152,8 +152,16 @@ async def run(mode: str, url: str, rows: list[dict[str, Any]], n: int, c: int) -
         "cpu_s": cpu,
         "cpu_ms_per_rollout": cpu / n * 1000,
         "turns_per_rollout": turns / n,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": _peak_rss_mib(),
     }
+
+
+def _peak_rss_mib() -> float:
+    """VmHWM: unlike ru_maxrss, it does not include the parent's memory from before exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def _cpu_s() -> float:

@@ -25,9 +25,9 @@ from typing import Any
 from bench.analysis import (
     OutputWatcher,
     latencies,
+    middle_rate,
     results_by_key,
     sizes,
-    steady_rate,
     worker_span,
 )
 from bench.kafka_io import read_topic, wait_groups_stable
@@ -184,7 +184,8 @@ def _from_topics(bench: Bench, prefix: str, output: Path, watcher: OutputWatcher
     results = results_by_key(result_records)
     arrivals = watcher.arrivals()
     return {
-        "rate_steady": steady_rate(arrivals),
+        "rate_steady": middle_rate([r.finished_ms / 1000 for r in results.values()]),
+        "rate_steady_sink": middle_rate(arrivals),
         "worker_span": worker_span(results),
         "latency_ms": latencies(output, arrivals, results),
         "message_bytes": {"task": sizes(task_records), "result": sizes(result_records)},
@@ -299,11 +300,13 @@ def run_staged(
     }
 
 
-def run_collect(bench: Bench, model: ModelServer, *, n: int, concurrency: int) -> dict[str, Any]:
+def run_collect(
+    bench: Bench, model: ModelServer, *, n: int, concurrency: int, label: int = 0
+) -> dict[str, Any]:
     """``gymstream collect`` (topics, producer, worker, sink in one process), spawn to exit."""
-    prefix = new_prefix("collect")
+    prefix = new_prefix(f"collect{label}")
     env = bench.env(prefix, model.url)
-    run_dir = bench.work / "collect"
+    run_dir = bench.work / f"collect{label}"
     run_dir.mkdir(parents=True, exist_ok=True)
     output = run_dir / "out.jsonl"
     watcher = OutputWatcher(output).start()
@@ -322,7 +325,7 @@ def run_collect(bench: Bench, model: ModelServer, *, n: int, concurrency: int) -
             "--no-progress",
         ],
         env=env,
-        log=bench.work / "logs" / "collect.log",
+        log=bench.work / "logs" / f"collect{label}.log",
     )
     usage = child.wait(RUN_TIMEOUT_S, "gymstream collect")
     child.check(usage, "gymstream collect")

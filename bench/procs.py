@@ -1,13 +1,16 @@
 """Run and measure benchmark processes (Linux): CPU seconds and peak RSS, per process.
 
 A ``Child`` is reaped with ``os.wait4``, whose rusage gives the child's whole-life CPU (user +
-system, all threads) and peak RSS (``ru_maxrss``). Processes the bench did not start (the
-Kafka JVM) are read from ``/proc/<pid>/stat`` (CPU) and ``/proc/<pid>/status`` (``VmHWM``, the
-peak RSS since the process started). ``cpu_s(pid)`` of a running child gives in-window deltas.
+system, all threads); its peak RSS is ``VmHWM`` from ``/proc/<pid>/status``, read on every poll
+while it runs (``ru_maxrss`` would be wrong: Linux keeps the parent's RSS high-water mark in a
+forked child across exec, so every child would look at least as big as the bench). Processes the
+bench did not start (the Kafka JVM) are read from ``/proc/<pid>/stat`` (CPU) and ``VmHWM``.
+``cpu_s(pid)`` of a running child gives in-window deltas.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import signal
@@ -96,22 +99,30 @@ class Child:
         )
         self.pid = self.proc.pid
         self.usage: Usage | None = None
+        self._peak_rss_mib = 0.0
 
     def cpu_s(self) -> float:
         """CPU seconds so far; after the child ended, its whole-life total."""
         return self.usage.cpu_s if self.usage is not None else cpu_s(self.pid)
 
     def poll(self) -> Usage | None:
-        """Reap the child if it has ended (recording its usage); None while it runs."""
+        """Reap the child if it has ended (recording its usage); None while it runs.
+
+        Each call while the child runs also reads its peak RSS (VmHWM, monotonic), so the
+        last reading before it ends is its peak: ``ru_maxrss`` from wait4 cannot be used, as
+        Linux carries the parent's RSS high-water mark into a forked child across exec.
+        """
         if self.usage is not None:
             return self.usage
+        with contextlib.suppress(OSError, RuntimeError):  # gone, or a zombie without memory
+            self._peak_rss_mib = max(self._peak_rss_mib, peak_rss_mib(self.pid))
         pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
         if pid == 0:
             return None
         self.usage = Usage(
             returncode=os.waitstatus_to_exitcode(status),
             cpu_s=rusage.ru_utime + rusage.ru_stime,
-            peak_rss_mib=rusage.ru_maxrss / 1024,  # KiB on Linux
+            peak_rss_mib=self._peak_rss_mib,
             wall_s=time.perf_counter() - self.started,
         )
         self.proc.returncode = self.usage.returncode  # reaped here, not by Popen

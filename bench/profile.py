@@ -5,14 +5,16 @@ every call) writes ``worker.prof`` and ``worker_profile.txt`` (top functions by 
 cumulative time) next to the results JSON, and puts two summaries in it: the top functions by
 own time, and own time grouped by package (``httpx``, ``aiokafka``, ``gymstream.worker``, ...),
 as shares of the CPU the worker spent (the event loop's idle wait in epoll is left out).
-``--profile-worker pyinstrument`` (sampling; needs ``pip install pyinstrument``, not a project
-dependency) writes its call tree as text. The profiled run's figures are not the bench's.
+``--profile-worker pyinstrument`` (sampling, so cheaper and closer to the real split; needs
+``pip install pyinstrument``, not a project dependency) writes its session and, as text, the
+call tree and a flat list of own time. The profiled run's figures are not the bench's.
 """
 
 from __future__ import annotations
 
 import pstats
 import re
+import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -85,8 +87,8 @@ def profile_worker(
         raw = out_dir / "worker.prof"
         cli = [sys.executable, "-m", "cProfile", "-o", str(raw), "-m", "gymstream.cli.main"]
     else:
-        raw = out_dir / "worker_pyinstrument.txt"
-        cli = [sys.executable, "-m", "pyinstrument", "-r", "text", "-o", str(raw)]
+        raw = out_dir / "worker.pyisession"
+        cli = [sys.executable, "-m", "pyinstrument", "-r", "session", "-o", str(raw)]
         cli += ["-m", "gymstream.cli.main"]
     run = run_staged(
         bench, model, n=n, concurrency=concurrency, workers=1, label="profile", worker_cli=cli
@@ -95,4 +97,10 @@ def profile_worker(
     found["rate_under_profiler"] = run["rate_steady"]
     if tool == "cprofile":
         found.update(summarise(raw, out_dir / "worker_profile.txt"))
+    else:  # the call tree and a flat list of own time, as text
+        for name, options in (("tree", []), ("flat", ["-p", "flat=true"])):
+            text = out_dir / f"worker_pyinstrument_{name}.txt"
+            load = ["--load", str(raw), "-r", "text", "--no-color", *options, "-o", str(text)]
+            subprocess.run([sys.executable, "-m", "pyinstrument", *load], check=True)
+            found[f"text_{name}"] = str(text)
     return found

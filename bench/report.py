@@ -39,6 +39,13 @@ def _other(run: dict[str, Any]) -> str:
     return "" if share is None else f"; other work on the machine: {share:.0%} of CPU"
 
 
+def _repeats(run: dict[str, Any]) -> str:
+    runs = run.get("repeats") or []
+    if len(runs) < 2:
+        return ""
+    return f"; best of {len(runs)} runs: " + ", ".join(f"{r['rate_whole']:,.0f}/s" for r in runs)
+
+
 def _bare(doc: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     labels = {
@@ -73,13 +80,14 @@ def _collect(doc: dict[str, Any]) -> list[Row]:
             _f(c["rate_whole"], unit=" rollouts/s"),
             f"{c['wall_s']:.1f} s spawn to exit; target {10 * NEMO_GYM_RATE:,.0f}/s "
             f"(10x NeMo Gym's {NEMO_GYM_RATE:.0f}/s): {c['rate_whole'] / NEMO_GYM_RATE:.1f}x"
-            + _other(c),
+            + _other(c)
+            + _repeats(c),
         ),
         (
             "collect: steady state",
             _f(c["rate_steady"], unit=" rollouts/s"),
-            f"middle 80% of output rows; {_pct(c['rate_steady'], bare)} of the bare limit "
-            "(target >= 75%)",
+            f"middle 80% of rollouts by finish time; {_pct(c['rate_steady'], bare)} of the bare "
+            f"limit (target >= 75%); at the sink {_f(c['rate_steady_sink'], unit='/s')}",
         ),
         (
             "collect: CPU per rollout",
@@ -109,6 +117,7 @@ def _staged(doc: dict[str, Any]) -> list[Row]:
     s = doc.get("staged")
     if not s:
         return []
+    bare = doc.get("bare", {}).get("raw", {}).get("rate")
     cpu = s["cpu_ms_per_rollout"]
     rss = s["peak_rss_mib"]
     lat = s["latency_ms"]
@@ -118,13 +127,14 @@ def _staged(doc: dict[str, Any]) -> list[Row]:
             "staged (produce, worker, sink processes): whole",
             _f(s["rate_whole"], unit=" rollouts/s"),
             f"{s['wall_s']:.1f} s from spawning the producer to the sink's exit; "
-            "worker and sink started beforehand" + _other(s),
+            "worker and sink started beforehand" + _other(s) + _repeats(s),
         ),
         (
             "staged: steady state",
             _f(s["rate_steady"], unit=" rollouts/s"),
-            f"middle 80% of output rows; worker busy span: "
-            f"{_f(s['worker_span'].get('rate'), unit='/s')}",
+            f"middle 80% of rollouts by finish time; at the sink "
+            f"{_f(s['rate_steady_sink'], unit='/s')}; {_pct(s['rate_steady'], bare)} of the bare "
+            "limit",
         ),
         (
             "staged: CPU per rollout producer / worker / sink",
@@ -177,7 +187,8 @@ def _latency_bound(doc: dict[str, Any]) -> list[Row]:
                 f"{span['steady_rate']:,.0f} of {r['bound']:,.0f} rollouts/s ({r['ratio']:.1%})",
                 f"target >= 95%; steady (middle 80% of the busy span): "
                 f"{span['steady_in_flight']:,.0f} in flight x 1 / {span['mean_rollout_s']:.3f} s "
-                f"mean rollout; whole span {span['rate']:,.0f}/s ({r['ratio_whole_span']:.0%}); "
+                f"mean rollout ({span['mean_model_s']:.3f} s of it in model calls); "
+                f"whole span {span['rate']:,.0f}/s ({r['ratio_whole_span']:.0%}); "
                 f"worker CPU {r['cpu_ms_per_rollout']['workers']:.2f} ms/rollout" + _other(r),
             )
         )
