@@ -286,6 +286,11 @@ def sections(doc: dict[str, Any]) -> list[tuple[str, list[Row]]]:
     return [(title, rows) for title, rows in found if rows]
 
 
+def _md(cell: str) -> str:
+    """A table cell safe for Markdown (profiled names hold '<', '>' and '|')."""
+    return cell.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def render(doc: dict[str, Any], markdown: bool = False) -> str:
     m = doc["meta"]
     head = (
@@ -299,7 +304,7 @@ def render(doc: dict[str, Any], markdown: bool = False) -> str:
     for title, rows in sections(doc):
         if markdown:
             out += [f"**{title}**", "", "| figure | value | notes |", "|---|---:|---|"]
-            out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+            out += [f"| {_md(a)} | {_md(b)} | {_md(c)} |" for a, b, c in rows]
         else:
             width_a = max(len(a) for a, _, _ in rows)
             width_b = max(len(b) for _, b, _ in rows)
