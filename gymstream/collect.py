@@ -19,6 +19,7 @@ from typing import Any
 from gymstream.agents import serve_agent
 from gymstream.config import GymConfig
 from gymstream.outputs import OutputPaths, claim_output
+from gymstream.processes import WorkerProcesses
 from gymstream.producer import ProduceOptions, ProduceReport, produce
 from gymstream.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
 from gymstream.settings import KafkaSettings, RetrySettings
@@ -62,10 +63,15 @@ async def collect(
     concurrency: int | None = None,
     overwrite: bool = False,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    worker_processes: int = 0,
     on_progress: Callable[[SinkReport], None] | None = None,
     on_reject: Callable[[Any], None] | None = None,
 ) -> CollectReport:
-    """Collect every rollout of ``options.input_path`` into ``output``; see the module doc."""
+    """Collect every rollout of ``options.input_path`` into ``output``; see the module doc.
+
+    ``worker_processes``: 0 runs each agent's worker in this process; N > 0 spawns N
+    ``gymstream worker`` processes per agent (``processes.py``) to use more cores.
+    """
     started = time.perf_counter()
     retry = retry or RetrySettings()
     report = CollectReport()
@@ -82,8 +88,24 @@ async def collect(
     stop_sink = asyncio.Event()
     worker_tasks: dict[str, asyncio.Task[WorkerStats]] = {}
 
+    spawned = (
+        WorkerProcesses(
+            kafka,
+            layout,
+            config,
+            per_agent=worker_processes,
+            concurrency=concurrency,
+            model_overrides=model_overrides,
+        )
+        if worker_processes > 0
+        else None
+    )
+
     async def start_agent(agent: str) -> None:
         config.agent(agent)  # an unknown agent fails here, in the caller
+        if spawned is not None:
+            spawned.start(agent)
+            return
         worker_tasks[agent] = asyncio.create_task(
             serve_agent(
                 kafka,
@@ -116,6 +138,8 @@ async def collect(
                 error = task.exception()
                 if error is not None:
                     raise error
+            if spawned is not None:
+                spawned.check()
             await asyncio.wait({sink_task}, timeout=0.5)
         report.sink = sink_task.result()
     finally:
@@ -127,5 +151,7 @@ async def collect(
         for agent, task in worker_tasks.items():
             with contextlib.suppress(Exception):
                 report.workers[agent] = await task
+        if spawned is not None:
+            await asyncio.to_thread(spawned.stop)
         report.elapsed_s = time.perf_counter() - started
     return report

@@ -104,6 +104,7 @@ def run_collect(
     concurrency: int | None,
     overwrite: bool,
     show_progress: bool = True,
+    worker_processes: int = 0,
 ) -> CollectReport:
     with progress_bar(show_progress) as bar:
         report = run(
@@ -117,6 +118,7 @@ def run_collect(
                 retry=RetrySettings(),
                 concurrency=concurrency,
                 overwrite=overwrite,
+                worker_processes=worker_processes,
                 on_progress=bar,
                 on_reject=print_reject,
             ),
@@ -153,6 +155,15 @@ def collect_command(
     model_api: Annotated[
         str | None, typer.Option("--model-api", help="responses or chat_completions.")
     ] = None,
+    worker_processes: Annotated[
+        int,
+        typer.Option(
+            "--worker-processes",
+            min=0,
+            help="0: workers run inside this process; N: spawn N worker processes per agent "
+            "(one per core is fastest for big runs).",
+        ),
+    ] = 0,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
@@ -193,6 +204,7 @@ def collect_command(
         concurrency=concurrency,
         overwrite=overwrite,
         show_progress=not no_progress,
+        worker_processes=worker_processes,
     )
     finish(report)
 

@@ -166,3 +166,25 @@ def test_produce_reports_bad_rows_and_goes_on(pipeline_env: dict[str, str], tmp_
     assert stopped.returncode == 2
     assert f"{bad}:2:" in stopped.stderr
     assert "Traceback" not in stopped.stderr
+
+
+def test_collect_with_worker_processes(pipeline_env: dict[str, str], tmp_path: Path) -> None:
+    data = multiverifier_input(tmp_path / "input.jsonl")
+    out = tmp_path / "out.jsonl"
+    result = gymstream(
+        "collect",
+        "-i",
+        str(data),
+        "-o",
+        str(out),
+        "--worker-processes",
+        "1",
+        "--no-progress",
+        env=pipeline_env,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    rows = read_jsonl(out)
+    assert_exactly_once(
+        rows, {(AGENT_ONE, t, 0) for t in range(5)} | {(AGENT_MULTI, t, 0) for t in range(5, 10)}
+    )
+    assert len(read_jsonl(tmp_path / "out_materialized_inputs.jsonl")) == 10
