@@ -257,7 +257,8 @@ def run_staged(
         sink.check(sunk, "gymstream sink")
         watcher.stop()
         cpu = {
-            "producer": produced.cpu_s - bench.startup_cpu_s,
+            # start-up varies by tens of ms, more than a tiny run's work: never below 0
+            "producer": max(0.0, produced.cpu_s - bench.startup_cpu_s),
             "producer_with_startup": produced.cpu_s,
             "workers": sum(p.cpu_s() for p in procs) - before["workers"],
             "sink": sunk.cpu_s - before["sink"],
@@ -332,7 +333,7 @@ def run_collect(
     watcher.stop()
     cpu = {
         "collect": usage.cpu_s,
-        "collect_without_startup": usage.cpu_s - bench.startup_cpu_s,
+        "collect_without_startup": max(0.0, usage.cpu_s - bench.startup_cpu_s),
         "broker": bench.broker_cpu_s() - broker0,
         "model": model.cpu_s() - model0,
         "bench": self_cpu_s() - bench0,
@@ -372,7 +373,7 @@ def run_produce(bench: Bench, source: Path, rows: int) -> dict[str, Any]:
         "wall_s": usage.wall_s,
         "rate": rows / usage.wall_s,
         "cpu_s": usage.cpu_s,
-        "cpu_us_per_row": (usage.cpu_s - bench.startup_cpu_s) / rows * 1e6,
+        "cpu_us_per_row": max(0.0, usage.cpu_s - bench.startup_cpu_s) / rows * 1e6,
         "peak_rss_mib": usage.peak_rss_mib,
         "broker_cpu_us_per_row": (
             (bench.broker_cpu_s() - broker0) / rows * 1e6 if bench.broker_pid is not None else None

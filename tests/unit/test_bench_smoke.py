@@ -20,13 +20,22 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-def positive(doc: dict[str, Any], *path: str) -> None:
+def number(doc: dict[str, Any], *path: str) -> float:
     value: Any = doc
     for key in path:
         assert key in value, f"missing {'.'.join(path)}"
         value = value[key]
     assert isinstance(value, int | float), f"{'.'.join(path)} = {value!r}"
-    assert value > 0, f"{'.'.join(path)} = {value!r}"
+    return float(value)
+
+
+def positive(doc: dict[str, Any], *path: str) -> None:
+    assert number(doc, *path) > 0, f"{'.'.join(path)} = {number(doc, *path)!r}"
+
+
+def present(doc: dict[str, Any], *path: str) -> None:
+    """A CPU figure read from /proc in 10 ms ticks: a tiny run may round it down to 0."""
+    assert number(doc, *path) >= 0, f"{'.'.join(path)} = {number(doc, *path)!r}"
 
 
 def test_bench_quick_reports_every_section(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -55,8 +64,9 @@ def test_bench_quick_reports_every_section(kafka_bootstrap: str, tmp_path: Path)
     n = doc["params"]["n"]
 
     for mode in ("raw", "agent"):
-        for key in ("rate", "cpu_ms_per_rollout", "model_cpu_ms_per_rollout"):
-            positive(doc, "bare", mode, key)
+        positive(doc, "bare", mode, "rate")
+        positive(doc, "bare", mode, "cpu_ms_per_rollout")
+        present(doc, "bare", mode, "model_cpu_ms_per_rollout")
         assert doc["bare"][mode]["turns_per_rollout"] == 2.0  # function_call, then a message
 
     for run in ("staged", "collect"):
@@ -67,8 +77,10 @@ def test_bench_quick_reports_every_section(kafka_bootstrap: str, tmp_path: Path)
             positive(doc, run, "latency_ms", lat, "p99")
         for kind in ("task", "result"):
             positive(doc, run, "message_bytes", kind)
-    for stage in ("producer_with_startup", "workers", "sink", "model"):
+    for stage in ("producer_with_startup", "workers"):
         positive(doc, "staged", "cpu_ms_per_rollout", stage)
+    for stage in ("sink", "model"):
+        present(doc, "staged", "cpu_ms_per_rollout", stage)
     for stage in ("producer", "worker", "sink", "model"):
         positive(doc, "staged", "peak_rss_mib", stage)
     positive(doc, "staged", "worker_span", "rate")
@@ -80,7 +92,7 @@ def test_bench_quick_reports_every_section(kafka_bootstrap: str, tmp_path: Path)
         positive(bound, key)
     positive(bound, "worker_span", "mean_in_flight")
     assert [r["workers"] for r in doc["scaling"]] == [1]
-    for key in ("rate", "peak_rss_mib", "cpu_us_per_row"):
+    for key in ("rate", "peak_rss_mib", "cpu_s"):
         positive(doc, "produce_big", key)
     for kind in ("task", "result"):
         for phase in ("produce", "consume"):
