@@ -15,6 +15,7 @@ refused or unreachable endpoints as ``httpx.ConnectError``, other failures as
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping, Sequence
 
 import aiohttp
 import httpx
@@ -45,30 +46,54 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout", {})
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=timeouts.get("connect"),
-            sock_read=timeouts.get("read"),
-            connect=timeouts.get("pool"),
+        status, headers, content = await self.send(
+            request.method,
+            str(request.url),
+            list(request.headers.multi_items()),
+            await request.aread(),
+            connect_s=timeouts.get("connect"),
+            read_s=timeouts.get("read"),
+            pool_s=timeouts.get("pool"),
+            request=request,
         )
-        body = await request.aread()
+        return httpx.Response(
+            status_code=status,
+            headers=headers,
+            content=content,
+            request=request,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        headers: Sequence[tuple[str, str]] | Mapping[str, str],
+        body: bytes,
+        *,
+        connect_s: float | None,
+        read_s: float | None,
+        pool_s: float | None = None,
+        request: httpx.Request | None = None,
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """One request, its whole answer: (status, raw headers, body); httpx's exceptions.
+
+        The model client calls this directly on its hot path: it skips httpx's request and
+        response objects and cookie jar (about 40% of a worker's CPU in a profile).
+        """
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_s, sock_read=read_s, connect=pool_s
+        )
         try:
             async with self._get_session().request(
-                request.method,
-                str(request.url),
-                headers=list(request.headers.multi_items()),
+                method,
+                url,
+                headers=headers,
                 data=body or None,
                 allow_redirects=False,
                 timeout=timeout,
             ) as answer:
-                content = await answer.read()
-                return httpx.Response(
-                    status_code=answer.status,
-                    headers=list(answer.raw_headers),
-                    content=content,
-                    request=request,
-                    extensions={"http_version": b"HTTP/1.1"},
-                )
+                return answer.status, list(answer.raw_headers), await answer.read()
         except aiohttp.ClientConnectorError as exc:  # refused, unreachable, DNS
             raise httpx.ConnectError(str(exc), request=request) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:

@@ -132,6 +132,9 @@ class HttpModelClient:
             self._headers["Authorization"] = f"Bearer {self._secret}"
         self._owns_http = http is None
         self._http = http if http is not None else _build_http(settings, self._timeout)
+        transport = getattr(self._http, "_transport", None)
+        # our own pool is called directly (see _send); an injected client goes through httpx
+        self._fast = transport if http is None and isinstance(transport, AiohttpTransport) else None
         self._sleep = sleep
         self._draw = draw
 
@@ -164,22 +167,20 @@ class HttpModelClient:
             retry_after: float | None = None
             cause: BaseException | None = None
             try:
-                resp = await self._http.post(
-                    self._url, content=content, headers=self._headers, timeout=self._timeout
-                )
+                status, body, retry_after_header = await self._send(content)
             except httpx.TimeoutException as exc:
                 cause = exc
-                failure_class, status = "model_timeout", None
+                failure_class, http_status = "model_timeout", None
                 problem = f"timed out ({type(exc).__name__})"
             except httpx.TransportError as exc:
                 cause = exc
-                failure_class, status = "model_connection_error", None
+                failure_class, http_status = "model_connection_error", None
                 problem = f"connection failed ({type(exc).__name__}: {exc})"
             else:
-                status = resp.status_code
+                http_status = status
                 if 200 <= status < 300:
-                    return self._decode(resp, required_key, attempt)
-                snippet = resp.text[:_SNIPPET_CHARS].replace("\n", " ")
+                    return self._decode(status, body, required_key, attempt)
+                snippet = _text(body)[:_SNIPPET_CHARS].replace("\n", " ")
                 if status != 429 and status < 500:
                     raise ModelResponseError(
                         self._redact(
@@ -192,7 +193,7 @@ class HttpModelClient:
                     )
                 failure_class = "model_http_429" if status == 429 else "model_http_5xx"
                 problem = f"answered HTTP {status}: {snippet}"
-                retry_after = parse_retry_after_s(resp.headers.get("retry-after"))
+                retry_after = parse_retry_after_s(retry_after_header)
             if attempt == attempts:
                 raise ModelCallError(
                     self._redact(
@@ -200,7 +201,7 @@ class HttpModelClient:
                         f"attempt(s). Check that the model server is up and not overloaded."
                     ),
                     failure_class=failure_class,
-                    http_status=status,
+                    http_status=http_status,
                     attempts=attempt,
                 ) from cause
             if retry_after is not None:
@@ -218,30 +219,57 @@ class HttpModelClient:
             await self._sleep(delay)
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
-    def _decode(self, resp: httpx.Response, required_key: str, attempt: int) -> dict[str, Any]:
+    async def _send(self, content: bytes) -> tuple[int, bytes, str | None]:
+        """POST one body: (status, body, Retry-After). Raises httpx's transport exceptions."""
+        if self._fast is not None:  # our own aiohttp pool: skip httpx's objects (hot path)
+            status, headers, body = await self._fast.send(
+                "POST",
+                self._url,
+                self._headers,
+                content,
+                connect_s=self._timeout.connect,
+                read_s=self._timeout.read,
+                pool_s=self._timeout.pool,
+            )
+            retry_after = next(
+                (v.decode("latin-1") for k, v in headers if k.lower() == b"retry-after"), None
+            )
+            return status, body, retry_after
+        resp = await self._http.post(
+            self._url, content=content, headers=self._headers, timeout=self._timeout
+        )
+        return resp.status_code, resp.content, resp.headers.get("retry-after")
+
+    def _decode(
+        self, status: int, content: bytes, required_key: str, attempt: int
+    ) -> dict[str, Any]:
         try:
-            data = msgspec.json.decode(resp.content)
+            data = msgspec.json.decode(content)
         except msgspec.DecodeError as exc:
             raise ModelResponseError(
                 self._redact(
-                    f"model endpoint {self._shown_url} answered HTTP {resp.status_code} with a "
-                    f"body that is not JSON: {resp.text[:_SNIPPET_CHARS]!r}"
+                    f"model endpoint {self._shown_url} answered HTTP {status} with a "
+                    f"body that is not JSON: {_text(content)[:_SNIPPET_CHARS]!r}"
                 ),
                 failure_class="model_malformed_response",
-                http_status=resp.status_code,
+                http_status=status,
                 attempts=attempt,
             ) from exc
         if not isinstance(data, dict) or not isinstance(data.get(required_key), list):
             raise ModelResponseError(
                 self._redact(
                     f"model endpoint {self._shown_url} answered JSON without a {required_key!r} "
-                    f"list: {resp.text[:_SNIPPET_CHARS]!r}"
+                    f"list: {_text(content)[:_SNIPPET_CHARS]!r}"
                 ),
                 failure_class="model_malformed_response",
-                http_status=resp.status_code,
+                http_status=status,
                 attempts=attempt,
             )
         return data
+
+
+def _text(body: bytes) -> str:
+    return body.decode("utf-8", "replace")
 
 
 def _build_http(settings: ModelSettings, timeout: httpx.Timeout) -> httpx.AsyncClient:
