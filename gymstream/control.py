@@ -19,15 +19,21 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Literal
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from gymstream.errors import ConfigError
-from gymstream.grouping import ClosedRanges
 from gymstream.kafka import build_consumer, build_producer
-from gymstream.schema import DECODE_MANIFEST, ENCODER, RunManifest
+from gymstream.schema import (
+    DECODE_MANIFEST,
+    DECODE_POLICY_VERSION,
+    DECODE_PROGRESS,
+    ENCODER,
+    PolicyVersion,
+    RunManifest,
+    StreamProgress,
+)
 from gymstream.settings import KafkaSettings
 from gymstream.topics import TopicLayout
 
@@ -57,39 +63,6 @@ def policy_version_key(run_id: str) -> bytes:
 
 def progress_key(run_id: str, consumer: str) -> bytes:
     return f"progress/{run_id}/{consumer}".encode()
-
-
-class PolicyVersion(msgspec.Struct, kw_only=True, frozen=True):
-    """The trainer's policy version for a run; workers stamp new rollouts with it."""
-
-    run_id: str
-    version: int
-    updated_ms: int = 0
-
-
-class StreamProgress(msgspec.Struct, kw_only=True, frozen=True):
-    """A trainer stream's committed position (and progress) for one run.
-
-    ``results`` / ``failures``: partition -> offset to read again from (the watermark: no live
-    unit has a message below it). ``closed``: the units acknowledged or dropped, as task ranges
-    per agent. ``closed_units``: how many (what a ``Pacer`` compares with what was produced).
-    """
-
-    run_id: str
-    consumer: str
-    unit: Literal["group", "rollout"]
-    group_size: int
-    results: dict[int, int] = msgspec.field(default_factory=dict)
-    failures: dict[int, int] = msgspec.field(default_factory=dict)
-    closed: list[ClosedRanges] = msgspec.field(default_factory=list)
-    closed_units: int = 0
-    acknowledged_units: int = 0
-    policy_version: int | None = None
-    updated_ms: int = 0
-
-
-DECODE_POLICY_VERSION = msgspec.json.Decoder(PolicyVersion)
-DECODE_PROGRESS = msgspec.json.Decoder(StreamProgress)
 
 
 class RunsTail:

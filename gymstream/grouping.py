@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from gymstream.errors import ConfigError
-from gymstream.schema import FailureMessage, ResultMessage
+from gymstream.schema import ALL_ROLLOUTS, ClosedRanges, FailureMessage, ResultMessage
 
 __all__ = [
     "Assembler",
@@ -40,7 +40,6 @@ __all__ = [
 TP = tuple[str, int]
 """A topic partition (aiokafka's ``TopicPartition`` is a named tuple of the same shape)."""
 
-ALL_ROLLOUTS = -1
 """``UnitKey.rollout_index`` of a whole group."""
 
 
@@ -158,14 +157,6 @@ class IntervalSet:
             out._starts.append(start)
             out._ends.append(end)
         return out
-
-
-class ClosedRanges(msgspec.Struct, kw_only=True, frozen=True):
-    """Wire form of one agent's (and, in rollout mode, one rollout index's) closed tasks."""
-
-    agent: str
-    rollout_index: int = ALL_ROLLOUTS
-    tasks: list[int] = msgspec.field(default_factory=list)
 
 
 class ClosedSet:

@@ -11,14 +11,20 @@ from typing import Any, Literal
 import msgspec
 
 __all__ = [
+    "ALL_ROLLOUTS",
     "DECODE_FAILURE",
     "DECODE_MANIFEST",
+    "DECODE_POLICY_VERSION",
+    "DECODE_PROGRESS",
     "DECODE_RESULT",
     "DECODE_TASK",
     "ENCODER",
+    "ClosedRanges",
     "FailureMessage",
+    "PolicyVersion",
     "ResultMessage",
     "RunManifest",
+    "StreamProgress",
     "TaskMessage",
     "rollout_id",
 ]
@@ -107,8 +113,50 @@ class RunManifest(msgspec.Struct, kw_only=True, frozen=True):
     rollout_ids_hash: str = ""
 
 
+ALL_ROLLOUTS = -1  # a ClosedRanges / unit that stands for every rollout of a task (a group)
+
+
+class ClosedRanges(msgspec.Struct, kw_only=True, frozen=True):
+    """Wire form of one agent's (and, in rollout mode, one rollout index's) closed tasks."""
+
+    agent: str
+    rollout_index: int = ALL_ROLLOUTS
+    tasks: list[int] = msgspec.field(default_factory=list)
+
+
+class PolicyVersion(msgspec.Struct, kw_only=True, frozen=True):
+    """The trainer's policy version for a run (runs topic, key ``control/<run id>``)."""
+
+    run_id: str
+    version: int
+    updated_ms: int = 0
+
+
+class StreamProgress(msgspec.Struct, kw_only=True, frozen=True):
+    """A trainer stream's committed position and progress (key ``progress/<run>/<consumer>``).
+
+    ``results`` / ``failures``: partition -> offset to read again from (the watermark: no live
+    unit has a message below it). ``closed``: the units acknowledged or dropped, as task ranges
+    per agent. ``closed_units``: how many (what a ``Pacer`` compares with what was produced).
+    """
+
+    run_id: str
+    consumer: str
+    unit: Literal["group", "rollout"]
+    group_size: int
+    results: dict[int, int] = msgspec.field(default_factory=dict)
+    failures: dict[int, int] = msgspec.field(default_factory=dict)
+    closed: list[ClosedRanges] = msgspec.field(default_factory=list)
+    closed_units: int = 0
+    acknowledged_units: int = 0
+    policy_version: int | None = None
+    updated_ms: int = 0
+
+
 ENCODER = msgspec.json.Encoder()
 DECODE_TASK = msgspec.json.Decoder(TaskMessage)
 DECODE_RESULT = msgspec.json.Decoder(ResultMessage)
 DECODE_FAILURE = msgspec.json.Decoder(FailureMessage)
 DECODE_MANIFEST = msgspec.json.Decoder(RunManifest)
+DECODE_POLICY_VERSION = msgspec.json.Decoder(PolicyVersion)
+DECODE_PROGRESS = msgspec.json.Decoder(StreamProgress)
