@@ -44,6 +44,7 @@ class TopicDefaults(BaseModel):
     retention_ms: int | None = None
     max_message_bytes: int | None = None
     cleanup_policy: Literal["delete", "compact"] | None = None
+    segment_ms: int | None = Field(None, ge=1)
 
 
 class TopicsFile(BaseModel):
@@ -128,6 +129,9 @@ class TopicLayout:
             "max.message.bytes": str(pick("max_message_bytes", 16 * 1024 * 1024)),
             "cleanup.policy": str(pick("cleanup_policy", "delete")),
         }
+        segment_ms = pick("segment_ms", None)
+        if segment_ms is not None:
+            configs["segment.ms"] = str(segment_ms)
         return TopicSpec(name, int(pick("partitions", 6)), rf, configs)
 
 
