@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,21 @@ ENVS = ROOT / "environments"
 AGENT_ONE = "example_single_tool_call_simple_agent"
 AGENT_MULTI = "example_multi_step_simple_agent"
 CLI = [sys.executable, "-m", "gymstream.cli.main"]
+
+
+def cli_env(bootstrap: str, model_url: str | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a test's CLI stages: its own topic prefix (tests share one broker),
+    the scripted model when given, quick commits; ``extra`` adds or overrides variables."""
+    values = dict(os.environ)
+    values.update(
+        GYMSTREAM_KAFKA_BOOTSTRAP=bootstrap,
+        GYMSTREAM_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:10]}",
+        GYMSTREAM_WORKER_COMMIT_INTERVAL_S="0.1",
+    )
+    if model_url is not None:
+        values.update(GYMSTREAM_MODEL_BASE_URL=model_url, GYMSTREAM_MODEL_NAME="scripted")
+    values.update(extra)
+    return values
 
 
 def gymstream(

@@ -8,15 +8,13 @@ A file with nothing to publish is an error with a clear message and a non-zero e
 from __future__ import annotations
 
 import json
-import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from kafka_helpers import read_all
-from pipeline_helpers import AGENT_ONE, gymstream
+from pipeline_helpers import AGENT_ONE, cli_env, gymstream
 
 from gymstream.schema import DECODE_TASK
 from gymstream.topics import load_layout
@@ -112,11 +110,7 @@ CASES = {
 @pytest.fixture
 def env(kafka_bootstrap: str) -> dict[str, str]:
     """Its own topic prefix, with the agent's topics created."""
-    values = dict(os.environ)
-    values.update(
-        GYMSTREAM_KAFKA_BOOTSTRAP=kafka_bootstrap,
-        GYMSTREAM_TOPIC_PREFIX=f"b{uuid.uuid4().hex[:10]}",
-    )
+    values = cli_env(kafka_bootstrap)
     applied = gymstream("topics", "apply", "--agent", AGENT_ONE, env=values)
     assert applied.returncode == 0, applied.stderr
     return values

@@ -16,7 +16,6 @@ import signal
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from itertools import pairwise
 from pathlib import Path
@@ -27,6 +26,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from pipeline_helpers import (
     AGENT_ONE,
     assert_exactly_once,
+    cli_env,
     count_lines,
     gymstream,
     read_jsonl,
@@ -94,16 +94,7 @@ def model_url() -> Iterator[str]:
 
 
 def pipeline_env(bootstrap: str, model_url: str) -> dict[str, str]:
-    values = dict(os.environ)
-    values.update(
-        GYMSTREAM_KAFKA_BOOTSTRAP=bootstrap,
-        GYMSTREAM_TOPIC_PREFIX=f"k{uuid.uuid4().hex[:10]}",
-        GYMSTREAM_MODEL_BASE_URL=model_url,
-        GYMSTREAM_MODEL_NAME="scripted",
-        GYMSTREAM_WORKER_COMMIT_INTERVAL_S="0.1",
-        GYMSTREAM_WORKER_SESSION_TIMEOUT_MS="6000",
-    )
-    return values
+    return cli_env(bootstrap, model_url, GYMSTREAM_WORKER_SESSION_TIMEOUT_MS="6000")
 
 
 def produce(env: dict[str, str], tmp_path: Path, run_id: str) -> None:

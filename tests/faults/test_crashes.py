@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import pytest
 from pipeline_helpers import (
     AGENT_ONE,
     assert_exactly_once,
+    cli_env,
     count_lines,
     gymstream,
     kill_hard,
@@ -42,18 +41,9 @@ def slow_model_url() -> Iterator[str]:
 
 @pytest.fixture
 def env(kafka_bootstrap: str, slow_model_url: str) -> dict[str, str]:
-    values = dict(os.environ)
-    values.update(
-        GYMSTREAM_KAFKA_BOOTSTRAP=kafka_bootstrap,
-        GYMSTREAM_TOPIC_PREFIX=f"f{uuid.uuid4().hex[:10]}",
-        GYMSTREAM_MODEL_BASE_URL=slow_model_url,
-        GYMSTREAM_MODEL_NAME="scripted",
-        GYMSTREAM_WORKER_COMMIT_INTERVAL_S="0.1",
-        # the broker's minimum (group.min.session.timeout.ms): a killed worker's partitions
-        # move to the restarted one after this long
-        GYMSTREAM_WORKER_SESSION_TIMEOUT_MS="6000",
-    )
-    return values
+    # the broker's minimum session timeout (group.min.session.timeout.ms): a killed worker's
+    # partitions move to the restarted one after this long
+    return cli_env(kafka_bootstrap, slow_model_url, GYMSTREAM_WORKER_SESSION_TIMEOUT_MS="6000")
 
 
 def produce(env: dict[str, str], tmp_path: Path, run_id: str) -> None:

@@ -6,10 +6,8 @@ failure is never a reward. The worker must neither hang nor go quiet: its log sa
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import pytest
 from pipeline_helpers import (
     AGENT_ONE,
+    cli_env,
     gymstream,
     read_jsonl,
     single_tool_input,
@@ -35,24 +34,17 @@ MODEL_FAILURE_CLASSES = {"model_timeout", "model_http_5xx"}
 
 
 def pipeline_env(bootstrap: str, model_url: str, **extra: str) -> dict[str, str]:
-    """Environment for the CLI stages: own topic prefix, short model timeout, quick retries."""
-    values = dict(os.environ)
-    values.update(
-        GYMSTREAM_KAFKA_BOOTSTRAP=bootstrap,
-        GYMSTREAM_TOPIC_PREFIX=f"m{uuid.uuid4().hex[:10]}",
-        GYMSTREAM_MODEL_BASE_URL=model_url,
-        GYMSTREAM_MODEL_NAME="scripted",
-        GYMSTREAM_MODEL_TIMEOUT_S="1",
-        GYMSTREAM_MODEL_CONNECT_TIMEOUT_S="1",
-        GYMSTREAM_RETRY_MAX_ATTEMPTS="2",
-        GYMSTREAM_RETRY_BACKOFF_INITIAL_S="0.05",
-        GYMSTREAM_RETRY_BACKOFF_MAX_S="0.2",
-        GYMSTREAM_RETRY_ROLLOUT_DEADLINE_S="30",
-        GYMSTREAM_WORKER_COMMIT_INTERVAL_S="0.1",
-        GYMSTREAM_WORKER_SHUTDOWN_GRACE_S="5",
-    )
-    values.update(extra)
-    return values
+    """Environment for the CLI stages: short model timeout, quick retries."""
+    quick = {
+        "GYMSTREAM_MODEL_TIMEOUT_S": "1",
+        "GYMSTREAM_MODEL_CONNECT_TIMEOUT_S": "1",
+        "GYMSTREAM_RETRY_MAX_ATTEMPTS": "2",
+        "GYMSTREAM_RETRY_BACKOFF_INITIAL_S": "0.05",
+        "GYMSTREAM_RETRY_BACKOFF_MAX_S": "0.2",
+        "GYMSTREAM_RETRY_ROLLOUT_DEADLINE_S": "30",
+        "GYMSTREAM_WORKER_SHUTDOWN_GRACE_S": "5",
+    }
+    return cli_env(bootstrap, model_url, **{**quick, **extra})
 
 
 def produce(env: dict[str, str], tmp_path: Path, run_id: str) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +13,7 @@ from pipeline_helpers import (
     AGENT_ONE,
     ENVS,
     assert_exactly_once,
+    cli_env,
     gymstream,
     last_assignment,
     multiverifier_input,
@@ -50,15 +49,7 @@ def scripted_url() -> Iterator[str]:
 
 @pytest.fixture
 def pipeline_env(kafka_bootstrap: str, scripted_url: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        GYMSTREAM_KAFKA_BOOTSTRAP=kafka_bootstrap,
-        GYMSTREAM_TOPIC_PREFIX=f"t{uuid.uuid4().hex[:10]}",
-        GYMSTREAM_MODEL_BASE_URL=scripted_url,
-        GYMSTREAM_MODEL_NAME="scripted",
-        GYMSTREAM_WORKER_COMMIT_INTERVAL_S="0.1",
-    )
-    return env
+    return cli_env(kafka_bootstrap, scripted_url)
 
 
 def test_multiverifier_separate_processes(pipeline_env: dict[str, str], tmp_path: Path) -> None:

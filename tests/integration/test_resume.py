@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 from pipeline_helpers import (
     AGENT_ONE,
     assert_exactly_once,
+    cli_env,
     gymstream,
     read_jsonl,
     single_tool_input,
@@ -43,16 +42,13 @@ def model_url() -> Iterator[str]:
 
 @pytest.fixture
 def env(kafka_bootstrap: str) -> dict[str, str]:
-    values = dict(os.environ)
-    values.update(
-        GYMSTREAM_KAFKA_BOOTSTRAP=kafka_bootstrap,
-        GYMSTREAM_TOPIC_PREFIX=f"r{uuid.uuid4().hex[:10]}",
+    return cli_env(
+        kafka_bootstrap,
         GYMSTREAM_MODEL_NAME="scripted",
         GYMSTREAM_RETRY_MAX_ATTEMPTS="2",
         GYMSTREAM_RETRY_BACKOFF_INITIAL_S="0.01",
         GYMSTREAM_RETRY_BACKOFF_MAX_S="0.05",
     )
-    return values
 
 
 def fail_everything(env: dict[str, str], data: Path, out: Path, run_id: str) -> None:

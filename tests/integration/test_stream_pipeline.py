@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pipeline_helpers import (
     AGENT_ONE,
+    cli_env,
     gymstream,
     last_assignment,
     single_tool_input,
@@ -40,14 +39,8 @@ def model_url() -> Iterator[str]:
 async def test_groups_whole_with_two_workers_per_agent(
     kafka_bootstrap: str, model_url: str, tmp_path: Path
 ) -> None:
-    prefix = f"s{uuid.uuid4().hex[:10]}"
-    env = dict(os.environ)
-    env.update(
-        GYMSTREAM_KAFKA_BOOTSTRAP=kafka_bootstrap,
-        GYMSTREAM_TOPIC_PREFIX=prefix,
-        GYMSTREAM_MODEL_BASE_URL=model_url,
-        GYMSTREAM_MODEL_NAME="scripted",
-    )
+    env = cli_env(kafka_bootstrap, model_url)
+    prefix = env["GYMSTREAM_TOPIC_PREFIX"]
     assert gymstream("topics", "apply", "--agent", AGENT_ONE, env=env).returncode == 0
     logs = [tmp_path / "w1.log", tmp_path / "w2.log"]
     workers = [start_worker(AGENT_ONE, env, log, "--concurrency", "8") for log in logs]
