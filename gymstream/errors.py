@@ -11,6 +11,7 @@ __all__ = [
     "GymstreamError",
     "KafkaSetupError",
     "ModelCallError",
+    "ModelError",
     "ModelResponseError",
     "RolloutDeadlineError",
     "RowError",
@@ -59,43 +60,35 @@ class RowError(GymstreamError):
         super().__init__(f"{path}:{line}: {field}: {problem}")
 
 
-class ModelCallError(GymstreamError):
+class ModelError(GymstreamError):
+    """A model call failed; carries the failure class, the HTTP status and the attempts made."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failure_class: str | None = None,
+        http_status: int | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        if failure_class is not None:
+            self.failure_class = failure_class  # type: ignore[misc]  # refines the class default
+        self.http_status = http_status
+        self.attempts = attempts
+
+
+class ModelCallError(ModelError):
     """The model endpoint failed in a way a retry may cure (timeout, 429, 5xx, connection)."""
 
     retriable = True
     failure_class = "model_unavailable"
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        failure_class: str = "model_unavailable",
-        http_status: int | None = None,
-        attempts: int = 1,
-    ) -> None:
-        super().__init__(message)
-        self.failure_class = failure_class  # type: ignore[misc]  # instance refines the class default
-        self.http_status = http_status
-        self.attempts = attempts
 
-
-class ModelResponseError(GymstreamError):
+class ModelResponseError(ModelError):
     """The model endpoint answered something no retry will fix (a 4xx, a malformed body)."""
 
     failure_class = "model_bad_response"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        failure_class: str = "model_bad_response",
-        http_status: int | None = None,
-        attempts: int = 1,
-    ) -> None:
-        super().__init__(message)
-        self.failure_class = failure_class  # type: ignore[misc]  # instance refines the class default
-        self.http_status = http_status
-        self.attempts = attempts
 
 
 class RolloutDeadlineError(GymstreamError):
