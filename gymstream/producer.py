@@ -59,6 +59,8 @@ class ProduceOptions:
     attempts: Mapping[str, int] = field(default_factory=dict)
     policy_version: int | None = None
     pacer: Pacer | None = None  # pacing: at most pacer.max_ahead groups ahead of the trainer
+    # NeMo Gym's optional per-rollout seed: responses_create_params.seed = base + rollout index
+    rollout_seed: int | None = None
 
 
 @dataclass
@@ -182,6 +184,8 @@ async def produce(
                 if options.overrides
                 else rollout.row
             )
+            if options.rollout_seed is not None:
+                row = apply_overrides(row, {"seed": options.rollout_seed + rollout.rollout_index})
             topic = layout.tasks(rollout.agent)
             if topic not in partitions:
                 if on_agent is not None:

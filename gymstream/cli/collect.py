@@ -36,6 +36,7 @@ from gymstream.cli.pipeline import (
     ParamsOpt,
     PerAgentOpt,
     RunIdOpt,
+    SeedOpt,
     check_input,
     new_run_id,
     print_produce_summary,
@@ -140,6 +141,7 @@ def collect_command(
     limit: LimitOpt = None,
     responses_create_params: ParamsOpt = None,
     run_id: RunIdOpt = None,
+    rollout_seed: SeedOpt = None,
     fail_fast: FailFastOpt = False,
     concurrency: Annotated[
         int | None,
@@ -193,6 +195,7 @@ def collect_command(
         fail_fast=fail_fast,
         rejects_path=paths.rejects,
         materialized_path=paths.materialized,
+        rollout_seed=rollout_seed,
     )
     report = run_collect(
         kafka,
@@ -292,6 +295,7 @@ def demo_command(
             run_id=f"demo-{new_run_id()}",
             known_agents=frozenset(cfg.agents),
             num_repeats=num_repeats or 1,
+            rollout_seed=0,  # the rollouts of a group differ, as sampling would make them
             rejects_path=paths.rejects,
             materialized_path=paths.materialized,
         )

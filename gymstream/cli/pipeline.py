@@ -120,6 +120,16 @@ RunIdOpt = Annotated[
     typer.Option("--run-id", help="Run id (default: a new one). Reuse it to resume a run."),
 ]
 FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop at the first bad row.")]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--rollout-seed",
+        help="Add responses_create_params.seed = BASE + rollout index (NeMo Gym's optional "
+        "per-rollout seed: reproducible, different samples within a group). Only for endpoints "
+        "that accept `seed` (vLLM does).",
+        metavar="BASE",
+    ),
+]
 AheadOpt = Annotated[
     int | None,
     typer.Option(
@@ -146,6 +156,7 @@ def produce_options(
     fail_fast: bool,
     rejects_path: Path,
     materialized_path: Path | None = None,
+    rollout_seed: int | None = None,
 ) -> ProduceOptions:
     """The producer's options from the CLI's (shared by produce and collect)."""
     return ProduceOptions(
@@ -159,6 +170,7 @@ def produce_options(
         fail_fast=fail_fast,
         rejects_path=rejects_path,
         materialized_path=materialized_path,
+        rollout_seed=rollout_seed,
     )
 
 
@@ -206,6 +218,7 @@ def produce_command(
             "<input stem>_rejects.jsonl in the current directory).",
         ),
     ] = None,
+    rollout_seed: SeedOpt = None,
     max_groups_ahead: AheadOpt = None,
     pace_consumer: PaceConsumerOpt = "trainer",
     output: Annotated[
@@ -239,6 +252,7 @@ def produce_command(
         params=responses_create_params,
         fail_fast=fail_fast,
         rejects_path=rejects or Path(f"{input_path.stem}_rejects.jsonl"),
+        rollout_seed=rollout_seed,
     )
     if output is not None:
         if run_id is None:
