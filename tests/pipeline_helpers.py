@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,50 @@ def assert_exactly_once(rows: list[dict[str, Any]], expected: set[tuple[str, int
     missing = expected - set(keys)
     assert not missing, f"{len(missing)} rollouts missing, e.g. {sorted(missing)[:5]}"
     assert set(keys) == expected
+
+
+class WorkerRun:
+    """What ``in_process_worker`` yields; ``stats`` is set once the worker has stopped."""
+
+    stats: Any = None
+
+
+@contextlib.asynccontextmanager
+async def in_process_worker(kafka: Any, layout: Any, settings: Any) -> AsyncIterator[WorkerRun]:
+    """One agent's worker (example_single_tool_call) in this event loop, against a scripted
+    model in a thread; stopped (SIGTERM semantics: settle, commit, leave) on exit."""
+    import asyncio
+
+    from gymstream.config import load_config
+    from gymstream.environment import load_environment
+    from gymstream.model_client import build_model_client
+    from gymstream.scripted_model import start_scripted_in_thread
+    from gymstream.settings import ModelSettings, RetrySettings
+    from gymstream.worker import run_worker
+
+    server = start_scripted_in_thread()
+    config = load_config()
+    client = build_model_client(ModelSettings(base_url=server.url, name="s"), RetrySettings())
+    stop = asyncio.Event()
+    agent = config.agent(AGENT_ONE)
+    task = asyncio.create_task(
+        run_worker(
+            kafka,
+            layout,
+            AGENT_ONE,
+            agent,
+            load_environment(agent.environment),
+            client,
+            model_name="s",
+            stop=stop,
+            settings=settings,
+        )
+    )
+    run = WorkerRun()
+    try:
+        yield run
+    finally:
+        stop.set()
+        run.stats = await asyncio.wait_for(task, 30)
+        await client.aclose()
+        server.stop()

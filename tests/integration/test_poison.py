@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from pathlib import Path
@@ -10,15 +9,11 @@ from pathlib import Path
 import msgspec
 import pytest
 from kafka_helpers import make_producer, read_all, wait_until
-from pipeline_helpers import AGENT_ONE, ENVS
+from pipeline_helpers import AGENT_ONE, ENVS, in_process_worker
 
-from gymstream.config import load_config
-from gymstream.environment import load_environment
-from gymstream.model_client import build_model_client
 from gymstream.schema import DECODE_FAILURE, DECODE_RESULT, ENCODER, TaskMessage
-from gymstream.settings import KafkaSettings, ModelSettings, RetrySettings, WorkerSettings
+from gymstream.settings import KafkaSettings, WorkerSettings
 from gymstream.topics import apply_topics, load_layout
-from gymstream.worker import run_worker
 
 pytestmark = pytest.mark.kafka
 
@@ -26,7 +21,6 @@ pytestmark = pytest.mark.kafka
 async def test_poison_messages_do_not_block_the_partition(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    from gymstream.scripted_model import start_scripted_in_thread
 
     kafka = KafkaSettings(bootstrap=kafka_bootstrap)
     layout = load_layout(prefix=f"p{uuid.uuid4().hex[:10]}")
@@ -60,26 +54,8 @@ async def test_poison_messages_do_not_block_the_partition(
     finally:
         await producer.stop()
 
-    server = start_scripted_in_thread()
-    config = load_config()
-    client = build_model_client(
-        ModelSettings(base_url=server.url, name="scripted"), RetrySettings()
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(
-        run_worker(
-            kafka,
-            layout,
-            AGENT_ONE,
-            config.agent(AGENT_ONE),
-            load_environment(config.agent(AGENT_ONE).environment),
-            client,
-            model_name="scripted",
-            stop=stop,
-            settings=WorkerSettings(concurrency=8, commit_interval_s=0.05),
-        )
-    )
-    try:
+    settings = WorkerSettings(concurrency=8, commit_interval_s=0.05)
+    async with in_process_worker(kafka, layout, settings) as worker:
 
         async def failures_and_result() -> bool:
             return (
@@ -88,11 +64,7 @@ async def test_poison_messages_do_not_block_the_partition(
             )
 
         await wait_until(failures_and_result, 60, "3 failures and 1 result")
-    finally:
-        stop.set()
-        stats = await asyncio.wait_for(worker, 30)
-        await client.aclose()
-        server.stop()
+    stats = worker.stats
     failures = [DECODE_FAILURE.decode(v) for v in await read_all(kafka_bootstrap, layout.failures)]
     assert sorted(f.failure_class for f in failures) == [
         "poison_message",

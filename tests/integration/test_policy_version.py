@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 
 import pytest
 from kafka_helpers import make_producer, read_all, wait_until
-from pipeline_helpers import AGENT_ONE, ENVS
+from pipeline_helpers import AGENT_ONE, ENVS, in_process_worker
 
-from gymstream.config import load_config
 from gymstream.control import publish_policy_version
-from gymstream.environment import load_environment
-from gymstream.model_client import build_model_client
 from gymstream.schema import DECODE_RESULT, ENCODER, TaskMessage
-from gymstream.settings import KafkaSettings, ModelSettings, RetrySettings, WorkerSettings
+from gymstream.settings import KafkaSettings, WorkerSettings
 from gymstream.topics import apply_topics, load_layout
-from gymstream.worker import run_worker
 
 pytestmark = pytest.mark.kafka
 
 
 async def test_worker_follows_the_trainers_policy_version(kafka_bootstrap: str) -> None:
-    from gymstream.scripted_model import start_scripted_in_thread
 
     kafka = KafkaSettings(bootstrap=kafka_bootstrap)
     layout = load_layout(prefix=f"v{uuid.uuid4().hex[:10]}")
@@ -49,41 +43,21 @@ async def test_worker_follows_the_trainers_policy_version(kafka_bootstrap: str) 
         return {r.task_index: r.policy_version for r in found}
 
     await publish_policy_version(kafka, layout, "pv", 7)
-    server = start_scripted_in_thread()
-    config = load_config()
-    client = build_model_client(ModelSettings(base_url=server.url, name="s"), RetrySettings())
-    stop = asyncio.Event()
-    worker = asyncio.create_task(
-        run_worker(
-            kafka,
-            layout,
-            AGENT_ONE,
-            config.agent(AGENT_ONE),
-            load_environment(config.agent(AGENT_ONE).environment),
-            client,
-            model_name="s",
-            stop=stop,
-            settings=WorkerSettings(concurrency=4, policy_version=1),
-        )
-    )
-    producer = make_producer(kafka_bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(layout.tasks(AGENT_ONE), task(0, version=3))
-        await wait_until(lambda: _has(results, 0), 60, "the first result")
-        await publish_policy_version(kafka, layout, "pv", 8)
+    async with in_process_worker(kafka, layout, WorkerSettings(concurrency=4, policy_version=1)):
+        producer = make_producer(kafka_bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(layout.tasks(AGENT_ONE), task(0, version=3))
+            await wait_until(lambda: _has(results, 0), 60, "the first result")
+            await publish_policy_version(kafka, layout, "pv", 8)
 
-        async def second_stamped_8() -> bool:
-            await producer.send_and_wait(layout.tasks(AGENT_ONE), task(len(await results())))
-            return 8 in (await results()).values()
+            async def second_stamped_8() -> bool:
+                await producer.send_and_wait(layout.tasks(AGENT_ONE), task(len(await results())))
+                return 8 in (await results()).values()
 
-        await wait_until(second_stamped_8, 60, "a rollout stamped with version 8")
-    finally:
-        await producer.stop()
-        stop.set()
-        await asyncio.wait_for(worker, 30)
-        await client.aclose()
-        server.stop()
+            await wait_until(second_stamped_8, 60, "a rollout stamped with version 8")
+        finally:
+            await producer.stop()
     versions = await results()
     assert versions[0] == 7  # the live version wins over the task's (3) and the worker's (1)
     assert set(versions.values()) <= {7, 8}
