@@ -42,11 +42,13 @@ DEFAULTS: dict[str, tuple[Any, Any]] = {
     "latency_ms": (500.0, 100.0),
     "latency_concurrency": ("256,1024", "16"),
     "latency_waves": (4, 2),
+    "latency_jitter": ("0,0.5", "0.5"),
     "workers": ("1,2,4", "1"),
     "repeat": (2, 1),
     "bare_modes": ("raw,agent,httpx1", "raw,agent"),
     "big_rows": (1_000_000, 2000),
     "floor_messages": (50_000, 2000),
+    "warmup": (True, False),
 }
 FALLBACK_SIZES = {"task": 1100, "result": 3500}  # when the staged run did not measure them
 
@@ -63,6 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, help="rollouts in flight per worker (256)")
     parser.add_argument("--latency-ms", type=float, help="model latency per turn (500)")
     parser.add_argument("--latency-concurrency", help="comma list of C (256,1024)")
+    parser.add_argument(
+        "--latency-jitter",
+        help="comma list of latency spreads, as fractions of --latency-ms: each turn waits "
+        "uniformly within latency x (1 +- f), same mean (0,0.5: fixed, then 250-750 ms)",
+    )
     parser.add_argument("--latency-waves", type=int, help="latency runs use N = waves x C (4)")
     parser.add_argument("--workers", help="comma list of worker process counts (1,2,4)")
     parser.add_argument(
@@ -73,6 +80,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--big-rows", type=int, help="rows of the big produce input (1000000)")
     parser.add_argument("--floor-messages", type=int, help="messages per Kafka floor run (50000)")
+    parser.add_argument(
+        "--warmup",
+        action=argparse.BooleanOptionalAction,
+        help="one unmeasured staged run first, so the broker's JIT is warm (on; quick off)",
+    )
     parser.add_argument("--sections", default=",".join(ALL_SECTIONS), help="comma list to run")
     parser.add_argument("--bootstrap", help="use this Kafka instead of starting one")
     parser.add_argument(
@@ -140,6 +152,10 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
+def _floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
+
+
 def best_of(repeat: int, run: Any) -> dict[str, Any]:
     """Run ``run(i)`` ``repeat`` times; keep the run with the best whole-command rate.
 
@@ -155,24 +171,26 @@ def best_of(repeat: int, run: Any) -> dict[str, Any]:
 
 
 def _latency_bound(bench: Bench, args: argparse.Namespace) -> list[dict[str, Any]]:
-    slow = ModelServer(bench, args.latency_ms)
     runs = []
-    try:
-        for conc in _ints(args.latency_concurrency):
-            run = run_staged(
-                bench,
-                slow,
-                n=args.latency_waves * conc,
-                concurrency=conc,
-                workers=1,
-                label=f"latency{conc}",
-            )
-            run["bound"] = conc / (2 * args.latency_ms / 1000)
-            run["ratio"] = run["worker_span"]["steady_rate"] / run["bound"]
-            run["ratio_whole_span"] = run["worker_span"]["rate"] / run["bound"]
-            runs.append(run)
-    finally:
-        slow.stop()
+    for jitter in _floats(args.latency_jitter):
+        slow = ModelServer(bench, args.latency_ms, jitter_ms=jitter * args.latency_ms)
+        try:
+            for conc in _ints(args.latency_concurrency):
+                run = run_staged(
+                    bench,
+                    slow,
+                    n=args.latency_waves * conc,
+                    concurrency=conc,
+                    workers=1,
+                    label=f"latency{conc}-j{jitter:g}",
+                )
+                run["model_jitter_ms"] = jitter * args.latency_ms
+                run["bound"] = conc / (2 * args.latency_ms / 1000)
+                run["ratio"] = run["worker_span"]["steady_rate"] / run["bound"]
+                run["ratio_whole_span"] = run["worker_span"]["rate"] / run["bound"]
+                runs.append(run)
+        finally:
+            slow.stop()
     return runs
 
 
@@ -202,6 +220,13 @@ def run_sections(bench: Bench, args: argparse.Namespace, doc: dict[str, Any]) ->
 
     model = timed("model_start", lambda: ModelServer(bench, 0.0))
     try:
+        if args.warmup and {"staged", "collect", "scaling", "latency"} & set(chosen):
+            # A fresh JVM interprets before its JIT compiles: the first pipeline run on a new
+            # broker cost it 2-3x the CPU per rollout of later runs. Production brokers are warm.
+            timed(
+                "warmup",
+                lambda: run_staged(bench, model, n=n, concurrency=c, workers=1, label="warmup"),
+            )
         if "bare" in chosen:
             doc["bare"] = {
                 mode: timed(

@@ -123,12 +123,22 @@ def write_input(path: Path, n: int) -> None:
 class ModelServer:
     """``gymstream model serve-scripted`` in its own process (its CPU is reported apart)."""
 
-    def __init__(self, bench: Bench, latency_ms: float) -> None:
+    def __init__(self, bench: Bench, latency_ms: float, *, jitter_ms: float = 0.0) -> None:
         self.latency_ms = latency_ms
         self.child = Child(
-            [*CLI, "model", "serve-scripted", "--port", "0", "--latency-ms", str(latency_ms)],
+            [
+                *CLI,
+                "model",
+                "serve-scripted",
+                "--port",
+                "0",
+                "--latency-ms",
+                str(latency_ms),
+                "--latency-jitter-ms",
+                str(jitter_ms),
+            ],
             env=bench.base_env(),
-            log=bench.work / "logs" / f"model-{latency_ms:g}ms.log",
+            log=bench.work / "logs" / f"model-{latency_ms:g}ms-j{jitter_ms:g}.log",
             pipe=True,
         )
         stdout = self.child.proc.stdout

@@ -183,7 +183,9 @@ def _latency_bound(doc: dict[str, Any]) -> list[Row]:
         span = r["worker_span"]
         rows.append(
             (
-                f"C={r['concurrency']}, N={r['n']}, {r['model_latency_ms']:g} ms/turn",
+                f"C={r['concurrency']}, N={r['n']}, {r['model_latency_ms']:g}"
+                + (f" +- {r['model_jitter_ms']:g}" if r.get("model_jitter_ms") else "")
+                + " ms/turn",
                 f"{span['steady_rate']:,.0f} of {r['bound']:,.0f} rollouts/s ({r['ratio']:.1%})",
                 f"target >= 95%; steady (middle 80% of the busy span): "
                 f"{span['steady_in_flight']:,.0f} in flight x 1 / {span['mean_rollout_s']:.3f} s "

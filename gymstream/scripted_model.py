@@ -6,6 +6,9 @@ dependency) serving ``POST /v1/responses``, ``POST /v1/chat/completions`` and ``
 policy that plays the example environments. Fault injection for resilience tests:
 
 - ``latency_ms``: every answer waits that long (asyncio sleep, so connections stay concurrent);
+  ``latency_jitter_ms`` J spreads that wait uniformly over [latency - J, latency + J] (same mean),
+  as a real model's latency varies: with a fixed wait, C concurrent rollouts get their answers
+  in lockstep bursts of C, a worst case no real endpoint produces;
 - ``error_rate``: that fraction of model requests get HTTP 500 or 503;
 - ``hang_rate``: that fraction never get an answer (the server waits ``HANG_S``, past any sane
   client timeout, or until the client hangs up).
@@ -221,9 +224,15 @@ class ScriptedServer:
         error_rate: float = 0.0,
         hang_rate: float = 0.0,
         seed: int = 0,
+        latency_jitter_ms: float = 0.0,
     ) -> None:
         if latency_ms < 0:
             raise ValueError(f"latency_ms must be >= 0, got {latency_ms}")
+        if not 0 <= latency_jitter_ms <= latency_ms:
+            raise ValueError(
+                f"latency_jitter_ms must be between 0 and latency_ms ({latency_ms:g}), "
+                f"got {latency_jitter_ms:g}"
+            )
         for label, rate in (("error_rate", error_rate), ("hang_rate", hang_rate)):
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{label} must be between 0 and 1, got {rate}")
@@ -232,6 +241,9 @@ class ScriptedServer:
         self.host = host
         self.port = 0
         self.latency_s = latency_ms / 1000.0
+        self.jitter_s = latency_jitter_ms / 1000.0
+        # its own stream, so jitter does not shift the fault draws of a seed
+        self._jitter_rng = random.Random(f"jitter-{seed}")
         self.error_rate = error_rate
         self.hang_rate = hang_rate
         self.seed = seed
@@ -295,7 +307,7 @@ class ScriptedServer:
             if method != "GET":
                 return 0.0, 405, _error_body("use GET /v1/models", "invalid_request_error")
             stats["models"] += 1
-            return self.latency_s, 200, _MODELS
+            return self._delay(), 200, _MODELS
         if path not in ("/responses", "/chat/completions"):
             stats["not_found"] += 1
             return 0.0, 404, _error_body(f"no route {target[:200]}", "invalid_request_error")
@@ -305,7 +317,7 @@ class ScriptedServer:
             draw = self._rng.random()
             if draw < self.error_rate:
                 stats["errors_injected"] += 1
-                return self.latency_s, 500 if draw < self.error_rate / 2 else 503, _INJECTED_ERROR
+                return self._delay(), 500 if draw < self.error_rate / 2 else 503, _INJECTED_ERROR
             if draw < self.error_rate + self.hang_rate:
                 stats["hangs_injected"] += 1
                 return HANG_S, 504, _HANG_ANSWER
@@ -324,7 +336,12 @@ class ScriptedServer:
             stats["internal_errors"] += 1
             return 0.0, 500, _error_body("scripted policy crashed; see server log", "server_error")
         stats[path[1:]] += 1
-        return self.latency_s, 200, payload
+        return self._delay(), 200, payload
+
+    def _delay(self) -> float:
+        if not self.jitter_s:
+            return self.latency_s
+        return self.latency_s + self._jitter_rng.uniform(-self.jitter_s, self.jitter_s)
 
     def _complete(self, path: str, request: dict[str, Any]) -> bytes:
         if path == "/responses":
@@ -342,13 +359,19 @@ async def serve_scripted(
     error_rate: float = 0.0,
     hang_rate: float = 0.0,
     seed: int = 0,
+    latency_jitter_ms: float = 0.0,
 ) -> ScriptedServer:
     """Start a scripted model server in the running loop and return it (listening).
 
     Raises ``ValueError`` for out-of-range settings and ``OSError`` when the port is taken.
     """
     server = ScriptedServer(
-        host=host, latency_ms=latency_ms, error_rate=error_rate, hang_rate=hang_rate, seed=seed
+        host=host,
+        latency_ms=latency_ms,
+        error_rate=error_rate,
+        hang_rate=hang_rate,
+        seed=seed,
+        latency_jitter_ms=latency_jitter_ms,
     )
     await server.start(port)
     return server

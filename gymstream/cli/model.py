@@ -18,9 +18,17 @@ app = typer.Typer(
 
 
 async def _serve(
-    host: str, port: int, latency_ms: float, error_rate: float, hang_rate: float, seed: int
+    host: str,
+    port: int,
+    latency_ms: float,
+    error_rate: float,
+    hang_rate: float,
+    seed: int,
+    latency_jitter_ms: float,
 ) -> ScriptedServer:
-    server = await serve_scripted(host, port, latency_ms, error_rate, hang_rate, seed)
+    server = await serve_scripted(
+        host, port, latency_ms, error_rate, hang_rate, seed, latency_jitter_ms
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -53,6 +61,15 @@ def serve_scripted_command(
     latency_ms: Annotated[
         float, typer.Option(min=0, help="Added latency per request, in milliseconds.")
     ] = 0.0,
+    latency_jitter_ms: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Spread each request's latency uniformly over latency +- this many ms "
+            "(mean unchanged; at most --latency-ms). A real model's latency varies; a fixed "
+            "one answers concurrent rollouts in lockstep bursts.",
+        ),
+    ] = 0.0,
     error_rate: Annotated[
         float, typer.Option(min=0, max=1, help="Fraction of model requests answered 500/503.")
     ] = 0.0,
@@ -65,8 +82,12 @@ def serve_scripted_command(
     """Run the scripted model server until SIGINT/SIGTERM; exit 2 if it cannot listen."""
     if error_rate + hang_rate > 1:
         raise typer.BadParameter("--error-rate plus --hang-rate must not exceed 1")
+    if latency_jitter_ms > latency_ms:
+        raise typer.BadParameter("--latency-jitter-ms must not exceed --latency-ms")
     try:
-        server = asyncio.run(_serve(host, port, latency_ms, error_rate, hang_rate, seed))
+        server = asyncio.run(
+            _serve(host, port, latency_ms, error_rate, hang_rate, seed, latency_jitter_ms)
+        )
     except OSError as exc:
         typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
         raise typer.Exit(2) from None

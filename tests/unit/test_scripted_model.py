@@ -488,3 +488,31 @@ def test_cli_rejects_rates_over_one() -> None:
     )
     assert result.returncode == 2
     assert "must not exceed 1" in result.stderr
+
+
+def test_latency_jitter_spreads_delays_around_the_same_mean() -> None:
+    server = ScriptedServer(latency_ms=500, latency_jitter_ms=250, seed=3)
+    delays = [server._delay() for _ in range(4000)]
+    assert min(delays) >= 0.25
+    assert max(delays) <= 0.75
+    assert abs(sum(delays) / len(delays) - 0.5) < 0.01
+    assert len({round(d, 3) for d in delays}) > 100  # spread, not a few fixed values
+    assert ScriptedServer(latency_ms=500)._delay() == 0.5
+
+
+def test_latency_jitter_does_not_shift_fault_draws() -> None:
+    plain = ScriptedServer(latency_ms=100, error_rate=0.5, seed=7)
+    jittered = ScriptedServer(latency_ms=100, latency_jitter_ms=50, error_rate=0.5, seed=7)
+    body = json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode()
+    statuses = [
+        [s._answer("POST", "/v1/chat/completions", body)[1] for _ in range(50)]
+        for s in (plain, jittered)
+    ]
+    assert statuses[0] == statuses[1]
+    assert 0 < statuses[0].count(200) < 50
+
+
+@pytest.mark.parametrize("jitter", [-1.0, 600.0])
+def test_latency_jitter_out_of_range_is_refused(jitter: float) -> None:
+    with pytest.raises(ValueError, match="latency_jitter_ms"):
+        ScriptedServer(latency_ms=500, latency_jitter_ms=jitter)
