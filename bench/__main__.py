@@ -45,7 +45,7 @@ DEFAULTS: dict[str, tuple[Any, Any]] = {
     "latency_jitter": ("0,0.5", "0.5"),
     "workers": ("1,2,4", "1"),
     "repeat": (2, 1),
-    "bare_modes": ("raw,agent,httpx1", "raw,agent"),
+    "bare_modes": ("raw,raw_uvloop,agent,httpx1", "raw,agent"),
     "big_rows": (1_000_000, 2000),
     "floor_messages": (50_000, 2000),
     "warmup": (True, False),
@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--repeat", type=int, help="runs of staged and collect; the best is kept (2; quick 1)"
     )
     parser.add_argument(
-        "--bare-modes", help="comma list of bare modes: raw, agent, httpx1 (all three)"
+        "--bare-modes", help="comma list of bare modes: raw, raw_uvloop, agent, httpx1 (all four)"
     )
     parser.add_argument("--big-rows", type=int, help="rows of the big produce input (1000000)")
     parser.add_argument("--floor-messages", type=int, help="messages per Kafka floor run (50000)")

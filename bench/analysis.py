@@ -155,9 +155,12 @@ def worker_span(results: dict[tuple[int, int], ResultMessage]) -> dict[str, floa
     """The workers' busy span (first rollout start to last finish) and what ran in it.
 
     Whole span: ``rate`` = rollouts / span, ``mean_in_flight`` = sum of rollout times / span
-    (Little's L), ``mean_rollout_s`` = W; then rate = L / W exactly. Steady: the same over the
-    middle 80% of the span (ramp-up and tail left out): ``steady_in_flight`` is the mean number
-    of rollouts running in that window and ``steady_rate`` = steady_in_flight / W.
+    (Little's L), ``mean_rollout_s`` = W; then rate = L / W exactly. Steady: the same while a
+    backlog was waiting, the regime Little's bound describes: from the first start (plus 10% of
+    the window, for the ramp-up) to the last rollout's start; after that slots empty as the last
+    rollouts finish, a tail that is long when latencies vary. ``steady_in_flight`` is the mean
+    number of rollouts running in that window, ``steady_rollout_s`` the mean time of those that
+    started in it, and ``steady_rate`` = steady_in_flight / steady_rollout_s.
     ``mean_model_s``: the part of W spent awaiting the model client (every turn).
     """
     if not results:
@@ -167,19 +170,23 @@ def worker_span(results: dict[tuple[int, int], ResultMessage]) -> dict[str, floa
         for r in results.values()
     ]
     first, last = min(s for s, _ in runs), max(e for _, e in runs)
+    last_start = max(s for s, _ in runs)
     span = last - first
     busy = sum(e - s for s, e in runs)
     mean_rollout = busy / len(runs)
-    lo, hi = first + 0.1 * span, last - 0.1 * span
+    lo, hi = first + 0.1 * (last_start - first), last_start
     overlap = sum(max(0.0, min(e, hi) - max(s, lo)) for s, e in runs)
     in_flight = overlap / (hi - lo) if hi > lo else 0.0
+    inside = [e - s for s, e in runs if lo <= s <= hi] or [e - s for s, e in runs]
+    steady_rollout = statistics.fmean(inside)
     return {
         "span_s": span,
         "rate": len(runs) / span if span > 0 else 0.0,
         "mean_in_flight": busy / span if span > 0 else 0.0,
         "mean_rollout_s": mean_rollout,
         "steady_in_flight": in_flight,
-        "steady_rate": in_flight / mean_rollout if mean_rollout > 0 else 0.0,
+        "steady_rollout_s": steady_rollout,
+        "steady_rate": in_flight / steady_rollout if steady_rollout > 0 else 0.0,
         "mean_model_s": statistics.fmean(r.timings.get("model_s", 0.0) for r in results.values()),
     }
 

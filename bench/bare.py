@@ -9,6 +9,8 @@ of C asyncio tasks:
   transport and connection pooling, its JSON encode/decode, nothing else); the bare limit.
 - ``agent``: per rollout, ``gymstream.agent.run_rollout`` with the real environment and the
   same model client (tool call, verifier included): gymstream minus Kafka.
+- ``raw_uvloop``: ``raw`` on uvloop's event loop, the loop gymstream's processes run on
+  (``gymstream.eventloop``); ``raw`` itself is the plain asyncio loop the bare limit names.
 - ``httpx1``: as ``raw`` but over ONE ``httpx.AsyncClient`` holding every connection (the
   model client's limits): shows what the model client's split into small pools saves.
 
@@ -171,14 +173,21 @@ def _cpu_s() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--mode", choices=["raw", "agent", "httpx1"], required=True)
+    parser.add_argument("--mode", choices=["raw", "raw_uvloop", "agent", "httpx1"], required=True)
     parser.add_argument("--url", required=True, help="model base URL (ends in /v1)")
     parser.add_argument("--input", type=Path, required=True, help="JSONL rows")
     parser.add_argument("--n", type=int, required=True, help="rollouts")
     parser.add_argument("--concurrency", type=int, required=True, help="rollouts in flight")
     args = parser.parse_args()
     rows = [json.loads(x) for x in args.input.read_text().splitlines() if x.strip()]
-    figures = asyncio.run(run(args.mode, args.url, rows, args.n, args.concurrency))
+    mode, _, loop = args.mode.partition("_")
+    factory = None
+    if loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        figures = runner.run(run(mode, args.url, rows, args.n, args.concurrency))
     print(json.dumps(figures))
 
 

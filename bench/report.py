@@ -28,6 +28,16 @@ def _pct(part: Any, whole: Any) -> str:
     return f"{part / whole:.0%}"
 
 
+def _of_bare(doc: dict[str, Any], rate: Any) -> str:
+    """``rate`` as a share of the bare limit (plain asyncio), and of the bare limit on uvloop."""
+    bare = doc.get("bare", {})
+    text = f"{_pct(rate, bare.get('raw', {}).get('rate'))} of the bare limit"
+    on_uvloop = bare.get("raw_uvloop", {}).get("rate")
+    if on_uvloop:
+        text += f" ({_pct(rate, on_uvloop)} of it on uvloop)"
+    return text
+
+
 def _p(lat: dict[str, float] | None) -> str:
     if not lat:
         return "n/a"
@@ -50,6 +60,7 @@ def _bare(doc: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     labels = {
         "raw": "bare limit: 2 model calls per rollout",
+        "raw_uvloop": "bare limit on uvloop (the loop gymstream runs on)",
         "agent": "bare + agent (run_rollout, tool, verifier)",
         "httpx1": "bare over one plain httpx.AsyncClient pool",
     }
@@ -72,7 +83,6 @@ def _collect(doc: dict[str, Any]) -> list[Row]:
     c = doc.get("collect")
     if not c:
         return []
-    bare = doc.get("bare", {}).get("raw", {}).get("rate")
     cpu = c["cpu_ms_per_rollout"]
     return [
         (
@@ -86,8 +96,8 @@ def _collect(doc: dict[str, Any]) -> list[Row]:
         (
             "collect: steady state",
             _f(c["rate_steady"], unit=" rollouts/s"),
-            f"middle 80% of rollouts by finish time; {_pct(c['rate_steady'], bare)} of the bare "
-            f"limit (target >= 75%); at the sink {_f(c['rate_steady_sink'], unit='/s')}",
+            f"middle 80% of rollouts by finish time; {_of_bare(doc, c['rate_steady'])} "
+            f"(target >= 75%); at the sink {_f(c['rate_steady_sink'], unit='/s')}",
         ),
         (
             "collect: CPU per rollout",
@@ -117,7 +127,6 @@ def _staged(doc: dict[str, Any]) -> list[Row]:
     s = doc.get("staged")
     if not s:
         return []
-    bare = doc.get("bare", {}).get("raw", {}).get("rate")
     cpu = s["cpu_ms_per_rollout"]
     rss = s["peak_rss_mib"]
     lat = s["latency_ms"]
@@ -133,8 +142,7 @@ def _staged(doc: dict[str, Any]) -> list[Row]:
             "staged: steady state",
             _f(s["rate_steady"], unit=" rollouts/s"),
             f"middle 80% of rollouts by finish time; at the sink "
-            f"{_f(s['rate_steady_sink'], unit='/s')}; {_pct(s['rate_steady'], bare)} of the bare "
-            "limit",
+            f"{_f(s['rate_steady_sink'], unit='/s')}; {_of_bare(doc, s['rate_steady'])}",
         ),
         (
             "staged: CPU per rollout producer / worker / sink",
@@ -187,9 +195,11 @@ def _latency_bound(doc: dict[str, Any]) -> list[Row]:
                 + (f" +- {r['model_jitter_ms']:g}" if r.get("model_jitter_ms") else "")
                 + " ms/turn",
                 f"{span['steady_rate']:,.0f} of {r['bound']:,.0f} rollouts/s ({r['ratio']:.1%})",
-                f"target >= 95%; steady (middle 80% of the busy span): "
-                f"{span['steady_in_flight']:,.0f} in flight x 1 / {span['mean_rollout_s']:.3f} s "
-                f"mean rollout ({span['mean_model_s']:.3f} s of it in model calls); "
+                f"target >= 95%; steady (while tasks were waiting): "
+                f"{span['steady_in_flight']:,.0f} in flight x 1 / "
+                f"{span.get('steady_rollout_s', span['mean_rollout_s']):.3f} s mean rollout "
+                f"(model calls {span['mean_model_s']:.3f} s of the overall "
+                f"{span['mean_rollout_s']:.3f} s); "
                 f"whole span {span['rate']:,.0f}/s ({r['ratio_whole_span']:.0%}); "
                 f"worker CPU {r['cpu_ms_per_rollout']['workers']:.2f} ms/rollout" + _other(r),
             )
@@ -204,6 +214,7 @@ def _scaling(doc: dict[str, Any]) -> list[Row]:
             (
                 f"{r['workers']} worker process(es), C={r['concurrency']} each",
                 f"{r['rate_whole']:,.0f} whole / {_f(r['rate_steady'])} steady rollouts/s",
+                f"{_of_bare(doc, r['rate_steady'])}; "
                 f"worker CPU {r['cpu_ms_per_rollout']['workers']:.2f} ms/rollout, "
                 f"peak RSS per worker {r['peak_rss_mib']['worker']:,.0f} MiB" + _other(r),
             )

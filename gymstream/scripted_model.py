@@ -29,7 +29,7 @@ import random
 import threading
 from collections import Counter
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -103,8 +103,8 @@ class _Connection(asyncio.Protocol):
         self._closing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # noqa: S101 - stream server contract
-        self._transport = transport
+        # a stream server's transport; uvloop's do not subclass asyncio.Transport, so no isinstance
+        self._transport = cast(asyncio.Transport, transport)
         self._server._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from gymstream import eventloop
 from gymstream.config import GymConfig, load_config
 from gymstream.errors import GymstreamError
 from gymstream.settings import KafkaSettings, TopicSettings
@@ -98,7 +99,7 @@ def run(coro: Coroutine[Any, Any, T], *, bootstrap: str = "") -> T:
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
     try:
-        return asyncio.run(coro)
+        return eventloop.run(coro)
     except GymstreamError as exc:
         raise fail(str(exc), 2) from None
     except KafkaConnectionError as exc:

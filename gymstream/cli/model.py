@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from gymstream import eventloop
+from gymstream.errors import GymstreamError
 from gymstream.scripted_model import ScriptedServer, serve_scripted
 
 app = typer.Typer(
@@ -85,11 +87,14 @@ def serve_scripted_command(
     if latency_jitter_ms > latency_ms:
         raise typer.BadParameter("--latency-jitter-ms must not exceed --latency-ms")
     try:
-        server = asyncio.run(
+        server = eventloop.run(
             _serve(host, port, latency_ms, error_rate, hang_rate, seed, latency_jitter_ms)
         )
     except OSError as exc:
         typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
+    except GymstreamError as exc:  # e.g. a bad GYMSTREAM_EVENT_LOOP
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     stats = ", ".join(f"{k}={v}" for k, v in sorted(server.stats.items())) or "no requests"
     typer.echo(f"scripted model stopped: {stats}", err=True)
