@@ -222,49 +222,54 @@ class _Worker:
         return self.stats
 
     async def _loop(self, stop: asyncio.Event) -> None:
+        """Take work until ``stop``; the intake is cancelled then (wherever it waits)."""
+        intake = asyncio.ensure_future(self._intake())
+        stop_wait = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({intake, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            if intake.done():
+                intake.result()  # the intake failed: raise its error
+        finally:
+            stop_wait.cancel()
+            intake.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await intake
+
+    async def _intake(self) -> None:
         concurrency = self.settings.concurrency
         interval_s = self.settings.commit_interval_s
         last_commit = last_poll = time.monotonic()
-        stop_wait = asyncio.ensure_future(stop.wait())
-        try:
-            while not stop.is_set():
-                # a slot frees when its rollout's output is ready, not when Kafka acknowledges
-                # it; what waits on Kafka is bounded too (at most ``concurrency`` more)
-                free = min(concurrency - self.running, 2 * concurrency - len(self.all_tasks))
-                if free <= 0:
-                    # Full: leave the fetcher's buffer alone (aiokafka drops what it fetched
-                    # for a partition that is paused when polled, and fetching it again costs
-                    # the broker and delays the refill); wait for a slot.
-                    self.slot_freed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.slot_freed.wait(), interval_s)
-                    if time.monotonic() - last_poll >= IDLE_POLL_S:
-                        # rollouts hold every slot for long: an empty poll keeps the consumer
-                        # in its group (max.poll.interval), at the price of a re-fetch
-                        self.consumer.pause(*self.consumer.assignment())
-                        await self.consumer.getmany(timeout_ms=0)
-                        self.consumer.resume(*self.consumer.paused())
-                        last_poll = time.monotonic()
-                else:
-                    fetch = asyncio.ensure_future(
-                        self.consumer.getmany(timeout_ms=int(interval_s * 1000), max_records=free)
-                    )
-                    await asyncio.wait({fetch, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-                    if not fetch.done():
-                        fetch.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await fetch
-                        break
+        while True:
+            # a slot frees when its rollout's output is ready, not when Kafka acknowledges
+            # it; what waits on Kafka is bounded too (at most ``concurrency`` more)
+            free = min(concurrency - self.running, 2 * concurrency - len(self.all_tasks))
+            if free <= 0:
+                # Full: leave the fetcher's buffer alone (aiokafka drops what it fetched
+                # for a partition that is paused when polled, and fetching it again costs
+                # the broker and delays the refill); wait for a slot.
+                self.slot_freed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(interval_s):
+                        await self.slot_freed.wait()
+                if time.monotonic() - last_poll >= IDLE_POLL_S:
+                    # rollouts hold every slot for long: an empty poll keeps the consumer
+                    # in its group (max.poll.interval), at the price of a re-fetch
+                    self.consumer.pause(*self.consumer.assignment())
+                    await self.consumer.getmany(timeout_ms=0)
+                    self.consumer.resume(*self.consumer.paused())
                     last_poll = time.monotonic()
-                    for tp, messages in fetch.result().items():
-                        for message in messages:
-                            self._start(tp, message)
-                if time.monotonic() - last_commit >= interval_s:
-                    await self._commit()
-                    last_commit = time.monotonic()
-                    self.failure_log.flush(due_only=True)
-        finally:
-            stop_wait.cancel()
+            else:
+                batch = await self.consumer.getmany(
+                    timeout_ms=int(interval_s * 1000), max_records=free
+                )
+                last_poll = time.monotonic()
+                for tp, messages in batch.items():
+                    for message in messages:
+                        self._start(tp, message)
+            if time.monotonic() - last_commit >= interval_s:
+                await self._commit()
+                last_commit = time.monotonic()
+                self.failure_log.flush(due_only=True)
 
     def _start(self, tp: TopicPartition, message: Any) -> None:
         self.tracker.start(tp, message.offset)
