@@ -5,7 +5,8 @@ dependency) serving ``POST /v1/responses``, ``POST /v1/chat/completions`` and ``
 (the ``/v1`` prefix is optional). Answers come from ``gymstream.scripted_policy``: a deterministic
 policy that plays the example environments. Fault injection for resilience tests:
 
-- ``latency_ms``: every answer waits that long (asyncio sleep, so connections stay concurrent);
+- ``latency_ms``: every answer is sent that long after its request arrived (a loop timer, so
+  connections stay concurrent and the server's own work counts inside the latency);
   ``latency_jitter_ms`` J spreads that wait uniformly over [latency - J, latency + J] (same mean),
   as a real model's latency varies: with a fixed wait, C concurrent rollouts get their answers
   in lockstep bursts of C, a worst case no real endpoint produces;
@@ -99,7 +100,7 @@ class _Connection(asyncio.Protocol):
         self._server = server
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
-        self._pending: asyncio.Task[None] | None = None
+        self._pending: asyncio.TimerHandle | None = None
         self._closing = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -116,7 +117,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._buffer += data
         if self._pending is None:
-            self._serve()
+            self._serve(asyncio.get_running_loop().time())
 
     def close(self) -> None:
         if self._pending is not None:
@@ -124,7 +125,9 @@ class _Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def _serve(self) -> None:
+    def _serve(self, arrived: float) -> None:
+        """Answer the buffered requests in order; a delayed answer is due ``delay`` after
+        ``arrived`` (when its bytes came in), so the server's own work is inside the latency."""
         while self._transport is not None and not self._closing:
             try:
                 request = self._parse()
@@ -136,18 +139,17 @@ class _Connection(asyncio.Protocol):
             method, target, body, keep_alive = request
             delay_s, status, payload = self._server._answer(method, target, body)
             if delay_s > 0:
-                self._pending = asyncio.get_running_loop().create_task(
-                    self._later(delay_s, status, payload, keep_alive)
+                self._pending = asyncio.get_running_loop().call_at(
+                    arrived + delay_s, self._later, status, payload, keep_alive
                 )
                 return
             self._write(status, payload, keep_alive)
 
-    async def _later(self, delay_s: float, status: int, payload: bytes, keep_alive: bool) -> None:
-        await asyncio.sleep(delay_s)
+    def _later(self, status: int, payload: bytes, keep_alive: bool) -> None:
         self._pending = None
         self._write(status, payload, keep_alive)
         if self._buffer:
-            self._serve()
+            self._serve(asyncio.get_running_loop().time())
 
     def _parse(self) -> tuple[str, str, bytes, bool] | None:
         buffer = self._buffer
