@@ -40,7 +40,7 @@ DEFAULTS: dict[str, tuple[Any, Any]] = {
     "n": (2000, 60),
     "concurrency": (256, 32),
     "latency_ms": (500.0, 100.0),
-    "latency_concurrency": ("256,1024", "16"),
+    "latency_concurrency": ("256,1024,2x512", "16"),
     "latency_waves": (4, 2),
     "latency_jitter": ("0,0.5", "0.5"),
     "workers": ("1,2,4", "1"),
@@ -64,7 +64,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, help="rollouts per end-to-end run (2000; quick 60)")
     parser.add_argument("--concurrency", type=int, help="rollouts in flight per worker (256)")
     parser.add_argument("--latency-ms", type=float, help="model latency per turn (500)")
-    parser.add_argument("--latency-concurrency", help="comma list of C (256,1024)")
+    parser.add_argument(
+        "--latency-concurrency",
+        help="comma list of C, or WxC for W worker processes of C each (256,1024,2x512)",
+    )
     parser.add_argument(
         "--latency-jitter",
         help="comma list of latency spreads, as fractions of --latency-ms: each turn waits "
@@ -170,22 +173,32 @@ def best_of(repeat: int, run: Any) -> dict[str, Any]:
     return best
 
 
+def _latency_configs(text: str) -> list[tuple[int, int]]:
+    """``256,1024,2x512`` -> [(1, 256), (1, 1024), (2, 512)]: (worker processes, C each)."""
+    configs = []
+    for item in text.split(","):
+        workers, _, conc = item.strip().rpartition("x")
+        configs.append((int(workers or 1), int(conc)))
+    return configs
+
+
 def _latency_bound(bench: Bench, args: argparse.Namespace) -> list[dict[str, Any]]:
     runs = []
     for jitter in _floats(args.latency_jitter):
         slow = ModelServer(bench, args.latency_ms, jitter_ms=jitter * args.latency_ms)
         try:
-            for conc in _ints(args.latency_concurrency):
+            for workers, conc in _latency_configs(args.latency_concurrency):
+                total = workers * conc
                 run = run_staged(
                     bench,
                     slow,
-                    n=args.latency_waves * conc,
+                    n=args.latency_waves * total,
                     concurrency=conc,
-                    workers=1,
-                    label=f"latency{conc}-j{jitter:g}",
+                    workers=workers,
+                    label=f"latency{workers}x{conc}-j{jitter:g}",
                 )
                 run["model_jitter_ms"] = jitter * args.latency_ms
-                run["bound"] = conc / (2 * args.latency_ms / 1000)
+                run["bound"] = total / (2 * args.latency_ms / 1000)
                 run["ratio"] = run["worker_span"]["steady_rate"] / run["bound"]
                 run["ratio_whole_span"] = run["worker_span"]["rate"] / run["bound"]
                 runs.append(run)

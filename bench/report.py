@@ -191,7 +191,9 @@ def _latency_bound(doc: dict[str, Any]) -> list[Row]:
         span = r["worker_span"]
         rows.append(
             (
-                f"C={r['concurrency']}, N={r['n']}, {r['model_latency_ms']:g}"
+                f"C={r['concurrency'] * r['workers']}"
+                + (f" ({r['workers']} workers x {r['concurrency']})" if r["workers"] > 1 else "")
+                + f", N={r['n']}, {r['model_latency_ms']:g}"
                 + (f" +- {r['model_jitter_ms']:g}" if r.get("model_jitter_ms") else "")
                 + " ms/turn",
                 f"{span['steady_rate']:,.0f} of {r['bound']:,.0f} rollouts/s ({r['ratio']:.1%})",

@@ -82,14 +82,13 @@ def sum_usage(usages: list[dict[str, Any]]) -> dict[str, Any] | None:
 def usage_add(into: dict[str, Any], usage: Mapping[str, Any]) -> dict[str, Any]:
     """Add numeric fields of ``usage`` into ``into`` (recursing into nested dicts); returns it."""
     for key, value in usage.items():
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int | float):
+        kind = type(value)
+        if kind is int or kind is float:  # bool is not a number here
             previous = into.get(key)
-            into[key] = (previous if isinstance(previous, int | float) else 0) + value
-        elif isinstance(value, Mapping):
+            into[key] = (previous if type(previous) in (int, float) else 0) + value
+        elif kind is dict or (kind is not bool and isinstance(value, Mapping)):
             nested = into.get(key)
-            into[key] = usage_add(nested if isinstance(nested, dict) else {}, value)
+            into[key] = usage_add(nested if type(nested) is dict else {}, value)
     return into
 
 
