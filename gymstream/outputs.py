@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import statistics
+from array import array
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -200,7 +201,7 @@ def _numeric(value: Any) -> float | None:
     return None
 
 
-def _summary(values: list[float]) -> dict[str, float]:
+def _summary(values: array[float]) -> dict[str, float]:
     return {
         "mean": statistics.fmean(values),
         "max": max(values),
@@ -211,9 +212,17 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def aggregate_metrics(path: Path) -> dict[str, Any]:
-    """Per agent: mean/max/min/median/std of every numeric field; per task: reward stats."""
-    per_agent: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    per_task: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    """Per agent: mean/max/min/median/std of every numeric field; per task: reward stats.
+
+    Values are kept as C doubles (8 bytes each, against ~40 for a list of floats): the median
+    needs them all, and a run can have millions of rows.
+    """
+    per_agent: dict[str, dict[str, array[float]]] = defaultdict(
+        lambda: defaultdict(lambda: array("d"))
+    )
+    per_task: dict[str, dict[int, array[float]]] = defaultdict(
+        lambda: defaultdict(lambda: array("d"))
+    )
     for row in iter_rows(path):
         agent = row.get("agent_ref", {}).get("name", "")
         for key, value in row.items():

@@ -56,7 +56,6 @@ class SinkReport:
     expected: dict[str, int] | None = None
     complete: bool = False
     elapsed_s: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
 
     @property
     def expected_total(self) -> int | None:
@@ -140,7 +139,6 @@ async def run_sink(
                 continue
             out_buf: list[bytes] = []
             fail_buf: list[bytes] = []
-            now_ms = time.time() * 1000
             for tp, messages in batches.items():
                 is_result = tp.topic == layout.results
                 for message in messages:
@@ -171,8 +169,6 @@ async def run_sink(
                         out_buf.append(bytes(result.output))
                         report.written[result.agent] += 1
                         report.reward_sum[result.agent] += result.reward
-                        if result.created_ms:
-                            report.latencies_ms.append(now_ms - result.created_ms)
                     else:
                         if failure.run_id != run_id:
                             continue

@@ -80,3 +80,47 @@ async def test_poison_messages_do_not_block_the_partition(
     assert [r.rollout_id for r in results] == [good.rollout_id]
     assert stats.succeeded == 1
     assert stats.commits >= 1
+
+
+async def test_a_task_larger_than_the_fetch_size_is_served(kafka_bootstrap: str) -> None:
+    """The worker fetches 1 MiB per partition; Kafka still hands over a bigger first batch."""
+    from gymstream.kafka import FETCH_BYTES_PER_PARTITION
+
+    kafka = KafkaSettings(bootstrap=kafka_bootstrap)
+    layout = load_layout(prefix=f"p{uuid.uuid4().hex[:10]}")
+    await apply_topics(kafka.client_options(), layout, [AGENT_ONE])
+    row = json.loads(
+        (ENVS / "example_single_tool_call" / "data" / "example.jsonl").read_text().splitlines()[0]
+    )
+    big_row = {**row, "context": "x" * (3 * FETCH_BYTES_PER_PARTITION)}
+    tasks = [
+        TaskMessage(
+            run_id="p",
+            rollout_id=f"p/{AGENT_ONE}/{i}/0",
+            agent=AGENT_ONE,
+            task_index=i,
+            rollout_index=0,
+            row=r,
+        )
+        for i, r in enumerate([big_row, row])
+    ]
+    producer = make_producer(kafka_bootstrap, max_request_size=16 * 1024 * 1024)
+    await producer.start()
+    try:
+        for task in tasks:  # the big one first, on the same partition: it must not block
+            await (await producer.send(layout.tasks(AGENT_ONE), ENCODER.encode(task), partition=0))
+    finally:
+        await producer.stop()
+
+    settings = WorkerSettings(concurrency=8, commit_interval_s=0.05)
+    async with in_process_worker(kafka, layout, settings):
+
+        async def both_results() -> bool:
+            return len(await read_all(kafka_bootstrap, layout.results)) >= 2
+
+        await wait_until(both_results, 60, "2 results")
+    results = [DECODE_RESULT.decode(v) for v in await read_all(kafka_bootstrap, layout.results)]
+    assert sorted(r.rollout_id for r in results) == sorted(t.rollout_id for t in tasks)
+    big = next(r for r in results if r.task_index == 0)
+    assert len(json.loads(bytes(big.output))["context"]) == 3 * FETCH_BYTES_PER_PARTITION
+    assert not await read_all(kafka_bootstrap, layout.failures)
