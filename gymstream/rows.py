@@ -19,8 +19,9 @@ Rules a caller must know:
 ``expand`` turns rows into rollouts in the order a a b b c c. Identical lines (same bytes once
 surrounding whitespace is stripped, served by the same agent) share one ``_ng_task_index`` and
 their rollout indices continue (0..n-1 for the first, n..2n-1 for the second), so that
-(task_index, rollout_index) stays unique, as in NeMo Gym. Spotting duplicates costs a dict
-from a 16-byte digest to the task index: O(distinct rows) memory, about 130 bytes per row.
+(task_index, rollout_index) stays unique, as in NeMo Gym. Spotting duplicates means
+remembering a 16-byte digest per distinct row: ``task_index.TaskIndex`` keeps up to 100,000 in
+memory and the rest in a temporary SQLite table, so memory stays bounded whatever the file.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from typing import IO, Any, Final
 import msgspec
 
 from gymstream.errors import RowError
+from gymstream.task_index import TaskIndex
 
 __all__ = [
     "DEFAULT_MAX_ROW_BYTES",
@@ -346,30 +348,23 @@ def _repeats_for(num_repeats: int | Mapping[str, int]) -> Callable[[str], int]:
 
 
 def _expand(rows: Iterable[InputRow], repeats_for: Callable[[str], int]) -> Iterator[Rollout]:
-    task_of: dict[bytes, int] = {}
-    next_rollout: dict[int, int] = {}  # only for tasks seen more than once
     person_of: dict[str, bytes] = {}
-    for row in rows:
-        repeats = repeats_for(row.agent)
-        person = person_of.get(row.agent)
-        if person is None:
-            person = person_of[row.agent] = _person(row.agent)
-        digest = hashlib.blake2b(row.raw, digest_size=16, person=person).digest()
-        task = task_of.get(digest)
-        if task is None:
-            task = task_of[digest] = len(task_of)
-            first = 0
-        else:
-            first = next_rollout.get(task, repeats)  # same agent, so the same repeats as before
-            next_rollout[task] = first + repeats
-        for rollout_index in range(first, first + repeats):
-            yield Rollout(
-                agent=row.agent,
-                task_index=task,
-                rollout_index=rollout_index,
-                row=row.row,
-                line=row.line,
-            )
+    with TaskIndex() as tasks:
+        for row in rows:
+            repeats = repeats_for(row.agent)
+            person = person_of.get(row.agent)
+            if person is None:
+                person = person_of[row.agent] = _person(row.agent)
+            digest = hashlib.blake2b(row.raw, digest_size=16, person=person).digest()
+            task, first = tasks.assign(digest, repeats)
+            for rollout_index in range(first, first + repeats):
+                yield Rollout(
+                    agent=row.agent,
+                    task_index=task,
+                    rollout_index=rollout_index,
+                    row=row.row,
+                    line=row.line,
+                )
 
 
 def _person(agent: str) -> bytes:
