@@ -143,7 +143,9 @@ class WorkerRun:
 
 
 @contextlib.asynccontextmanager
-async def in_process_worker(kafka: Any, layout: Any, settings: Any) -> AsyncIterator[WorkerRun]:
+async def in_process_worker(
+    kafka: Any, layout: Any, settings: Any, *, model_latency_ms: float = 0.0
+) -> AsyncIterator[WorkerRun]:
     """One agent's worker (example_single_tool_call) in this event loop, against a scripted
     model in a thread; stopped (SIGTERM semantics: settle, commit, leave) on exit."""
     import asyncio
@@ -155,7 +157,7 @@ async def in_process_worker(kafka: Any, layout: Any, settings: Any) -> AsyncIter
     from gymstream.settings import ModelSettings, RetrySettings
     from gymstream.worker import run_worker
 
-    server = start_scripted_in_thread()
+    server = start_scripted_in_thread(latency_ms=model_latency_ms)
     config = load_config()
     client = build_model_client(ModelSettings(base_url=server.url, name="s"), RetrySettings())
     stop = asyncio.Event()

@@ -124,3 +124,59 @@ async def test_a_task_larger_than_the_fetch_size_is_served(kafka_bootstrap: str)
     big = next(r for r in results if r.task_index == 0)
     assert len(json.loads(bytes(big.output))["context"]) == 3 * FETCH_BYTES_PER_PARTITION
     assert not await read_all(kafka_bootstrap, layout.failures)
+
+
+async def test_a_full_worker_polling_to_stay_in_its_group_loses_and_doubles_nothing(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every slot held past IDLE_POLL_S: the worker pauses, polls empty, resumes (aiokafka drops
+    the prefetched tasks then); each task must still be served once."""
+    from aiokafka import AIOKafkaConsumer
+
+    from gymstream import worker as worker_module
+
+    monkeypatch.setattr(worker_module, "IDLE_POLL_S", 0.01)
+    pauses: list[int] = []
+    real_pause = AIOKafkaConsumer.pause
+
+    def counting_pause(self: AIOKafkaConsumer, *partitions: object) -> None:
+        pauses.append(len(partitions))
+        real_pause(self, *partitions)
+
+    monkeypatch.setattr(AIOKafkaConsumer, "pause", counting_pause)
+    kafka = KafkaSettings(bootstrap=kafka_bootstrap)
+    layout = load_layout(prefix=f"p{uuid.uuid4().hex[:10]}")
+    await apply_topics(kafka.client_options(), layout, [AGENT_ONE])
+    row = json.loads(
+        (ENVS / "example_single_tool_call" / "data" / "example.jsonl").read_text().splitlines()[0]
+    )
+    tasks = [
+        TaskMessage(
+            run_id="p",
+            rollout_id=f"p/{AGENT_ONE}/{i}/0",
+            agent=AGENT_ONE,
+            task_index=i,
+            rollout_index=0,
+            row=row,
+        )
+        for i in range(12)
+    ]
+    producer = make_producer(kafka_bootstrap)
+    await producer.start()
+    try:
+        for task in tasks:  # one partition: every keepalive poll drops its prefetched tail
+            await (await producer.send(layout.tasks(AGENT_ONE), ENCODER.encode(task), partition=0))
+    finally:
+        await producer.stop()
+
+    settings = WorkerSettings(concurrency=2, commit_interval_s=0.05)
+    async with in_process_worker(kafka, layout, settings, model_latency_ms=60) as worker:
+
+        async def all_results() -> bool:
+            return len(await read_all(kafka_bootstrap, layout.results)) >= len(tasks)
+
+        await wait_until(all_results, 60, f"{len(tasks)} results")
+    results = [DECODE_RESULT.decode(v) for v in await read_all(kafka_bootstrap, layout.results)]
+    assert sorted(r.task_index for r in results) == list(range(len(tasks)))
+    assert worker.stats.taken == len(tasks)
+    assert len(pauses) > 2  # the keepalive path ran (the last pause is the shutdown's)
