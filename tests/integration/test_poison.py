@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -13,7 +14,7 @@ from pipeline_helpers import AGENT_ONE, ENVS, in_process_worker
 
 from gymstream.schema import DECODE_FAILURE, DECODE_RESULT, ENCODER, TaskMessage
 from gymstream.settings import KafkaSettings, WorkerSettings
-from gymstream.topics import apply_topics, load_layout
+from gymstream.topics import TopicLayout, apply_topics, load_layout
 
 pytestmark = pytest.mark.kafka
 
@@ -82,17 +83,13 @@ async def test_poison_messages_do_not_block_the_partition(
     assert stats.commits >= 1
 
 
-async def test_a_task_larger_than_the_fetch_size_is_served(kafka_bootstrap: str) -> None:
-    """The worker fetches 1 MiB per partition; Kafka still hands over a bigger first batch."""
-    from gymstream.kafka import FETCH_BYTES_PER_PARTITION
-
+async def _tasks_on_partition_0(
+    kafka_bootstrap: str, rows: list[dict[str, object]]
+) -> tuple[KafkaSettings, TopicLayout, list[TaskMessage]]:
+    """Fresh topics, and one task per row (task_index = position) on partition 0, in order."""
     kafka = KafkaSettings(bootstrap=kafka_bootstrap)
     layout = load_layout(prefix=f"p{uuid.uuid4().hex[:10]}")
     await apply_topics(kafka.client_options(), layout, [AGENT_ONE])
-    row = json.loads(
-        (ENVS / "example_single_tool_call" / "data" / "example.jsonl").read_text().splitlines()[0]
-    )
-    big_row = {**row, "context": "x" * (3 * FETCH_BYTES_PER_PARTITION)}
     tasks = [
         TaskMessage(
             run_id="p",
@@ -100,26 +97,45 @@ async def test_a_task_larger_than_the_fetch_size_is_served(kafka_bootstrap: str)
             agent=AGENT_ONE,
             task_index=i,
             rollout_index=0,
-            row=r,
+            row=row,
         )
-        for i, r in enumerate([big_row, row])
+        for i, row in enumerate(rows)
     ]
     producer = make_producer(kafka_bootstrap, max_request_size=16 * 1024 * 1024)
     await producer.start()
     try:
-        for task in tasks:  # the big one first, on the same partition: it must not block
+        for task in tasks:
             await (await producer.send(layout.tasks(AGENT_ONE), ENCODER.encode(task), partition=0))
     finally:
         await producer.stop()
+    return kafka, layout, tasks
 
+
+def _example_row() -> dict[str, object]:
+    text = (ENVS / "example_single_tool_call" / "data" / "example.jsonl").read_text()
+    row: dict[str, object] = json.loads(text.splitlines()[0])
+    return row
+
+
+async def _results_once_done(kafka_bootstrap: str, results_topic: str, n: int) -> list[Any]:
+    async def done() -> bool:
+        return len(await read_all(kafka_bootstrap, results_topic)) >= n
+
+    await wait_until(done, 60, f"{n} results")
+    return [DECODE_RESULT.decode(v) for v in await read_all(kafka_bootstrap, results_topic)]
+
+
+async def test_a_task_larger_than_the_fetch_size_is_served(kafka_bootstrap: str) -> None:
+    """The worker fetches 1 MiB per partition; Kafka still hands over a bigger first batch."""
+    from gymstream.kafka import FETCH_BYTES_PER_PARTITION
+
+    row = _example_row()
+    big_row = {**row, "context": "x" * (3 * FETCH_BYTES_PER_PARTITION)}
+    # the big one first, on the same partition: it must not block the one behind it
+    kafka, layout, tasks = await _tasks_on_partition_0(kafka_bootstrap, [big_row, row])
     settings = WorkerSettings(concurrency=8, commit_interval_s=0.05)
     async with in_process_worker(kafka, layout, settings):
-
-        async def both_results() -> bool:
-            return len(await read_all(kafka_bootstrap, layout.results)) >= 2
-
-        await wait_until(both_results, 60, "2 results")
-    results = [DECODE_RESULT.decode(v) for v in await read_all(kafka_bootstrap, layout.results)]
+        results = await _results_once_done(kafka_bootstrap, layout.results, 2)
     assert sorted(r.rollout_id for r in results) == sorted(t.rollout_id for t in tasks)
     big = next(r for r in results if r.task_index == 0)
     assert len(json.loads(bytes(big.output))["context"]) == 3 * FETCH_BYTES_PER_PARTITION
@@ -144,39 +160,11 @@ async def test_a_full_worker_polling_to_stay_in_its_group_loses_and_doubles_noth
         real_pause(self, *partitions)
 
     monkeypatch.setattr(AIOKafkaConsumer, "pause", counting_pause)
-    kafka = KafkaSettings(bootstrap=kafka_bootstrap)
-    layout = load_layout(prefix=f"p{uuid.uuid4().hex[:10]}")
-    await apply_topics(kafka.client_options(), layout, [AGENT_ONE])
-    row = json.loads(
-        (ENVS / "example_single_tool_call" / "data" / "example.jsonl").read_text().splitlines()[0]
-    )
-    tasks = [
-        TaskMessage(
-            run_id="p",
-            rollout_id=f"p/{AGENT_ONE}/{i}/0",
-            agent=AGENT_ONE,
-            task_index=i,
-            rollout_index=0,
-            row=row,
-        )
-        for i in range(12)
-    ]
-    producer = make_producer(kafka_bootstrap)
-    await producer.start()
-    try:
-        for task in tasks:  # one partition: every keepalive poll drops its prefetched tail
-            await (await producer.send(layout.tasks(AGENT_ONE), ENCODER.encode(task), partition=0))
-    finally:
-        await producer.stop()
-
+    # one partition: every keepalive poll drops its prefetched tail
+    kafka, layout, tasks = await _tasks_on_partition_0(kafka_bootstrap, [_example_row()] * 12)
     settings = WorkerSettings(concurrency=2, commit_interval_s=0.05)
     async with in_process_worker(kafka, layout, settings, model_latency_ms=60) as worker:
-
-        async def all_results() -> bool:
-            return len(await read_all(kafka_bootstrap, layout.results)) >= len(tasks)
-
-        await wait_until(all_results, 60, f"{len(tasks)} results")
-    results = [DECODE_RESULT.decode(v) for v in await read_all(kafka_bootstrap, layout.results)]
+        results = await _results_once_done(kafka_bootstrap, layout.results, len(tasks))
     assert sorted(r.task_index for r in results) == list(range(len(tasks)))
     assert worker.stats.taken == len(tasks)
     assert len(pauses) > 2  # the keepalive path ran (the last pause is the shutdown's)
