@@ -27,6 +27,7 @@ memory and the rest in a temporary SQLite table, so memory stays bounded whateve
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -349,7 +350,7 @@ def _repeats_for(num_repeats: int | Mapping[str, int]) -> Callable[[str], int]:
 
 def _expand(rows: Iterable[InputRow], repeats_for: Callable[[str], int]) -> Iterator[Rollout]:
     person_of: dict[str, bytes] = {}
-    with TaskIndex() as tasks:
+    with contextlib.closing(TaskIndex()) as tasks:
         for row in rows:
             repeats = repeats_for(row.agent)
             person = person_of.get(row.agent)

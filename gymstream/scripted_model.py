@@ -427,6 +427,7 @@ def start_scripted_in_thread(
     error_rate: float = 0.0,
     hang_rate: float = 0.0,
     seed: int = 0,
+    latency_jitter_ms: float = 0.0,
     *,
     ready_timeout_s: float = 10.0,
 ) -> ScriptedThread:
@@ -444,7 +445,9 @@ def start_scripted_in_thread(
         asyncio.set_event_loop(loop)
         try:
             server = loop.run_until_complete(
-                serve_scripted(host, port, latency_ms, error_rate, hang_rate, seed)
+                serve_scripted(
+                    host, port, latency_ms, error_rate, hang_rate, seed, latency_jitter_ms
+                )
             )
         except BaseException as exc:  # handed to the starting thread, which re-raises it
             failure.append(exc)

@@ -8,7 +8,7 @@ datasets are smaller) and then moves them all to an SQLite table in a temporary 
 whose page cache is bounded; lookups go there from then on. Either way a row's answer is the
 same: ``assign`` returns (task index, first rollout index) for ``repeats`` more rollouts.
 
-Use as a context manager (the spill file is removed on exit).
+``close()`` removes the spill file (``with contextlib.closing(TaskIndex()) as index:``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import sqlite3
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
 __all__ = ["MAX_IN_MEMORY", "TaskIndex"]
 
@@ -95,14 +94,3 @@ class TaskIndex:
         if self._dir is not None:
             self._dir.cleanup()
             self._dir = None
-
-    def __enter__(self) -> TaskIndex:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ def _assign_all(index: TaskIndex, seq: list[tuple[bytes, int]]) -> list[tuple[in
 
 
 def test_repeats_share_a_task_and_continue_rollout_indices() -> None:
-    with TaskIndex() as index:
+    with closing(TaskIndex()) as index:
         a, b = b"a" * 16, b"b" * 16
         assert _assign_all(index, [(a, 2), (b, 2), (a, 2), (a, 2)]) == [
             (0, 0),
@@ -38,10 +39,10 @@ def test_repeats_share_a_task_and_continue_rollout_indices() -> None:
 @pytest.mark.parametrize("limit", [1, 7, 50])
 def test_spilling_to_disk_gives_the_same_answers(limit: int) -> None:
     seq = _sequence(seed=limit, rows=600, distinct=120)
-    with TaskIndex() as in_memory:
+    with closing(TaskIndex()) as in_memory:
         expected = _assign_all(in_memory, seq)
         assert not in_memory.spilled
-    with TaskIndex(max_in_memory=limit) as spilling:
+    with closing(TaskIndex(max_in_memory=limit)) as spilling:
         assert _assign_all(spilling, seq) == expected
         assert spilling.spilled
     # unique (task, rollout) pairs: the property NeMo Gym's indices need
@@ -55,7 +56,7 @@ def test_spilling_to_disk_gives_the_same_answers(limit: int) -> None:
 
 def test_the_spill_file_is_removed_on_close() -> None:
     index = TaskIndex(max_in_memory=2)
-    with index:
+    with closing(index):
         _assign_all(index, _sequence(seed=1, rows=10, distinct=10))
         assert index._dir is not None
         spill_dir = Path(index._dir.name)
