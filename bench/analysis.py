@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from gymstream.schema import DECODE_RESULT, ResultMessage
+from gymstream.wire.messages import DECODE_RESULT, ResultMessage
 
 __all__ = [
     "OutputWatcher",

@@ -32,9 +32,9 @@ from typing import Any
 import httpx
 import msgspec
 
-from gymstream.agent import run_rollout
-from gymstream.environment import load_environment
-from gymstream.model_client import build_model_client
+from gymstream.rollout.environment import load_environment
+from gymstream.rollout.loop import run_rollout
+from gymstream.rollout.model.client import build_model_client
 from gymstream.settings import ModelSettings, RetrySettings
 
 ENVIRONMENT = "example_single_tool_call"

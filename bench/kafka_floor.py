@@ -1,10 +1,11 @@
 """Kafka's floor (a child process of the bench): raw produce, then consume, of one message size.
 
 ``python -m bench.kafka_floor --bootstrap B --topic T --size BYTES --count M [--partitions 12]``
-prints one JSON object. It uses gymstream's own client builders (``gymstream.kafka``: aiokafka,
-acks=all, idempotent, linger 5 ms, no compression; consumer read_committed), sends round-robin
-over the partitions in awaited windows of 4096 as ``gymstream.producer`` does, then reads the
-topic back from the beginning without a group. CPU is this process's own over each phase.
+prints one JSON object. It uses gymstream's own client builders (``gymstream.kafka.clients``:
+aiokafka, acks=all, idempotent, linger 5 ms, no compression; consumer read_committed), sends
+round-robin over the partitions in awaited windows of 4096 as ``gymstream.produce.producer`` does,
+then reads the topic back from the beginning without a group. CPU is this process's own over
+each phase.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from gymstream.kafka import build_consumer, build_producer
+from gymstream.kafka.clients import build_consumer, build_producer
 from gymstream.settings import KafkaSettings
 
 _WINDOW = 4096

@@ -18,7 +18,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.protocol.admin import DescribeGroupsRequest
 
 from bench.procs import Child
-from gymstream.kafka import build_consumer
+from gymstream.kafka.clients import build_consumer
 from gymstream.settings import KafkaSettings
 
 __all__ = ["read_topic", "wait_groups_stable"]

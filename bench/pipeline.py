@@ -32,8 +32,8 @@ from bench.analysis import (
 )
 from bench.kafka_io import read_topic, wait_groups_stable
 from bench.procs import CLI, ROOT, Child, cpu_s, peak_rss_mib, self_cpu_s, system_busy_s
+from gymstream.kafka.topics import apply_topics, load_layout
 from gymstream.settings import KafkaSettings
-from gymstream.topics import apply_topics, load_layout
 
 __all__ = [
     "AGENT",

@@ -3,7 +3,7 @@
 ``--profile-worker cprofile`` (stdlib; deterministic, so it slows the worker down, but it counts
 every call) writes ``worker.prof`` and ``worker_profile.txt`` (top functions by own time and by
 cumulative time) next to the results JSON, and puts two summaries in it: the top functions by
-own time, and own time grouped by package (``httpx``, ``aiokafka``, ``gymstream.worker``, ...),
+own time, and own time grouped by package (``httpx``, ``aiokafka``, ``gymstream.worker.loop``, ...),
 as shares of the CPU the worker spent (the event loop's idle wait in epoll is left out).
 ``--profile-worker pyinstrument`` (sampling, so cheaper and closer to the real split; needs
 ``pip install pyinstrument``, not a project dependency) writes its session and, as text, the

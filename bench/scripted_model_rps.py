@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from gymstream.model_client import build_model_client
+from gymstream.rollout.model.client import build_model_client
 from gymstream.settings import ModelSettings, RetrySettings
 
 ROOT = Path(__file__).resolve().parents[1]

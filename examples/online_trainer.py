@@ -22,12 +22,12 @@ import statistics
 import sys
 from collections.abc import Sequence
 
-from gymstream.control import read_manifests
 from gymstream.errors import GymstreamError
-from gymstream.grouping import Group
+from gymstream.kafka.topics import TopicLayout, load_layout
+from gymstream.runs.control import read_manifests
 from gymstream.settings import KafkaSettings, TopicSettings
-from gymstream.stream import GroupStream, StreamOptions, open_stream
-from gymstream.topics import TopicLayout, load_layout
+from gymstream.trainer.grouping import Group
+from gymstream.trainer.stream import GroupStream, StreamOptions, open_stream
 
 EPS = 1e-6
 

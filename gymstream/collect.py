@@ -16,16 +16,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gymstream.agents import serve_agent
 from gymstream.config import GymConfig
-from gymstream.outputs import OutputPaths, claim_output
-from gymstream.processes import WorkerProcesses
-from gymstream.producer import ProduceOptions, ProduceReport, produce
-from gymstream.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
+from gymstream.kafka.topics import ApplyReport, TopicLayout, apply_topics
+from gymstream.nemo.outputs import OutputPaths, claim_output
+from gymstream.nemo.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
+from gymstream.produce.producer import ProduceOptions, ProduceReport, produce
 from gymstream.settings import KafkaSettings, RetrySettings
-from gymstream.sink import SinkReport, run_sink
-from gymstream.topics import ApplyReport, TopicLayout, apply_topics
-from gymstream.worker import WorkerStats
+from gymstream.sink.loop import SinkReport, run_sink
+from gymstream.worker.loop import WorkerStats
+from gymstream.worker.processes import WorkerProcesses
+from gymstream.worker.serve import serve_agent
 
 __all__ = ["CollectReport", "collect"]
 

@@ -151,11 +151,11 @@ async def in_process_worker(
     import asyncio
 
     from gymstream.config import load_config
-    from gymstream.environment import load_environment
-    from gymstream.model_client import build_model_client
-    from gymstream.scripted_model import start_scripted_in_thread
+    from gymstream.rollout.environment import load_environment
+    from gymstream.rollout.model.client import build_model_client
     from gymstream.settings import ModelSettings, RetrySettings
-    from gymstream.worker import run_worker
+    from gymstream.testing.scripted_model import start_scripted_in_thread
+    from gymstream.worker.loop import run_worker
 
     server = start_scripted_in_thread(latency_ms=model_latency_ms)
     config = load_config()

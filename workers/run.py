@@ -1,47 +1,21 @@
-"""Entry point of one worker process: parse settings, build, run. No logic of its own.
+"""Entry point of one worker process: the ``gymstream worker`` command. No logic of its own.
 
-Usable as ``python -m workers.run --agent NAME`` (the same as ``gymstream worker``).
+Usable as ``python -m workers.run --agent NAME`` (the same as ``gymstream worker``): it parses
+the options and settings, builds the worker and serves until SIGTERM/SIGINT
+(``gymstream.worker.serve.serve_until_signalled``).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
-from typing import Any
+import typer
 
-from gymstream.agents import serve_agent
-from gymstream.cli.common import install_stop_signals
-from gymstream.config import GymConfig
-from gymstream.settings import KafkaSettings
-from gymstream.topics import TopicLayout
-from gymstream.worker import WorkerStats
+from gymstream.cli.pipeline import worker_command
 
 
-async def serve_until_signalled(
-    kafka: KafkaSettings,
-    layout: TopicLayout,
-    config: GymConfig,
-    agent: str,
-    model_overrides: Mapping[str, Any],
-    concurrency: int | None,
-) -> WorkerStats:
-    """Serve ``agent`` until SIGTERM or SIGINT."""
-    stop = asyncio.Event()
-    install_stop_signals(stop)
-    return await serve_agent(
-        kafka,
-        layout,
-        config,
-        agent,
-        stop=stop,
-        model_overrides=model_overrides,
-        concurrency=concurrency,
-    )
+def main() -> None:
+    """Run one worker process with the command line's options."""
+    typer.run(worker_command)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    import typer
-
-    from gymstream.cli.pipeline import worker_command
-
-    typer.run(worker_command)
+    main()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from environments.example_multi_step.tools import TOOLS
 from environments.example_multi_step.verifier import verify
-from gymstream.environment import SimpleEnvironment
+from gymstream.rollout.environment import SimpleEnvironment
 
 __all__ = ["ENVIRONMENT"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from environments.example_single_tool_call.tools import TOOLS
 from environments.example_single_tool_call.verifier import verify
-from gymstream.environment import SimpleEnvironment
+from gymstream.rollout.environment import SimpleEnvironment
 
 __all__ = ["ENVIRONMENT"]
 

@@ -48,11 +48,11 @@ from gymstream.cli.pipeline import (
 from gymstream.collect import CollectReport, collect
 from gymstream.config import GymConfig
 from gymstream.errors import GymstreamError
-from gymstream.outputs import OutputPaths
-from gymstream.producer import ProduceOptions
+from gymstream.kafka.topics import TopicLayout
+from gymstream.nemo.outputs import OutputPaths
+from gymstream.produce.producer import ProduceOptions
 from gymstream.settings import KafkaSettings, RetrySettings
-from gymstream.sink import SinkReport
-from gymstream.topics import TopicLayout
+from gymstream.sink.loop import SinkReport
 
 
 class _Progress:
@@ -260,8 +260,8 @@ def demo_command(
     """
     from gymstream.localkafka import start_cluster, status, stop_cluster
     from gymstream.localkafka.config import check_ports_free, find_free_base_port
-    from gymstream.scripted_model import start_scripted_in_thread
     from gymstream.settings import KafkaSettings
+    from gymstream.testing.scripted_model import start_scripted_in_thread
 
     setup_logging(verbose)
     env_kafka = KafkaSettings()

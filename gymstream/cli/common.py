@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -17,8 +15,8 @@ from rich.text import Text
 from gymstream import eventloop
 from gymstream.config import GymConfig, load_config
 from gymstream.errors import GymstreamError
+from gymstream.kafka.topics import TopicLayout, load_layout
 from gymstream.settings import KafkaSettings, TopicSettings
-from gymstream.topics import TopicLayout, load_layout
 
 T = TypeVar("T")
 
@@ -112,10 +110,3 @@ def run(coro: Coroutine[Any, Any, T], *, bootstrap: str = "") -> T:
         raise fail(f"Kafka error: {exc}", 1) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None
-
-
-def install_stop_signals(stop: asyncio.Event) -> None:
-    """SIGTERM and SIGINT set ``stop``: the command winds down cleanly instead of dying."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)

@@ -22,7 +22,6 @@ from gymstream.cli.common import (
     console,
     fail,
     gym_config,
-    install_stop_signals,
     kafka_settings,
     layout_for,
     out,
@@ -31,12 +30,14 @@ from gymstream.cli.common import (
 )
 from gymstream.config import GymConfig
 from gymstream.errors import GymstreamError, RowError
-from gymstream.outputs import OutputPaths, claim_output, read_run_file
-from gymstream.producer import ProduceOptions, ProduceReport, produce_paced, republish
-from gymstream.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
-from gymstream.rows import parse_override, parse_repeats
-from gymstream.sink import SinkReport, run_sink
-from gymstream.topics import apply_topics
+from gymstream.eventloop import install_stop_signals
+from gymstream.kafka.topics import apply_topics
+from gymstream.nemo.outputs import OutputPaths, claim_output, read_run_file
+from gymstream.nemo.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
+from gymstream.nemo.rows import parse_override, parse_repeats
+from gymstream.produce.producer import ProduceOptions, ProduceReport, produce_paced, republish
+from gymstream.sink.loop import SinkReport, run_sink
+from gymstream.worker.serve import serve_until_signalled
 
 topics_app = typer.Typer(help="Kafka topics declared in topics.yaml.", no_args_is_help=True)
 
@@ -381,8 +382,6 @@ def worker_command(
     agent's consumer group. SIGTERM/SIGINT: stop taking work, settle, commit, leave the group.
     The API key comes from $GYMSTREAM_MODEL_API_KEY (or $OPENAI_API_KEY) and is never printed.
     """
-    from workers.run import serve_until_signalled
-
     setup_logging(verbose)
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)

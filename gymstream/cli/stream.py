@@ -17,18 +17,18 @@ from gymstream.cli.common import (
     VerboseOpt,
     console,
     fail,
-    install_stop_signals,
     kafka_settings,
     layout_for,
     run,
     setup_logging,
 )
-from gymstream.grouping import Group
-from gymstream.schema import ENCODER
-from gymstream.selection import StreamStats
+from gymstream.eventloop import install_stop_signals
+from gymstream.kafka.topics import TopicLayout
 from gymstream.settings import KafkaSettings
-from gymstream.stream import StreamOptions, open_stream
-from gymstream.topics import TopicLayout
+from gymstream.trainer.grouping import Group
+from gymstream.trainer.selection import StreamStats
+from gymstream.trainer.stream import StreamOptions, open_stream
+from gymstream.wire.messages import ENCODER
 
 __all__ = ["stream_command"]
 

@@ -38,10 +38,10 @@ from pipeline_helpers import (
 )
 
 from gymstream.errors import KafkaSetupError
+from gymstream.kafka.topics import load_layout
 from gymstream.localkafka import Cluster, fetch_jars, find_free_base_port, start_cluster
 from gymstream.localkafka.settings import LocalKafkaSettings
-from gymstream.scripted_model import start_scripted_in_thread
-from gymstream.topics import load_layout
+from gymstream.testing.scripted_model import start_scripted_in_thread
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 

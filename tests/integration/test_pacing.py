@@ -10,10 +10,10 @@ import pytest
 from kafka_helpers import read_all, wait_until
 from pipeline_helpers import AGENT_ONE, single_tool_input
 
-from gymstream.control import Pacer
-from gymstream.producer import ProduceOptions, produce
+from gymstream.kafka.topics import apply_topics, load_layout
+from gymstream.produce.producer import ProduceOptions, produce
+from gymstream.runs.control import Pacer
 from gymstream.settings import KafkaSettings
-from gymstream.topics import apply_topics, load_layout
 
 pytestmark = pytest.mark.kafka
 

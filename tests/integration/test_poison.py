@@ -12,9 +12,9 @@ import pytest
 from kafka_helpers import make_producer, read_all, wait_until
 from pipeline_helpers import AGENT_ONE, ENVS, in_process_worker
 
-from gymstream.schema import DECODE_FAILURE, DECODE_RESULT, ENCODER, TaskMessage
+from gymstream.kafka.topics import TopicLayout, apply_topics, load_layout
 from gymstream.settings import KafkaSettings, WorkerSettings
-from gymstream.topics import TopicLayout, apply_topics, load_layout
+from gymstream.wire.messages import DECODE_FAILURE, DECODE_RESULT, ENCODER, TaskMessage
 
 pytestmark = pytest.mark.kafka
 
@@ -127,7 +127,7 @@ async def _results_once_done(kafka_bootstrap: str, results_topic: str, n: int) -
 
 async def test_a_task_larger_than_the_fetch_size_is_served(kafka_bootstrap: str) -> None:
     """The worker fetches 1 MiB per partition; Kafka still hands over a bigger first batch."""
-    from gymstream.kafka import FETCH_BYTES_PER_PARTITION
+    from gymstream.kafka.clients import FETCH_BYTES_PER_PARTITION
 
     row = _example_row()
     big_row = {**row, "context": "x" * (3 * FETCH_BYTES_PER_PARTITION)}
@@ -149,7 +149,7 @@ async def test_a_full_worker_polling_to_stay_in_its_group_loses_and_doubles_noth
     the prefetched tasks then); each task must still be served once."""
     from aiokafka import AIOKafkaConsumer
 
-    from gymstream import worker as worker_module
+    from gymstream.worker import loop as worker_module
 
     monkeypatch.setattr(worker_module, "IDLE_POLL_S", 0.01)
     pauses: list[int] = []

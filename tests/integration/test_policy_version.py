@@ -9,10 +9,10 @@ import pytest
 from kafka_helpers import make_producer, read_all, wait_until
 from pipeline_helpers import AGENT_ONE, ENVS, in_process_worker
 
-from gymstream.control import publish_policy_version
-from gymstream.schema import DECODE_RESULT, ENCODER, TaskMessage
+from gymstream.kafka.topics import apply_topics, load_layout
+from gymstream.runs.control import publish_policy_version
 from gymstream.settings import KafkaSettings, WorkerSettings
-from gymstream.topics import apply_topics, load_layout
+from gymstream.wire.messages import DECODE_RESULT, ENCODER, TaskMessage
 
 pytestmark = pytest.mark.kafka
 

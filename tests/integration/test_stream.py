@@ -21,20 +21,20 @@ from typing import Any
 import msgspec
 import pytest
 
-from gymstream.control import (
+from gymstream.errors import ConfigError
+from gymstream.kafka.clients import build_producer
+from gymstream.kafka.topics import TopicLayout, apply_topics, load_layout
+from gymstream.runs.control import (
     latest_policy_version,
     open_pacer,
     publish_policy_version,
     read_manifests,
     watch_policy_version,
 )
-from gymstream.errors import ConfigError
-from gymstream.grouping import Group
-from gymstream.kafka import build_producer
-from gymstream.schema import ENCODER, FailureMessage, ResultMessage, RunManifest
 from gymstream.settings import KafkaSettings
-from gymstream.stream import StreamOptions, open_stream
-from gymstream.topics import TopicLayout, apply_topics, load_layout
+from gymstream.trainer.grouping import Group
+from gymstream.trainer.stream import StreamOptions, open_stream
+from gymstream.wire.messages import ENCODER, FailureMessage, ResultMessage, RunManifest
 
 pytestmark = pytest.mark.kafka
 

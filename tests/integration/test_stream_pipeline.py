@@ -17,9 +17,9 @@ from pipeline_helpers import (
     wait_until,
 )
 
+from gymstream.kafka.topics import load_layout
 from gymstream.settings import KafkaSettings
-from gymstream.stream import StreamOptions, open_stream
-from gymstream.topics import load_layout
+from gymstream.trainer.stream import StreamOptions, open_stream
 
 pytestmark = pytest.mark.kafka
 ROWS, SIZE = 30, 4
@@ -27,7 +27,7 @@ ROWS, SIZE = 30, 4
 
 @pytest.fixture
 def model_url() -> Iterator[str]:
-    from gymstream.scripted_model import start_scripted_in_thread
+    from gymstream.testing.scripted_model import start_scripted_in_thread
 
     server = start_scripted_in_thread(latency_ms=5)
     try:

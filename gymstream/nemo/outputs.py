@@ -1,0 +1,248 @@
+"""The output files of a run: NeMo Gym JSONL rows, failures, run identity, aggregate metrics.
+
+Files for ``OUT.jsonl``: ``OUT.jsonl`` (one NeMo Gym output row per successful rollout),
+``OUT_failures.jsonl`` (typed failures, NeMo Gym's ``_ng_failure_*`` keys), ``OUT_run.json`` (the
+run id the file belongs to, so a resume can check it) and ``OUT_aggregate_metrics.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from array import array
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gymstream.errors import ConfigError
+from gymstream.wire.messages import ENCODER, FailureMessage, rollout_id
+
+__all__ = [
+    "OutputPaths",
+    "aggregate_metrics",
+    "claim_output",
+    "failure_row",
+    "iter_rows",
+    "read_done_ids",
+    "read_run_file",
+    "repair_torn_tail",
+    "write_run_file",
+]
+
+_DECODER = msgspec.json.Decoder()
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    """Every file that belongs to one output path."""
+
+    output: Path
+
+    @property
+    def failures(self) -> Path:
+        return self.output.with_name(f"{self.output.stem}_failures.jsonl")
+
+    @property
+    def run_file(self) -> Path:
+        return self.output.with_name(f"{self.output.stem}_run.json")
+
+    @property
+    def failures_history(self) -> Path:
+        return self.output.with_name(f"{self.output.stem}_failures_history.jsonl")
+
+    @property
+    def metrics(self) -> Path:
+        return self.output.with_name(f"{self.output.stem}_aggregate_metrics.json")
+
+    @property
+    def rejects(self) -> Path:
+        return self.output.with_name(f"{self.output.stem}_rejects.jsonl")
+
+    @property
+    def materialized(self) -> Path:
+        return self.output.with_name(f"{self.output.stem}_materialized_inputs.jsonl")
+
+
+def claim_output(paths: OutputPaths, run_id: str, *, overwrite: bool) -> bool:
+    """Bind the output file to ``run_id``; True when resuming an earlier run's output.
+
+    An existing output of another run is never touched unless ``overwrite`` (then its files are
+    removed). Raises ConfigError with what to do otherwise.
+    """
+    existing_run: str | None = None
+    if paths.run_file.exists():
+        try:
+            existing_run = str(_DECODER.decode(paths.run_file.read_bytes())["run_id"])
+        except (msgspec.DecodeError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{paths.run_file}: unreadable run file; delete it or pass --overwrite"
+            ) from exc
+    has_rows = paths.output.exists() and paths.output.stat().st_size > 0
+    if existing_run == run_id:
+        return True
+    if (has_rows or existing_run is not None) and not overwrite:
+        owner = f"run '{existing_run}'" if existing_run else "an unknown run"
+        raise ConfigError(
+            f"{paths.output} already holds the output of {owner}; pass --run-id {existing_run} "
+            "to resume it, choose another --output, or pass --overwrite to replace it"
+            if existing_run
+            else f"{paths.output} already exists and holds the output of {owner}; choose "
+            "another --output or pass --overwrite to replace it"
+        )
+    for path in (paths.output, paths.failures, paths.metrics):
+        if path.exists():
+            path.unlink()
+    paths.output.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(paths.run_file, ENCODER.encode({"run_id": run_id}))
+    return False
+
+
+def read_run_file(paths: OutputPaths) -> dict[str, Any] | None:
+    """The run file's content (run id, retried attempts), or None when there is none."""
+    if not paths.run_file.exists():
+        return None
+    data = _DECODER.decode(paths.run_file.read_bytes())
+    return data if isinstance(data, dict) else None
+
+
+def write_run_file(paths: OutputPaths, data: bytes) -> None:
+    _write_atomic(paths.run_file, data)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def repair_torn_tail(path: Path) -> int:
+    """Cut a last line that a crash left without its newline; returns the bytes removed."""
+    if not path.exists():
+        return 0
+    size = path.stat().st_size
+    if size == 0:
+        return 0
+    with path.open("rb+") as handle:
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return 0
+        # walk back to the previous newline
+        pos = size - 1
+        chunk = 64 * 1024
+        while pos > 0:
+            start = max(0, pos - chunk)
+            handle.seek(start)
+            data = handle.read(pos - start)
+            idx = data.rfind(b"\n")
+            if idx >= 0:
+                pos = start + idx + 1
+                break
+            pos = start
+        handle.truncate(pos)
+        handle.flush()
+        os.fsync(handle.fileno())
+        return size - pos
+
+
+def iter_rows(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.exists():
+        return
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.strip():
+                yield _DECODER.decode(line)
+
+
+def read_done_ids(path: Path, run_id: str) -> set[str]:
+    """Rollout ids already in an output or failures file of ``run_id`` (for dedupe on restart)."""
+    done: set[str] = set()
+    for row in iter_rows(path):
+        agent = row.get("agent_ref", {}).get("name", "")
+        done.add(rollout_id(run_id, agent, row["_ng_task_index"], row["_ng_rollout_index"]))
+    return done
+
+
+def failure_row(failure: FailureMessage) -> dict[str, Any]:
+    """A failures-file row: the task's fields plus NeMo Gym's ``_ng_failure_*`` keys."""
+    row: dict[str, Any] = dict(failure.row or {})
+    row.update(
+        {
+            "_ng_task_index": failure.task_index,
+            "_ng_rollout_index": failure.rollout_index,
+            "agent_ref": {"name": failure.agent},
+            "_ng_failure_class": failure.failure_class,
+            "_ng_failure_type": failure.failure_type,
+            "_ng_failure_message": failure.message,
+            "_ng_failure_terminal": failure.terminal,
+            "_ng_attempt_index": failure.attempt,
+            "_gs_attempts": failure.attempts,
+            "_gs_http_status": failure.http_status,
+            "_gs_location": (
+                f"{failure.topic}/{failure.partition}/{failure.offset}" if failure.topic else None
+            ),
+        }
+    )
+    return row
+
+
+def _numeric(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _summary(values: array[float]) -> dict[str, float]:
+    return {
+        "mean": statistics.fmean(values),
+        "max": max(values),
+        "min": min(values),
+        "median": statistics.median(values),
+        "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
+    }
+
+
+def aggregate_metrics(path: Path) -> dict[str, Any]:
+    """Per agent: mean/max/min/median/std of every numeric field; per task: reward stats.
+
+    Values are kept as C doubles (8 bytes each, against ~40 for a list of floats): the median
+    needs them all, and a run can have millions of rows.
+    """
+    per_agent: dict[str, dict[str, array[float]]] = defaultdict(
+        lambda: defaultdict(lambda: array("d"))
+    )
+    per_task: dict[str, dict[int, array[float]]] = defaultdict(
+        lambda: defaultdict(lambda: array("d"))
+    )
+    for row in iter_rows(path):
+        agent = row.get("agent_ref", {}).get("name", "")
+        for key, value in row.items():
+            if key.startswith("_ng_"):
+                continue
+            number = _numeric(value)
+            if number is not None:
+                per_agent[agent][key].append(number)
+        reward = _numeric(row.get("reward"))
+        if reward is not None:
+            per_task[agent][int(row["_ng_task_index"])].append(reward)
+    out: dict[str, Any] = {}
+    for agent in sorted(per_agent):
+        fields = per_agent[agent]
+        out[agent] = {
+            "rollouts": len(fields.get("reward", [])),
+            "metrics": {k: _summary(v) for k, v in sorted(fields.items())},
+            "tasks": {
+                str(task): {"rollouts": len(r), **_summary(r)}
+                for task, r in sorted(per_task[agent].items())
+            },
+        }
+    return out

@@ -1,0 +1,112 @@
+"""Resume: decide what a run must redo from what its output files already hold.
+
+Used by ``collect`` / ``produce`` with the run id of an existing output (NeMo Gym's
+``resume_from_cache``) and by ``retry-failures``. A rollout needs nothing more when it is in the
+output, or failed terminally, or failed on its last allowed attempt. A non-terminal failure with
+attempts left is *retried*: it is moved out of the failures file (into
+``<stem>_failures_history.jsonl``, nothing is deleted) and published again with the next attempt
+number; the run file records that attempt so that a stale failure message of an earlier attempt
+can never count for it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from gymstream.nemo.outputs import (
+    OutputPaths,
+    iter_rows,
+    read_done_ids,
+    read_run_file,
+    write_run_file,
+)
+from gymstream.wire.messages import ENCODER, rollout_id
+
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "ResumePlan", "RetryTask", "apply_plan", "plan_resume"]
+
+DEFAULT_MAX_ATTEMPTS = 3  # NeMo Gym retries failures up to 3 attempts
+
+
+@dataclass(frozen=True, slots=True)
+class RetryTask:
+    """A failed rollout to publish again, with everything a task message needs."""
+
+    agent: str
+    task_index: int
+    rollout_index: int
+    attempt: int
+    row: dict[str, Any]
+
+
+@dataclass
+class ResumePlan:
+    """``done``: rollout ids that need nothing; ``retry``: failures to publish again."""
+
+    run_id: str
+    done: set[str] = field(default_factory=set)
+    retry: dict[str, RetryTask] = field(default_factory=dict)
+    exhausted: int = 0
+
+    @property
+    def attempts(self) -> dict[str, int]:
+        return {rid: task.attempt for rid, task in self.retry.items()}
+
+
+def _original_row(failure_row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in failure_row.items() if not k.startswith(("_ng_", "_gs_"))}
+
+
+def plan_resume(paths: OutputPaths, run_id: str, *, max_attempts: int) -> ResumePlan:
+    """Read the output and failures files of ``run_id``; nothing is changed on disk."""
+    plan = ResumePlan(run_id)
+    plan.done = read_done_ids(paths.output, run_id)
+    for row in iter_rows(paths.failures):
+        agent = row.get("agent_ref", {}).get("name", "")
+        task_index, rollout_index = int(row["_ng_task_index"]), int(row["_ng_rollout_index"])
+        rid = rollout_id(run_id, agent, task_index, rollout_index)
+        if rid in plan.done:
+            continue
+        attempt = int(row.get("_ng_attempt_index", 0))
+        terminal = bool(row.get("_ng_failure_terminal", True))
+        if terminal or attempt + 1 >= max_attempts:
+            plan.exhausted += 0 if terminal else 1
+            plan.done.add(rid)
+            plan.retry.pop(rid, None)
+            continue
+        previous = plan.retry.get(rid)
+        if previous is None or previous.attempt <= attempt:
+            plan.retry[rid] = RetryTask(
+                agent, task_index, rollout_index, attempt + 1, _original_row(row)
+            )
+    return plan
+
+
+def apply_plan(paths: OutputPaths, plan: ResumePlan) -> None:
+    """Move the retried failures to the history file and record their new attempt numbers."""
+    if plan.retry and paths.failures.exists():
+        keep: list[bytes] = []
+        moved: list[bytes] = []
+        decoder = msgspec.json.Decoder()
+        for line in paths.failures.read_bytes().splitlines():
+            if not line.strip():
+                continue
+            row = decoder.decode(line)
+            agent = row.get("agent_ref", {}).get("name", "")
+            rid = rollout_id(plan.run_id, agent, row["_ng_task_index"], row["_ng_rollout_index"])
+            (moved if rid in plan.retry else keep).append(line)
+        with paths.failures_history.open("ab") as history:
+            history.write(b"".join(line + b"\n" for line in moved))
+            history.flush()
+            os.fsync(history.fileno())
+        tmp = paths.failures.with_name(paths.failures.name + ".tmp")
+        tmp.write_bytes(b"".join(line + b"\n" for line in keep))
+        os.replace(tmp, paths.failures)
+    state = read_run_file(paths) or {"run_id": plan.run_id}
+    retried = dict(state.get("retried", {}))
+    retried.update(plan.attempts)
+    state["retried"] = retried
+    write_run_file(paths, ENCODER.encode(state))

@@ -1,0 +1,130 @@
+"""The Environment protocol (tools + verifier) and loading environments/<name> by name.
+
+An environment is a Python package under ``environments/`` whose ``__init__`` exports
+``ENVIRONMENT``: an object with a ``name``, a ``tools`` mapping, ``new_session(row)`` and an async
+``verify(row, response)``. The agent loop (``gymstream.rollout.loop``) is the only caller of the
+tools and the verifier; it never needs to know which environment it runs.
+
+Tool contract: ``tool(session, arguments) -> result`` where ``session`` is whatever
+``new_session(row)`` returned for this rollout, ``arguments`` is the JSON-decoded object the model
+sent, and ``result`` is JSON-serialisable. A tool may be a plain function or a coroutine function;
+the agent awaits the result when it is awaitable. Sync tools run on the event loop, so they must
+be quick (no blocking I/O); anything slow belongs in an ``async def`` tool. A tool that raises is
+reported to the model as an error text (NeMo Gym behaviour) and logged.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from gymstream.errors import ConfigError, EnvironmentNotFoundError
+
+__all__ = [
+    "ENVIRONMENTS_PACKAGE",
+    "Environment",
+    "SimpleEnvironment",
+    "Tool",
+    "VerifyFn",
+    "list_environments",
+    "load_environment",
+]
+
+ENVIRONMENTS_PACKAGE = "environments"
+
+Tool = Callable[[Any, dict[str, Any]], Any]
+"""``tool(session, arguments) -> JSON-able result`` (or an awaitable of one)."""
+
+VerifyFn = Callable[[dict[str, Any], dict[str, Any]], Awaitable[dict[str, Any]]]
+"""``await verify(row, response) -> {"reward": float, ...metrics}``."""
+
+
+@runtime_checkable
+class Environment(Protocol):
+    """What the agent loop needs from an environment.
+
+    ``verify`` returns the verifier's own fields: at least ``reward`` (a float) plus any metrics.
+    The agent adds ``responses_create_params``, ``response``, ``mask_sample``, ``failure_kind`` and
+    ``failure_reason`` around them. ``verify`` may raise on bugs; the agent turns that into
+    ``VerifierError``.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def tools(self) -> Mapping[str, Tool]: ...
+
+    def new_session(self, row: dict[str, Any]) -> Any: ...
+
+    async def verify(self, row: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]: ...
+
+
+def _no_session(row: dict[str, Any]) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class SimpleEnvironment:
+    """An Environment assembled from plain functions (both example environments use it).
+
+    ``session_factory`` builds the per-rollout state from the row; the default keeps none.
+    """
+
+    name: str
+    tools: Mapping[str, Tool]
+    verify_fn: VerifyFn
+    session_factory: Callable[[dict[str, Any]], Any] = field(default=_no_session)
+
+    def new_session(self, row: dict[str, Any]) -> Any:
+        return self.session_factory(row)
+
+    async def verify(self, row: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+        return await self.verify_fn(row, response)
+
+
+def list_environments() -> list[str]:
+    """Names of the environment packages found under ``environments/``, sorted."""
+    try:
+        package = importlib.import_module(ENVIRONMENTS_PACKAGE)
+    except ImportError:  # pragma: no cover - only when the package is not installed at all
+        return []
+    return sorted(
+        info.name
+        for info in pkgutil.iter_modules(package.__path__)
+        if info.ispkg and not info.name.startswith(("_", "."))
+    )
+
+
+def load_environment(name: str) -> Environment:
+    """Import ``environments.<name>`` and return its ``ENVIRONMENT``.
+
+    Raises ``EnvironmentNotFoundError`` (listing the known names) for an unknown name, and
+    ``ConfigError`` when the package exists but fails to import or exports no usable ENVIRONMENT.
+    """
+    known = list_environments()
+    if name not in known:
+        listed = ", ".join(known) if known else "(none found)"
+        raise EnvironmentNotFoundError(
+            f"unknown environment {name!r}; known environments: {listed}. "
+            f"An environment is a package {ENVIRONMENTS_PACKAGE}/<name>/ exporting ENVIRONMENT."
+        )
+    module_name = f"{ENVIRONMENTS_PACKAGE}.{name}"
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # boundary: a broken environment must name itself
+        raise ConfigError(
+            f"environment {name!r} failed to import ({module_name}): {type(exc).__name__}: {exc}"
+        ) from exc
+    env = getattr(module, "ENVIRONMENT", None)
+    if env is None:
+        raise ConfigError(f"environment package {module_name} does not export ENVIRONMENT")
+    if not isinstance(env, Environment):
+        raise ConfigError(
+            f"{module_name}.ENVIRONMENT is a {type(env).__name__}, not an Environment "
+            "(needs name, tools, new_session(row) and async verify(row, response))"
+        )
+    return env

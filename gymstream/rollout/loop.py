@@ -1,0 +1,234 @@
+"""The agent loop (NeMo Gym's simple_agent): model call, tool calls, max steps, then verify.
+
+Pure async, no Kafka: ``run_rollout(row, env, model, model_name=...)`` runs one rollout and
+returns the NeMo Gym verifier result plus timings. It follows the contract step by step:
+
+1. seed the environment's session with the row;
+2. call the model with ``input`` + every output item so far, append the model's output items;
+3. stop when the turn has no ``function_call``, when the response is ``incomplete``, or after
+   ``max_steps`` model calls; otherwise run each function call against the tool of that name and
+   append a ``function_call_output`` (tool result as JSON text). The tools of the last turn run
+   before the ``max_steps`` stop, as in NeMo Gym, so every call in the trajectory has its output.
+4. verify the whole-trajectory Response (``output`` = every item of every turn, ``usage`` summed).
+
+``max_steps``: NeMo Gym's unset means unlimited; we cap at ``DEFAULT_MAX_STEPS`` (16) model calls
+so a model that never stops calling tools cannot run forever.
+
+Errors: model errors propagate unchanged (``ModelCallError`` / ``ModelResponseError``); a verifier
+that raises becomes ``VerifierError`` (chained); bad tool arguments, unknown tools and tools that
+raise become error text the model sees (the loop goes on), and tool exceptions are logged.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from gymstream.errors import RowError, ToolError, VerifierError
+from gymstream.rollout.environment import Environment
+from gymstream.rollout.model.client import ModelClient
+
+__all__ = ["DEFAULT_MAX_STEPS", "RolloutResult", "run_rollout", "sum_usage", "tool_output_text"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_STEPS = 16
+"""Model calls per rollout when the agent config sets none (NeMo Gym: unlimited)."""
+
+# Row keys that are not task data: the request, the routing, and the collector's stamps.
+_NOT_TASK_DATA = frozenset({"responses_create_params", "agent_ref"})
+
+
+class RolloutResult(msgspec.Struct, kw_only=True):
+    """One finished rollout.
+
+    ``verify_result`` is the NeMo Gym output row minus the collector's stamps: the request as
+    sent, the whole-trajectory ``response``, ``reward``, ``mask_sample``, ``failure_kind``,
+    ``failure_reason``, the verifier's metrics, and the row's other task fields (a superset of
+    NeMo Gym's, as the contract allows). ``timings`` holds ``model_s``, ``tools_s``,
+    ``verify_s`` (seconds, summed over turns). ``turns`` counts model calls.
+    """
+
+    verify_result: dict[str, Any]
+    timings: dict[str, float]
+    turns: int
+    tool_calls: int = 0
+    tool_errors: int = 0
+
+
+def tool_output_text(result: Any) -> str:
+    """A tool result as the JSON text NeMo Gym puts in ``function_call_output.output``.
+
+    Python's ``json.dumps`` defaults (``", "`` and ``": "`` separators, ASCII escapes), which is
+    the exact form of NeMo Gym's recorded rollouts, e.g. ``{"synonym_value": 711}``.
+    """
+    return json.dumps(result)
+
+
+def sum_usage(usages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Sum Responses usage objects field by field (nested details too); None when there are none."""
+    total: dict[str, Any] | None = None
+    for usage in usages:
+        total = usage_add(total or {}, usage)
+    return total
+
+
+def usage_add(into: dict[str, Any], usage: Mapping[str, Any]) -> dict[str, Any]:
+    """Add numeric fields of ``usage`` into ``into`` (recursing into nested dicts); returns it."""
+    for key, value in usage.items():
+        kind = type(value)
+        if kind is int or kind is float:  # bool is not a number here
+            previous = into.get(key)
+            into[key] = (previous if type(previous) in (int, float) else 0) + value
+        elif kind is dict or (kind is not bool and isinstance(value, Mapping)):
+            nested = into.get(key)
+            into[key] = usage_add(nested if type(nested) is dict else {}, value)
+    return into
+
+
+def _input_items(params: Mapping[str, Any]) -> list[Any]:
+    value = params.get("input")
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if isinstance(value, list):
+        return value
+    raise RowError("<row>", 0, "responses_create_params.input", "must be a string or a list")
+
+
+async def _call_tool(env: Environment, session: Any, item: Mapping[str, Any]) -> tuple[str, bool]:
+    """Run one function call; returns (output text, ok). Never raises for the model's mistakes."""
+    name = item.get("name")
+    raw = item.get("arguments")
+    tool = env.tools.get(name) if isinstance(name, str) else None
+    if tool is None:
+        known = ", ".join(sorted(env.tools))
+        return f"Error: there is no tool named {name!r}. Available tools: {known}.", False
+    try:
+        arguments = json.loads(raw) if isinstance(raw, str) and raw.strip() else {}
+    except json.JSONDecodeError as exc:
+        return f"Error: the arguments for tool {name!r} are not valid JSON ({exc}): {raw!r}", False
+    if not isinstance(arguments, dict):
+        return f"Error: the arguments for tool {name!r} must be a JSON object, got {raw!r}", False
+    try:
+        result = tool(session, arguments)
+        if inspect.isawaitable(result):
+            result = await result
+    except Exception as exc:  # boundary: the model must see the failure and may recover
+        logger.warning(
+            "tool %r of environment %r raised %s: %s (arguments %r); the model sees the error",
+            name,
+            env.name,
+            type(exc).__name__,
+            exc,
+            raw,
+        )
+        return f"Error: tool {name!r} failed: {type(exc).__name__}: {exc}", False
+    try:
+        return tool_output_text(result), True
+    except (TypeError, ValueError) as exc:
+        raise ToolError(
+            f"tool {name!r} of environment {env.name!r} returned a result that is not "
+            f"JSON-serialisable ({type(result).__name__}): {exc}"
+        ) from exc
+
+
+async def run_rollout(
+    row: dict[str, Any],
+    env: Environment,
+    model: ModelClient,
+    *,
+    model_name: str,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    overrides: Mapping[str, Any] | None = None,
+) -> RolloutResult:
+    """Run one rollout of ``row`` in ``env`` with ``model``; see the module docstring.
+
+    ``overrides`` are merged key by key over ``row["responses_create_params"]``; ``model`` is
+    then set to ``model_name``. Raises ``RowError`` when the row has no request object,
+    ``ModelCallError``/``ModelResponseError`` from the model, ``VerifierError`` from the verifier,
+    ``ToolError`` when a tool returns something that cannot be JSON-encoded (an environment bug).
+    """
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be at least 1, got {max_steps}")
+    row_params = row.get("responses_create_params")
+    if not isinstance(row_params, dict):
+        raise RowError("<row>", 0, "responses_create_params", "missing or not a JSON object")
+    params: dict[str, Any] = {**row_params, **(overrides or {}), "model": model_name}
+    inputs = _input_items(params)
+
+    session = env.new_session(row)
+    outputs: list[Any] = []
+    usages: list[dict[str, Any]] = []
+    model_s = tools_s = 0.0
+    turns = tool_calls = tool_errors = 0
+    response: dict[str, Any] = {}
+    while True:
+        started = time.perf_counter()
+        response = await model.create({**params, "input": inputs + outputs})
+        model_s += time.perf_counter() - started
+        turns += 1
+        turn_items = response.get("output") or []
+        outputs.extend(turn_items)
+        usage = response.get("usage")
+        if isinstance(usage, dict):
+            usages.append(usage)
+        if response.get("status") == "incomplete":
+            break
+        calls = [i for i in turn_items if isinstance(i, dict) and i.get("type") == "function_call"]
+        if not calls:
+            break
+        started = time.perf_counter()
+        for call in calls:
+            text, ok = await _call_tool(env, session, call)
+            tool_calls += 1
+            tool_errors += not ok
+            outputs.append(
+                {"type": "function_call_output", "call_id": call.get("call_id"), "output": text}
+            )
+        tools_s += time.perf_counter() - started
+        if turns >= max_steps:
+            break
+
+    final = {**response, "output": outputs, "usage": sum_usage(usages)}
+    started = time.perf_counter()
+    try:
+        fields = await env.verify(row, final)
+    except Exception as exc:  # boundary: any verifier bug becomes a typed, non-retriable failure
+        raise VerifierError(
+            f"verifier of environment {env.name!r} raised {type(exc).__name__}: {exc}"
+        ) from exc
+    verify_s = time.perf_counter() - started
+    reward = fields.get("reward") if isinstance(fields, dict) else None
+    if isinstance(reward, bool) or not isinstance(reward, int | float):
+        raise VerifierError(
+            f"verifier of environment {env.name!r} returned no numeric 'reward': {fields!r:.200}"
+        )
+
+    verify_result: dict[str, Any] = {
+        "responses_create_params": params,
+        "response": final,
+        "reward": float(reward),
+        "mask_sample": False,
+        "failure_kind": None,
+        "failure_reason": None,
+    }
+    verify_result.update(fields)
+    verify_result["reward"] = float(reward)
+    for key, value in row.items():
+        if key not in _NOT_TASK_DATA and not key.startswith("_ng_") and key not in verify_result:
+            verify_result[key] = value
+    return RolloutResult(
+        verify_result=verify_result,
+        timings={"model_s": model_s, "tools_s": tools_s, "verify_s": verify_s},
+        turns=turns,
+        tool_calls=tool_calls,
+        tool_errors=tool_errors,
+    )
