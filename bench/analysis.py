@@ -20,7 +20,8 @@ from typing import Any
 
 import msgspec
 
-from gymstream.wire.messages import DECODE_RESULT, ResultMessage
+from gymstream.wire.codec import DECODE_RESULT
+from gymstream.wire.messages import ResultMessage
 
 __all__ = [
     "OutputWatcher",

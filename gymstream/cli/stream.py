@@ -28,7 +28,7 @@ from gymstream.settings import KafkaSettings
 from gymstream.trainer.grouping import Group
 from gymstream.trainer.selection import StreamStats
 from gymstream.trainer.stream import StreamOptions, open_stream
-from gymstream.wire.messages import ENCODER
+from gymstream.wire.codec import ENCODER
 
 __all__ = ["stream_command"]
 

@@ -20,7 +20,9 @@ from typing import Any
 import msgspec
 
 from gymstream.errors import ConfigError
-from gymstream.wire.messages import ENCODER, FailureMessage, rollout_id
+from gymstream.wire.codec import ENCODER
+from gymstream.wire.keys import rollout_id
+from gymstream.wire.messages import FailureMessage
 
 __all__ = [
     "OutputPaths",

@@ -24,7 +24,8 @@ from gymstream.nemo.outputs import (
     read_run_file,
     write_run_file,
 )
-from gymstream.wire.messages import ENCODER, rollout_id
+from gymstream.wire.codec import ENCODER
+from gymstream.wire.keys import rollout_id
 
 __all__ = ["DEFAULT_MAX_ATTEMPTS", "ResumePlan", "RetryTask", "apply_plan", "plan_resume"]
 

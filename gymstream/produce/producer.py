@@ -27,7 +27,10 @@ from gymstream.nemo.resume import RetryTask
 from gymstream.nemo.rows import InputRow, apply_overrides, expand, read_rows
 from gymstream.runs.control import Pacer, open_pacer
 from gymstream.settings import KafkaSettings
-from gymstream.wire.messages import ENCODER, RunManifest, TaskMessage, rollout_id
+from gymstream.wire.codec import ENCODER
+from gymstream.wire.keys import manifest_key, rollout_id
+from gymstream.wire.messages import TaskMessage
+from gymstream.wire.records import RunManifest
 
 __all__ = [
     "ProduceOptions",
@@ -85,7 +88,7 @@ async def publish_manifest(producer: Any, layout: TopicLayout, manifest: RunMani
     """Write the run's manifest (latest state wins: the runs topic is compacted)."""
     await (
         await producer.send(
-            layout.runs, ENCODER.encode(manifest), key=manifest.run_id.encode("utf-8")
+            layout.runs, ENCODER.encode(manifest), key=manifest_key(manifest.run_id)
         )
     )
 

@@ -27,15 +27,9 @@ from gymstream.errors import ConfigError
 from gymstream.kafka.clients import build_consumer, build_producer
 from gymstream.kafka.topics import TopicLayout
 from gymstream.settings import KafkaSettings
-from gymstream.wire.messages import (
-    DECODE_MANIFEST,
-    DECODE_POLICY_VERSION,
-    DECODE_PROGRESS,
-    ENCODER,
-    PolicyVersion,
-    RunManifest,
-    StreamProgress,
-)
+from gymstream.wire.codec import DECODE_MANIFEST, DECODE_POLICY_VERSION, DECODE_PROGRESS, ENCODER
+from gymstream.wire.keys import CONTROL_PREFIX, PROGRESS_PREFIX, policy_version_key, progress_key
+from gymstream.wire.records import PolicyVersion, RunManifest, StreamProgress
 
 __all__ = [
     "DECODE_POLICY_VERSION",
@@ -55,14 +49,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("gymstream.runs.control")
-
-
-def policy_version_key(run_id: str) -> bytes:
-    return f"control/{run_id}".encode()
-
-
-def progress_key(run_id: str, consumer: str) -> bytes:
-    return f"progress/{run_id}/{consumer}".encode()
 
 
 class RunsTail:
@@ -159,7 +145,7 @@ async def read_manifests(
         await tail.stop()
     manifests = []
     for key, value in tail.latest.items():
-        if key.startswith((b"control/", b"progress/")):
+        if key.startswith((CONTROL_PREFIX, PROGRESS_PREFIX)):
             continue
         with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
             manifests.append(DECODE_MANIFEST.decode(value))

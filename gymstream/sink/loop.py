@@ -33,13 +33,8 @@ from gymstream.nemo.outputs import (
 )
 from gymstream.runs.control import RunsTail
 from gymstream.settings import KafkaSettings
-from gymstream.wire.messages import (
-    DECODE_FAILURE,
-    DECODE_MANIFEST,
-    DECODE_RESULT,
-    ENCODER,
-    RunManifest,
-)
+from gymstream.wire.codec import DECODE_FAILURE, DECODE_MANIFEST, DECODE_RESULT, ENCODER
+from gymstream.wire.records import RunManifest
 
 __all__ = ["SinkReport", "run_sink"]
 

@@ -27,7 +27,9 @@ from typing import Any, NamedTuple
 import msgspec
 
 from gymstream.errors import ConfigError
-from gymstream.wire.messages import ALL_ROLLOUTS, ClosedRanges, FailureMessage, ResultMessage
+from gymstream.wire.keys import task_key
+from gymstream.wire.messages import FailureMessage, ResultMessage
+from gymstream.wire.records import ALL_ROLLOUTS, ClosedRanges
 
 __all__ = [
     "Assembler",
@@ -74,7 +76,7 @@ class Group:
     @property
     def id(self) -> str:
         """``run/agent/task`` (the results topic's key), or the rollout id in rollout mode."""
-        base = f"{self.run_id}/{self.agent}/{self.task_index}"
+        base = task_key(self.run_id, self.agent, self.task_index)
         return base if self.rollout_index == ALL_ROLLOUTS else f"{base}/{self.rollout_index}"
 
     @property

@@ -72,13 +72,8 @@ from gymstream.runs.control import (
 from gymstream.settings import KafkaSettings
 from gymstream.trainer.grouping import Assembler, ClosedSet, Group, UnitKey, expected_units
 from gymstream.trainer.selection import Mixer, StreamStats, is_zero_variance
-from gymstream.wire.messages import (
-    DECODE_FAILURE,
-    DECODE_MANIFEST,
-    DECODE_RESULT,
-    ENCODER,
-    RunManifest,
-)
+from gymstream.wire.codec import DECODE_FAILURE, DECODE_MANIFEST, DECODE_RESULT, ENCODER
+from gymstream.wire.records import RunManifest
 
 __all__ = [
     "GroupStream",

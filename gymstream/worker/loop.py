@@ -48,7 +48,9 @@ from gymstream.rollout.loop import run_rollout
 from gymstream.rollout.model.client import ModelClient
 from gymstream.runs.policy import LiveVersions
 from gymstream.settings import KafkaSettings, RetrySettings, WorkerSettings
-from gymstream.wire.messages import DECODE_TASK, ENCODER, FailureMessage, ResultMessage, TaskMessage
+from gymstream.wire.codec import DECODE_TASK, ENCODER
+from gymstream.wire.keys import group_key
+from gymstream.wire.messages import FailureMessage, ResultMessage, TaskMessage
 
 __all__ = ["WorkerStats", "new_worker_id", "run_worker"]
 
@@ -470,7 +472,7 @@ class _Worker:
             policy_version=version,
             timings=timings,
         )
-        key = f"{task.run_id}/{task.agent}/{task.task_index}".encode()
+        key = group_key(task.run_id, task.agent, task.task_index)
         return _Outgoing(self.layout.results, key, ENCODER.encode(envelope), None, reward)
 
     def _failure(
@@ -505,7 +507,7 @@ class _Worker:
             worker_id=self.worker_id,
             **where,
         )
-        key = f"{task.run_id}/{task.agent}/{task.task_index}".encode()
+        key = group_key(task.run_id, task.agent, task.task_index)
         return _Outgoing(self.layout.failures, key, ENCODER.encode(record), failure_class)
 
     def _poison(self, where: dict[str, Any], kind: str, message: str) -> _Outgoing:

@@ -17,7 +17,7 @@ from kafka_helpers import read_all
 from pipeline_helpers import AGENT_ONE, cli_env, gymstream
 
 from gymstream.kafka.topics import load_layout
-from gymstream.wire.messages import DECODE_TASK
+from gymstream.wire.codec import DECODE_TASK
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 

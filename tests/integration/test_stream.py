@@ -34,7 +34,9 @@ from gymstream.runs.control import (
 from gymstream.settings import KafkaSettings
 from gymstream.trainer.grouping import Group
 from gymstream.trainer.stream import StreamOptions, open_stream
-from gymstream.wire.messages import ENCODER, FailureMessage, ResultMessage, RunManifest
+from gymstream.wire.codec import ENCODER
+from gymstream.wire.messages import FailureMessage, ResultMessage
+from gymstream.wire.records import RunManifest
 
 pytestmark = pytest.mark.kafka
 

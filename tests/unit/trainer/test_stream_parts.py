@@ -22,7 +22,8 @@ from gymstream.trainer.grouping import (
 )
 from gymstream.trainer.selection import Mixer, StreamStats, is_zero_variance
 from gymstream.trainer.stream import StreamOptions, dump_position, load_position
-from gymstream.wire.messages import ENCODER, FailureMessage, ResultMessage
+from gymstream.wire.codec import ENCODER
+from gymstream.wire.messages import FailureMessage, ResultMessage
 
 RUN = "r1"
 P0 = ("results", 0)

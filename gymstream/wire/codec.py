@@ -1,0 +1,26 @@
+"""The shared JSON encoder and one decoder per wire struct, built once at import."""
+
+from __future__ import annotations
+
+import msgspec
+
+from gymstream.wire.messages import FailureMessage, ResultMessage, TaskMessage
+from gymstream.wire.records import PolicyVersion, RunManifest, StreamProgress
+
+__all__ = [
+    "DECODE_FAILURE",
+    "DECODE_MANIFEST",
+    "DECODE_POLICY_VERSION",
+    "DECODE_PROGRESS",
+    "DECODE_RESULT",
+    "DECODE_TASK",
+    "ENCODER",
+]
+
+ENCODER = msgspec.json.Encoder()
+DECODE_TASK = msgspec.json.Decoder(TaskMessage)
+DECODE_RESULT = msgspec.json.Decoder(ResultMessage)
+DECODE_FAILURE = msgspec.json.Decoder(FailureMessage)
+DECODE_MANIFEST = msgspec.json.Decoder(RunManifest)
+DECODE_POLICY_VERSION = msgspec.json.Decoder(PolicyVersion)
+DECODE_PROGRESS = msgspec.json.Decoder(StreamProgress)

@@ -1,0 +1,55 @@
+"""Every identity and record key of the system, made here and nowhere else.
+
+- rollout id ``<run>/<agent>/<task index>/<rollout index>``: unique in the run, stable across
+  retries and restarts (tasks are keyed by it: work spreads over partitions);
+- result and failure key ``<run>/<agent>/<task index>``: every rollout of a GRPO group lands in
+  one partition;
+- runs-topic keys: the manifest under the bare run id, the trainer's policy version under
+  ``control/<run>``, a trainer stream's position under ``progress/<run>/<consumer>``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CONTROL_PREFIX",
+    "PROGRESS_PREFIX",
+    "group_key",
+    "manifest_key",
+    "policy_version_key",
+    "progress_key",
+    "rollout_id",
+    "task_key",
+]
+
+CONTROL_PREFIX = b"control/"
+PROGRESS_PREFIX = b"progress/"
+
+
+def rollout_id(run_id: str, agent: str, task_index: int, rollout_index: int) -> str:
+    """The rollout's identity, unique in the run and stable across retries and restarts."""
+    return f"{run_id}/{agent}/{task_index}/{rollout_index}"
+
+
+def task_key(run_id: str, agent: str, task_index: int) -> str:
+    """The identity of a task (a GRPO group: all its rollouts)."""
+    return f"{run_id}/{agent}/{task_index}"
+
+
+def group_key(run_id: str, agent: str, task_index: int) -> bytes:
+    """The Kafka key of a task's results and failures: its whole group meets in one partition."""
+    return task_key(run_id, agent, task_index).encode()
+
+
+def manifest_key(run_id: str) -> bytes:
+    """The runs-topic key of a run's manifest: the bare run id."""
+    return run_id.encode()
+
+
+def policy_version_key(run_id: str) -> bytes:
+    """The runs-topic key of the trainer's current policy version for a run."""
+    return CONTROL_PREFIX + run_id.encode()
+
+
+def progress_key(run_id: str, consumer: str) -> bytes:
+    """The runs-topic key of one trainer stream's position and progress."""
+    return PROGRESS_PREFIX + f"{run_id}/{consumer}".encode()

@@ -1,0 +1,67 @@
+"""Records of the compacted runs topic: run manifests, policy versions, trainer progress.
+
+Their keys are made in ``gymstream.wire.keys``; the one reader of the topic is ``gymstream.runs``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+__all__ = ["ALL_ROLLOUTS", "ClosedRanges", "PolicyVersion", "RunManifest", "StreamProgress"]
+
+
+class RunManifest(msgspec.Struct, kw_only=True, frozen=True):
+    """A run's manifest on the compacted ``gymstream.runs`` topic, keyed by run id.
+
+    A sink or stream knows the run is complete when ``state`` is ``produced`` and every expected
+    rollout is accounted for.
+    """
+
+    run_id: str
+    state: Literal["producing", "produced"]
+    expected: dict[str, int] = msgspec.field(default_factory=dict)
+    input_path: str = ""
+    created_ms: int = 0
+    rollout_ids_hash: str = ""
+
+
+ALL_ROLLOUTS = -1  # a ClosedRanges / unit that stands for every rollout of a task (a group)
+
+
+class ClosedRanges(msgspec.Struct, kw_only=True, frozen=True):
+    """Wire form of one agent's (and, in rollout mode, one rollout index's) closed tasks."""
+
+    agent: str
+    rollout_index: int = ALL_ROLLOUTS
+    tasks: list[int] = msgspec.field(default_factory=list)
+
+
+class PolicyVersion(msgspec.Struct, kw_only=True, frozen=True):
+    """The trainer's policy version for a run (runs topic, key ``control/<run id>``)."""
+
+    run_id: str
+    version: int
+    updated_ms: int = 0
+
+
+class StreamProgress(msgspec.Struct, kw_only=True, frozen=True):
+    """A trainer stream's committed position and progress (key ``progress/<run>/<consumer>``).
+
+    ``results`` / ``failures``: partition -> offset to read again from (the watermark: no live
+    unit has a message below it). ``closed``: the units acknowledged or dropped, as task ranges
+    per agent. ``closed_units``: how many (what a ``Pacer`` compares with what was produced).
+    """
+
+    run_id: str
+    consumer: str
+    unit: Literal["group", "rollout"]
+    group_size: int
+    results: dict[int, int] = msgspec.field(default_factory=dict)
+    failures: dict[int, int] = msgspec.field(default_factory=dict)
+    closed: list[ClosedRanges] = msgspec.field(default_factory=list)
+    closed_units: int = 0
+    acknowledged_units: int = 0
+    policy_version: int | None = None
+    updated_ms: int = 0
