@@ -155,3 +155,18 @@ async def partitions_of(bootstrap: str, topic: str, timeout_s: float = 30.0) -> 
     parts = described[0].get("partitions", []) if described else []
     assert parts, f"topic {topic} not found: {described}"
     return sorted(int(p["partition"]) for p in parts)
+
+
+async def topic_config(bootstrap: str, topic: str, timeout_s: float = 30.0) -> dict[str, str]:
+    """The topic's configuration as the broker reports it (DescribeConfigs)."""
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+        described = await asyncio.wait_for(admin.describe_configs([resource]), timeout_s)
+    finally:
+        await admin.close()
+    # resources: (error_code, error_message, resource_type, resource_name, configs)
+    return {c[0]: c[1] for r in described for res in r.resources for c in res[4]}
