@@ -1,6 +1,7 @@
 """Which asyncio event loop gymstream's processes run on.
 
-``GYMSTREAM_EVENT_LOOP``: ``auto`` (default: uvloop when it is installed, else asyncio's own),
+The choice (``GYMSTREAM_EVENT_LOOP``, read by ``settings.EventLoopSettings`` at the boundary and
+passed in): ``auto`` (default: uvloop when it is installed, else asyncio's own),
 ``uvloop`` (fail if it is missing) or ``asyncio``. uvloop's loop and transports are written in
 Cython on libuv; a worker spends most of its CPU in the loop's socket and callback machinery, and
 uvloop cuts that (docs/performance.md has the figures). It is not available on Windows, where
@@ -10,7 +11,6 @@ uvloop cuts that (docs/performance.md has the figures). It is not available on W
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -23,9 +23,9 @@ ENV_VAR = "GYMSTREAM_EVENT_LOOP"
 T = TypeVar("T")
 
 
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The factory for new loops; None means asyncio's default."""
-    choice = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+def loop_factory(choice: str = "auto") -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The factory for new loops; None means asyncio's default. ConfigError for a bad choice."""
+    choice = choice.strip().lower() or "auto"
     if choice == "asyncio":
         return None
     if choice not in ("auto", "uvloop"):
@@ -43,14 +43,14 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-def loop_name() -> str:
-    """``uvloop`` or ``asyncio``: what ``run`` would use now."""
-    return "asyncio" if loop_factory() is None else "uvloop"
+def loop_name(choice: str = "auto") -> str:
+    """``uvloop`` or ``asyncio``: what ``run`` would use for ``choice``."""
+    return "asyncio" if loop_factory(choice) is None else "uvloop"
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` on the chosen loop."""
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+def run(coro: Coroutine[Any, Any, T], choice: str = "auto") -> T:
+    """``asyncio.run`` on the chosen loop (``auto``, ``uvloop`` or ``asyncio``)."""
+    with asyncio.Runner(loop_factory=loop_factory(choice)) as runner:
         return runner.run(coro)
 
 

@@ -2,7 +2,7 @@
 
 Every setting is also a CLI option; values are validated once at startup and passed down.
 Environment variables: ``GYMSTREAM_KAFKA_*``, ``GYMSTREAM_MODEL_*`` (the API key falls back to
-``OPENAI_API_KEY``), ``GYMSTREAM_WORKER_*``.
+``OPENAI_API_KEY``), ``GYMSTREAM_WORKER_*``, ``GYMSTREAM_TOPIC_*``, ``GYMSTREAM_EVENT_LOOP``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",
+    "EventLoopSettings",
     "KafkaSettings",
     "ModelSettings",
     "RetrySettings",
@@ -125,3 +126,13 @@ class TopicSettings(BaseSettings):
 
     prefix: str = Field("gymstream", pattern=r"^[A-Za-z0-9._-]+$")
     file: str | None = Field(None, description="Path of topics.yaml (default: the project's).")
+
+
+class EventLoopSettings(BaseSettings):
+    """Which asyncio event loop a command runs on (``gymstream.eventloop`` checks the choice)."""
+
+    model_config = SettingsConfigDict(env_prefix="GYMSTREAM_", frozen=True, extra="ignore")
+
+    event_loop: str = Field(
+        "auto", description="auto (uvloop when installed), uvloop (required) or asyncio."
+    )

@@ -16,7 +16,7 @@ from gymstream import eventloop
 from gymstream.config import GymConfig, load_config
 from gymstream.errors import GymstreamError
 from gymstream.kafka.topics import TopicLayout, load_layout
-from gymstream.settings import KafkaSettings, TopicSettings
+from gymstream.settings import EventLoopSettings, KafkaSettings, TopicSettings
 
 T = TypeVar("T")
 
@@ -97,7 +97,7 @@ def run(coro: Coroutine[Any, Any, T], *, bootstrap: str = "") -> T:
     from aiokafka.errors import KafkaConnectionError, KafkaError
 
     try:
-        return eventloop.run(coro)
+        return eventloop.run(coro, EventLoopSettings().event_loop)
     except GymstreamError as exc:
         raise fail(str(exc), 2) from None
     except KafkaConnectionError as exc:

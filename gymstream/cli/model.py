@@ -11,6 +11,7 @@ import typer
 
 from gymstream import eventloop
 from gymstream.errors import GymstreamError
+from gymstream.settings import EventLoopSettings
 from gymstream.testing.scripted_model import ScriptedServer, serve_scripted
 
 app = typer.Typer(
@@ -88,7 +89,8 @@ def serve_scripted_command(
         raise typer.BadParameter("--latency-jitter-ms must not exceed --latency-ms")
     try:
         server = eventloop.run(
-            _serve(host, port, latency_ms, error_rate, hang_rate, seed, latency_jitter_ms)
+            _serve(host, port, latency_ms, error_rate, hang_rate, seed, latency_jitter_ms),
+            EventLoopSettings().event_loop,
         )
     except OSError as exc:
         typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)

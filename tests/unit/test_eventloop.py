@@ -1,4 +1,4 @@
-"""gymstream.eventloop: GYMSTREAM_EVENT_LOOP picks the loop every command runs on."""
+"""gymstream.eventloop: GYMSTREAM_EVENT_LOOP (EventLoopSettings) picks the loop of every command."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import uvloop
 
 from gymstream import eventloop
 from gymstream.errors import ConfigError
+from gymstream.settings import EventLoopSettings
 
 
 async def _loop_type() -> type:
@@ -20,26 +21,26 @@ def test_uvloop_by_default_and_on_request(
     monkeypatch: pytest.MonkeyPatch, choice: str, expected: type
 ) -> None:
     monkeypatch.setenv(eventloop.ENV_VAR, choice)
-    assert eventloop.loop_name() == "uvloop"
-    assert issubclass(eventloop.run(_loop_type()), expected)
+    chosen = EventLoopSettings().event_loop
+    assert eventloop.loop_name(chosen) == "uvloop"
+    assert issubclass(eventloop.run(_loop_type(), chosen), expected)
 
 
 def test_asyncio_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(eventloop.ENV_VAR, "asyncio")
-    assert eventloop.loop_name() == "asyncio"
-    assert not issubclass(eventloop.run(_loop_type()), uvloop.Loop)
+    chosen = EventLoopSettings().event_loop
+    assert eventloop.loop_name(chosen) == "asyncio"
+    assert not issubclass(eventloop.run(_loop_type(), chosen), uvloop.Loop)
 
 
 def test_unknown_choice_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(eventloop.ENV_VAR, "tokio")
     with pytest.raises(ConfigError, match="GYMSTREAM_EVENT_LOOP='tokio'"):
-        eventloop.loop_factory()
+        eventloop.loop_factory(EventLoopSettings().event_loop)
 
 
 def test_missing_uvloop_falls_back_unless_required(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(__import__("sys").modules, "uvloop", None)  # import now fails
-    monkeypatch.setenv(eventloop.ENV_VAR, "auto")
-    assert eventloop.loop_factory() is None
-    monkeypatch.setenv(eventloop.ENV_VAR, "uvloop")
+    assert eventloop.loop_factory("auto") is None
     with pytest.raises(ConfigError, match="pip install uvloop"):
-        eventloop.loop_factory()
+        eventloop.loop_factory("uvloop")
