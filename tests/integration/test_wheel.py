@@ -29,12 +29,16 @@ def _uv() -> str | None:
     return str(local) if local.exists() else None
 
 
-def _run(args: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(args, capture_output=True, text=True, check=False, timeout=300, **kwargs)  # type: ignore[call-overload]
+def _run(
+    args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        args, capture_output=True, text=True, check=False, timeout=300, cwd=cwd, env=env
+    )
     assert done.returncode == 0, (
         f"{args[:3]} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     )
-    return done  # type: ignore[no-any-return]
+    return done
 
 
 def _install_wheel(tmp: Path) -> Path:

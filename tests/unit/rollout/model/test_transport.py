@@ -66,9 +66,8 @@ async def test_a_hang_is_a_timeout() -> None:
 
 def fast_client(url: str, **retry: float) -> HttpModelClient:
     settings = ModelSettings(base_url=url, name="m", timeout_s=0.5, connect_timeout_s=0.5)
-    retry_settings = RetrySettings(
-        max_attempts=2, backoff_initial_s=0.01, backoff_max_s=0.02, **retry
-    )
+    fields: dict[str, float] = {"backoff_initial_s": 0.01, "backoff_max_s": 0.02} | retry
+    retry_settings = RetrySettings(max_attempts=2).model_copy(update=fields)
     client = build_model_client(settings, retry_settings)
     assert client._fast is not None  # the hot path is the one under test
     return client
