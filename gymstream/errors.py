@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from gymstream.wire.messages import FailureClass
+
 __all__ = [
     "ConfigError",
     "EnvironmentNotFoundError",
@@ -28,19 +30,19 @@ class GymstreamError(Exception):
     """
 
     retriable: ClassVar[bool] = False
-    failure_class: ClassVar[str] = "internal_error"
+    failure_class: ClassVar[FailureClass] = FailureClass.INTERNAL_ERROR
 
 
 class ConfigError(GymstreamError):
     """A configuration file or option is wrong; the message says which and how to fix it."""
 
-    failure_class = "config_error"
+    failure_class = FailureClass.CONFIG_ERROR
 
 
 class KafkaSetupError(GymstreamError):
     """The local Kafka could not be fetched, started or reached."""
 
-    failure_class = "kafka_setup_error"
+    failure_class = FailureClass.KAFKA_SETUP_ERROR
 
 
 class EnvironmentNotFoundError(ConfigError):
@@ -50,7 +52,7 @@ class EnvironmentNotFoundError(ConfigError):
 class RowError(GymstreamError):
     """One input row is bad; the message names file, line, field and problem."""
 
-    failure_class = "bad_input"
+    failure_class = FailureClass.BAD_INPUT
 
     def __init__(self, path: Path | str, line: int, field: str, problem: str) -> None:
         self.path = str(path)
@@ -67,7 +69,7 @@ class ModelError(GymstreamError):
         self,
         message: str,
         *,
-        failure_class: str | None = None,
+        failure_class: FailureClass | None = None,
         http_status: int | None = None,
         attempts: int = 1,
     ) -> None:
@@ -82,29 +84,33 @@ class ModelCallError(ModelError):
     """The model endpoint failed in a way a retry may cure (timeout, 429, 5xx, connection)."""
 
     retriable = True
-    failure_class = "model_unavailable"
+    failure_class = FailureClass.MODEL_UNAVAILABLE
 
 
 class ModelResponseError(ModelError):
     """The model endpoint answered something no retry will fix (a 4xx, a malformed body)."""
 
-    failure_class = "model_bad_response"
+    failure_class = FailureClass.MODEL_BAD_RESPONSE
 
 
 class RolloutDeadlineError(GymstreamError):
-    """The rollout ran past its deadline; retriable as a whole rollout later."""
+    """The rollout ran past ``RetrySettings.rollout_deadline_s``; retriable as a whole rollout.
+
+    Raised by the worker when the deadline around the agent loop fires (the cause is the
+    ``TimeoutError`` of that deadline).
+    """
 
     retriable = True
-    failure_class = "rollout_deadline"
+    failure_class = FailureClass.ROLLOUT_DEADLINE
 
 
 class ToolError(GymstreamError):
     """A tool raised; the agent loop reports it to the model, so this only escapes on bugs."""
 
-    failure_class = "tool_error"
+    failure_class = FailureClass.TOOL_ERROR
 
 
 class VerifierError(GymstreamError):
     """The verifier raised: a bug in the environment, not retriable."""
 
-    failure_class = "verifier_error"
+    failure_class = FailureClass.VERIFIER_ERROR

@@ -6,11 +6,12 @@ default so older messages still decode; an existing field never changes type.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 import msgspec
 
-__all__ = ["FailureMessage", "ResultMessage", "TaskMessage"]
+__all__ = ["FailureClass", "FailureMessage", "ResultMessage", "TaskMessage"]
 
 
 class TaskMessage(msgspec.Struct, kw_only=True, frozen=True):
@@ -48,6 +49,41 @@ class ResultMessage(msgspec.Struct, kw_only=True, frozen=True):
     timings: dict[str, float] = msgspec.field(default_factory=dict)
 
 
+class FailureClass(StrEnum):
+    """Every value ``FailureMessage.failure_class`` takes (``_ng_failure_class`` in the files).
+
+    The wire field stays a ``str`` (a member is one); readers compare with members, and a value
+    they do not know (from a newer writer) is kept as it is. docs/guarantees.md has one row per
+    member saying what it means and whether ``retry-failures`` republishes it (a test holds them
+    together).
+    """
+
+    # the model endpoint, retriable (ModelCallError)
+    MODEL_TIMEOUT = "model_timeout"
+    MODEL_CONNECTION_ERROR = "model_connection_error"
+    MODEL_HTTP_429 = "model_http_429"
+    MODEL_HTTP_5XX = "model_http_5xx"
+    MODEL_UNAVAILABLE = "model_unavailable"
+    # the model endpoint, not retriable (ModelResponseError)
+    MODEL_HTTP_3XX = "model_http_3xx"
+    MODEL_HTTP_4XX = "model_http_4xx"
+    MODEL_MALFORMED_RESPONSE = "model_malformed_response"
+    MODEL_REQUEST_UNSUPPORTED = "model_request_unsupported"
+    MODEL_BAD_RESPONSE = "model_bad_response"
+    # the rollout
+    ROLLOUT_DEADLINE = "rollout_deadline"
+    TOOL_ERROR = "tool_error"
+    VERIFIER_ERROR = "verifier_error"
+    BAD_INPUT = "bad_input"
+    CONFIG_ERROR = "config_error"
+    KAFKA_SETUP_ERROR = "kafka_setup_error"
+    INTERNAL_ERROR = "internal_error"
+    # the message, before or after the rollout
+    POISON_MESSAGE = "poison_message"
+    UNKNOWN_AGENT = "unknown_agent"
+    RESULT_TOO_LARGE = "result_too_large"
+
+
 class FailureMessage(msgspec.Struct, kw_only=True, frozen=True):
     """A typed failure: published to ``gymstream.failures``; never turned into reward 0.
 
@@ -60,7 +96,7 @@ class FailureMessage(msgspec.Struct, kw_only=True, frozen=True):
     agent: str
     task_index: int
     rollout_index: int
-    failure_class: str
+    failure_class: str  # a FailureClass value; typed str so that unknown values still decode
     failure_type: str
     message: str
     terminal: bool

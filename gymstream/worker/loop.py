@@ -1,4 +1,7 @@
-"""Worker: consume tasks -> agent loop -> verify -> publish result or typed failure -> commit.
+"""The worker's Kafka loop: take tasks into free slots, run each (``runner``), commit, rebalance.
+
+What one task becomes is ``worker.runner`` (and, purely, ``worker.outcome``); this module owns
+the consumer, the slots, the offsets and the group membership.
 
 Hundreds of rollouts run at once per process, whatever the partition count. Offsets are tracked
 per partition (``offsets.OffsetTracker``) and committed only up to the lowest offset whose
@@ -34,23 +37,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaError
 
 from gymstream.config import AgentConfig
-from gymstream.errors import GymstreamError
 from gymstream.kafka.clients import build_consumer, build_producer
 from gymstream.kafka.offsets import OffsetTracker
 from gymstream.kafka.topics import TopicLayout
 from gymstream.rollout.environment import Environment
-from gymstream.rollout.loop import run_rollout
 from gymstream.rollout.model.client import ModelClient
 from gymstream.runs.policy import LiveVersions
 from gymstream.settings import KafkaSettings, RetrySettings, WorkerSettings
-from gymstream.wire.codec import DECODE_TASK, ENCODER
-from gymstream.wire.keys import group_key
-from gymstream.wire.messages import FailureMessage, ResultMessage, TaskMessage
+from gymstream.worker.failure_log import FailureLog
+from gymstream.worker.outcome import OutcomeStep, Where
+from gymstream.worker.runner import TaskRunner
 
 __all__ = ["WorkerStats", "new_worker_id", "run_worker"]
 
@@ -60,20 +60,6 @@ MAX_POLL_INTERVAL_MS = 600_000
 """The group drops a consumer that has not polled for this long."""
 IDLE_POLL_S = MAX_POLL_INTERVAL_MS / 4000
 """With every slot held this long, the worker makes an empty poll to stay in its group."""
-
-FAILURE_LOG_INTERVAL_S = 10.0
-"""At most one warning per failure class per this many seconds; each says how many it stands for."""
-
-_FAILURE_HEADLINES = {
-    "model_connection_error": "model endpoint {url} is unreachable: check that the model server "
-    "is up and that GYMSTREAM_MODEL_BASE_URL points at it",
-    "model_timeout": "model endpoint {url} does not answer within GYMSTREAM_MODEL_TIMEOUT_S: the "
-    "server may be overloaded or stuck",
-    "model_http_5xx": "model endpoint {url} answers with server errors (HTTP 5xx)",
-    "model_http_429": "model endpoint {url} keeps rate-limiting (HTTP 429): lower the concurrency",
-    "model_http_4xx": "model endpoint {url} rejects the requests (HTTP 4xx): check the model "
-    "name, the API key and the request parameters",
-}
 
 
 def new_worker_id() -> str:
@@ -96,86 +82,25 @@ class WorkerStats:
         return self.succeeded + sum(self.failures.values())
 
 
-class _FailureLog:
-    """Rate-limited warnings about failed rollouts, one headline per failure class.
-
-    A model that is down fails every rollout: one warning each would bury the cause under
-    thousands of lines. Each rollout's failure is logged at INFO (``--verbose``); per class, the
-    first one and then at most one per ``interval_s`` is a WARNING that names the cause in words
-    and counts the rollouts it stands for. ``flush`` reports what is still uncounted.
-    """
-
-    def __init__(self, model_url: str, interval_s: float = FAILURE_LOG_INTERVAL_S) -> None:
-        self.model_url = model_url
-        self.interval_s = interval_s
-        self.unreported: Counter[str] = Counter()
-        self.latest: dict[str, str] = {}
-        self.warned_at: dict[str, float] = {}
-
-    def record(self, failure_class: str, rollout_id: str, message: str) -> None:
-        log.info("rollout %s failed: %s: %s", rollout_id, failure_class, message)
-        self.unreported[failure_class] += 1
-        self.latest[failure_class] = f"rollout {rollout_id}: {message}"
-        last = self.warned_at.get(failure_class)
-        if last is None or time.monotonic() - last >= self.interval_s:
-            self._warn(failure_class)
-
-    def flush(self, *, due_only: bool = False) -> None:
-        now = time.monotonic()
-        for failure_class in [c for c, n in self.unreported.items() if n]:
-            if not due_only or now - self.warned_at.get(failure_class, 0.0) >= self.interval_s:
-                self._warn(failure_class)
-
-    def _warn(self, failure_class: str) -> None:
-        count = self.unreported.pop(failure_class)
-        headline = _FAILURE_HEADLINES.get(failure_class, "rollouts are failing")
-        last = self.warned_at.get(failure_class)
-        window = "" if last is None else f" in the last {time.monotonic() - last:.0f} s"
-        self.warned_at[failure_class] = time.monotonic()
-        log.warning(
-            "%s; %d rollout(s) failed with %s%s (each is in the failures topic); latest: %s",
-            headline.format(url=self.model_url),
-            count,
-            failure_class,
-            window,
-            self.latest[failure_class],
-        )
-
-
-@dataclass(frozen=True)
-class _Outgoing:
-    topic: str
-    key: bytes
-    value: bytes
-    failure_class: str | None
-    reward: float = 0.0
-
-
 class _Worker:
+    """Intake, slots, commits and rebalances of one agent's worker; ``runner`` does each task."""
+
     def __init__(
         self,
         kafka: KafkaSettings,
         layout: TopicLayout,
         agent: str,
-        agent_config: AgentConfig,
-        env: Environment,
-        model: ModelClient,
-        model_name: str,
         settings: WorkerSettings,
-        retry: RetrySettings,
-        worker_id: str,
+        live_versions: LiveVersions,
+        runner: TaskRunner,
         on_outcome: Callable[[str, float | None, str | None], None] | None,
     ) -> None:
         self.kafka = kafka
         self.layout = layout
         self.agent = agent
-        self.agent_config = agent_config
-        self.env = env
-        self.model = model
-        self.model_name = model_name
         self.settings = settings
-        self.retry = retry
-        self.worker_id = worker_id
+        self.live_versions = live_versions
+        self.runner = runner
         self.on_outcome = on_outcome
         self.topic = layout.tasks(agent)
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
@@ -185,14 +110,12 @@ class _Worker:
         self.producer: Any = None
         self.consumer: Any = None
         self.commit_lock = asyncio.Lock()
-        self.live_versions = LiveVersions(kafka, layout)
         # bumped when a partition is revoked: work started before belongs to the old owner
         self.generation: Counter[TopicPartition] = Counter()
         self.slot_freed = asyncio.Event()
         # rollouts between taking their task and having their output ready; ``all_tasks`` also
         # holds those still publishing, which need no slot (the model is not waiting on them)
         self.running = 0
-        self.failure_log = _FailureLog(str(getattr(model, "url", "(the configured URL)")))
 
     # --- the main loop -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> WorkerStats:
@@ -271,7 +194,7 @@ class _Worker:
             if time.monotonic() - last_commit >= interval_s:
                 await self._commit()
                 last_commit = time.monotonic()
-                self.failure_log.flush(due_only=True)
+                self.runner.failure_log.flush(due_only=True)
 
     def _start(self, tp: TopicPartition, message: Any) -> None:
         self.tracker.start(tp, message.offset)
@@ -319,217 +242,31 @@ class _Worker:
             task.cancel()
         if self.all_tasks:
             await asyncio.wait(set(self.all_tasks))
-        self.failure_log.flush()
+        self.runner.failure_log.flush()
         await self.consumer.stop()
 
     # --- one message ---------------------------------------------------------------------
     async def _process(self, tp: TopicPartition, message: Any, generation: int) -> None:
         try:
-            outgoing = await self._outcome(tp, message)
+            where = Where(tp.topic, tp.partition, message.offset)
+            outgoing = await self.runner.outcome(message.value or b"", where)
         finally:
             self.running -= 1
             self.slot_freed.set()
-        await self._publish(outgoing)
+        self.runner.report(outgoing)
+        await self.runner.publish(self.producer, outgoing)
         if generation != self.generation[tp]:
             return  # the partition was revoked meanwhile: its new owner redoes this offset
         self.tracker.done(tp, message.offset)
-        if outgoing.failure_class is None:
+        failure_class = outgoing.failure_class
+        if failure_class is None:
             self.stats.succeeded += 1
             self.stats.reward_sum += outgoing.reward
         else:
-            self.stats.failures[outgoing.failure_class] += 1
+            self.stats.failures[failure_class] += 1
         if self.on_outcome is not None:
-            reward = outgoing.reward if outgoing.failure_class is None else None
-            self.on_outcome(self.agent, reward, outgoing.failure_class)
-
-    async def _publish(self, out: _Outgoing) -> None:
-        """Send and await the ack; on a broker outage keep trying (the offset stays open)."""
-        delay_s = 0.2
-        while True:
-            try:
-                await (await self.producer.send(out.topic, out.value, key=out.key))
-                return
-            except MessageSizeTooLargeError as exc:
-                log.error("result of %s too large for Kafka: %s", out.key.decode(), exc)
-                out = _Outgoing(
-                    self.layout.failures,
-                    out.key,
-                    ENCODER.encode(
-                        FailureMessage(
-                            run_id="",
-                            rollout_id=out.key.decode(),
-                            agent=self.agent,
-                            task_index=-1,
-                            rollout_index=-1,
-                            failure_class="result_too_large",
-                            failure_type=type(exc).__name__,
-                            message=str(exc),
-                            terminal=True,
-                        )
-                    ),
-                    "result_too_large",
-                )
-            except KafkaError as exc:
-                log.warning("publishing failed (%s); retrying in %.1f s", exc, delay_s)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, 5.0)
-
-    async def _outcome(self, tp: TopicPartition, message: Any) -> _Outgoing:
-        where = {"topic": tp.topic, "partition": tp.partition, "offset": message.offset}
-        value: bytes = message.value or b""
-        if len(value) > self.settings.max_message_bytes:
-            return self._poison(
-                where,
-                "oversize",
-                f"task message of {len(value)} bytes exceeds the worker's "
-                f"limit of {self.settings.max_message_bytes}",
-            )
-        try:
-            task = DECODE_TASK.decode(value)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return self._poison(where, "undecodable", f"not a task message: {exc}")
-        if task.agent != self.agent:
-            return self._failure(
-                task,
-                "unknown_agent",
-                "UnknownAgent",
-                f"task for agent '{task.agent}' arrived on {tp.topic}, served by '{self.agent}'",
-                terminal=True,
-                where=where,
-            )
-        return await self._run_task(task, where)
-
-    async def _run_task(self, task: TaskMessage, where: dict[str, Any]) -> _Outgoing:
-        started = time.monotonic()
-        # the version live when the rollout starts: trainer's, else the task's, else ours
-        version = self.live_versions.get(task.run_id)
-        if version is None:
-            version = (
-                task.policy_version
-                if task.policy_version is not None
-                else self.settings.policy_version
-            )
-        try:
-            async with asyncio.timeout(self.retry.rollout_deadline_s):
-                result = await run_rollout(
-                    task.row,
-                    self.env,
-                    self.model,
-                    model_name=self.model_name,
-                    max_steps=self.agent_config.max_steps,
-                )
-        except TimeoutError:
-            return self._failure(
-                task,
-                "rollout_deadline",
-                "TimeoutError",
-                f"rollout ran past its deadline of {self.retry.rollout_deadline_s:.0f} s",
-                terminal=False,
-                where=where,
-            )
-        except GymstreamError as exc:
-            return self._failure(
-                task,
-                exc.failure_class,
-                type(exc).__name__,
-                str(exc),
-                terminal=not exc.retriable,
-                where=where,
-                http_status=getattr(exc, "http_status", None),
-                attempts=getattr(exc, "attempts", 1),
-            )
-        except Exception as exc:  # a bug in an environment or in gymstream: record, go on
-            log.exception("rollout %s raised", task.rollout_id)
-            return self._failure(
-                task, "internal_error", type(exc).__name__, str(exc), terminal=True, where=where
-            )
-        verify = result.verify_result
-        output = {
-            k: v for k, v in task.row.items() if k not in ("responses_create_params", "agent_ref")
-        }
-        output.update(verify)
-        output["_ng_task_index"] = task.task_index
-        output["_ng_rollout_index"] = task.rollout_index
-        ref = task.row.get("agent_ref")
-        output["agent_ref"] = (
-            {**ref, "name": task.agent} if isinstance(ref, dict) else {"name": task.agent}
-        )
-        reward = float(verify.get("reward", 0.0))
-        timings = dict(result.timings)
-        timings["total_s"] = time.monotonic() - started
-        envelope = ResultMessage(
-            run_id=task.run_id,
-            rollout_id=task.rollout_id,
-            agent=task.agent,
-            task_index=task.task_index,
-            rollout_index=task.rollout_index,
-            output=msgspec.Raw(ENCODER.encode(output)),
-            reward=reward,
-            attempt=task.attempt,
-            created_ms=task.created_ms,
-            finished_ms=int(time.time() * 1000),
-            worker_id=self.worker_id,
-            policy_version=version,
-            timings=timings,
-        )
-        key = group_key(task.run_id, task.agent, task.task_index)
-        return _Outgoing(self.layout.results, key, ENCODER.encode(envelope), None, reward)
-
-    def _failure(
-        self,
-        task: TaskMessage,
-        failure_class: str,
-        failure_type: str,
-        message: str,
-        *,
-        terminal: bool,
-        where: dict[str, Any],
-        http_status: int | None = None,
-        attempts: int = 1,
-    ) -> _Outgoing:
-        self.failure_log.record(failure_class, task.rollout_id, message)
-        record = FailureMessage(
-            run_id=task.run_id,
-            rollout_id=task.rollout_id,
-            agent=task.agent,
-            task_index=task.task_index,
-            rollout_index=task.rollout_index,
-            failure_class=failure_class,
-            failure_type=failure_type,
-            message=message,
-            terminal=terminal,
-            attempts=attempts,
-            attempt=task.attempt,
-            http_status=http_status,
-            row=task.row,
-            created_ms=task.created_ms,
-            finished_ms=int(time.time() * 1000),
-            worker_id=self.worker_id,
-            **where,
-        )
-        key = group_key(task.run_id, task.agent, task.task_index)
-        return _Outgoing(self.layout.failures, key, ENCODER.encode(record), failure_class)
-
-    def _poison(self, where: dict[str, Any], kind: str, message: str) -> _Outgoing:
-        location = f"{where['topic']}/{where['partition']}/{where['offset']}"
-        log.warning("poison message at %s: %s", location, message)
-        record = FailureMessage(
-            run_id="",
-            rollout_id=f"poison:{location}",
-            agent=self.agent,
-            task_index=-1,
-            rollout_index=-1,
-            failure_class="poison_message",
-            failure_type=kind,
-            message=message,
-            terminal=True,
-            finished_ms=int(time.time() * 1000),
-            worker_id=self.worker_id,
-            **where,
-        )
-        return _Outgoing(
-            self.layout.failures, location.encode(), ENCODER.encode(record), "poison_message"
-        )
+            reward = outgoing.reward if failure_class is None else None
+            self.on_outcome(self.agent, reward, failure_class)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -575,17 +312,26 @@ async def run_worker(
     ``on_outcome(agent, reward or None, failure class or None)`` is called after each rollout's
     output is acknowledged by Kafka (used by progress bars).
     """
-    worker = _Worker(
-        kafka,
-        layout,
-        agent,
-        agent_config,
+    settings = settings or WorkerSettings(concurrency=agent_config.concurrency)
+    retry = retry or RetrySettings()
+    step = OutcomeStep(
+        agent=agent,
+        worker_id=worker_id or new_worker_id(),
+        results_topic=layout.results,
+        failures_topic=layout.failures,
+        max_message_bytes=settings.max_message_bytes,
+    )
+    live_versions = LiveVersions(kafka, layout)
+    runner = TaskRunner(
+        step,
         env,
         model,
         model_name,
-        settings or WorkerSettings(concurrency=agent_config.concurrency),
-        retry or RetrySettings(),
-        worker_id or new_worker_id(),
-        on_outcome,
+        max_steps=agent_config.max_steps,
+        deadline_s=retry.rollout_deadline_s,
+        default_policy_version=settings.policy_version,
+        live_version=live_versions.get,
+        failure_log=FailureLog(str(getattr(model, "url", "(the configured URL)"))),
     )
+    worker = _Worker(kafka, layout, agent, settings, live_versions, runner, on_outcome)
     return await worker.run(stop)

@@ -164,7 +164,7 @@ def test_model_endpoint_down_fails_fast_and_says_so(kafka_bootstrap: str, tmp_pa
         assert url in failure["_ng_failure_message"]
     # the worker's log tells a human what is wrong, in words, once, not once per rollout
     assert f"model endpoint {url}/responses is unreachable" in log, log[-3000:]
-    warnings = [x for x in log.splitlines() if "WARNING gymstream.worker.loop" in x]
+    warnings = [x for x in log.splitlines() if "WARNING gymstream.worker." in x]
     assert len(warnings) < len(EXPECTED) // 4, "\n".join(warnings[:20])
     print(
         f"\nFAULT model endpoint down: rollouts in {len(EXPECTED)}, out {len(done)}, "

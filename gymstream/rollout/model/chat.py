@@ -33,10 +33,11 @@ from typing import Any
 import msgspec
 
 from gymstream.errors import ModelResponseError
+from gymstream.wire.messages import FailureClass
 
 __all__ = ["chat_to_response", "responses_to_chat_request", "usage_from_chat"]
 
-_UNSUPPORTED = "model_request_unsupported"
+_UNSUPPORTED = FailureClass.MODEL_REQUEST_UNSUPPORTED
 
 # Responses-only request keys with no Chat Completions meaning.
 _DROPPED_KEYS = frozenset(
@@ -254,7 +255,8 @@ def chat_to_response(chat: Mapping[str, Any], request: Mapping[str, Any]) -> dic
     message = choices[0].get("message") if isinstance(choices, list) and choices else None
     if not isinstance(message, dict):
         raise ModelResponseError(
-            "chat completion has no choices[0].message", failure_class="model_malformed_response"
+            "chat completion has no choices[0].message",
+            failure_class=FailureClass.MODEL_MALFORMED_RESPONSE,
         )
     base_id = str(chat.get("id") or uuid.uuid4().hex)
     output: list[dict[str, Any]] = []

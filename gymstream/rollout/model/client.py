@@ -40,6 +40,7 @@ from gymstream.errors import ModelCallError, ModelResponseError
 from gymstream.rollout.model.chat import chat_to_response, responses_to_chat_request
 from gymstream.rollout.model.transport import AiohttpTransport
 from gymstream.settings import ModelSettings, RetrySettings
+from gymstream.wire.messages import FailureClass
 
 __all__ = [
     "MAX_RETRY_AFTER_S",
@@ -170,11 +171,11 @@ class HttpModelClient:
                 status, body, retry_after_header = await self._send(content)
             except httpx.TimeoutException as exc:
                 cause = exc
-                failure_class, http_status = "model_timeout", None
+                failure_class, http_status = FailureClass.MODEL_TIMEOUT, None
                 problem = f"timed out ({type(exc).__name__})"
             except httpx.TransportError as exc:
                 cause = exc
-                failure_class, http_status = "model_connection_error", None
+                failure_class, http_status = FailureClass.MODEL_CONNECTION_ERROR, None
                 problem = f"connection failed ({type(exc).__name__}: {exc})"
             else:
                 http_status = status
@@ -187,11 +188,15 @@ class HttpModelClient:
                             f"model endpoint {self._shown_url} answered HTTP {status}, which a "
                             f"retry cannot fix: {snippet}"
                         ),
-                        failure_class=f"model_http_{status // 100}xx",
+                        failure_class=FailureClass.MODEL_HTTP_4XX
+                        if status >= 400
+                        else FailureClass.MODEL_HTTP_3XX,
                         http_status=status,
                         attempts=attempt,
                     )
-                failure_class = "model_http_429" if status == 429 else "model_http_5xx"
+                failure_class = (
+                    FailureClass.MODEL_HTTP_429 if status == 429 else FailureClass.MODEL_HTTP_5XX
+                )
                 problem = f"answered HTTP {status}: {snippet}"
                 retry_after = parse_retry_after_s(retry_after_header)
             if attempt == attempts:
@@ -251,7 +256,7 @@ class HttpModelClient:
                     f"model endpoint {self._shown_url} answered HTTP {status} with a "
                     f"body that is not JSON: {_text(content)[:_SNIPPET_CHARS]!r}"
                 ),
-                failure_class="model_malformed_response",
+                failure_class=FailureClass.MODEL_MALFORMED_RESPONSE,
                 http_status=status,
                 attempts=attempt,
             ) from exc
@@ -261,7 +266,7 @@ class HttpModelClient:
                     f"model endpoint {self._shown_url} answered JSON without a {required_key!r} "
                     f"list: {_text(content)[:_SNIPPET_CHARS]!r}"
                 ),
-                failure_class="model_malformed_response",
+                failure_class=FailureClass.MODEL_MALFORMED_RESPONSE,
                 http_status=status,
                 attempts=attempt,
             )

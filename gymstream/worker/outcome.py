@@ -1,0 +1,251 @@
+"""The worker's pure outcome step: a task message and how its rollout ended -> what to publish.
+
+No Kafka, no clock, no logging: the caller passes the times and logs what the returned
+``Outgoing`` says. Every way a task can end maps to exactly one message:
+
+- the message is too big or not a task                  -> ``poison_message`` failure
+- the task names another agent than this worker serves   -> ``unknown_agent`` failure
+- the rollout raised                                     -> a failure classed by ``classify``
+- the rollout finished                                   -> a ``ResultMessage`` (the output row)
+- the result is too large for Kafka                      -> ``result_too_large`` failure
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import msgspec
+
+from gymstream.errors import GymstreamError
+from gymstream.rollout.loop import RolloutResult
+from gymstream.wire.codec import DECODE_TASK, ENCODER
+from gymstream.wire.keys import group_key
+from gymstream.wire.messages import FailureClass, FailureMessage, ResultMessage, TaskMessage
+
+__all__ = [
+    "Classified",
+    "OutcomeStep",
+    "Outgoing",
+    "Where",
+    "classify",
+    "pick_policy_version",
+]
+
+
+class Where(NamedTuple):
+    """Where a task message was read; written into its failure record."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One encoded message to publish; ``failure`` is the record when it is a failure."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    failure: FailureMessage | None = None
+    reward: float = 0.0
+
+    @property
+    def failure_class(self) -> str | None:
+        return None if self.failure is None else self.failure.failure_class
+
+
+class Classified(NamedTuple):
+    """What a failure record says about the exception that ended a rollout."""
+
+    failure_class: FailureClass
+    failure_type: str
+    terminal: bool
+    http_status: int | None = None
+    attempts: int = 1
+
+
+def classify(exc: BaseException) -> Classified:
+    """The failure class of an exception a rollout raised.
+
+    A ``GymstreamError`` carries its class and whether a retry can help (``terminal`` is its
+    negation), model errors also the HTTP status and the attempts made; anything else is a bug
+    in an environment or in gymstream: ``internal_error``, terminal.
+    """
+    if isinstance(exc, GymstreamError):
+        return Classified(
+            exc.failure_class,
+            type(exc).__name__,
+            terminal=not exc.retriable,
+            http_status=getattr(exc, "http_status", None),
+            attempts=getattr(exc, "attempts", 1),
+        )
+    return Classified(FailureClass.INTERNAL_ERROR, type(exc).__name__, terminal=True)
+
+
+def pick_policy_version(live: int | None, task: TaskMessage, default: int | None) -> int | None:
+    """The version a rollout runs under: the trainer's live one, else the task's, else ours."""
+    if live is not None:
+        return live
+    return task.policy_version if task.policy_version is not None else default
+
+
+# --- the output row ---------------------------------------------------------------------------
+# The worker's assembly of the NeMo Gym output row, kept in this one function so that it can be
+# replaced by the shared output-row builder (gymstream/nemo/) as a whole.
+def _output_row(task: TaskMessage, verify: dict[str, Any]) -> dict[str, Any]:
+    output = {
+        k: v for k, v in task.row.items() if k not in ("responses_create_params", "agent_ref")
+    }
+    output.update(verify)
+    output["_ng_task_index"] = task.task_index
+    output["_ng_rollout_index"] = task.rollout_index
+    ref = task.row.get("agent_ref")
+    output["agent_ref"] = (
+        {**ref, "name": task.agent} if isinstance(ref, dict) else {"name": task.agent}
+    )
+    return output
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutcomeStep:
+    """The outcome step of one worker: who it is and where its messages go."""
+
+    agent: str
+    worker_id: str
+    results_topic: str
+    failures_topic: str
+    max_message_bytes: int
+
+    def decode(self, value: bytes, where: Where, *, finished_ms: int) -> TaskMessage | Outgoing:
+        """The task to run, or the failure to publish instead (poison, or another agent's)."""
+        if len(value) > self.max_message_bytes:
+            return self._poison(
+                where,
+                "oversize",
+                f"task message of {len(value)} bytes exceeds the worker's "
+                f"limit of {self.max_message_bytes}",
+                finished_ms,
+            )
+        try:
+            task = DECODE_TASK.decode(value)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return self._poison(where, "undecodable", f"not a task message: {exc}", finished_ms)
+        if task.agent != self.agent:
+            return self._failure(
+                task,
+                Classified(FailureClass.UNKNOWN_AGENT, "UnknownAgent", terminal=True),
+                f"task for agent '{task.agent}' arrived on {where.topic}, served by '{self.agent}'",
+                where,
+                finished_ms,
+            )
+        return task
+
+    def succeeded(
+        self,
+        task: TaskMessage,
+        result: RolloutResult,
+        *,
+        policy_version: int | None,
+        total_s: float,
+        finished_ms: int,
+    ) -> Outgoing:
+        """The result message of a finished rollout; ``total_s`` joins the rollout's timings."""
+        verify = result.verify_result
+        reward = float(verify.get("reward", 0.0))
+        envelope = ResultMessage(
+            run_id=task.run_id,
+            rollout_id=task.rollout_id,
+            agent=task.agent,
+            task_index=task.task_index,
+            rollout_index=task.rollout_index,
+            output=msgspec.Raw(ENCODER.encode(_output_row(task, verify))),
+            reward=reward,
+            attempt=task.attempt,
+            created_ms=task.created_ms,
+            finished_ms=finished_ms,
+            worker_id=self.worker_id,
+            policy_version=policy_version,
+            timings={**result.timings, "total_s": total_s},
+        )
+        key = group_key(task.run_id, task.agent, task.task_index)
+        return Outgoing(self.results_topic, key, ENCODER.encode(envelope), reward=reward)
+
+    def failed(
+        self, task: TaskMessage, exc: BaseException, *, where: Where, finished_ms: int
+    ) -> Outgoing:
+        """The failure message of a rollout that raised ``exc`` (classed by ``classify``)."""
+        return self._failure(task, classify(exc), str(exc), where, finished_ms)
+
+    def too_large(self, key: bytes, exc: BaseException) -> Outgoing:
+        """What replaces a message Kafka refused as too large (terminal: it would be again)."""
+        record = FailureMessage(
+            run_id="",
+            rollout_id=key.decode(),
+            agent=self.agent,
+            task_index=-1,
+            rollout_index=-1,
+            failure_class=FailureClass.RESULT_TOO_LARGE,
+            failure_type=type(exc).__name__,
+            message=str(exc),
+            terminal=True,
+        )
+        return Outgoing(self.failures_topic, key, ENCODER.encode(record), record)
+
+    def _failure(
+        self,
+        task: TaskMessage,
+        classified: Classified,
+        message: str,
+        where: Where,
+        finished_ms: int,
+    ) -> Outgoing:
+        record = FailureMessage(
+            run_id=task.run_id,
+            rollout_id=task.rollout_id,
+            agent=task.agent,
+            task_index=task.task_index,
+            rollout_index=task.rollout_index,
+            failure_class=classified.failure_class,
+            failure_type=classified.failure_type,
+            message=message,
+            terminal=classified.terminal,
+            attempts=classified.attempts,
+            attempt=task.attempt,
+            http_status=classified.http_status,
+            row=task.row,
+            created_ms=task.created_ms,
+            finished_ms=finished_ms,
+            worker_id=self.worker_id,
+            topic=where.topic,
+            partition=where.partition,
+            offset=where.offset,
+        )
+        key = group_key(task.run_id, task.agent, task.task_index)
+        return Outgoing(self.failures_topic, key, ENCODER.encode(record), record)
+
+    def _poison(self, where: Where, kind: str, message: str, finished_ms: int) -> Outgoing:
+        record = FailureMessage(
+            run_id="",
+            rollout_id=f"poison:{where}",
+            agent=self.agent,
+            task_index=-1,
+            rollout_index=-1,
+            failure_class=FailureClass.POISON_MESSAGE,
+            failure_type=kind,
+            message=message,
+            terminal=True,
+            finished_ms=finished_ms,
+            worker_id=self.worker_id,
+            topic=where.topic,
+            partition=where.partition,
+            offset=where.offset,
+        )
+        return Outgoing(self.failures_topic, str(where).encode(), ENCODER.encode(record), record)

@@ -1,0 +1,129 @@
+"""One task message, from its bytes to its acknowledged output: decode, roll out, publish.
+
+``TaskRunner.outcome`` runs the agent loop under the per-rollout deadline and turns whatever
+happened into the message to publish (through the pure ``OutcomeStep``); it never raises for a
+rollout's failure. ``publish`` sends that message and awaits Kafka's ack, retrying a broker
+outage for as long as it lasts (the caller's offset stays open meanwhile). The Kafka intake,
+the slots and the commits are the loop's (``worker.loop``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+
+from gymstream.errors import GymstreamError, RolloutDeadlineError
+from gymstream.rollout.environment import Environment
+from gymstream.rollout.loop import RolloutResult, run_rollout
+from gymstream.rollout.model.client import ModelClient
+from gymstream.wire.messages import FailureClass, TaskMessage
+from gymstream.worker.failure_log import FailureLog
+from gymstream.worker.outcome import OutcomeStep, Outgoing, Where, pick_policy_version
+
+__all__ = ["TaskRunner"]
+
+log = logging.getLogger("gymstream.worker.runner")
+
+
+@dataclass(frozen=True)
+class TaskRunner:
+    """What a worker does with one task; ``live_version(run_id)`` is the trainer's version."""
+
+    step: OutcomeStep
+    env: Environment
+    model: ModelClient
+    model_name: str
+    max_steps: int
+    deadline_s: float
+    default_policy_version: int | None
+    live_version: Callable[[str], int | None]
+    failure_log: FailureLog
+
+    async def outcome(self, value: bytes, where: Where) -> Outgoing:
+        """The message to publish for the task message ``value`` read at ``where``."""
+        task = self.step.decode(value, where, finished_ms=_now_ms())
+        if isinstance(task, Outgoing):
+            return task
+        started = time.monotonic()
+        version = pick_policy_version(
+            self.live_version(task.run_id), task, self.default_policy_version
+        )
+        try:
+            result = await self.rollout(task)
+        except (
+            Exception
+        ) as exc:  # boundary: every error becomes a typed failure; the worker goes on
+            if not isinstance(exc, GymstreamError):  # a bug in an environment or in gymstream
+                log.exception("rollout %s raised", task.rollout_id)
+            return self.step.failed(task, exc, where=where, finished_ms=_now_ms())
+        return self.step.succeeded(
+            task,
+            result,
+            policy_version=version,
+            total_s=time.monotonic() - started,
+            finished_ms=_now_ms(),
+        )
+
+    async def rollout(self, task: TaskMessage) -> RolloutResult:
+        """The agent loop under the per-rollout deadline; RolloutDeadlineError when it fires.
+
+        A ``TimeoutError`` that escapes the agent loop is taken for the deadline too, as it
+        always was (the model client turns its own timeouts into ``ModelCallError``).
+        """
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                return await run_rollout(
+                    task.row,
+                    self.env,
+                    self.model,
+                    model_name=self.model_name,
+                    max_steps=self.max_steps,
+                )
+        except TimeoutError as exc:
+            raise RolloutDeadlineError(
+                f"rollout ran past its deadline of {self.deadline_s:.0f} s"
+            ) from exc
+
+    def report(self, out: Outgoing) -> None:
+        """Log a failure: each poison message (rare), rollouts through the throttled log."""
+        failure = out.failure
+        if failure is None:
+            return
+        if failure.failure_class == FailureClass.POISON_MESSAGE:
+            log.warning(
+                "poison message at %s/%s/%s: %s",
+                failure.topic,
+                failure.partition,
+                failure.offset,
+                failure.message,
+            )
+        else:
+            self.failure_log.record(failure.failure_class, failure.rollout_id, failure.message)
+
+    async def publish(self, producer: Any, out: Outgoing) -> None:
+        """Send and await the ack; on a broker outage keep trying (the offset stays open).
+
+        A message Kafka refuses as too large is replaced by its ``result_too_large`` failure.
+        """
+        delay_s = 0.2
+        while True:
+            try:
+                await (await producer.send(out.topic, out.value, key=out.key))
+                return
+            except MessageSizeTooLargeError as exc:
+                log.error("result of %s too large for Kafka: %s", out.key.decode(), exc)
+                out = self.step.too_large(out.key, exc)
+            except KafkaError as exc:
+                log.warning("publishing failed (%s); retrying in %.1f s", exc, delay_s)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 5.0)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
