@@ -31,7 +31,7 @@ from gymstream.nemo.outputs import (
     read_run_file,
     repair_torn_tail,
 )
-from gymstream.runs.control import RunsTail
+from gymstream.runs.tail import RunsTail
 from gymstream.settings import KafkaSettings
 from gymstream.wire.codec import DECODE_FAILURE, DECODE_MANIFEST, DECODE_RESULT, ENCODER
 from gymstream.wire.records import RunManifest
@@ -64,7 +64,7 @@ class SinkReport:
 
 
 class _ManifestWatcher:
-    """The run's manifest, read from the compacted runs topic (``control.RunsTail``)."""
+    """The run's manifest, read from the compacted runs topic (``runs.tail.RunsTail``)."""
 
     def __init__(self, kafka: KafkaSettings, layout: TopicLayout, run_id: str) -> None:
         self.key = run_id.encode("utf-8")

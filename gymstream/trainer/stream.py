@@ -60,20 +60,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from gymstream.errors import ConfigError
 from gymstream.kafka.clients import build_consumer, build_producer
 from gymstream.kafka.topics import TopicLayout
-from gymstream.runs.control import (
-    DECODE_PROGRESS,
-    PolicyVersion,
-    RunsTail,
-    StreamProgress,
-    policy_version_key,
-    progress_key,
-    topic_partitions,
-)
+from gymstream.runs.tail import RunsTail, topic_partitions
 from gymstream.settings import KafkaSettings
 from gymstream.trainer.grouping import Assembler, ClosedSet, Group, UnitKey, expected_units
 from gymstream.trainer.selection import Mixer, StreamStats, is_zero_variance
-from gymstream.wire.codec import DECODE_FAILURE, DECODE_MANIFEST, DECODE_RESULT, ENCODER
-from gymstream.wire.records import RunManifest
+from gymstream.wire.codec import (
+    DECODE_FAILURE,
+    DECODE_MANIFEST,
+    DECODE_PROGRESS,
+    DECODE_RESULT,
+    ENCODER,
+)
+from gymstream.wire.keys import policy_version_key, progress_key
+from gymstream.wire.records import PolicyVersion, RunManifest, StreamProgress
 
 __all__ = [
     "GroupStream",

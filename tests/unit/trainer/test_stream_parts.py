@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import random
 from collections import Counter
@@ -11,7 +10,6 @@ import msgspec
 import pytest
 
 from gymstream.errors import ConfigError
-from gymstream.runs.control import Pacer, PolicyVersionWatch, StreamProgress
 from gymstream.trainer.grouping import (
     Assembler,
     ClosedSet,
@@ -24,6 +22,7 @@ from gymstream.trainer.selection import Mixer, StreamStats, is_zero_variance
 from gymstream.trainer.stream import StreamOptions, dump_position, load_position
 from gymstream.wire.codec import ENCODER
 from gymstream.wire.messages import FailureMessage, ResultMessage
+from gymstream.wire.records import StreamProgress
 
 RUN = "r1"
 P0 = ("results", 0)
@@ -398,29 +397,3 @@ def test_position_round_trips_through_bytes() -> None:
     again = load_position(dump_position(position))
     assert again == position
     assert UnitKey("a", 2) in ClosedSet.from_wire(again.closed)
-
-
-async def test_pacer_blocks_until_the_trainer_catches_up() -> None:
-    pacer = Pacer(max_ahead=2)
-    assert await pacer.wait_for_room(1, timeout_s=1) == 0
-    assert not pacer.has_room(2)
-    waiter = asyncio.create_task(pacer.wait_for_room(4, timeout_s=5))
-    pacer.update(1)  # 4 - 1 = 3: still too far ahead
-    await asyncio.sleep(0)
-    assert not waiter.done()
-    pacer.update(0)  # progress never goes back
-    assert pacer.consumed == 1
-    pacer.update(3)
-    assert await asyncio.wait_for(waiter, 1) == 3
-    with pytest.raises(TimeoutError):
-        await pacer.wait_for_room(10, timeout_s=0.01)
-
-
-async def test_policy_version_watch_wakes_waiters() -> None:
-    watch = PolicyVersionWatch()
-    waiter = asyncio.create_task(watch.wait_for(3, timeout_s=5))
-    watch.update(2)
-    await asyncio.sleep(0)
-    assert not waiter.done()
-    watch.update(4)
-    assert await asyncio.wait_for(waiter, 1) == 4
