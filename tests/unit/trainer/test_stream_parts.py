@@ -8,6 +8,8 @@ from collections import Counter
 
 import msgspec
 import pytest
+from message_helpers import failure_message as failure
+from message_helpers import result_message as result
 
 from gymstream.errors import ConfigError
 from gymstream.trainer.grouping import (
@@ -21,48 +23,13 @@ from gymstream.trainer.grouping import (
 from gymstream.trainer.selection import Mixer, StreamStats, is_zero_variance
 from gymstream.trainer.stream import StreamOptions, dump_position, load_position
 from gymstream.wire.codec import ENCODER
-from gymstream.wire.messages import FailureMessage, ResultMessage
+from gymstream.wire.messages import ResultMessage
 from gymstream.wire.records import StreamProgress
 
 RUN = "r1"
 P0 = ("results", 0)
 P1 = ("results", 1)
 F0 = ("failures", 0)
-
-
-def result(
-    task: int,
-    rollout: int,
-    *,
-    agent: str = "a",
-    reward: float | None = None,
-    version: int | None = None,
-    run: str = RUN,
-) -> ResultMessage:
-    return ResultMessage(
-        run_id=run,
-        rollout_id=f"{run}/{agent}/{task}/{rollout}",
-        agent=agent,
-        task_index=task,
-        rollout_index=rollout,
-        output=msgspec.Raw(ENCODER.encode({"task": task, "rollout": rollout})),
-        reward=float(rollout) if reward is None else reward,
-        policy_version=version,
-    )
-
-
-def failure(task: int, rollout: int, *, agent: str = "a") -> FailureMessage:
-    return FailureMessage(
-        run_id=RUN,
-        rollout_id=f"{RUN}/{agent}/{task}/{rollout}",
-        agent=agent,
-        task_index=task,
-        rollout_index=rollout,
-        failure_class="model_unavailable",
-        failure_type="ModelCallError",
-        message="down",
-        terminal=True,
-    )
 
 
 def group(agent: str, task: int, rewards: list[float] | None = None) -> Group:
