@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from gymstream.errors import GymstreamError
 from gymstream.kafka.topics import TopicLayout, load_layout
-from gymstream.runs.control import read_manifests
+from gymstream.runs.tail import read_manifests
 from gymstream.settings import KafkaSettings, TopicSettings
 from gymstream.trainer.grouping import Group
 from gymstream.trainer.stream import GroupStream, StreamOptions, open_stream

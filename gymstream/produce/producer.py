@@ -25,7 +25,7 @@ from gymstream.kafka.clients import build_producer
 from gymstream.kafka.topics import TopicLayout
 from gymstream.nemo.resume import RetryTask
 from gymstream.nemo.rows import InputRow, apply_overrides, expand, read_rows
-from gymstream.runs.control import Pacer, open_pacer
+from gymstream.runs.pacing import Pacer, open_pacer
 from gymstream.settings import KafkaSettings
 from gymstream.wire.codec import ENCODER
 from gymstream.wire.keys import manifest_key, rollout_id

@@ -1,6 +1,7 @@
-"""What a trainer receives: filters (zero variance), per-agent mixing, and the counts of both.
+"""What a trainer receives: filters (staleness, zero variance, ...), per-agent mixing, counts.
 
-Pure (no Kafka), used by ``stream.py``. The mixer holds finished units per agent and hands them
+Pure (no Kafka), used by ``delivery.py``. ``drop_reason`` says why a finished unit is not to be
+delivered (or None). The mixer holds finished units per agent and hands them
 out so that the delivered mix follows the weights; ``StreamStats`` reports the realised mix and
 every unit dropped, by reason.
 """
@@ -14,14 +15,40 @@ from typing import Any
 
 from gymstream.errors import ConfigError
 from gymstream.trainer.grouping import Group
+from gymstream.trainer.options import StreamOptions
 
-__all__ = ["Mixer", "StreamStats", "is_zero_variance"]
+__all__ = ["Mixer", "StreamStats", "drop_reason", "is_stale", "is_zero_variance"]
 
 
 def is_zero_variance(group: Group) -> bool:
     """Every reward equal (exactly): GRPO advantages would all be 0. Never true for one rollout."""
     rewards = group.rewards
     return len(rewards) > 1 and all(r == rewards[0] for r in rewards)
+
+
+def is_stale(group: Group, options: StreamOptions, current_version: int | None) -> bool:
+    """More than ``max_staleness`` versions behind ``current_version``, and to be dropped
+    (``on_stale="drop"``). A rollout without a version is never stale."""
+    limit = options.max_staleness
+    if limit is None or options.on_stale == "keep":
+        return False
+    staleness = group.staleness(current_version)
+    return staleness is not None and staleness > limit
+
+
+def drop_reason(
+    group: Group, options: StreamOptions, mixer: Mixer, current_version: int | None
+) -> str | None:
+    """Why a unit that just finished is dropped (a ``StreamStats.dropped`` reason), or None."""
+    if group.failed and (options.incomplete == "drop" or not group.rollouts):
+        return "incomplete"
+    if options.drop_zero_variance and is_zero_variance(group):
+        return "zero_variance"
+    if not mixer.accepts(group.agent):
+        return "unweighted"
+    if is_stale(group, options, current_version):
+        return "stale"
+    return None
 
 
 @dataclass

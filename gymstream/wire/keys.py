@@ -14,6 +14,7 @@ __all__ = [
     "CONTROL_PREFIX",
     "PROGRESS_PREFIX",
     "group_key",
+    "group_key_prefix",
     "manifest_key",
     "policy_version_key",
     "progress_key",
@@ -38,6 +39,11 @@ def task_key(run_id: str, agent: str, task_index: int) -> str:
 def group_key(run_id: str, agent: str, task_index: int) -> bytes:
     """The Kafka key of a task's results and failures: its whole group meets in one partition."""
     return task_key(run_id, agent, task_index).encode()
+
+
+def group_key_prefix(run_id: str) -> bytes:
+    """What every result and failure key of the run starts with (``group_key``'s run part)."""
+    return f"{run_id}/".encode()
 
 
 def manifest_key(run_id: str) -> bytes:

@@ -12,7 +12,7 @@ from pipeline_helpers import AGENT_ONE, single_tool_input
 
 from gymstream.kafka.topics import apply_topics, load_layout
 from gymstream.produce.producer import ProduceOptions, produce
-from gymstream.runs.control import Pacer
+from gymstream.runs.pacing import Pacer
 from gymstream.settings import KafkaSettings
 
 pytestmark = pytest.mark.kafka

@@ -10,7 +10,7 @@ from kafka_helpers import make_producer, read_all, wait_until
 from pipeline_helpers import AGENT_ONE, ENVS, in_process_worker
 
 from gymstream.kafka.topics import apply_topics, load_layout
-from gymstream.runs.control import publish_policy_version
+from gymstream.runs.policy import publish_policy_version
 from gymstream.settings import KafkaSettings, WorkerSettings
 from gymstream.wire.codec import DECODE_RESULT, ENCODER
 from gymstream.wire.messages import TaskMessage

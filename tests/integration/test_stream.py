@@ -24,13 +24,9 @@ import pytest
 from gymstream.errors import ConfigError
 from gymstream.kafka.clients import build_producer
 from gymstream.kafka.topics import TopicLayout, apply_topics, load_layout
-from gymstream.runs.control import (
-    latest_policy_version,
-    open_pacer,
-    publish_policy_version,
-    read_manifests,
-    watch_policy_version,
-)
+from gymstream.runs.pacing import open_pacer
+from gymstream.runs.policy import LiveVersions, latest_policy_version, publish_policy_version
+from gymstream.runs.tail import read_manifests
 from gymstream.settings import KafkaSettings
 from gymstream.trainer.grouping import Group
 from gymstream.trainer.stream import StreamOptions, open_stream
@@ -378,16 +374,13 @@ async def test_unweighted_agents_are_dropped(env: Env) -> None:
 
 async def test_policy_versions_reach_workers(env: Env) -> None:
     assert await latest_policy_version(env.kafka, env.layout, env.run_id) is None
-    async with (
-        asyncio.timeout(WAIT_S),
-        watch_policy_version(env.kafka, env.layout, env.run_id) as watch,
-    ):
-        assert watch.version is None
+    async with asyncio.timeout(WAIT_S), LiveVersions(env.kafka, env.layout) as live:
+        assert live.get(env.run_id) is None
         await publish_policy_version(env.kafka, env.layout, env.run_id, 3)
-        assert await watch.wait_for(3) == 3
+        assert await live.wait_for(env.run_id, 3) == 3
         async with open_stream(env.kafka, env.layout, env.options()) as s:
             await s.publish_policy_version(4)
-        assert await watch.wait_for(4) == 4
+        assert await live.wait_for(env.run_id, 4) == 4
     assert await latest_policy_version(env.kafka, env.layout, env.run_id) == 4
 
 

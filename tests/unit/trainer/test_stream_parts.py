@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import random
 from collections import Counter
 
 import msgspec
 import pytest
+from message_helpers import failure_message as failure
+from message_helpers import result_message as result
 
 from gymstream.errors import ConfigError
-from gymstream.runs.control import Pacer, PolicyVersionWatch, StreamProgress
 from gymstream.trainer.grouping import (
     Assembler,
     ClosedSet,
@@ -23,47 +23,13 @@ from gymstream.trainer.grouping import (
 from gymstream.trainer.selection import Mixer, StreamStats, is_zero_variance
 from gymstream.trainer.stream import StreamOptions, dump_position, load_position
 from gymstream.wire.codec import ENCODER
-from gymstream.wire.messages import FailureMessage, ResultMessage
+from gymstream.wire.messages import ResultMessage
+from gymstream.wire.records import StreamProgress
 
 RUN = "r1"
 P0 = ("results", 0)
 P1 = ("results", 1)
 F0 = ("failures", 0)
-
-
-def result(
-    task: int,
-    rollout: int,
-    *,
-    agent: str = "a",
-    reward: float | None = None,
-    version: int | None = None,
-    run: str = RUN,
-) -> ResultMessage:
-    return ResultMessage(
-        run_id=run,
-        rollout_id=f"{run}/{agent}/{task}/{rollout}",
-        agent=agent,
-        task_index=task,
-        rollout_index=rollout,
-        output=msgspec.Raw(ENCODER.encode({"task": task, "rollout": rollout})),
-        reward=float(rollout) if reward is None else reward,
-        policy_version=version,
-    )
-
-
-def failure(task: int, rollout: int, *, agent: str = "a") -> FailureMessage:
-    return FailureMessage(
-        run_id=RUN,
-        rollout_id=f"{RUN}/{agent}/{task}/{rollout}",
-        agent=agent,
-        task_index=task,
-        rollout_index=rollout,
-        failure_class="model_unavailable",
-        failure_type="ModelCallError",
-        message="down",
-        terminal=True,
-    )
 
 
 def group(agent: str, task: int, rewards: list[float] | None = None) -> Group:
@@ -398,29 +364,3 @@ def test_position_round_trips_through_bytes() -> None:
     again = load_position(dump_position(position))
     assert again == position
     assert UnitKey("a", 2) in ClosedSet.from_wire(again.closed)
-
-
-async def test_pacer_blocks_until_the_trainer_catches_up() -> None:
-    pacer = Pacer(max_ahead=2)
-    assert await pacer.wait_for_room(1, timeout_s=1) == 0
-    assert not pacer.has_room(2)
-    waiter = asyncio.create_task(pacer.wait_for_room(4, timeout_s=5))
-    pacer.update(1)  # 4 - 1 = 3: still too far ahead
-    await asyncio.sleep(0)
-    assert not waiter.done()
-    pacer.update(0)  # progress never goes back
-    assert pacer.consumed == 1
-    pacer.update(3)
-    assert await asyncio.wait_for(waiter, 1) == 3
-    with pytest.raises(TimeoutError):
-        await pacer.wait_for_room(10, timeout_s=0.01)
-
-
-async def test_policy_version_watch_wakes_waiters() -> None:
-    watch = PolicyVersionWatch()
-    waiter = asyncio.create_task(watch.wait_for(3, timeout_s=5))
-    watch.update(2)
-    await asyncio.sleep(0)
-    assert not waiter.done()
-    watch.update(4)
-    assert await asyncio.wait_for(waiter, 1) == 4

@@ -1,0 +1,119 @@
+"""The sink's pure step: decoded results and failures -> rows to append, each rollout once.
+
+No Kafka, no files (``loop.py`` does both). A ``SinkLedger`` knows which rollouts of the run are
+already in the output files (written, or failed), drops duplicates and other runs' messages,
+turns the rest into the bytes of the rows to append, counts everything in a ``SinkReport``, and
+says when the run is complete against its manifest.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from gymstream.nemo.outputs import failure_row
+from gymstream.wire.codec import ENCODER
+from gymstream.wire.messages import FailureMessage, ResultMessage
+from gymstream.wire.records import RunManifest
+
+__all__ = ["Rows", "SinkLedger", "SinkReport"]
+
+
+@dataclass
+class SinkReport:
+    """What the sink saw; ``complete`` when every expected rollout is accounted for."""
+
+    run_id: str
+    written: Counter[str] = field(default_factory=Counter)
+    failed: Counter[str] = field(default_factory=Counter)
+    failure_classes: Counter[str] = field(default_factory=Counter)
+    reward_sum: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    duplicates: int = 0
+    resumed_rows: int = 0
+    accounted: int = 0
+    torn_bytes: int = 0
+    expected: dict[str, int] | None = None
+    complete: bool = False
+    elapsed_s: float = 0.0
+
+    @property
+    def expected_total(self) -> int | None:
+        return None if self.expected is None else sum(self.expected.values())
+
+
+@dataclass
+class Rows:
+    """The rows one batch adds: JSONL lines (without newline) for the output and failures."""
+
+    output: list[bytes] = field(default_factory=list)
+    failures: list[bytes] = field(default_factory=list)
+
+
+class SinkLedger:
+    """Which rollouts of ``report.run_id`` are in the files, and the report that counts them.
+
+    ``written_ids`` and ``failed_ids`` are the rollout ids already in the output and failures
+    files (on a restart, what ``read_done_ids`` found); a result supersedes a failure of the same
+    rollout. ``retried`` maps a rollout id to the attempt ``retry-failures`` republished it with:
+    a failure of an earlier attempt is ignored, since a new attempt is coming.
+    """
+
+    def __init__(
+        self,
+        report: SinkReport,
+        written_ids: set[str] | None = None,
+        failed_ids: set[str] | None = None,
+        retried: Mapping[str, int] | None = None,
+    ) -> None:
+        self.report = report
+        self.written_ids = set(written_ids or ())
+        self.failed_ids = set(failed_ids or ()) - self.written_ids
+        self.retried = dict(retried or {})
+        report.resumed_rows = report.accounted = self.accounted
+
+    @property
+    def accounted(self) -> int:
+        """Rollouts of the run in the files: written or failed."""
+        return len(self.written_ids) + len(self.failed_ids)
+
+    def take(self, messages: Iterable[ResultMessage | FailureMessage]) -> Rows:
+        """The rows to append for ``messages`` (in the order read), counted in the report."""
+        rows = Rows()
+        report = self.report
+        for message in messages:
+            if message.run_id != report.run_id:
+                continue
+            rid = message.rollout_id
+            if isinstance(message, ResultMessage):
+                if rid in self.written_ids:
+                    report.duplicates += 1
+                    continue
+                self.written_ids.add(rid)
+                self.failed_ids.discard(rid)
+                rows.output.append(bytes(message.output))
+                report.written[message.agent] += 1
+                report.reward_sum[message.agent] += message.reward
+            else:
+                if message.attempt < self.retried.get(rid, 0):
+                    continue  # an earlier attempt's failure; a new attempt is coming
+                if rid in self.written_ids or rid in self.failed_ids:
+                    report.duplicates += 1
+                    continue
+                self.failed_ids.add(rid)
+                rows.failures.append(ENCODER.encode(failure_row(message)))
+                report.failed[message.agent] += 1
+                report.failure_classes[message.failure_class] += 1
+        report.accounted = self.accounted
+        return rows
+
+    def check_complete(self, manifest: RunManifest | None, *, follow: bool = False) -> bool:
+        """Take the run's manifest; True (and ``report.complete``) when it says ``produced`` and
+        every expected rollout is in the files. Never true when ``follow``."""
+        if manifest is None or manifest.state != "produced":
+            return False
+        report = self.report
+        report.expected = dict(manifest.expected)
+        if report.accounted >= (report.expected_total or 0) and not follow:
+            report.complete = True
+        return report.complete

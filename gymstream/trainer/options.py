@@ -1,0 +1,47 @@
+"""What a trainer stream delivers and how: ``StreamOptions``, validated once."""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = ["StreamOptions"]
+
+
+class StreamOptions(BaseModel):
+    """What a trainer stream delivers and how; validated once."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    run_id: str = Field(min_length=1)
+    unit: Literal["group", "rollout"] = "group"
+    group_size: int | None = Field(
+        None, ge=1, description="Rollouts per group: the run's number of repeats."
+    )
+    consumer: str = Field(
+        "trainer",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Names the saved position (and the progress a Pacer follows).",
+    )
+    commit: Literal["explicit", "on_next"] = "explicit"
+    from_beginning: bool = Field(False, description="Ignore a saved position; start afresh.")
+    policy_version: int | None = Field(None, description="The trainer's version at the start.")
+    max_staleness: int | None = Field(None, ge=0)
+    on_stale: Literal["drop", "keep"] = "drop"
+    drop_zero_variance: bool = False
+    incomplete: Literal["drop", "deliver"] = "drop"
+    weights: dict[str, float] | None = Field(None, description="Per-agent mixing weights.")
+    max_held: int = Field(256, ge=1, description="Finished units held for mixing, at most.")
+    fetch_records: int = Field(1000, ge=1)
+    poll_ms: int = Field(200, ge=1)
+
+    @model_validator(mode="after")
+    def _group_size_for_groups(self) -> Self:
+        if self.unit == "group" and self.group_size is None:
+            raise ValueError("group_size is required for unit='group' (the run's repeats)")
+        return self
+
+    @property
+    def unit_size(self) -> int:
+        return 1 if self.unit == "rollout" else (self.group_size or 1)
