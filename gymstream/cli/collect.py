@@ -261,7 +261,7 @@ def demo_command(
     from gymstream.localkafka import start_cluster, status, stop_cluster
     from gymstream.localkafka.config import check_ports_free, find_free_base_port
     from gymstream.settings import KafkaSettings
-    from gymstream.testing.scripted_model import start_scripted_in_thread
+    from gymstream.testing.thread import start_scripted_in_thread
 
     setup_logging(verbose)
     env_kafka = KafkaSettings()
