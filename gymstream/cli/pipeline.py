@@ -33,8 +33,9 @@ from gymstream.errors import GymstreamError, RowError
 from gymstream.eventloop import install_stop_signals
 from gymstream.kafka.topics import apply_topics
 from gymstream.nemo.outputs import OutputPaths, claim_output, read_run_file
+from gymstream.nemo.overrides import parse_override
 from gymstream.nemo.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
-from gymstream.nemo.rows import parse_override, parse_repeats
+from gymstream.nemo.rollouts import parse_repeats
 from gymstream.produce.producer import ProduceOptions, ProduceReport, produce_paced, republish
 from gymstream.sink.loop import SinkReport, run_sink
 from gymstream.worker.serve import serve_until_signalled
