@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from gymstream.testing.faults import HANG_S, Faults
@@ -47,6 +49,6 @@ def test_same_seed_same_draws() -> None:
         ({"error_rate": 0.6, "hang_rate": 0.6}, "must not exceed 1"),
     ],
 )
-def test_out_of_range_settings_are_refused(settings: dict[str, float], message: str) -> None:
+def test_out_of_range_settings_are_refused(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Faults(**settings)
