@@ -18,6 +18,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from gymstream.cli.common import (
     BootstrapOpt,
     ConfigOpt,
+    ModelApiOpt,
+    ModelBaseUrlOpt,
+    ModelNameOpt,
+    OverwriteOpt,
     PrefixOpt,
     TopicsFileOpt,
     VerboseOpt,
@@ -147,16 +151,10 @@ def collect_command(
         int | None,
         typer.Option("--concurrency", min=1, help="Rollouts in flight per agent."),
     ] = None,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an output that belongs to another run.")
-    ] = False,
-    model_base_url: Annotated[
-        str | None, typer.Option("--model-base-url", help="OpenAI-compatible base URL (/v1).")
-    ] = None,
-    model_name: Annotated[str | None, typer.Option("--model-name", help="Model name.")] = None,
-    model_api: Annotated[
-        str | None, typer.Option("--model-api", help="responses or chat_completions.")
-    ] = None,
+    overwrite: OverwriteOpt = False,
+    model_base_url: ModelBaseUrlOpt = None,
+    model_name: ModelNameOpt = None,
+    model_api: ModelApiOpt = None,
     worker_processes: Annotated[
         int,
         typer.Option(

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from gymstream.cli.common import (
     BootstrapOpt,
+    OverwriteOpt,
     PrefixOpt,
     TopicsFileOpt,
     VerboseOpt,
@@ -56,9 +57,7 @@ def sink_command(
     follow: Annotated[
         bool, typer.Option("--follow", help="Keep running after the run is complete.")
     ] = False,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an output that belongs to another run.")
-    ] = False,
+    overwrite: OverwriteOpt = False,
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
     topics_file: TopicsFileOpt = None,

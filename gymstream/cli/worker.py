@@ -9,6 +9,9 @@ import typer
 from gymstream.cli.common import (
     BootstrapOpt,
     ConfigOpt,
+    ModelApiOpt,
+    ModelBaseUrlOpt,
+    ModelNameOpt,
     PrefixOpt,
     TopicsFileOpt,
     VerboseOpt,
@@ -34,13 +37,9 @@ def worker_command(
             "--concurrency", min=1, help="Rollouts in flight (default: the agent's config, 256)."
         ),
     ] = None,
-    model_base_url: Annotated[
-        str | None, typer.Option("--model-base-url", help="OpenAI-compatible base URL (/v1).")
-    ] = None,
-    model_name: Annotated[str | None, typer.Option("--model-name", help="Model name.")] = None,
-    model_api: Annotated[
-        str | None, typer.Option("--model-api", help="responses or chat_completions.")
-    ] = None,
+    model_base_url: ModelBaseUrlOpt = None,
+    model_name: ModelNameOpt = None,
+    model_api: ModelApiOpt = None,
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
     topics_file: TopicsFileOpt = None,

@@ -15,10 +15,9 @@ OTHER = "example_multi_step_simple_agent"
 
 
 def row(agent: str | None = AGENT, **params: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"responses_create_params": {"input": "what's it like in sf?", **params}}
-    if agent is not None:
-        body["agent_ref"] = {"type": "responses_api_agents", "name": agent}
-    return body
+    """A row for ``agent`` (None: no agent_ref); ``params`` make its bytes differ."""
+    ref = {} if agent is None else {"agent_ref": {"name": agent}}
+    return {"responses_create_params": {"input": "hi", **params}, **ref}
 
 
 def input_row(n: int, value: dict[str, Any], agent: str = AGENT) -> InputRow:

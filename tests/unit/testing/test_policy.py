@@ -5,20 +5,8 @@ from __future__ import annotations
 from gymstream.testing.playbook import example_arguments, mistake_kind
 from gymstream.testing.policy import decide
 
-CHAT_WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string", "description": ""}},
-            "required": ["city"],
-            "additionalProperties": False,
-        },
-        "strict": True,
-        "description": "",
-    },
-}
+# the policy goes by the tool's name; the schema is the example environment's own
+CHAT_WEATHER_TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {}}}
 
 
 def test_policy_fills_unknown_tool_arguments_from_schema() -> None:
