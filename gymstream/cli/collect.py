@@ -84,6 +84,7 @@ class _Progress:
 
 @contextlib.contextmanager
 def progress_bar(enabled: bool) -> Iterator[_Progress | None]:
+    """A live bar on stderr fed by the sink's progress (None when disabled)."""
     if not enabled:
         yield None
         return
@@ -111,6 +112,7 @@ def run_collect(
     show_progress: bool = True,
     worker_processes: int = 0,
 ) -> CollectReport:
+    """Run ``gymstream.collect.collect`` with a progress bar, then print both summaries."""
     with progress_bar(show_progress) as bar:
         report = run(
             collect(

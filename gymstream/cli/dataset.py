@@ -80,6 +80,7 @@ SeedOpt = Annotated[
 
 
 def repeats_value(num_repeats: int | None, per_agent: list[str] | None) -> int | dict[str, int]:
+    """``--num-repeats`` (default 1), or the per-agent map with it as ``_default``; exit 2."""
     if per_agent:
         try:
             mapping = parse_repeats(per_agent)
@@ -92,6 +93,7 @@ def repeats_value(num_repeats: int | None, per_agent: list[str] | None) -> int |
 
 
 def overrides_value(values: list[str] | None) -> dict[str, object]:
+    """``--responses-create-params`` as a map (a later KEY wins); exit 2 on a malformed one."""
     result: dict[str, object] = {}
     for text in values or []:
         try:
@@ -141,4 +143,5 @@ def check_input(path: Path) -> None:
 
 
 def new_run_id() -> str:
+    """A fresh run id: local time and six random hex digits, e.g. ``20260101-120000-1a2b3c``."""
     return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]

@@ -132,6 +132,7 @@ def demo_command(
 
 
 def show_rows(path: Path) -> None:
+    """Print each output row's agent, indices, reward and response size, sorted."""
     table = Table(title=str(path))
     table.add_column("agent_ref.name")
     table.add_column("_ng_task_index", justify="right")

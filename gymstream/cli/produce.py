@@ -59,11 +59,13 @@ PaceConsumerOpt = Annotated[
 
 
 def print_reject(item: RowError) -> None:
+    """One ``rejected <file>:<line>: ...`` line on stderr for a bad row."""
     line = Text.assemble(("rejected", "yellow"), " ", str(item))  # user text: never markup
     console.print(line, highlight=False, soft_wrap=True)
 
 
 def print_produce_summary(report: ProduceReport) -> None:
+    """Per agent: published and skipped; then rows read, published, rejected and time taken."""
     table = Table(title=f"run {report.run_id}: produced")
     table.add_column("agent")
     table.add_column("published", justify="right")

@@ -31,6 +31,7 @@ __all__ = ["print_sink_summary", "sink_command"]
 
 
 def print_sink_summary(report: SinkReport, output: Path) -> None:
+    """Per agent: rollouts, mean reward, failures; then what is accounted for, and the time."""
     table = Table(title=f"run {report.run_id} -> {output}")
     table.add_column("agent")
     table.add_column("rollouts", justify="right")
