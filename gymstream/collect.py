@@ -27,7 +27,7 @@ from gymstream.worker.loop import WorkerStats
 from gymstream.worker.processes import WorkerProcesses
 from gymstream.worker.serve import serve_agent
 
-__all__ = ["CollectReport", "collect"]
+__all__ = ["CollectReport", "collect", "resume_options"]
 
 log = logging.getLogger("gymstream.collect")
 
@@ -49,6 +49,30 @@ class CollectReport:
         if self.sink is None or self.sink.expected_total is None:
             return -1
         return max(0, self.sink.expected_total - self.sink.accounted)
+
+
+def resume_options(
+    output: OutputPaths,
+    options: ProduceOptions,
+    *,
+    overwrite: bool,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+) -> tuple[bool, ProduceOptions]:
+    """Claim ``output`` for ``options.run_id``; return (resumed, the options to produce with).
+
+    A fresh output (or ``overwrite``) is claimed and ``options`` come back unchanged. When the
+    output already belongs to this run, it is a resume: what it holds is skipped, non-terminal
+    failures get their next attempt (``nemo.resume``), and the plan is applied to the files.
+    Raises ``GymstreamError`` when the output belongs to another run and ``overwrite`` is off.
+    """
+    if not claim_output(output, options.run_id, overwrite=overwrite):
+        return False, options
+    plan = plan_resume(output, options.run_id, max_attempts=max_attempts)
+    apply_plan(output, plan)
+    resumed = dataclasses.replace(
+        options, skip_rollouts=frozenset(plan.done), attempts=plan.attempts
+    )
+    return True, resumed
 
 
 async def collect(
@@ -75,13 +99,9 @@ async def collect(
     started = time.perf_counter()
     retry = retry or RetrySettings()
     report = CollectReport()
-    report.resumed = claim_output(output, options.run_id, overwrite=overwrite)
-    if report.resumed:
-        plan = plan_resume(output, options.run_id, max_attempts=max_attempts)
-        apply_plan(output, plan)
-        options = dataclasses.replace(
-            options, skip_rollouts=frozenset(plan.done), attempts=plan.attempts
-        )
+    report.resumed, options = resume_options(
+        output, options, overwrite=overwrite, max_attempts=max_attempts
+    )
     report.topics = await apply_topics(kafka.client_options(), layout, config.agents)
 
     stop_workers = asyncio.Event()

@@ -154,7 +154,7 @@ async def in_process_worker(
     from gymstream.rollout.environment import load_environment
     from gymstream.rollout.model.client import build_model_client
     from gymstream.settings import ModelSettings, RetrySettings
-    from gymstream.testing.scripted_model import start_scripted_in_thread
+    from gymstream.testing.thread import start_scripted_in_thread
     from gymstream.worker.loop import run_worker
 
     server = start_scripted_in_thread(latency_ms=model_latency_ms)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from gymstream.cli.pipeline import worker_command
+from gymstream.cli.worker import worker_command
 
 
 def main() -> None:

@@ -56,6 +56,16 @@ ConfigOpt = Annotated[
     ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log more detail.")]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Replace an output that belongs to another run.")
+]
+ModelBaseUrlOpt = Annotated[
+    str | None, typer.Option("--model-base-url", help="OpenAI-compatible base URL (/v1).")
+]
+ModelNameOpt = Annotated[str | None, typer.Option("--model-name", help="Model name.")]
+ModelApiOpt = Annotated[
+    str | None, typer.Option("--model-api", help="responses or chat_completions.")
+]
 
 
 def kafka_settings(bootstrap: str | None) -> KafkaSettings:

@@ -5,15 +5,14 @@ from __future__ import annotations
 import typer
 
 from gymstream.cli import kafka, model
-from gymstream.cli.collect import collect_command, demo_command
-from gymstream.cli.pipeline import (
-    produce_command,
-    retry_failures_command,
-    sink_command,
-    topics_app,
-    worker_command,
-)
+from gymstream.cli.collect import collect_command
+from gymstream.cli.demo import demo_command
+from gymstream.cli.produce import produce_command
+from gymstream.cli.retry import retry_failures_command
+from gymstream.cli.sink import sink_command
 from gymstream.cli.stream import stream_command
+from gymstream.cli.topics import topics_app
+from gymstream.cli.worker import worker_command
 
 app = typer.Typer(
     name="gymstream",

@@ -12,7 +12,7 @@ import typer
 from gymstream import eventloop
 from gymstream.errors import GymstreamError
 from gymstream.settings import EventLoopSettings
-from gymstream.testing.scripted_model import ScriptedServer, serve_scripted
+from gymstream.testing.server import ScriptedServer, serve_scripted
 
 app = typer.Typer(
     help="Model endpoints: a scripted stand-in for demos, tests and benchmarks.",

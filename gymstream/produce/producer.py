@@ -23,8 +23,10 @@ from typing import IO, Any
 from gymstream.errors import RowError
 from gymstream.kafka.clients import build_producer
 from gymstream.kafka.topics import TopicLayout
+from gymstream.nemo.overrides import apply_overrides
 from gymstream.nemo.resume import RetryTask
-from gymstream.nemo.rows import InputRow, apply_overrides, expand, read_rows
+from gymstream.nemo.rollouts import expand
+from gymstream.nemo.rows import InputRow, read_rows
 from gymstream.runs.pacing import Pacer, open_pacer
 from gymstream.settings import KafkaSettings
 from gymstream.wire.codec import ENCODER

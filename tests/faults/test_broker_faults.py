@@ -41,7 +41,7 @@ from gymstream.errors import KafkaSetupError
 from gymstream.kafka.topics import load_layout
 from gymstream.localkafka import Cluster, fetch_jars, find_free_base_port, start_cluster
 from gymstream.localkafka.settings import LocalKafkaSettings
-from gymstream.testing.scripted_model import start_scripted_in_thread
+from gymstream.testing.thread import start_scripted_in_thread
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 

@@ -30,7 +30,7 @@ EXPECTED = {(AGENT_ONE, t, r) for t in range(ROWS) for r in range(REPEATS)}
 @pytest.fixture
 def slow_model_url() -> Iterator[str]:
     """A scripted model slow enough (30 ms per turn) that a run can be interrupted mid-way."""
-    from gymstream.testing.scripted_model import start_scripted_in_thread
+    from gymstream.testing.thread import start_scripted_in_thread
 
     server = start_scripted_in_thread(latency_ms=30)
     try:

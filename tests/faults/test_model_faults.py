@@ -24,7 +24,7 @@ from pipeline_helpers import (
     stop_gracefully,
 )
 
-from gymstream.testing.scripted_model import ScriptedThread, start_scripted_in_thread
+from gymstream.testing.thread import ScriptedThread, start_scripted_in_thread
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 

@@ -38,7 +38,7 @@ NG_KEYS = {
 
 @pytest.fixture
 def scripted_url() -> Iterator[str]:
-    from gymstream.testing.scripted_model import start_scripted_in_thread
+    from gymstream.testing.thread import start_scripted_in_thread
 
     server = start_scripted_in_thread()
     try:

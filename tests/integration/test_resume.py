@@ -31,7 +31,7 @@ def closed_port_url() -> str:
 
 @pytest.fixture
 def model_url() -> Iterator[str]:
-    from gymstream.testing.scripted_model import start_scripted_in_thread
+    from gymstream.testing.thread import start_scripted_in_thread
 
     server = start_scripted_in_thread()
     try:

@@ -27,7 +27,7 @@ ROWS, SIZE = 30, 4
 
 @pytest.fixture
 def model_url() -> Iterator[str]:
-    from gymstream.testing.scripted_model import start_scripted_in_thread
+    from gymstream.testing.thread import start_scripted_in_thread
 
     server = start_scripted_in_thread(latency_ms=5)
     try:

@@ -1,4 +1,4 @@
-"""Row reader and expansion: exact messages for broken files, limits, indices, overrides."""
+"""Row reader: exact messages for broken files, limits, bounded memory; then expansion."""
 
 from __future__ import annotations
 
@@ -13,15 +13,8 @@ import msgspec
 import pytest
 
 from gymstream.errors import RowError
-from gymstream.nemo.rows import (
-    InputRow,
-    Rollout,
-    apply_overrides,
-    expand,
-    parse_override,
-    parse_repeats,
-    read_rows,
-)
+from gymstream.nemo.rollouts import expand
+from gymstream.nemo.rows import InputRow, read_rows
 
 AGENT = "example_single_tool_call_simple_agent"
 OTHER = "example_multi_step_simple_agent"
@@ -422,76 +415,7 @@ def test_read_rows_reads_no_further_than_consumed(tmp_path: Path) -> None:
     assert [r.agent for r in rest if isinstance(r, InputRow)] == [OTHER]
 
 
-# --- expand -----------------------------------------------------------------------------------
-
-
-def input_row(n: int, value: dict[str, Any], agent: str = AGENT) -> InputRow:
-    return InputRow(line=n, row=value, agent=agent, raw=msgspec.json.encode(value))
-
-
-def keys(rollouts: list[Rollout]) -> list[tuple[str, int, int, int]]:
-    return [(r.agent, r.task_index, r.rollout_index, r.line) for r in rollouts]
-
-
-def test_expand_repeats_in_order_aabbcc() -> None:
-    rows = [input_row(n, row(question=n)) for n in (1, 2, 3)]
-    rollouts = list(expand(rows, num_repeats=2))
-    assert keys(rollouts) == [
-        (AGENT, 0, 0, 1),
-        (AGENT, 0, 1, 1),
-        (AGENT, 1, 0, 2),
-        (AGENT, 1, 1, 2),
-        (AGENT, 2, 0, 3),
-        (AGENT, 2, 1, 3),
-    ]
-    assert rollouts[2].row is rows[1].row
-
-
-def test_expand_per_agent_repeats_with_default() -> None:
-    rows = [
-        input_row(1, row(OTHER), OTHER),
-        input_row(2, row("third"), "third"),
-        input_row(3, row()),
-    ]
-    rollouts = list(expand(rows, num_repeats={OTHER: 3, "_default": 2}))
-    assert keys(rollouts) == [
-        (OTHER, 0, 0, 1),
-        (OTHER, 0, 1, 1),
-        (OTHER, 0, 2, 1),
-        ("third", 1, 0, 2),
-        ("third", 1, 1, 2),
-        (AGENT, 2, 0, 3),
-        (AGENT, 2, 1, 3),
-    ]
-
-
-def test_expand_map_without_default_repeats_others_once() -> None:
-    rows = [input_row(1, row()), input_row(2, row(OTHER), OTHER)]
-    assert keys(list(expand(rows, num_repeats={OTHER: 2}))) == [
-        (AGENT, 0, 0, 1),
-        (OTHER, 1, 0, 2),
-        (OTHER, 1, 1, 2),
-    ]
-
-
-def test_identical_lines_share_a_task_and_continue_rollout_indices() -> None:
-    same = row()
-    rows = [input_row(1, same), input_row(2, row(question=2)), input_row(3, same)]
-    rollouts = list(expand(rows, num_repeats=2))
-    assert keys(rollouts) == [
-        (AGENT, 0, 0, 1),
-        (AGENT, 0, 1, 1),
-        (AGENT, 1, 0, 2),
-        (AGENT, 1, 1, 2),
-        (AGENT, 0, 2, 3),
-        (AGENT, 0, 3, 3),
-    ]
-    assert len({(r.task_index, r.rollout_index) for r in rollouts}) == len(rollouts)
-
-
-def test_identical_lines_for_different_agents_are_different_tasks() -> None:
-    rows = [input_row(1, row(None)), input_row(2, row(None), OTHER)]
-    assert keys(list(expand(rows, num_repeats=1))) == [(AGENT, 0, 0, 1), (OTHER, 1, 0, 2)]
+# --- read, then expand -------------------------------------------------------------------------
 
 
 def test_expand_from_a_file_end_to_end(write: Callable[..., Path]) -> None:
@@ -499,82 +423,10 @@ def test_expand_from_a_file_end_to_end(write: Callable[..., Path]) -> None:
     good = (
         r for r in read_rows(path, default_agent=None, known_agents=None) if isinstance(r, InputRow)
     )
-    assert keys(list(expand(good, num_repeats=1))) == [
+    assert [
+        (r.agent, r.task_index, r.rollout_index, r.line) for r in expand(good, num_repeats=1)
+    ] == [
         (AGENT, 0, 0, 1),
         (OTHER, 1, 0, 3),
         (AGENT, 0, 1, 4),
     ]
-
-
-@pytest.mark.parametrize("bad", [0, -1, True, {OTHER: 0}, {"_default": 0}, {OTHER: 1.5}])
-def test_expand_rejects_bad_counts_at_once(bad: Any) -> None:
-    with pytest.raises(ValueError, match="must be an integer >= 1"):
-        expand([], num_repeats=bad)
-
-
-# --- command-line helpers ---------------------------------------------------------------------
-
-
-def test_parse_repeats() -> None:
-    assert parse_repeats([f"{OTHER}=8", " _default = 4 "]) == {OTHER: 8, "_default": 4}
-    assert parse_repeats([]) == {}
-
-
-@pytest.mark.parametrize(
-    ("values", "message"),
-    [
-        (["8"], "num_repeats '8': expected AGENT=N, e.g. example_multi_step_simple_agent=8 or"),
-        (["=8"], "num_repeats '=8': expected AGENT=N"),
-        (["a=x"], "num_repeats 'a=x': 'x' is not a whole number"),
-        (["a=0"], "num_repeats 'a=0': the count must be at least 1, got 0"),
-        (["a=1", "a=2"], "num_repeats 'a=2': 'a' is given twice; give it once"),
-    ],
-)
-def test_parse_repeats_errors(values: list[str], message: str) -> None:
-    with pytest.raises(ValueError, match="^" + message.replace("(", r"\(")):
-        parse_repeats(values)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("temperature=0.6", ("temperature", 0.6)),
-        ("max_output_tokens=256", ("max_output_tokens", 256)),
-        ("parallel_tool_calls=true", ("parallel_tool_calls", True)),
-        ("stop=[1,2]", ("stop", [1, 2])),
-        ('metadata={"a": "b"}', ("metadata", {"a": "b"})),
-        ("tool_choice=auto", ("tool_choice", "auto")),
-        ('tool_choice="auto"', ("tool_choice", "auto")),
-        ("instructions=a=b", ("instructions", "a=b")),
-        ("instructions=", ("instructions", "")),
-        ("seed=null", ("seed", None)),
-    ],
-)
-def test_parse_override(text: str, expected: tuple[str, Any]) -> None:
-    assert parse_override(text) == expected
-
-
-@pytest.mark.parametrize("text", ["temperature", "=0.6"])
-def test_parse_override_errors(text: str) -> None:
-    with pytest.raises(ValueError, match="expected KEY=VALUE"):
-        parse_override(text)
-
-
-def test_apply_overrides_merges_key_by_key_without_mutating() -> None:
-    original = row(temperature=1.0, max_output_tokens=64)
-    snapshot = msgspec.json.encode(original)
-    merged = apply_overrides(original, {"temperature": 0.6, "top_p": 0.9})
-    assert merged["responses_create_params"] == {
-        "input": "what's it like in sf?",
-        "temperature": 0.6,
-        "max_output_tokens": 64,
-        "top_p": 0.9,
-    }
-    assert merged["agent_ref"] == original["agent_ref"]
-    assert msgspec.json.encode(original) == snapshot
-    assert apply_overrides(original, {}) is not original
-
-
-def test_apply_overrides_needs_params() -> None:
-    with pytest.raises(ValueError, match="no responses_create_params"):
-        apply_overrides({"x": 1}, {"temperature": 0.5})

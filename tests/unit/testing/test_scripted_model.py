@@ -20,12 +20,8 @@ from gymstream.rollout.environment import load_environment
 from gymstream.rollout.loop import run_rollout
 from gymstream.rollout.model.client import build_model_client
 from gymstream.settings import ModelSettings, RetrySettings
-from gymstream.testing.scripted_model import (
-    ScriptedServer,
-    serve_scripted,
-    start_scripted_in_thread,
-)
-from gymstream.testing.scripted_policy import decide, example_arguments, mistake_kind
+from gymstream.testing.server import ScriptedServer, serve_scripted
+from gymstream.testing.thread import start_scripted_in_thread
 
 ENVIRONMENTS = Path(__file__).resolve().parents[3] / "environments"
 WEATHER_TOOL = {
@@ -369,83 +365,6 @@ def test_thread_handle_reports_bad_settings() -> None:
         start_scripted_in_thread(error_rate=1.5)
 
 
-# --- the policy on its own ------------------------------------------------------------------
-
-
-def test_policy_fills_unknown_tool_arguments_from_schema() -> None:
-    tool = {
-        "type": "function",
-        "function": {
-            "name": "book",
-            "parameters": {
-                "type": "object",
-                "properties": {
-                    "room": {"type": "string", "enum": ["red", "blue"]},
-                    "nights": {"type": "integer", "minimum": 2},
-                    "guests": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                    "vip": {"type": "boolean"},
-                    "note": {"type": "string"},
-                },
-                "required": ["room", "nights", "guests", "vip"],
-            },
-        },
-    }
-    first = decide({"messages": [{"role": "user", "content": "book it"}], "tools": [tool]})
-    assert first.text is None
-    assert first.calls == [
-        ("book", {"room": "red", "nights": 2, "guests": ["example guests"], "vip": True})
-    ]
-    second = decide(
-        {
-            "messages": [
-                {"role": "user", "content": "book it"},
-                {
-                    "role": "assistant",
-                    "tool_calls": [{"id": "c1", "function": {"name": "book", "arguments": "{}"}}],
-                },
-                {"role": "tool", "tool_call_id": "c1", "content": "booked"},
-            ],
-            "tools": [tool],
-        }
-    )
-    assert second.calls == []
-    assert second.text is not None
-    assert "booked" in second.text
-
-
-def test_policy_without_tools_answers_text() -> None:
-    reply = decide({"messages": [{"role": "user", "content": "What is 2 + 2?"}]})
-    assert reply.calls == []
-    assert reply.text is not None
-    assert "2 + 2" in reply.text
-
-
-def test_policy_respects_parallel_tool_calls_false() -> None:
-    request = {
-        "messages": [{"role": "user", "content": "weather in sf and nyc"}],
-        "tools": [CHAT_WEATHER_TOOL],
-    }
-    assert len(decide(request).calls) == 2
-    assert len(decide({**request, "parallel_tool_calls": False}).calls) == 1
-
-
-def test_mistakes_are_a_minority_and_all_kinds_occur() -> None:
-    kinds = [mistake_kind(f"prompt {i}", "", 0) for i in range(1000)]
-    correct = kinds.count(None)
-    assert 650 <= correct <= 850
-    assert {"swap", "minefield", "drop"} <= set(kinds)
-    assert kinds == [mistake_kind(f"prompt {i}", "", 0) for i in range(1000)]
-    assert kinds != [mistake_kind(f"prompt {i}", "", 1) for i in range(1000)]
-
-
-def test_example_arguments_by_type() -> None:
-    assert example_arguments({"type": "number"}) == 1.0
-    assert example_arguments({"type": ["null", "integer"]}) == 1
-    assert example_arguments({"anyOf": [{"type": "boolean"}, {"type": "string"}]}) is True
-    assert example_arguments({"type": "string"}, "city") == "example city"
-    assert example_arguments({"type": "object", "properties": {"a": {}}}) == {}
-
-
 def test_cli_serve_scripted_prints_url_and_stops_on_sigterm() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "gymstream.cli.main", "model", "serve-scripted", "--port", "0"],
@@ -496,12 +415,12 @@ def test_cli_rejects_rates_over_one() -> None:
 
 def test_latency_jitter_spreads_delays_around_the_same_mean() -> None:
     server = ScriptedServer(latency_ms=500, latency_jitter_ms=250, seed=3)
-    delays = [server._delay() for _ in range(4000)]
+    delays = [server.faults.delay() for _ in range(4000)]
     assert min(delays) >= 0.25
     assert max(delays) <= 0.75
     assert abs(sum(delays) / len(delays) - 0.5) < 0.01
     assert len({round(d, 3) for d in delays}) > 100  # spread, not a few fixed values
-    assert ScriptedServer(latency_ms=500)._delay() == 0.5
+    assert ScriptedServer(latency_ms=500).faults.delay() == 0.5
 
 
 def test_latency_jitter_does_not_shift_fault_draws() -> None:

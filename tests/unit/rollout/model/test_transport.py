@@ -12,7 +12,7 @@ from gymstream.errors import ModelCallError
 from gymstream.rollout.model.client import HttpModelClient, build_model_client
 from gymstream.rollout.model.transport import AiohttpTransport
 from gymstream.settings import ModelSettings, RetrySettings
-from gymstream.testing.scripted_model import serve_scripted
+from gymstream.testing.server import serve_scripted
 
 
 def client(timeout_s: float = 5.0) -> httpx.AsyncClient:

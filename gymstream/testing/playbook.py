@@ -1,12 +1,4 @@
-"""The scripted model's deterministic policy: the next assistant turn for a chat conversation.
-
-``chat_completion(request, seed, serial)`` wraps that turn as a Chat Completions answer (the
-server converts it for the Responses endpoint).
-
-A test double, not a model: it plays the two example environments well enough to give varied
-rewards, and any other tool set plausibly enough to exercise a pipeline. It is stateless: each
-call reads the whole conversation (as a Chat Completions request) and decides from what the
-conversation already holds, so the same conversation always gets the same answer.
+"""How the scripted policy plays each tool set: the two example environments, and any other.
 
 - ``get_weather``: call it for the city (or cities) named in the user text (``sf`` ->
   ``San Francisco``; ``3 cities`` -> three US cities; default San Francisco), then summarise.
@@ -17,121 +9,26 @@ conversation already holds, so the same conversation always gets the same answer
   request's ``seed`` and the server seed, it makes one deliberate mistake: swapped order, the
   term itself instead of its last synonym (a minefield hit), or a missing value.
 - any other tools: call the first tool once with arguments filled from its JSON schema, then
-  answer in text. No tools: a short text answer.
+  answer in text.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-import time
 import zlib
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
+from gymstream.testing.conversation import (
+    Conversation,
+    Reply,
+    decode_json,
+    next_calls,
+    pending_calls,
+)
 
-__all__ = ["MODEL_ID", "Reply", "chat_completion", "decide", "example_arguments", "mistake_kind"]
-
-MODEL_ID = "scripted"
-_SORTED_ENCODER = msgspec.json.Encoder(order="sorted")
-_ENCODER = msgspec.json.Encoder()
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One assistant turn: tool calls ``(name, arguments)`` or a final text, never both empty."""
-
-    text: str | None = None
-    calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Call:
-    call_id: str
-    name: str
-    arguments: Any
-
-
-@dataclass(frozen=True)
-class _Conversation:
-    system: str
-    user: str
-    calls: list[_Call]
-    outputs: dict[str, str]
-    parallel: bool
-    request_seed: str
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text") or "" for p in content if isinstance(p, dict))
-    return ""
-
-
-def _decode_json(text: Any) -> Any:
-    if not isinstance(text, str):
-        return None
-    try:
-        return msgspec.json.decode(text)
-    except msgspec.DecodeError:
-        return None
-
-
-def _read(request: Mapping[str, Any]) -> _Conversation:
-    messages = request.get("messages") or []
-    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
-    system = "\n".join(
-        _text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")
-    )
-    calls: list[_Call] = []
-    outputs: dict[str, str] = {}
-    for message in messages[last_user + 1 :]:
-        role = message.get("role")
-        if role == "assistant":
-            for call in message.get("tool_calls") or []:
-                function = call.get("function") or {}
-                calls.append(
-                    _Call(
-                        call_id=str(call.get("id")),
-                        name=str(function.get("name")),
-                        arguments=_decode_json(function.get("arguments")),
-                    )
-                )
-        elif role == "tool":
-            outputs[str(message.get("tool_call_id"))] = _text(message.get("content"))
-    return _Conversation(
-        system=system,
-        user=_text(messages[last_user].get("content")) if last_user >= 0 else "",
-        calls=calls,
-        outputs=outputs,
-        parallel=request.get("parallel_tool_calls") is not False,
-        request_seed=str(request.get("seed", "")),
-    )
-
-
-def _pending(
-    planned: list[tuple[str, dict[str, Any]]], made: list[_Call]
-) -> list[tuple[str, dict[str, Any]]]:
-    """The planned calls not made yet (matched by name and arguments)."""
-    done = Counter((c.name, _SORTED_ENCODER.encode(c.arguments)) for c in made)
-    pending = []
-    for name, arguments in planned:
-        key = (name, _SORTED_ENCODER.encode(arguments))
-        if done[key]:
-            done[key] -= 1
-        else:
-            pending.append((name, arguments))
-    return pending
-
-
-def _next(pending: list[tuple[str, dict[str, Any]]], parallel: bool) -> Reply:
-    return Reply(calls=pending if parallel else pending[:1])
-
+__all__ = ["example_arguments", "generic", "mistake_kind", "multi_step", "weather"]
 
 # --- example_single_tool_call -------------------------------------------------------------------
 
@@ -172,22 +69,20 @@ def _cities(user: str) -> list[str]:
     return [_DEFAULT_CITY]
 
 
-def _weather(conv: _Conversation) -> Reply:
+def weather(conv: Conversation) -> Reply:
     planned = [("get_weather", {"city": city}) for city in _cities(conv.user)]
-    pending = _pending(planned, conv.calls)
+    pending = pending_calls(planned, conv.calls)
     if pending:
-        return _next(pending, conv.parallel)
+        return next_calls(pending, conv.parallel)
     lines = []
     for call in conv.calls:
-        result = _decode_json(conv.outputs.get(call.call_id))
+        result = decode_json(conv.outputs.get(call.call_id))
         if isinstance(result, dict) and "weather_description" in result:
             lines.append(str(result["weather_description"]))
         else:
             lines.append(conv.outputs.get(call.call_id, "no answer"))
     return Reply(text=" ".join(lines) + " Dress warmly if you go out.")
 
-
-# --- example_multi_step -------------------------------------------------------------------------
 
 _SYNONYM_LINE_RE = re.compile(r"The term '([^']*)' has a synonym '([^']*)'\.")
 _EXAMPLE_TERM_RE = re.compile(r"the term you should focus on is \"([^\"]+)\"", re.IGNORECASE)
@@ -245,7 +140,7 @@ def mistake_kind(user: str, request_seed: str, seed: int) -> str | None:
     return "drop"
 
 
-def _multi_step(conv: _Conversation, seed: int) -> Reply:
+def multi_step(conv: Conversation, seed: int) -> Reply:
     table, example = _synonym_table(conv.system)
     picked = _pick_term(table, example, conv.user)
     if picked is None:
@@ -258,12 +153,12 @@ def _multi_step(conv: _Conversation, seed: int) -> Reply:
     elif mistake == "drop" and len(plan) > 1:
         plan.pop()
     lookups = [("get_synonym_value", {"synonym": s}) for s in plan]
-    pending = _pending(lookups, conv.calls)
+    pending = pending_calls(lookups, conv.calls)
     if pending:
-        return _next(pending, conv.parallel)
+        return next_calls(pending, conv.parallel)
     values: dict[str, int] = {}
     for call in conv.calls:
-        result = _decode_json(conv.outputs.get(call.call_id))
+        result = decode_json(conv.outputs.get(call.call_id))
         if (
             call.name == "get_synonym_value"
             and isinstance(call.arguments, dict)
@@ -319,84 +214,10 @@ def example_arguments(schema: Mapping[str, Any], name: str = "") -> Any:
     return f"example {name}".strip() if name else "example"
 
 
-def _generic(conv: _Conversation, tools: list[dict[str, Any]]) -> Reply:
+def generic(conv: Conversation, tools: list[dict[str, Any]]) -> Reply:
     first = tools[0]
     name = str(first.get("name"))
     if not any(c.name == name for c in conv.calls):
         return Reply(calls=[(name, example_arguments(first.get("parameters") or {}))])
     results = "; ".join(conv.outputs.get(c.call_id, "no answer") for c in conv.calls)
     return Reply(text=f"I called {name} and got: {results}")
-
-
-def decide(request: Mapping[str, Any], seed: int = 0) -> Reply:
-    """The next assistant turn for a Chat Completions request (messages + function tools)."""
-    conv = _read(request)
-    tools = [t.get("function") or {} for t in request.get("tools") or []]
-    names = {t.get("name") for t in tools}
-    if request.get("tool_choice") != "none":
-        if {"get_synonym_value", "extract_synonym_values"} <= names:
-            return _multi_step(conv, seed)
-        if "get_weather" in names:
-            return _weather(conv)
-        if tools:
-            return _generic(conv, tools)
-    snippet = " ".join(conv.user.split()[:12])
-    return Reply(text=f"This is a scripted answer to: {snippet}")
-
-
-def _estimate_prompt_tokens(request: Mapping[str, Any]) -> int:
-    """About four characters per token over the message texts (a test double's estimate)."""
-    chars = 0
-    for message in request.get("messages") or []:
-        content = message.get("content")
-        if isinstance(content, str):
-            chars += len(content)
-        for call in message.get("tool_calls") or []:
-            chars += len((call.get("function") or {}).get("arguments") or "")
-    return 1 + chars // 4
-
-
-def chat_completion(request: Mapping[str, Any], seed: int, serial: int) -> dict[str, Any]:
-    """The Chat Completions answer to ``request``: ``decide``'s turn with ids and usage.
-
-    ``serial`` makes the ids unique (``scripted<serial hex>``, ``call_<id>_<n>``); token counts
-    are estimates (about four characters per token).
-    """
-    reply = decide(request, seed)
-    base_id = f"scripted{serial:012x}"
-    tool_calls: list[dict[str, Any]] = []
-    output_chars = len(reply.text or "")
-    for index, (name, arguments) in enumerate(reply.calls):
-        encoded = _ENCODER.encode(arguments).decode()
-        output_chars += len(encoded)
-        tool_calls.append(
-            {
-                "id": f"call_{base_id}_{index}",
-                "type": "function",
-                "function": {"name": name, "arguments": encoded},
-            }
-        )
-    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
-    if tool_calls:
-        message["tool_calls"] = tool_calls
-    prompt_tokens = _estimate_prompt_tokens(request)
-    completion_tokens = 1 + output_chars // 4
-    return {
-        "id": base_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": request.get("model") or MODEL_ID,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "finish_reason": "tool_calls" if tool_calls else "stop",
-                "logprobs": None,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }

@@ -1,0 +1,162 @@
+"""`gymstream produce`: publish a dataset's rows to the task topics; resume with --output."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from gymstream.cli.common import (
+    BootstrapOpt,
+    ConfigOpt,
+    PrefixOpt,
+    TopicsFileOpt,
+    VerboseOpt,
+    console,
+    fail,
+    gym_config,
+    kafka_settings,
+    layout_for,
+    out,
+    run,
+    setup_logging,
+)
+from gymstream.cli.dataset import (
+    AgentNameOpt,
+    FailFastOpt,
+    LimitOpt,
+    NumRepeatsOpt,
+    ParamsOpt,
+    PerAgentOpt,
+    RunIdOpt,
+    SeedOpt,
+    check_input,
+    produce_options,
+    repeats_value,
+)
+from gymstream.collect import resume_options
+from gymstream.errors import GymstreamError, RowError
+from gymstream.nemo.outputs import OutputPaths
+from gymstream.produce.producer import ProduceReport, produce_paced
+
+__all__ = ["print_produce_summary", "print_reject", "produce_command"]
+
+AheadOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-groups-ahead",
+        min=1,
+        help="Pacing: publish at most N groups ahead of the trainer stream (its "
+        "committed progress); default: no pacing.",
+    ),
+]
+PaceConsumerOpt = Annotated[
+    str, typer.Option("--pace-consumer", help="The trainer stream (--consumer) to pace against.")
+]
+
+
+def print_reject(item: RowError) -> None:
+    """One ``rejected <file>:<line>: ...`` line on stderr for a bad row."""
+    line = Text.assemble(("rejected", "yellow"), " ", str(item))  # user text: never markup
+    console.print(line, highlight=False, soft_wrap=True)
+
+
+def print_produce_summary(report: ProduceReport) -> None:
+    """Per agent: published and skipped; then rows read, published, rejected and time taken."""
+    table = Table(title=f"run {report.run_id}: produced")
+    table.add_column("agent")
+    table.add_column("published", justify="right")
+    table.add_column("skipped (already done)", justify="right")
+    for agent in sorted(report.expected):
+        table.add_row(agent, str(report.published[agent]), str(report.skipped[agent]))
+    out.print(table)
+    out.print(
+        f"{report.rows} rows read, {sum(report.published.values())} rollouts published, "
+        f"{report.rejected} rows rejected, in {report.elapsed_s:.1f} s"
+    )
+
+
+def produce_command(
+    input_path: Annotated[Path, typer.Argument(help="NeMo Gym JSONL dataset.", metavar="INPUT")],
+    agent_name: AgentNameOpt = None,
+    num_repeats: NumRepeatsOpt = None,
+    num_repeats_per_agent: PerAgentOpt = None,
+    limit: LimitOpt = None,
+    responses_create_params: ParamsOpt = None,
+    run_id: RunIdOpt = None,
+    fail_fast: FailFastOpt = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            "--rejects",
+            help="Where bad rows are recorded (default: "
+            "<input stem>_rejects.jsonl in the current directory).",
+        ),
+    ] = None,
+    rollout_seed: SeedOpt = None,
+    max_groups_ahead: AheadOpt = None,
+    pace_consumer: PaceConsumerOpt = "trainer",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Resume: publish only what this output of the same "
+            "--run-id lacks (non-terminal failures get their next attempt).",
+        ),
+    ] = None,
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: PrefixOpt = None,
+    topics_file: TopicsFileOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Publish a dataset's rows to the per-agent task topics (acks=all, idempotent)."""
+    setup_logging(verbose)
+    check_input(input_path)
+    kafka = kafka_settings(bootstrap)
+    layout = layout_for(topic_prefix, topics_file)
+    cfg = gym_config(config)
+    options = produce_options(
+        input_path,
+        cfg,
+        run_id=run_id,
+        agent_name=agent_name,
+        repeats=repeats_value(num_repeats, num_repeats_per_agent),
+        limit=limit,
+        params=responses_create_params,
+        fail_fast=fail_fast,
+        rejects_path=rejects or Path(f"{input_path.stem}_rejects.jsonl"),
+        rollout_seed=rollout_seed,
+    )
+    if output is not None:
+        if run_id is None:
+            raise fail("--output resumes a run: give its --run-id too")
+        try:
+            _resumed, options = resume_options(OutputPaths(output), options, overwrite=False)
+        except GymstreamError as exc:
+            raise fail(str(exc)) from None
+    report = run(
+        produce_paced(
+            kafka,
+            layout,
+            options,
+            max_groups_ahead=max_groups_ahead,
+            pace_consumer=pace_consumer,
+            on_reject=print_reject,
+        ),
+        bootstrap=kafka.bootstrap,
+    )
+    print_produce_summary(report)
+    if report.stopped_at is not None:
+        raise fail(f"stopped at the first bad row (--fail-fast): {report.stopped_at}")
+    if not report.published and not report.skipped:
+        why = (
+            f"all {report.rejected} rows were rejected (see {options.rejects_path})"
+            if report.rejected
+            else "the file holds no rows"
+        )
+        raise fail(f"{input_path}: no rows to publish: {why}", 1)

@@ -1,0 +1,89 @@
+"""`gymstream sink`: write a run's scored rollouts to NeMo Gym JSONL, and its summary."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from gymstream.cli.common import (
+    BootstrapOpt,
+    OverwriteOpt,
+    PrefixOpt,
+    TopicsFileOpt,
+    VerboseOpt,
+    fail,
+    kafka_settings,
+    layout_for,
+    out,
+    run,
+    setup_logging,
+)
+from gymstream.errors import GymstreamError
+from gymstream.eventloop import install_stop_signals
+from gymstream.nemo.outputs import OutputPaths, claim_output
+from gymstream.sink.loop import SinkReport, run_sink
+
+__all__ = ["print_sink_summary", "sink_command"]
+
+
+def print_sink_summary(report: SinkReport, output: Path) -> None:
+    """Per agent: rollouts, mean reward, failures; then what is accounted for, and the time."""
+    table = Table(title=f"run {report.run_id} -> {output}")
+    table.add_column("agent")
+    table.add_column("rollouts", justify="right")
+    table.add_column("mean reward", justify="right")
+    table.add_column("failures", justify="right")
+    agents = sorted(set(report.written) | set(report.failed) | set(report.expected or {}))
+    for agent in agents:
+        n = report.written[agent]
+        mean = f"{report.reward_sum[agent] / n:.3f}" if n else "-"
+        table.add_row(agent, str(n), mean, str(report.failed[agent]))
+    out.print(table)
+    classes = ", ".join(f"{k}: {v}" for k, v in report.failure_classes.most_common())
+    expected = report.expected_total
+    out.print(
+        f"{report.accounted} of {expected if expected is not None else '?'} rollouts accounted "
+        f"for ({report.resumed_rows} from before a restart), {report.duplicates} duplicates "
+        f"dropped, in {report.elapsed_s:.1f} s" + (f"; failures: {classes}" if classes else "")
+    )
+
+
+def sink_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL (NeMo Gym rows).")],
+    run_id: Annotated[str, typer.Option("--run-id", help="The run to collect.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", help="Keep running after the run is complete.")
+    ] = False,
+    overwrite: OverwriteOpt = False,
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: PrefixOpt = None,
+    topics_file: TopicsFileOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Write a run's scored rollouts to JSONL exactly as NeMo Gym's collector would.
+
+    Stops by itself when every rollout of the run is written or failed (unless --follow).
+    Failures go to <stem>_failures.jsonl; metrics to <stem>_aggregate_metrics.json.
+    """
+    setup_logging(verbose)
+    kafka = kafka_settings(bootstrap)
+    layout = layout_for(topic_prefix, topics_file)
+    paths = OutputPaths(output)
+    try:
+        claim_output(paths, run_id, overwrite=overwrite)
+    except GymstreamError as exc:
+        raise fail(str(exc)) from None
+
+    async def main() -> SinkReport:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        return await run_sink(kafka, layout, paths, run_id, stop=stop, follow=follow)
+
+    report = run(main(), bootstrap=kafka.bootstrap)
+    print_sink_summary(report, output)
+    if not report.complete and not follow:
+        raise fail("stopped before the run was complete; run the same command to resume", 1)

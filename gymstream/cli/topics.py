@@ -1,0 +1,48 @@
+"""`gymstream topics apply`: create the topics declared in topics.yaml, report differences."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from gymstream.cli.common import (
+    BootstrapOpt,
+    ConfigOpt,
+    PrefixOpt,
+    TopicsFileOpt,
+    gym_config,
+    kafka_settings,
+    layout_for,
+    out,
+    run,
+)
+from gymstream.kafka.topics import apply_topics
+
+__all__ = ["topics_app"]
+
+topics_app = typer.Typer(help="Kafka topics declared in topics.yaml.", no_args_is_help=True)
+
+
+@topics_app.command("apply")
+def topics_apply(
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: PrefixOpt = None,
+    topics_file: TopicsFileOpt = None,
+    config: ConfigOpt = None,
+    agent: Annotated[
+        list[str] | None,
+        typer.Option("--agent", help="Only these agents' task topics (default: every agent)."),
+    ] = None,
+) -> None:
+    """Create the topics that are missing and report those that differ; safe to run twice."""
+    kafka = kafka_settings(bootstrap)
+    layout = layout_for(topic_prefix, topics_file)
+    agents = agent or list(gym_config(config).agents)
+    report = run(apply_topics(kafka.client_options(), layout, agents), bootstrap=kafka.bootstrap)
+    for name in report.created:
+        out.print(f"created   {name}")
+    for name in report.unchanged:
+        out.print(f"ok        {name}")
+    for line in report.differences:
+        out.print(f"[yellow]differs[/yellow]   {line}")

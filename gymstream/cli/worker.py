@@ -1,0 +1,72 @@
+"""`gymstream worker`: serve one agent until SIGTERM/SIGINT, then print what it did."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from gymstream.cli.common import (
+    BootstrapOpt,
+    ConfigOpt,
+    ModelApiOpt,
+    ModelBaseUrlOpt,
+    ModelNameOpt,
+    PrefixOpt,
+    TopicsFileOpt,
+    VerboseOpt,
+    fail,
+    gym_config,
+    kafka_settings,
+    layout_for,
+    out,
+    run,
+    setup_logging,
+)
+from gymstream.errors import GymstreamError
+from gymstream.worker.serve import serve_until_signalled
+
+__all__ = ["worker_command"]
+
+
+def worker_command(
+    agent: Annotated[str, typer.Option("--agent", help="The agent this worker serves.")],
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency", min=1, help="Rollouts in flight (default: the agent's config, 256)."
+        ),
+    ] = None,
+    model_base_url: ModelBaseUrlOpt = None,
+    model_name: ModelNameOpt = None,
+    model_api: ModelApiOpt = None,
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: PrefixOpt = None,
+    topics_file: TopicsFileOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve one agent: consume its tasks, run rollouts, publish scored results.
+
+    Run any number of these per agent (on any machines): they share the work through the
+    agent's consumer group. SIGTERM/SIGINT: stop taking work, settle, commit, leave the group.
+    The API key comes from $GYMSTREAM_MODEL_API_KEY (or $OPENAI_API_KEY) and is never printed.
+    """
+    setup_logging(verbose)
+    kafka = kafka_settings(bootstrap)
+    layout = layout_for(topic_prefix, topics_file)
+    try:
+        cfg = gym_config(config)
+        cfg.agent(agent)
+    except GymstreamError as exc:
+        raise fail(str(exc)) from None
+    overrides = {"base_url": model_base_url, "name": model_name, "api": model_api}
+    stats = run(
+        serve_until_signalled(kafka, layout, cfg, agent, overrides, concurrency),
+        bootstrap=kafka.bootstrap,
+    )
+    failures = ", ".join(f"{k}: {v}" for k, v in stats.failures.most_common()) or "none"
+    out.print(
+        f"worker for {agent}: {stats.taken} taken, {stats.succeeded} succeeded, "
+        f"failures: {failures}"
+    )
