@@ -21,7 +21,7 @@ from gymstream.kafka.topics import ApplyReport, TopicLayout, apply_topics
 from gymstream.nemo.outputs import OutputPaths, claim_output
 from gymstream.nemo.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
 from gymstream.produce.producer import ProduceOptions, ProduceReport, produce
-from gymstream.settings import KafkaSettings, RetrySettings
+from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport, run_sink
 from gymstream.worker.loop import WorkerStats
 from gymstream.worker.processes import WorkerProcesses
@@ -82,8 +82,8 @@ async def collect(
     options: ProduceOptions,
     output: OutputPaths,
     *,
+    settings: RolloutSettings,
     model_overrides: Mapping[str, Any] | None = None,
-    retry: RetrySettings | None = None,
     concurrency: int | None = None,
     overwrite: bool = False,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
@@ -97,7 +97,6 @@ async def collect(
     ``gymstream worker`` processes per agent (``processes.py``) to use more cores.
     """
     started = time.perf_counter()
-    retry = retry or RetrySettings()
     report = CollectReport()
     report.resumed, options = resume_options(
         output, options, overwrite=overwrite, max_attempts=max_attempts
@@ -133,9 +132,9 @@ async def collect(
                 config,
                 agent,
                 stop=stop_workers,
+                settings=settings,
                 model_overrides=model_overrides,
                 concurrency=concurrency,
-                retry=retry,
             ),
             name=f"worker-{agent}",
         )

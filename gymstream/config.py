@@ -135,12 +135,14 @@ def load_config(paths: Sequence[Path] | None = None) -> GymConfig:
         raise ConfigError(f"{files}: {where}: {first['msg']}") from exc
 
 
-def resolve_model(config: GymConfig, agent: str, overrides: Mapping[str, Any]) -> ModelSettings:
+def resolve_model(
+    config: GymConfig, agent: str, overrides: Mapping[str, Any], from_env: ModelSettings
+) -> ModelSettings:
     """The endpoint an agent calls: defaults < YAML < environment variables < CLI options.
 
-    ``overrides`` are the CLI options the user actually gave (None values are ignored).
+    ``from_env`` is ``ModelSettings()`` as the boundary built it (only the fields the environment
+    set count); ``overrides`` are the CLI options the user actually gave (None values ignored).
     """
-    from_env = ModelSettings()
     fields: dict[str, Any] = {}
     declared = config.models.get(config.agent(agent).model)
     if declared is not None:

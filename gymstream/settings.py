@@ -7,6 +7,7 @@ Environment variables: ``GYMSTREAM_KAFKA_*``, ``GYMSTREAM_MODEL_*`` (the API key
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -18,6 +19,7 @@ __all__ = [
     "KafkaSettings",
     "ModelSettings",
     "RetrySettings",
+    "RolloutSettings",
     "TopicSettings",
     "WorkerSettings",
 ]
@@ -136,3 +138,24 @@ class EventLoopSettings(BaseSettings):
     event_loop: str = Field(
         "auto", description="auto (uvloop when installed), uvloop (required) or asyncio."
     )
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """What every worker is built with: the model endpoint as the environment sets it, retries,
+    and the worker's own settings. Built once at the boundary (CLI, worker entry point, tests)
+    and passed down; the library never reads the environment itself.
+
+    ``model`` is the base of each agent's endpoint: its YAML ``models`` entry and the CLI's
+    ``--model-*`` options are laid over the fields the environment set
+    (``gymstream.config.resolve_model``). ``worker.concurrency`` is replaced by the agent's own.
+    """
+
+    model: ModelSettings
+    retry: RetrySettings
+    worker: WorkerSettings
+
+    @classmethod
+    def from_environment(cls) -> RolloutSettings:
+        """Read ``GYMSTREAM_MODEL_*``, ``GYMSTREAM_RETRY_*`` and ``GYMSTREAM_WORKER_*``."""
+        return cls(model=ModelSettings(), retry=RetrySettings(), worker=WorkerSettings())

@@ -159,7 +159,8 @@ async def in_process_worker(
 
     server = start_scripted_in_thread(latency_ms=model_latency_ms)
     config = load_config()
-    client = build_model_client(ModelSettings(base_url=server.url, name="s"), RetrySettings())
+    retry = RetrySettings()
+    client = build_model_client(ModelSettings(base_url=server.url, name="s"), retry)
     stop = asyncio.Event()
     agent = config.agent(AGENT_ONE)
     task = asyncio.create_task(
@@ -173,6 +174,7 @@ async def in_process_worker(
             model_name="s",
             stop=stop,
             settings=settings,
+            retry=retry,
         )
     )
     run = WorkerRun()

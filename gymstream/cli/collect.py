@@ -30,6 +30,7 @@ from gymstream.cli.common import (
     gym_config,
     kafka_settings,
     layout_for,
+    rollout_settings,
     run,
     setup_logging,
 )
@@ -53,7 +54,7 @@ from gymstream.config import GymConfig
 from gymstream.kafka.topics import TopicLayout
 from gymstream.nemo.outputs import OutputPaths
 from gymstream.produce.producer import ProduceOptions
-from gymstream.settings import KafkaSettings, RetrySettings
+from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport
 
 __all__ = ["collect_command", "finish", "problem", "progress_bar", "run_collect"]
@@ -108,6 +109,7 @@ def run_collect(
     *,
     model_overrides: dict[str, Any],
     concurrency: int | None,
+    settings: RolloutSettings | None = None,
     overwrite: bool,
     show_progress: bool = True,
     worker_processes: int = 0,
@@ -121,8 +123,8 @@ def run_collect(
                 cfg,
                 options,
                 paths,
+                settings=settings or rollout_settings(),
                 model_overrides=model_overrides,
-                retry=RetrySettings(),
                 concurrency=concurrency,
                 overwrite=overwrite,
                 worker_processes=worker_processes,

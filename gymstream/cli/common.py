@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
 
@@ -16,7 +17,7 @@ from gymstream import eventloop
 from gymstream.config import GymConfig, load_config
 from gymstream.errors import GymstreamError
 from gymstream.kafka.topics import TopicLayout, load_layout
-from gymstream.settings import EventLoopSettings, KafkaSettings, TopicSettings
+from gymstream.settings import EventLoopSettings, KafkaSettings, RolloutSettings, TopicSettings
 
 T = TypeVar("T")
 
@@ -76,6 +77,18 @@ def layout_for(prefix: str | None, topics_file: Path | None) -> TopicLayout:
     topic = TopicSettings(prefix=prefix) if prefix else TopicSettings()
     path = topics_file or (Path(topic.file) if topic.file else None)
     return load_layout(path, topic.prefix)
+
+
+def rollout_settings() -> RolloutSettings:
+    """Model, retry and worker settings from the environment; a bad value is one clear line."""
+    try:
+        return RolloutSettings.from_environment()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise fail(
+            f"{exc.title}: {where}: {first['msg']} (check the GYMSTREAM_* variables)"
+        ) from None
 
 
 def gym_config(config: str | None) -> GymConfig:

@@ -20,6 +20,7 @@ from gymstream.cli.common import (
     kafka_settings,
     layout_for,
     out,
+    rollout_settings,
     run,
     setup_logging,
 )
@@ -62,7 +63,9 @@ def worker_command(
         raise fail(str(exc)) from None
     overrides = {"base_url": model_base_url, "name": model_name, "api": model_api}
     stats = run(
-        serve_until_signalled(kafka, layout, cfg, agent, overrides, concurrency),
+        serve_until_signalled(
+            kafka, layout, cfg, agent, rollout_settings(), overrides, concurrency
+        ),
         bootstrap=kafka.bootstrap,
     )
     failures = ", ".join(f"{k}: {v}" for k, v in stats.failures.most_common()) or "none"

@@ -302,8 +302,8 @@ async def run_worker(
     *,
     model_name: str,
     stop: asyncio.Event,
-    settings: WorkerSettings | None = None,
-    retry: RetrySettings | None = None,
+    settings: WorkerSettings,
+    retry: RetrySettings,
     worker_id: str | None = None,
     on_outcome: Callable[[str, float | None, str | None], None] | None = None,
 ) -> WorkerStats:
@@ -312,8 +312,6 @@ async def run_worker(
     ``on_outcome(agent, reward or None, failure class or None)`` is called after each rollout's
     output is acknowledged by Kafka (used by progress bars).
     """
-    settings = settings or WorkerSettings(concurrency=agent_config.concurrency)
-    retry = retry or RetrySettings()
     step = OutcomeStep(
         agent=agent,
         worker_id=worker_id or new_worker_id(),

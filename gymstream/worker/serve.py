@@ -15,7 +15,7 @@ from gymstream.eventloop import install_stop_signals
 from gymstream.kafka.topics import TopicLayout
 from gymstream.rollout.environment import load_environment
 from gymstream.rollout.model.client import build_model_client
-from gymstream.settings import KafkaSettings, RetrySettings, WorkerSettings
+from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.worker.loop import WorkerStats, run_worker
 
 __all__ = ["serve_agent", "serve_until_signalled"]
@@ -28,16 +28,22 @@ async def serve_agent(
     agent: str,
     *,
     stop: asyncio.Event,
+    settings: RolloutSettings,
     model_overrides: Mapping[str, Any] | None = None,
     concurrency: int | None = None,
-    retry: RetrySettings | None = None,
     on_outcome: Callable[[str, float | None, str | None], None] | None = None,
 ) -> WorkerStats:
-    """Run ``agent``'s worker until ``stop`` is set. Raises ConfigError for an unknown agent."""
+    """Run ``agent``'s worker until ``stop`` is set. Raises ConfigError for an unknown agent.
+
+    ``concurrency`` (the CLI's) wins over the agent's configured one.
+    """
     agent_config = config.agent(agent)
     env = load_environment(agent_config.environment)
-    model_settings = resolve_model(config, agent, model_overrides or {})
-    retry = retry or RetrySettings()
+    model_settings = resolve_model(config, agent, model_overrides or {}, settings.model)
+    retry = settings.retry
+    worker = settings.worker.model_copy(
+        update={"concurrency": concurrency or agent_config.concurrency}
+    )
     client = build_model_client(model_settings, retry)
     try:
         return await run_worker(
@@ -49,7 +55,7 @@ async def serve_agent(
             client,
             model_name=model_settings.name,
             stop=stop,
-            settings=WorkerSettings(concurrency=concurrency or agent_config.concurrency),
+            settings=worker,
             retry=retry,
             on_outcome=on_outcome,
         )
@@ -62,6 +68,7 @@ async def serve_until_signalled(
     layout: TopicLayout,
     config: GymConfig,
     agent: str,
+    settings: RolloutSettings,
     model_overrides: Mapping[str, Any],
     concurrency: int | None,
 ) -> WorkerStats:
@@ -74,6 +81,7 @@ async def serve_until_signalled(
         config,
         agent,
         stop=stop,
+        settings=settings,
         model_overrides=model_overrides,
         concurrency=concurrency,
     )

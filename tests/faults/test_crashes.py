@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,11 @@ from pipeline_helpers import (
     stop_gracefully,
     wait_until,
 )
+
+
+def _has_rows(path: Path, rows: int) -> bool:
+    return count_lines(path) >= rows
+
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
@@ -64,7 +70,7 @@ def test_worker_killed_repeatedly(env: dict[str, str], tmp_path: Path) -> None:
     try:
         for target in (40, 110, 190):  # kill -9 the worker three times, mid-run
             worker = start_worker(AGENT_ONE, env, log, "--concurrency", "16")
-            wait_until(lambda t=target: count_lines(out) >= t, 90, f"{target} rows in the output")
+            wait_until(partial(_has_rows, out, target), 90, f"{target} rows in the output")
             kill_hard(worker)
             kills += 1
         worker = start_worker(AGENT_ONE, env, log, "--concurrency", "16")
@@ -86,7 +92,7 @@ def test_sink_killed_mid_write(env: dict[str, str], tmp_path: Path) -> None:
     try:
         for target in (50, 150):
             sink = spawn(["sink", "--output", str(out), "--run-id", "k2"], env, tmp_path / "s.log")
-            wait_until(lambda t=target: count_lines(out) >= t, 90, f"{target} rows in the output")
+            wait_until(partial(_has_rows, out, target), 90, f"{target} rows in the output")
             kill_hard(sink)
         # simulate the worst moment of a crash: half a line written, no newline
         with out.open("ab") as handle:

@@ -19,6 +19,7 @@ from pipeline_helpers import (
 
 from gymstream.kafka.topics import load_layout
 from gymstream.settings import KafkaSettings
+from gymstream.trainer.grouping import Group
 from gymstream.trainer.stream import StreamOptions, open_stream
 
 pytestmark = pytest.mark.kafka
@@ -55,7 +56,7 @@ async def test_groups_whole_with_two_workers_per_agent(
         assert produced.returncode == 0, produced.stderr
         kafka = KafkaSettings(bootstrap=kafka_bootstrap)
         options = StreamOptions(run_id="sp", group_size=SIZE, poll_ms=50)
-        got = []
+        got: list[Group] = []
         async with open_stream(kafka, load_layout(prefix=prefix), options) as stream:
             while len(got) < ROWS:
                 batch = await stream.next_batch(5, timeout_s=60)

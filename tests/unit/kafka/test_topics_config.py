@@ -9,6 +9,7 @@ import pytest
 from gymstream.config import load_config, resolve_model
 from gymstream.errors import ConfigError
 from gymstream.kafka.topics import _differences, default_topics_text, load_layout
+from gymstream.settings import ModelSettings
 
 
 def test_names_come_from_one_prefix() -> None:
@@ -82,12 +83,12 @@ def test_model_precedence_yaml_env_cli(tmp_path: Path, monkeypatch: pytest.Monke
     config = load_config([extra])
     monkeypatch.delenv("GYMSTREAM_MODEL_BASE_URL", raising=False)
     monkeypatch.setenv("GYMSTREAM_MODEL_NAME", "from-env")
-    model = resolve_model(config, "a", {"base_url": None})
+    model = resolve_model(config, "a", {"base_url": None}, ModelSettings())
     assert (model.base_url, model.name) == ("http://yaml:1/v1", "from-env")
-    model = resolve_model(config, "a", {"name": "from-cli"})
+    model = resolve_model(config, "a", {"name": "from-cli"}, ModelSettings())
     assert model.name == "from-cli"
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
-    model = resolve_model(config, "a", {})
+    model = resolve_model(config, "a", {}, ModelSettings())
     assert model.api_key is not None
     assert "sk-secret" not in repr(model)
 

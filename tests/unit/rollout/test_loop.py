@@ -13,6 +13,7 @@ import pytest
 from gymstream.errors import ModelCallError, ToolError, VerifierError
 from gymstream.rollout.environment import SimpleEnvironment, Tool
 from gymstream.rollout.loop import DEFAULT_MAX_STEPS, run_rollout, sum_usage
+from gymstream.wire.messages import FailureClass
 
 
 def call(name: str, arguments: str, call_id: str) -> dict[str, Any]:
@@ -288,7 +289,9 @@ async def test_verifier_without_reward_is_an_error() -> None:
 
 
 async def test_model_errors_propagate() -> None:
-    error = ModelCallError("down", failure_class="model_http_5xx", http_status=503, attempts=4)
+    error = ModelCallError(
+        "down", failure_class=FailureClass.MODEL_HTTP_5XX, http_status=503, attempts=4
+    )
     model = FakeModel([error])
     with pytest.raises(ModelCallError) as info:
         await run_rollout(ROW, make_env(), model, model_name="m")
