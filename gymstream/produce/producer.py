@@ -23,6 +23,7 @@ from typing import IO, Any
 from gymstream.errors import RowError
 from gymstream.kafka.clients import build_producer
 from gymstream.kafka.topics import TopicLayout
+from gymstream.nemo.output_row import materialized_row
 from gymstream.nemo.resume import RetryTask
 from gymstream.nemo.rows import InputRow, apply_overrides, expand, read_rows
 from gymstream.runs.control import Pacer, open_pacer
@@ -218,12 +219,12 @@ async def produce(
             if materialized is not None:
                 materialized.write(
                     ENCODER.encode(
-                        {
-                            **row,
-                            "_ng_task_index": rollout.task_index,
-                            "_ng_rollout_index": rollout.rollout_index,
-                            "agent_ref": {"name": rollout.agent},
-                        }
+                        materialized_row(
+                            row,
+                            agent=rollout.agent,
+                            task_index=rollout.task_index,
+                            rollout_index=rollout.rollout_index,
+                        )
                     )
                     + b"\n"
                 )

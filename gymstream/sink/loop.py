@@ -23,10 +23,10 @@ import msgspec
 
 from gymstream.kafka.clients import build_consumer
 from gymstream.kafka.topics import TopicLayout
+from gymstream.nemo.output_row import failure_row
 from gymstream.nemo.outputs import (
     OutputPaths,
     aggregate_metrics,
-    failure_row,
     read_done_ids,
     read_run_file,
     repair_torn_tail,

@@ -43,6 +43,7 @@ from gymstream.errors import GymstreamError
 from gymstream.kafka.clients import build_consumer, build_producer
 from gymstream.kafka.offsets import OffsetTracker
 from gymstream.kafka.topics import TopicLayout
+from gymstream.nemo.output_row import output_row
 from gymstream.rollout.environment import Environment
 from gymstream.rollout.loop import run_rollout
 from gymstream.rollout.model.client import ModelClient
@@ -444,16 +445,7 @@ class _Worker:
                 task, "internal_error", type(exc).__name__, str(exc), terminal=True, where=where
             )
         verify = result.verify_result
-        output = {
-            k: v for k, v in task.row.items() if k not in ("responses_create_params", "agent_ref")
-        }
-        output.update(verify)
-        output["_ng_task_index"] = task.task_index
-        output["_ng_rollout_index"] = task.rollout_index
-        ref = task.row.get("agent_ref")
-        output["agent_ref"] = (
-            {**ref, "name": task.agent} if isinstance(ref, dict) else {"name": task.agent}
-        )
+        output = output_row(verify, task)
         reward = float(verify.get("reward", 0.0))
         timings = dict(result.timings)
         timings["total_s"] = time.monotonic() - started
