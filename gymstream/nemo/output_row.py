@@ -163,8 +163,16 @@ def failure_row(failure: FailureMessage) -> dict[str, Any]:
 def materialized_row(
     row: Mapping[str, Any], *, agent: str, task_index: int, rollout_index: int
 ) -> dict[str, Any]:
-    """The ``OUT_materialized_inputs.jsonl`` row of one expanded rollout (before dispatch)."""
-    return _stamp(_without_stamps(row), row, agent, task_index, rollout_index)
+    """The ``OUT_materialized_inputs.jsonl`` row of one expanded rollout (before dispatch).
+
+    NeMo Gym's order here: the row with its ``agent_ref`` where the row has it (else last),
+    then the two indices.
+    """
+    out = _without_stamps(row)
+    out[AGENT_REF] = _agent_ref(row, agent)
+    out[TASK_INDEX] = task_index
+    out[ROLLOUT_INDEX] = rollout_index
+    return out
 
 
 def input_row(stored: Mapping[str, Any]) -> dict[str, Any]:

@@ -202,13 +202,19 @@ def test_poison_failure_row_has_no_task_row() -> None:
 def test_materialized_row_is_the_row_then_stamps() -> None:
     row = materialized_row({**ROW, **STALE}, agent="ms_agent", task_index=4, rollout_index=1)
     assert row == {**ROW, "_ng_task_index": 4, "_ng_rollout_index": 1, "agent_ref": REF}
-    assert list(row)[-3:] == ["_ng_task_index", "_ng_rollout_index", "agent_ref"]
+    assert list(row) == [*ROW, "_ng_task_index", "_ng_rollout_index"]  # NeMo Gym's order
 
 
 def test_materialized_row_names_the_default_agent() -> None:
     bare = {"responses_create_params": PARAMS}
     row = materialized_row(bare, agent="a", task_index=0, rollout_index=0)
     assert row["agent_ref"] == {"name": "a"}
+    assert list(row) == [
+        "responses_create_params",
+        "agent_ref",
+        "_ng_task_index",
+        "_ng_rollout_index",
+    ]
 
 
 def test_written_rows_give_back_their_rollout_id_and_agent() -> None:
