@@ -2,7 +2,8 @@
 
 Files for ``OUT.jsonl``: ``OUT.jsonl`` (one NeMo Gym output row per successful rollout),
 ``OUT_failures.jsonl`` (typed failures, NeMo Gym's ``_ng_failure_*`` keys), ``OUT_run.json`` (the
-run id the file belongs to, so a resume can check it) and ``OUT_aggregate_metrics.json``.
+run id the file belongs to, so a resume can check it) and ``OUT_aggregate_metrics.json``. The rows
+themselves are built by ``output_row``; this module writes and reads the files.
 """
 
 from __future__ import annotations
@@ -20,15 +21,13 @@ from typing import Any
 import msgspec
 
 from gymstream.errors import ConfigError
+from gymstream.nemo.output_row import TASK_INDEX, agent_of, is_collector_key, row_rollout_id
 from gymstream.wire.codec import ENCODER
-from gymstream.wire.keys import rollout_id
-from gymstream.wire.messages import FailureMessage
 
 __all__ = [
     "OutputPaths",
     "aggregate_metrics",
     "claim_output",
-    "failure_row",
     "iter_rows",
     "read_done_ids",
     "read_run_file",
@@ -167,32 +166,8 @@ def read_done_ids(path: Path, run_id: str) -> set[str]:
     """Rollout ids already in an output or failures file of ``run_id`` (for dedupe on restart)."""
     done: set[str] = set()
     for row in iter_rows(path):
-        agent = row.get("agent_ref", {}).get("name", "")
-        done.add(rollout_id(run_id, agent, row["_ng_task_index"], row["_ng_rollout_index"]))
+        done.add(row_rollout_id(run_id, row))
     return done
-
-
-def failure_row(failure: FailureMessage) -> dict[str, Any]:
-    """A failures-file row: the task's fields plus NeMo Gym's ``_ng_failure_*`` keys."""
-    row: dict[str, Any] = dict(failure.row or {})
-    row.update(
-        {
-            "_ng_task_index": failure.task_index,
-            "_ng_rollout_index": failure.rollout_index,
-            "agent_ref": {"name": failure.agent},
-            "_ng_failure_class": failure.failure_class,
-            "_ng_failure_type": failure.failure_type,
-            "_ng_failure_message": failure.message,
-            "_ng_failure_terminal": failure.terminal,
-            "_ng_attempt_index": failure.attempt,
-            "_gs_attempts": failure.attempts,
-            "_gs_http_status": failure.http_status,
-            "_gs_location": (
-                f"{failure.topic}/{failure.partition}/{failure.offset}" if failure.topic else None
-            ),
-        }
-    )
-    return row
 
 
 def _numeric(value: Any) -> float | None:
@@ -226,16 +201,16 @@ def aggregate_metrics(path: Path) -> dict[str, Any]:
         lambda: defaultdict(lambda: array("d"))
     )
     for row in iter_rows(path):
-        agent = row.get("agent_ref", {}).get("name", "")
+        agent = agent_of(row)
         for key, value in row.items():
-            if key.startswith("_ng_"):
+            if is_collector_key(key):
                 continue
             number = _numeric(value)
             if number is not None:
                 per_agent[agent][key].append(number)
         reward = _numeric(row.get("reward"))
         if reward is not None:
-            per_task[agent][int(row["_ng_task_index"])].append(reward)
+            per_task[agent][int(row[TASK_INDEX])].append(reward)
     out: dict[str, Any] = {}
     for agent in sorted(per_agent):
         fields = per_agent[agent]

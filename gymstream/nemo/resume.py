@@ -17,6 +17,15 @@ from typing import Any
 
 import msgspec
 
+from gymstream.nemo.output_row import (
+    ATTEMPT_INDEX,
+    FAILURE_TERMINAL,
+    ROLLOUT_INDEX,
+    TASK_INDEX,
+    agent_of,
+    input_row,
+    row_rollout_id,
+)
 from gymstream.nemo.outputs import (
     OutputPaths,
     iter_rows,
@@ -57,22 +66,18 @@ class ResumePlan:
         return {rid: task.attempt for rid, task in self.retry.items()}
 
 
-def _original_row(failure_row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in failure_row.items() if not k.startswith(("_ng_", "_gs_"))}
-
-
 def plan_resume(paths: OutputPaths, run_id: str, *, max_attempts: int) -> ResumePlan:
     """Read the output and failures files of ``run_id``; nothing is changed on disk."""
     plan = ResumePlan(run_id)
     plan.done = read_done_ids(paths.output, run_id)
     for row in iter_rows(paths.failures):
-        agent = row.get("agent_ref", {}).get("name", "")
-        task_index, rollout_index = int(row["_ng_task_index"]), int(row["_ng_rollout_index"])
+        agent = agent_of(row)
+        task_index, rollout_index = int(row[TASK_INDEX]), int(row[ROLLOUT_INDEX])
         rid = rollout_id(run_id, agent, task_index, rollout_index)
         if rid in plan.done:
             continue
-        attempt = int(row.get("_ng_attempt_index", 0))
-        terminal = bool(row.get("_ng_failure_terminal", True))
+        attempt = int(row.get(ATTEMPT_INDEX, 0))
+        terminal = bool(row.get(FAILURE_TERMINAL, True))
         if terminal or attempt + 1 >= max_attempts:
             plan.exhausted += 0 if terminal else 1
             plan.done.add(rid)
@@ -81,7 +86,7 @@ def plan_resume(paths: OutputPaths, run_id: str, *, max_attempts: int) -> Resume
         previous = plan.retry.get(rid)
         if previous is None or previous.attempt <= attempt:
             plan.retry[rid] = RetryTask(
-                agent, task_index, rollout_index, attempt + 1, _original_row(row)
+                agent, task_index, rollout_index, attempt + 1, input_row(row)
             )
     return plan
 
@@ -95,9 +100,7 @@ def apply_plan(paths: OutputPaths, plan: ResumePlan) -> None:
         for line in paths.failures.read_bytes().splitlines():
             if not line.strip():
                 continue
-            row = decoder.decode(line)
-            agent = row.get("agent_ref", {}).get("name", "")
-            rid = rollout_id(plan.run_id, agent, row["_ng_task_index"], row["_ng_rollout_index"])
+            rid = row_rollout_id(plan.run_id, decoder.decode(line))
             (moved if rid in plan.retry else keep).append(line)
         with paths.failures_history.open("ab") as history:
             history.write(b"".join(line + b"\n" for line in moved))

@@ -1,9 +1,10 @@
-"""Dataset rows -> per-agent task topics: the engine of ``gymstream produce``.
+"""Dataset rows -> per-agent task topics: the Kafka loop of ``gymstream produce``.
 
-Streams the input in constant memory (rows are read, expanded and sent in bounded windows),
-validates every row, assigns ``_ng_task_index`` / ``_ng_rollout_index`` and a rollout id unique
-in the run, and publishes with acks=all and idempotence. Task messages go round-robin over the
-agent topic's partitions (even spread, whatever the keys); the key is the rollout id.
+Streams the input in constant memory (rows are read, expanded and sent in bounded windows).
+What to publish (valid rows, rollouts, rejects, counts) is decided in ``plan.py``, without Kafka;
+this module publishes it with acks=all and idempotence, every send awaited in windows. Task
+messages go round-robin over the agent topic's partitions (even spread, whatever the keys); the
+key is the rollout id.
 
 The run manifest on the runs topic brackets the work: ``producing`` first, then ``produced`` with
 the expected rollouts per agent once every task is acknowledged, so a sink knows when it is done.
@@ -15,22 +16,26 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
-from gymstream.errors import RowError
+from gymstream.errors import ConfigError, RowError
 from gymstream.kafka.clients import build_producer
 from gymstream.kafka.topics import TopicLayout
-from gymstream.nemo.overrides import apply_overrides
 from gymstream.nemo.resume import RetryTask
-from gymstream.nemo.rollouts import expand
-from gymstream.nemo.rows import InputRow, read_rows
-from gymstream.runs.pacing import Pacer, open_pacer
+from gymstream.produce.plan import (
+    JsonlFile,
+    ProduceOptions,
+    ProduceReport,
+    RoundRobin,
+    plan_rollouts,
+    task_message,
+    valid_rows,
+)
+from gymstream.runs.pacing import open_pacer
 from gymstream.settings import KafkaSettings
 from gymstream.wire.codec import ENCODER
-from gymstream.wire.keys import manifest_key, rollout_id
+from gymstream.wire.keys import manifest_key
 from gymstream.wire.messages import TaskMessage
 from gymstream.wire.records import RunManifest
 
@@ -46,46 +51,6 @@ __all__ = [
 _WINDOW = 4096  # sends in flight before we wait for their acks: bounds memory, keeps batches full
 
 
-@dataclass(frozen=True)
-class ProduceOptions:
-    """What to publish; mirrors the CLI options of ``gymstream produce``."""
-
-    input_path: Path
-    run_id: str
-    known_agents: Collection[str]
-    default_agent: str | None = None
-    num_repeats: int | Mapping[str, int] = 1
-    limit: int | None = None
-    overrides: Mapping[str, Any] = field(default_factory=dict)
-    fail_fast: bool = False
-    rejects_path: Path | None = None
-    materialized_path: Path | None = None
-    skip_rollouts: Collection[str] = frozenset()
-    attempts: Mapping[str, int] = field(default_factory=dict)
-    policy_version: int | None = None
-    pacer: Pacer | None = None  # pacing: at most pacer.max_ahead groups ahead of the trainer
-    # NeMo Gym's optional per-rollout seed: responses_create_params.seed = base + rollout index
-    rollout_seed: int | None = None
-
-
-@dataclass
-class ProduceReport:
-    """Counts of one produce run; ``expected`` is what the sink must account for."""
-
-    run_id: str
-    published: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
-    rejected: int = 0
-    rows: int = 0
-    elapsed_s: float = 0.0
-    stopped_at: RowError | None = None
-
-    @property
-    def expected(self) -> dict[str, int]:
-        agents = set(self.published) | set(self.skipped)
-        return {a: self.published[a] + self.skipped[a] for a in sorted(agents)}
-
-
 async def publish_manifest(producer: Any, layout: TopicLayout, manifest: RunManifest) -> None:
     """Write the run's manifest (latest state wins: the runs topic is compacted)."""
     await (
@@ -93,11 +58,6 @@ async def publish_manifest(producer: Any, layout: TopicLayout, manifest: RunMani
             layout.runs, ENCODER.encode(manifest), key=manifest_key(manifest.run_id)
         )
     )
-
-
-def _write_reject(out: IO[bytes], item: RowError) -> None:
-    record = {"line": item.line, "field": item.field, "error": str(item)}
-    out.write(ENCODER.encode(record) + b"\n")
 
 
 async def produce(
@@ -120,149 +80,98 @@ async def produce(
     report = ProduceReport(run_id=options.run_id)
     started = time.perf_counter()
     producer = build_producer(kafka)
-    rejects: IO[bytes] | None = None
-    materialized: IO[bytes] | None = None
+    rejects = JsonlFile(options.rejects_path, lazy=True)
+    materialized: JsonlFile | None = None
     try:
         await producer.start()  # inside the try: a failed start still closes the client
         now_ms = int(time.time() * 1000)
-        await publish_manifest(
-            producer,
-            layout,
-            RunManifest(
-                run_id=options.run_id,
-                state="producing",
-                input_path=str(options.input_path),
-                created_ms=now_ms,
-            ),
-        )
-        partitions: dict[str, list[int]] = {}
-        next_partition: Counter[str] = Counter()
-        pending: list[asyncio.Future[Any]] = []
-
-        def good_rows() -> Any:
-            nonlocal rejects
-            for item in read_rows(
-                options.input_path,
-                default_agent=options.default_agent,
-                known_agents=options.known_agents,
-                limit=options.limit,
-            ):
-                if isinstance(item, InputRow):
-                    report.rows += 1
-                    yield item
-                    continue
-                report.rejected += 1
-                if on_reject is not None:
-                    on_reject(item)
-                if options.rejects_path is not None:
-                    if rejects is None:
-                        options.rejects_path.parent.mkdir(parents=True, exist_ok=True)
-                        rejects = options.rejects_path.open("wb")
-                    _write_reject(rejects, item)
-                if options.fail_fast:
-                    report.stopped_at = item
-                    return
-
-        if options.materialized_path is not None:
-            options.materialized_path.parent.mkdir(parents=True, exist_ok=True)
-            materialized = options.materialized_path.open("wb")
-
+        await publish_manifest(producer, layout, _manifest(options, "producing", now_ms))
+        materialized = JsonlFile(options.materialized_path)
+        window = _Window(on_published)
+        partitions = RoundRobin()
         groups_started = 0
-        for rollout in expand(good_rows(), num_repeats=options.num_repeats):
-            rid = rollout_id(
-                options.run_id, rollout.agent, rollout.task_index, rollout.rollout_index
-            )
-            if rid in options.skip_rollouts:
-                report.skipped[rollout.agent] += 1
-                continue
-            if options.pacer is not None and rollout.rollout_index == 0:
+        rows = valid_rows(options, report, rejects, on_reject)
+        for planned in plan_rollouts(rows, options, report):
+            if options.pacer is not None and planned.starts_group:
                 # back-pressure: a new group waits until the trainer is close enough behind
-                if not options.pacer.has_room(groups_started) and pending:
-                    await asyncio.gather(*pending)  # what is sent is visible while we wait
-                    if on_published is not None:
-                        on_published(len(pending))
-                    pending.clear()
+                if not options.pacer.has_room(groups_started):
+                    await window.flush()  # what is sent is visible while we wait
                 await options.pacer.wait_for_room(groups_started)
                 groups_started += 1
-            row = (
-                apply_overrides(rollout.row, options.overrides)
-                if options.overrides
-                else rollout.row
-            )
-            if options.rollout_seed is not None:
-                row = apply_overrides(row, {"seed": options.rollout_seed + rollout.rollout_index})
-            topic = layout.tasks(rollout.agent)
+            topic = layout.tasks(planned.agent)
             if topic not in partitions:
                 if on_agent is not None:
-                    await _maybe_await(on_agent(rollout.agent))
-                found = await producer.partitions_for(topic)
-                if not found:
-                    from gymstream.errors import ConfigError
-
-                    raise ConfigError(
-                        f"topic {topic} does not exist; run `gymstream topics apply` first"
-                    )
-                partitions[topic] = sorted(found)
-            parts = partitions[topic]
-            partition = parts[next_partition[topic] % len(parts)]
-            next_partition[topic] += 1
-            task = TaskMessage(
-                run_id=options.run_id,
-                rollout_id=rid,
-                agent=rollout.agent,
-                task_index=rollout.task_index,
-                rollout_index=rollout.rollout_index,
-                row=row,
-                attempt=options.attempts.get(rid, 0),
-                created_ms=int(time.time() * 1000),
-                policy_version=options.policy_version,
-            )
-            if materialized is not None:
-                materialized.write(
-                    ENCODER.encode(
-                        {
-                            **row,
-                            "_ng_task_index": rollout.task_index,
-                            "_ng_rollout_index": rollout.rollout_index,
-                            "agent_ref": {"name": rollout.agent},
-                        }
-                    )
-                    + b"\n"
-                )
-            pending.append(
+                    await _maybe_await(on_agent(planned.agent))
+                partitions.add(topic, await _partitions_of(producer, topic))
+            task = task_message(planned, options, created_ms=int(time.time() * 1000))
+            materialized.write(planned.materialized())
+            window.add(
                 await producer.send(
-                    topic, ENCODER.encode(task), key=rid.encode("utf-8"), partition=partition
+                    topic,
+                    ENCODER.encode(task),
+                    key=planned.rollout_id.encode("utf-8"),
+                    partition=partitions.next(topic),
                 )
             )
-            report.published[rollout.agent] += 1
-            if len(pending) >= _WINDOW:
-                await asyncio.gather(*pending)
-                if on_published is not None:
-                    on_published(len(pending))
-                pending.clear()
-        if pending:
-            await asyncio.gather(*pending)
-            if on_published is not None:
-                on_published(len(pending))
+            report.published[planned.agent] += 1
+            if len(window) >= _WINDOW:
+                await window.flush()
+        await window.flush()
         if report.stopped_at is None:
-            await publish_manifest(
-                producer,
-                layout,
-                RunManifest(
-                    run_id=options.run_id,
-                    state="produced",
-                    expected=report.expected,
-                    input_path=str(options.input_path),
-                    created_ms=now_ms,
-                ),
-            )
+            manifest = _manifest(options, "produced", now_ms, expected=report.expected)
+            await publish_manifest(producer, layout, manifest)
     finally:
-        for handle in (rejects, materialized):
-            if handle is not None:
-                handle.close()
+        rejects.close()
+        if materialized is not None:
+            materialized.close()
         await producer.stop()
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def _manifest(
+    options: ProduceOptions,
+    state: Literal["producing", "produced"],
+    created_ms: int,
+    *,
+    expected: dict[str, int] | None = None,
+) -> RunManifest:
+    return RunManifest(
+        run_id=options.run_id,
+        state=state,
+        expected=expected or {},
+        input_path=str(options.input_path),
+        created_ms=created_ms,
+    )
+
+
+async def _partitions_of(producer: Any, topic: str) -> set[int]:
+    found: set[int] | None = await producer.partitions_for(topic)
+    if not found:
+        raise ConfigError(f"topic {topic} does not exist; run `gymstream topics apply` first")
+    return found
+
+
+class _Window:
+    """Sends in flight: ``flush`` awaits every ack, then tells ``on_published`` how many."""
+
+    def __init__(self, on_published: Callable[[int], None] | None) -> None:
+        self._pending: list[asyncio.Future[Any]] = []
+        self._on_published = on_published
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, ack: asyncio.Future[Any]) -> None:
+        self._pending.append(ack)
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        await asyncio.gather(*self._pending)
+        if self._on_published is not None:
+            self._on_published(len(self._pending))
+        self._pending.clear()
 
 
 async def produce_paced(

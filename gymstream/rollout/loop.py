@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 
 from gymstream.errors import RowError, ToolError, VerifierError
+from gymstream.nemo.output_row import PARAMS, verify_result
 from gymstream.rollout.environment import Environment
 from gymstream.rollout.model.client import ModelClient
 
@@ -41,18 +42,16 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_STEPS = 16
 """Model calls per rollout when the agent config sets none (NeMo Gym: unlimited)."""
 
-# Row keys that are not task data: the request, the routing, and the collector's stamps.
-_NOT_TASK_DATA = frozenset({"responses_create_params", "agent_ref"})
-
 
 class RolloutResult(msgspec.Struct, kw_only=True):
     """One finished rollout.
 
-    ``verify_result`` is the NeMo Gym output row minus the collector's stamps: the request as
-    sent, the whole-trajectory ``response``, ``reward``, ``mask_sample``, ``failure_kind``,
-    ``failure_reason``, the verifier's metrics, and the row's other task fields (a superset of
-    NeMo Gym's, as the contract allows). ``timings`` holds ``model_s``, ``tools_s``,
-    ``verify_s`` (seconds, summed over turns). ``turns`` counts model calls.
+    ``verify_result`` (built by ``nemo.output_row.verify_result``) is the NeMo Gym output row
+    minus the collector's stamps: the request as sent, the whole-trajectory ``response``,
+    ``reward``, ``mask_sample``, ``failure_kind``, ``failure_reason``, the verifier's metrics,
+    and the row's other task fields (a superset of NeMo Gym's, as the contract allows).
+    ``timings`` holds ``model_s``, ``tools_s``, ``verify_s`` (seconds, summed over turns).
+    ``turns`` counts model calls.
     """
 
     verify_result: dict[str, Any]
@@ -158,9 +157,9 @@ async def run_rollout(
     """
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
-    row_params = row.get("responses_create_params")
+    row_params = row.get(PARAMS)
     if not isinstance(row_params, dict):
-        raise RowError("<row>", 0, "responses_create_params", "missing or not a JSON object")
+        raise RowError("<row>", 0, PARAMS, "missing or not a JSON object")
     params: dict[str, Any] = {**row_params, **(overrides or {}), "model": model_name}
     inputs = _input_items(params)
 
@@ -212,21 +211,9 @@ async def run_rollout(
             f"verifier of environment {env.name!r} returned no numeric 'reward': {fields!r:.200}"
         )
 
-    verify_result: dict[str, Any] = {
-        "responses_create_params": params,
-        "response": final,
-        "reward": float(reward),
-        "mask_sample": False,
-        "failure_kind": None,
-        "failure_reason": None,
-    }
-    verify_result.update(fields)
-    verify_result["reward"] = float(reward)
-    for key, value in row.items():
-        if key not in _NOT_TASK_DATA and not key.startswith("_ng_") and key not in verify_result:
-            verify_result[key] = value
+    result = verify_result(row, params=params, response=final, reward=float(reward), fields=fields)
     return RolloutResult(
-        verify_result=verify_result,
+        verify_result=result,
         timings={"model_s": model_s, "tools_s": tools_s, "verify_s": verify_s},
         turns=turns,
         tool_calls=tool_calls,

@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from gymstream.nemo.outputs import failure_row
+from gymstream.nemo.output_row import failure_row
 from gymstream.wire.codec import ENCODER
 from gymstream.wire.messages import FailureMessage, ResultMessage
 from gymstream.wire.records import RunManifest

@@ -13,11 +13,12 @@ No Kafka, no clock, no logging: the caller passes the times and logs what the re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import msgspec
 
 from gymstream.errors import GymstreamError
+from gymstream.nemo.output_row import output_row
 from gymstream.rollout.loop import RolloutResult
 from gymstream.wire.codec import DECODE_TASK, ENCODER
 from gymstream.wire.keys import group_key
@@ -94,26 +95,6 @@ def pick_policy_version(live: int | None, task: TaskMessage, default: int | None
     return task.policy_version if task.policy_version is not None else default
 
 
-# --- the output row ---------------------------------------------------------------------------
-# The worker's assembly of the NeMo Gym output row, kept in this one function so that it can be
-# replaced by the shared output-row builder (gymstream/nemo/) as a whole.
-def _output_row(task: TaskMessage, verify: dict[str, Any]) -> dict[str, Any]:
-    output = {
-        k: v for k, v in task.row.items() if k not in ("responses_create_params", "agent_ref")
-    }
-    output.update(verify)
-    output["_ng_task_index"] = task.task_index
-    output["_ng_rollout_index"] = task.rollout_index
-    ref = task.row.get("agent_ref")
-    output["agent_ref"] = (
-        {**ref, "name": task.agent} if isinstance(ref, dict) else {"name": task.agent}
-    )
-    return output
-
-
-# ----------------------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class OutcomeStep:
     """The outcome step of one worker: who it is and where its messages go."""
@@ -166,7 +147,7 @@ class OutcomeStep:
             agent=task.agent,
             task_index=task.task_index,
             rollout_index=task.rollout_index,
-            output=msgspec.Raw(ENCODER.encode(_output_row(task, verify))),
+            output=msgspec.Raw(ENCODER.encode(output_row(verify, task))),
             reward=reward,
             attempt=task.attempt,
             created_ms=task.created_ms,
