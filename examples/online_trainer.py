@@ -22,12 +22,18 @@ import statistics
 import sys
 from collections.abc import Sequence
 
-from gymstream.errors import GymstreamError
-from gymstream.kafka.topics import TopicLayout, load_layout
-from gymstream.runs.tail import read_manifests
-from gymstream.settings import KafkaSettings, TopicSettings
-from gymstream.trainer.grouping import Group
-from gymstream.trainer.stream import GroupStream, StreamOptions, open_stream
+from gymstream import (
+    Group,
+    GroupStream,
+    GymstreamError,
+    KafkaSettings,
+    StreamOptions,
+    TopicLayout,
+    TopicSettings,
+    load_layout,
+    open_stream,
+    read_manifests,
+)
 
 EPS = 1e-6
 

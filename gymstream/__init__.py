@@ -1,0 +1,92 @@
+"""gymstream: collect RL rollouts for LLMs over Apache Kafka, NeMo Gym compatible.
+
+The public API is what a trainer or a script imports: the names in ``__all__``, importable from
+``gymstream`` itself (``from gymstream import open_stream``). Everything else may change without
+notice. (``collect`` is not a public name: ``gymstream.collect`` is the module of that name.)
+Importing ``gymstream`` has no side effects and stays cheap: each name is imported from its
+module on first use (PEP 562), so a worker process does not pay for the trainer's modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gymstream.collect import CollectReport
+    from gymstream.errors import GymstreamError
+    from gymstream.kafka.topics import TopicLayout, load_layout
+    from gymstream.nemo.outputs import OutputPaths
+    from gymstream.produce.plan import ProduceOptions
+    from gymstream.runs.policy import latest_policy_version, publish_policy_version
+    from gymstream.runs.tail import read_manifests
+    from gymstream.settings import KafkaSettings, RolloutSettings, TopicSettings
+    from gymstream.trainer.grouping import Group
+    from gymstream.trainer.options import StreamOptions
+    from gymstream.trainer.stream import GroupStream, groups, open_stream, rollouts
+    from gymstream.wire.messages import FailureClass, FailureMessage, ResultMessage
+    from gymstream.wire.records import RunManifest
+
+__all__ = [
+    "CollectReport",
+    "FailureClass",
+    "FailureMessage",
+    "Group",
+    "GroupStream",
+    "GymstreamError",
+    "KafkaSettings",
+    "OutputPaths",
+    "ProduceOptions",
+    "ResultMessage",
+    "RolloutSettings",
+    "RunManifest",
+    "StreamOptions",
+    "TopicLayout",
+    "TopicSettings",
+    "groups",
+    "latest_policy_version",
+    "load_layout",
+    "open_stream",
+    "publish_policy_version",
+    "read_manifests",
+    "rollouts",
+]
+
+_HOME = {
+    "CollectReport": "gymstream.collect",
+    "GymstreamError": "gymstream.errors",
+    "TopicLayout": "gymstream.kafka.topics",
+    "load_layout": "gymstream.kafka.topics",
+    "OutputPaths": "gymstream.nemo.outputs",
+    "ProduceOptions": "gymstream.produce.plan",
+    "latest_policy_version": "gymstream.runs.policy",
+    "publish_policy_version": "gymstream.runs.policy",
+    "read_manifests": "gymstream.runs.tail",
+    "KafkaSettings": "gymstream.settings",
+    "RolloutSettings": "gymstream.settings",
+    "TopicSettings": "gymstream.settings",
+    "Group": "gymstream.trainer.grouping",
+    "StreamOptions": "gymstream.trainer.options",
+    "GroupStream": "gymstream.trainer.stream",
+    "groups": "gymstream.trainer.stream",
+    "open_stream": "gymstream.trainer.stream",
+    "rollouts": "gymstream.trainer.stream",
+    "FailureClass": "gymstream.wire.messages",
+    "FailureMessage": "gymstream.wire.messages",
+    "ResultMessage": "gymstream.wire.messages",
+    "RunManifest": "gymstream.wire.records",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use (then it is a plain attribute)."""
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'gymstream' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

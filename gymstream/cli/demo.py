@@ -27,6 +27,7 @@ from gymstream.cli.common import (
 )
 from gymstream.cli.dataset import NumRepeatsOpt, new_run_id
 from gymstream.errors import GymstreamError
+from gymstream.nemo.output_row import AGENT_REF, ROLLOUT_INDEX, TASK_INDEX, agent_of
 from gymstream.nemo.outputs import OutputPaths
 from gymstream.produce.producer import ProduceOptions
 
@@ -134,18 +135,18 @@ def demo_command(
 def show_rows(path: Path) -> None:
     """Print each output row's agent, indices, reward and response size, sorted."""
     table = Table(title=str(path))
-    table.add_column("agent_ref.name")
-    table.add_column("_ng_task_index", justify="right")
-    table.add_column("_ng_rollout_index", justify="right")
+    table.add_column(f"{AGENT_REF}.name")
+    table.add_column(TASK_INDEX, justify="right")
+    table.add_column(ROLLOUT_INDEX, justify="right")
     table.add_column("reward", justify="right")
     table.add_column("response items", justify="right")
     rows = [msgspec.json.decode(line) for line in path.read_bytes().splitlines() if line.strip()]
-    rows.sort(key=lambda r: (r["agent_ref"]["name"], r["_ng_task_index"], r["_ng_rollout_index"]))
+    rows.sort(key=lambda r: (agent_of(r), r[TASK_INDEX], r[ROLLOUT_INDEX]))
     for row in rows:
         table.add_row(
-            row["agent_ref"]["name"],
-            str(row["_ng_task_index"]),
-            str(row["_ng_rollout_index"]),
+            agent_of(row),
+            str(row[TASK_INDEX]),
+            str(row[ROLLOUT_INDEX]),
             f"{row['reward']:.1f}",
             str(len(row["response"]["output"])),
         )

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from gymstream.errors import ConfigError
 from gymstream.settings import KafkaSettings
 
-__all__ = ["FETCH_BYTES_PER_PARTITION", "build_consumer", "build_producer"]
+__all__ = ["FETCH_BYTES_PER_PARTITION", "build_consumer", "build_producer", "topic_partitions"]
 
 FETCH_BYTES_PER_PARTITION = 1024 * 1024
 """What a consumer fetches ahead per partition (Kafka's default). A consumer holds up to one
@@ -52,3 +53,17 @@ def build_consumer(
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)
+
+
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of ``topic``; ConfigError when the topic does not exist."""
+    # what consumer.topics() does, keeping the partitions: partitions_for_topic() only knows
+    # topics the client already tracks, and an assign-only consumer tracks none before assign()
+    cluster = await consumer._client.fetch_all_metadata()
+    parts = cluster.partitions_for_topic(topic)
+    if not parts:
+        raise ConfigError(
+            f"topic {topic} does not exist: create the topics with `gymstream topics apply` "
+            "(same --topic-prefix)"
+        )
+    return [TopicPartition(topic, p) for p in sorted(parts)]

@@ -1,1 +1,1 @@
-"""nemo"""
+"""The NeMo Gym contract: rows in (read, validate, expand), the output-row builder, files."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from gymstream.wire.keys import rollout_id
+from gymstream.wire.keys import location, rollout_id
 from gymstream.wire.messages import FailureMessage, TaskMessage
 
 __all__ = [
@@ -153,7 +153,9 @@ def failure_row(failure: FailureMessage) -> dict[str, Any]:
             "_gs_attempts": failure.attempts,
             "_gs_http_status": failure.http_status,
             "_gs_location": (
-                f"{failure.topic}/{failure.partition}/{failure.offset}" if failure.topic else None
+                location(failure.topic, failure.partition or 0, failure.offset or 0)
+                if failure.topic
+                else None
             ),
         }
     )

@@ -1,1 +1,1 @@
-"""runs"""
+"""The one reader of the compacted runs topic: manifests, policy versions, progress, pacing."""

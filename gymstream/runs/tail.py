@@ -21,8 +21,7 @@ from typing import Self, TypeVar
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from gymstream.errors import ConfigError
-from gymstream.kafka.clients import build_consumer
+from gymstream.kafka.clients import build_consumer, topic_partitions
 from gymstream.kafka.topics import TopicLayout
 from gymstream.settings import KafkaSettings
 from gymstream.wire.codec import DECODE_MANIFEST, DECODE_POLICY_VERSION, DECODE_PROGRESS
@@ -35,7 +34,7 @@ from gymstream.wire.keys import (
 )
 from gymstream.wire.records import PolicyVersion, RunManifest, StreamProgress
 
-__all__ = ["Changes", "RunsTail", "read_manifests", "topic_partitions"]
+__all__ = ["Changes", "RunsTail", "read_manifests"]
 
 log = logging.getLogger("gymstream.runs.tail")
 
@@ -233,20 +232,6 @@ class Changes:
                 if self._error is not None:
                     raise self._error
                 await self._changed.wait()
-
-
-async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
-    """Every partition of ``topic``; ConfigError when the topic does not exist."""
-    # what consumer.topics() does, keeping the partitions: partitions_for_topic() only knows
-    # topics the client already tracks, and an assign-only consumer tracks none before assign()
-    cluster = await consumer._client.fetch_all_metadata()
-    parts = cluster.partitions_for_topic(topic)
-    if not parts:
-        raise ConfigError(
-            f"topic {topic} does not exist: create the topics with `gymstream topics apply` "
-            "(same --topic-prefix)"
-        )
-    return [TopicPartition(topic, p) for p in sorted(parts)]
 
 
 async def read_manifests(

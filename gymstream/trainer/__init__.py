@@ -1,1 +1,1 @@
-"""trainer"""
+"""The trainer stream: whole GRPO groups from the results topic, exact resume, selection, pacing."""

@@ -54,10 +54,10 @@ from typing import Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from gymstream.kafka.clients import build_consumer, build_producer
+from gymstream.kafka.clients import build_consumer, build_producer, topic_partitions
 from gymstream.kafka.topics import TopicLayout
 from gymstream.runs.policy import send_policy_version
-from gymstream.runs.tail import RunsTail, topic_partitions
+from gymstream.runs.tail import RunsTail
 from gymstream.settings import KafkaSettings
 from gymstream.trainer.delivery import Delivery
 from gymstream.trainer.grouping import Group

@@ -4,6 +4,7 @@
   retries and restarts (tasks are keyed by it: work spreads over partitions);
 - result and failure key ``<run>/<agent>/<task index>``: every rollout of a GRPO group lands in
   one partition;
+- a poison message (no rollout id of its own) ``poison:<topic>/<partition>/<offset>``;
 - runs-topic keys: the manifest under the bare run id, the trainer's policy version under
   ``control/<run>``, a trainer stream's position under ``progress/<run>/<consumer>``.
 """
@@ -15,7 +16,9 @@ __all__ = [
     "PROGRESS_PREFIX",
     "group_key",
     "group_key_prefix",
+    "location",
     "manifest_key",
+    "poison_id",
     "policy_version_key",
     "progress_key",
     "rollout_id",
@@ -44,6 +47,16 @@ def group_key(run_id: str, agent: str, task_index: int) -> bytes:
 def group_key_prefix(run_id: str) -> bytes:
     """What every result and failure key of the run starts with (``group_key``'s run part)."""
     return f"{run_id}/".encode()
+
+
+def location(topic: str, partition: int, offset: int) -> str:
+    """Where a message was read, as failure records and logs name it: ``<topic>/<p>/<offset>``."""
+    return f"{topic}/{partition}/{offset}"
+
+
+def poison_id(topic: str, partition: int, offset: int) -> str:
+    """The id of a task message that could not be read as a task (it has no rollout id)."""
+    return f"poison:{location(topic, partition, offset)}"
 
 
 def manifest_key(run_id: str) -> bytes:

@@ -21,7 +21,7 @@ from gymstream.errors import GymstreamError
 from gymstream.nemo.output_row import output_row
 from gymstream.rollout.loop import RolloutResult
 from gymstream.wire.codec import DECODE_TASK, ENCODER
-from gymstream.wire.keys import group_key
+from gymstream.wire.keys import group_key, location, poison_id
 from gymstream.wire.messages import FailureClass, FailureMessage, ResultMessage, TaskMessage
 
 __all__ = [
@@ -42,7 +42,7 @@ class Where(NamedTuple):
     offset: int
 
     def __str__(self) -> str:
-        return f"{self.topic}/{self.partition}/{self.offset}"
+        return location(self.topic, self.partition, self.offset)
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ class OutcomeStep:
     def _poison(self, where: Where, kind: str, message: str, finished_ms: int) -> Outgoing:
         record = FailureMessage(
             run_id="",
-            rollout_id=f"poison:{where}",
+            rollout_id=poison_id(*where),
             agent=self.agent,
             task_index=-1,
             rollout_index=-1,

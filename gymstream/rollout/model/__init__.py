@@ -1,1 +1,1 @@
-"""rollout/model"""
+"""The model client: OpenAI-compatible Responses or Chat Completions, retries, transport."""
