@@ -18,6 +18,7 @@ Format::
         base_url: http://127.0.0.1:8000/v1
         name: my-model
         api: chat_completions
+        return_token_id_information: true   # token ids + log-probs per turn (NeMo Gym's name)
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class ModelEndpoint(BaseModel):
     api: str | None = None
     api_key: str | None = None
     timeout_s: float | None = None
+    return_token_id_information: bool | None = None
 
 
 class GymConfig(BaseModel):

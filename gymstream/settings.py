@@ -100,6 +100,14 @@ class ModelSettings(BaseSettings):
     timeout_s: float = Field(60.0, gt=0, description="Per-request timeout (connect, read, write).")
     connect_timeout_s: float = Field(5.0, gt=0)
     max_connections: int = Field(1024, ge=1)
+    return_token_id_information: bool = Field(
+        False,
+        validation_alias=AliasChoices(
+            "GYMSTREAM_MODEL_RETURN_TOKEN_IDS", "return_token_id_information"
+        ),
+        description="Ask the model for each turn's prompt and generation token ids and "
+        "log-probs (NeMo Gym's vllm_model option); a turn without them fails the rollout.",
+    )
 
 
 class WorkerSettings(BaseSettings):

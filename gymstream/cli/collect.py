@@ -21,6 +21,7 @@ from gymstream.cli.common import (
     ModelApiOpt,
     ModelBaseUrlOpt,
     ModelNameOpt,
+    ModelTokenIdsOpt,
     OverwriteOpt,
     PrefixOpt,
     TopicsFileOpt,
@@ -159,6 +160,7 @@ def collect_command(
     model_base_url: ModelBaseUrlOpt = None,
     model_name: ModelNameOpt = None,
     model_api: ModelApiOpt = None,
+    model_return_token_ids: ModelTokenIdsOpt = None,
     worker_processes: Annotated[
         int,
         typer.Option(
@@ -205,7 +207,12 @@ def collect_command(
         cfg,
         options,
         paths,
-        model_overrides={"base_url": model_base_url, "name": model_name, "api": model_api},
+        model_overrides={
+            "base_url": model_base_url,
+            "name": model_name,
+            "api": model_api,
+            "return_token_id_information": model_return_token_ids,
+        },
         concurrency=concurrency,
         overwrite=overwrite,
         show_progress=not no_progress,

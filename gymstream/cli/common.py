@@ -67,6 +67,15 @@ ModelNameOpt = Annotated[str | None, typer.Option("--model-name", help="Model na
 ModelApiOpt = Annotated[
     str | None, typer.Option("--model-api", help="responses or chat_completions.")
 ]
+ModelTokenIdsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--model-return-token-ids/--no-model-return-token-ids",
+        help="Ask the model for each turn's token ids and log-probs (NeMo Gym's "
+        "return_token_id_information; default: $GYMSTREAM_MODEL_RETURN_TOKEN_IDS or the YAML).",
+        show_default=False,
+    ),
+]
 
 
 def kafka_settings(bootstrap: str | None) -> KafkaSettings:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
 from gymstream import eventloop
 from gymstream.errors import GymstreamError
 from gymstream.settings import EventLoopSettings
-from gymstream.testing.server import ScriptedServer, serve_scripted
+from gymstream.testing.server import LogprobsMode, ScriptedServer, serve_scripted
 
 app = typer.Typer(
     help="Model endpoints: a scripted stand-in for demos, tests and benchmarks.",
@@ -28,9 +28,10 @@ async def _serve(
     hang_rate: float,
     seed: int,
     latency_jitter_ms: float,
+    logprobs: LogprobsMode,
 ) -> ScriptedServer:
     server = await serve_scripted(
-        host, port, latency_ms, error_rate, hang_rate, seed, latency_jitter_ms
+        host, port, latency_ms, error_rate, hang_rate, seed, latency_jitter_ms, logprobs
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -81,15 +82,34 @@ def serve_scripted_command(
         typer.Option(min=0, max=1, help="Fraction of model requests never answered (hangs)."),
     ] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed for the policy's mistakes and fault draws.")] = 0,
+    logprobs: Annotated[
+        str,
+        typer.Option(
+            help="Token ids and log-probs: 'asked' (Chat Completions requests that ask, as "
+            "vLLM), 'always' (also on the Responses API, as NeMo Gym's model server with "
+            "return_token_id_information) or 'never' (a server that drops them).",
+        ),
+    ] = "asked",
 ) -> None:
     """Run the scripted model server until SIGINT/SIGTERM; exit 2 if it cannot listen."""
     if error_rate + hang_rate > 1:
         raise typer.BadParameter("--error-rate plus --hang-rate must not exceed 1")
     if latency_jitter_ms > latency_ms:
         raise typer.BadParameter("--latency-jitter-ms must not exceed --latency-ms")
+    if logprobs not in ("asked", "always", "never"):
+        raise typer.BadParameter("--logprobs must be asked, always or never")
     try:
         server = eventloop.run(
-            _serve(host, port, latency_ms, error_rate, hang_rate, seed, latency_jitter_ms),
+            _serve(
+                host,
+                port,
+                latency_ms,
+                error_rate,
+                hang_rate,
+                seed,
+                latency_jitter_ms,
+                cast(LogprobsMode, logprobs),
+            ),
             EventLoopSettings().event_loop,
         )
     except OSError as exc:

@@ -12,6 +12,7 @@ from gymstream.cli.common import (
     ModelApiOpt,
     ModelBaseUrlOpt,
     ModelNameOpt,
+    ModelTokenIdsOpt,
     PrefixOpt,
     TopicsFileOpt,
     VerboseOpt,
@@ -41,6 +42,7 @@ def worker_command(
     model_base_url: ModelBaseUrlOpt = None,
     model_name: ModelNameOpt = None,
     model_api: ModelApiOpt = None,
+    model_return_token_ids: ModelTokenIdsOpt = None,
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
     topics_file: TopicsFileOpt = None,
@@ -61,7 +63,12 @@ def worker_command(
         cfg.agent(agent)
     except GymstreamError as exc:
         raise fail(str(exc)) from None
-    overrides = {"base_url": model_base_url, "name": model_name, "api": model_api}
+    overrides = {
+        "base_url": model_base_url,
+        "name": model_name,
+        "api": model_api,
+        "return_token_id_information": model_return_token_ids,
+    }
     stats = run(
         serve_until_signalled(
             kafka, layout, cfg, agent, rollout_settings(), overrides, concurrency

@@ -37,6 +37,7 @@ __all__ = [
     "PARAMS",
     "ROLLOUT_INDEX",
     "TASK_INDEX",
+    "TOKEN_PREFIX_BREAKS",
     "agent_of",
     "failure_row",
     "input_row",
@@ -56,6 +57,10 @@ FAILURE_CLASS: Final = "_ng_failure_class"
 FAILURE_TYPE: Final = "_ng_failure_type"
 FAILURE_MESSAGE: Final = "_ng_failure_message"
 FAILURE_TERMINAL: Final = "_ng_failure_terminal"
+TOKEN_PREFIX_BREAKS: Final = "_gs_token_prefix_breaks"  # noqa: S105 (a key name, not a password)
+"""On a row whose turns carry token ids only: how many turns' prompt ids do not extend the
+previous turn's prompt + generation ids (0: the trajectory is one consistent token sequence;
+see ``nemo.token_ids.prefix_breaks``). NeMo Gym has no such key, hence ``_gs_``."""
 
 _COLLECTOR_PREFIX: Final = "_ng_"  # NeMo Gym's: keys its collector writes itself
 _GYMSTREAM_PREFIX: Final = "_gs_"  # ours: failure details NeMo Gym has no key for
@@ -77,9 +82,12 @@ def verify_result(
     response: dict[str, Any],
     reward: float,
     fields: Mapping[str, Any],
+    token_prefix_breaks: int | None = None,
 ) -> dict[str, Any]:
     """The verifier's result for ``row``: NeMo Gym's defaults, the verifier's ``fields`` over
     them (``reward`` always the float given), then the row's task fields the verifier did not set.
+    ``token_prefix_breaks`` (when the turns carry token ids) is written last as
+    ``TOKEN_PREFIX_BREAKS``.
     """
     result: dict[str, Any] = {
         PARAMS: params,
@@ -94,6 +102,8 @@ def verify_result(
     for key, value in row.items():
         if _is_task_field(key) and key not in result:
             result[key] = value
+    if token_prefix_breaks is not None:
+        result[TOKEN_PREFIX_BREAKS] = token_prefix_breaks
     return result
 
 

@@ -32,6 +32,7 @@ import msgspec
 
 from gymstream.errors import RowError, ToolError, VerifierError
 from gymstream.nemo.output_row import PARAMS, verify_result
+from gymstream.nemo.token_ids import prefix_breaks
 from gymstream.rollout.environment import Environment
 from gymstream.rollout.model.client import ModelClient
 
@@ -211,7 +212,14 @@ async def run_rollout(
             f"verifier of environment {env.name!r} returned no numeric 'reward': {fields!r:.200}"
         )
 
-    result = verify_result(row, params=params, response=final, reward=float(reward), fields=fields)
+    result = verify_result(
+        row,
+        params=params,
+        response=final,
+        reward=float(reward),
+        fields=fields,
+        token_prefix_breaks=prefix_breaks(outputs),
+    )
     return RolloutResult(
         verify_result=result,
         timings={"model_s": model_s, "tools_s": tools_s, "verify_s": verify_s},

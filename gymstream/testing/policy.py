@@ -7,7 +7,10 @@ from what the conversation already holds, so the same conversation always gets t
 
 ``decide`` picks the turn; ``chat_completion(request, seed, serial)`` wraps it as a Chat
 Completions answer (the server converts it for the Responses endpoint). No tools: a short text
-answer.
+answer. With ``token_ids`` the answer carries token ids and log-probs in vLLM's shape
+(``choice.logprobs.content[i].token`` = ``"token_id:<n>"``; with ``prompt_ids`` also the top-level
+``prompt_token_ids`` and ``choice.token_ids``), from ``gymstream.testing.tokens``; usage then
+counts those tokens.
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ import msgspec
 
 from gymstream.testing.conversation import Reply, read_conversation
 from gymstream.testing.playbook import generic, multi_step, weather
+from gymstream.testing.tokens import (
+    generation_log_probs,
+    generation_token_ids,
+    prompt_token_ids,
+)
 
 __all__ = ["MODEL_ID", "chat_completion", "decide"]
 
@@ -55,11 +63,18 @@ def _estimate_prompt_tokens(request: Mapping[str, Any]) -> int:
     return 1 + chars // 4
 
 
-def chat_completion(request: Mapping[str, Any], seed: int, serial: int) -> dict[str, Any]:
+def chat_completion(
+    request: Mapping[str, Any],
+    seed: int,
+    serial: int,
+    *,
+    token_ids: bool = False,
+    prompt_ids: bool = False,
+) -> dict[str, Any]:
     """The Chat Completions answer to ``request``: ``decide``'s turn with ids and usage.
 
     ``serial`` makes the ids unique (``scripted<serial hex>``, ``call_<id>_<n>``); token counts
-    are estimates (about four characters per token).
+    are estimates (about four characters per token) unless ``token_ids`` (see the module).
     """
     reply = decide(request, seed)
     base_id = f"scripted{serial:012x}"
@@ -80,22 +95,43 @@ def chat_completion(request: Mapping[str, Any], seed: int, serial: int) -> dict[
         message["tool_calls"] = tool_calls
     prompt_tokens = _estimate_prompt_tokens(request)
     completion_tokens = 1 + output_chars // 4
-    return {
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": message,
+        "finish_reason": "tool_calls" if tool_calls else "stop",
+        "logprobs": None,
+    }
+    answer: dict[str, Any] = {
         "id": base_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": request.get("model") or MODEL_ID,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "finish_reason": "tool_calls" if tool_calls else "stop",
-                "logprobs": None,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
+        "choices": [choice],
+        "usage": {},
     }
+    if token_ids:
+        prompt = prompt_token_ids(request.get("messages") or [])
+        generation = generation_token_ids(message)
+        choice["logprobs"] = {
+            "content": [
+                {
+                    "token": f"token_id:{token}",
+                    "logprob": log_prob,
+                    "bytes": None,
+                    "top_logprobs": [],
+                }
+                for token, log_prob in zip(
+                    generation, generation_log_probs(generation), strict=True
+                )
+            ]
+        }
+        if prompt_ids:
+            answer["prompt_token_ids"] = prompt
+            choice["token_ids"] = generation
+        prompt_tokens, completion_tokens = len(prompt), len(generation)
+    answer["usage"] = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    return answer

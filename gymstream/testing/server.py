@@ -5,6 +5,13 @@ A real HTTP/1.1 server (``connection.Connection``) serving ``POST /v1/responses`
 come from ``gymstream.testing.policy``: a deterministic policy that plays the example
 environments. Latency, errors and hangs are injected by ``faults.Faults`` (see there).
 
+Token ids and log-probs (``logprobs``): ``"asked"`` (the default) answers a Chat Completions
+request that asks for them as vLLM does (``logprobs`` + ``return_tokens_as_token_ids``;
+``return_token_ids`` adds the prompt ids) and serves ``POST /tokenize``; ``"always"`` also puts
+them on the Responses API's last output item, as NeMo Gym's model server with
+``return_token_id_information: true`` does; ``"never"`` ignores the request (a server that
+drops them). ``POST /v1/tokenize`` and ``/tokenize`` both work.
+
 Use ``await serve_scripted(...)`` inside an event loop, ``thread.start_scripted_in_thread(...)``
 from synchronous code (the demo), or ``gymstream model serve-scripted`` as a separate process.
 Requests are counted in ``ScriptedServer.stats``.
@@ -17,17 +24,21 @@ import itertools
 import logging
 from collections import Counter
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from gymstream.errors import ModelResponseError
 from gymstream.rollout.model.chat import chat_to_response, responses_to_chat_request
+from gymstream.rollout.model.tokens import token_fields
 from gymstream.testing.connection import Connection, error_body
 from gymstream.testing.faults import Faults
 from gymstream.testing.policy import MODEL_ID, chat_completion
+from gymstream.testing.tokens import prompt_token_ids
 
-__all__ = ["ScriptedServer", "serve_scripted"]
+LogprobsMode = Literal["asked", "always", "never"]
+
+__all__ = ["LogprobsMode", "ScriptedServer", "serve_scripted"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +68,11 @@ class ScriptedServer:
         hang_rate: float = 0.0,
         seed: int = 0,
         latency_jitter_ms: float = 0.0,
+        logprobs: LogprobsMode = "asked",
     ) -> None:
+        if logprobs not in ("asked", "always", "never"):
+            raise ValueError(f"logprobs must be asked, always or never, got {logprobs!r}")
+        self.logprobs = logprobs
         self.host = host
         self.port = 0
         self.seed = seed
@@ -128,7 +143,7 @@ class ScriptedServer:
                 return 0.0, 405, error_body("use GET /v1/models", "invalid_request_error")
             stats["models"] += 1
             return self.faults.delay(), 200, _MODELS
-        if path not in ("/responses", "/chat/completions"):
+        if path not in ("/responses", "/chat/completions", "/tokenize"):
             stats["not_found"] += 1
             return 0.0, 404, error_body(f"no route {target[:200]}", "invalid_request_error")
         if method != "POST":
@@ -156,12 +171,40 @@ class ScriptedServer:
         return self.faults.delay(), 200, payload
 
     def _complete(self, path: str, request: dict[str, Any]) -> bytes:
+        mode = self.logprobs
+        if path == "/tokenize" and mode != "never":
+            ids = prompt_token_ids(request.get("messages") or [])
+            return _ENCODER.encode({"count": len(ids), "max_model_len": 1 << 20, "tokens": ids})
+        if path == "/tokenize":
+            raise ValueError("this scripted server does not tokenize (logprobs=never)")
         if path == "/responses":
-            chat = chat_completion(responses_to_chat_request(request), self.seed, next(self._ids))
-            return _ENCODER.encode(chat_to_response(chat, request))
-        chat = chat_completion(request, self.seed, next(self._ids))
+            chat_request = responses_to_chat_request(request)
+            always = mode == "always"
+            chat = chat_completion(
+                chat_request, self.seed, next(self._ids), token_ids=always, prompt_ids=always
+            )
+            return _ENCODER.encode(
+                chat_to_response(chat, request, _bundle(chat) if always else None)
+            )
+        asked = mode != "never" and bool(
+            request.get("logprobs") and request.get("return_tokens_as_token_ids")
+        )
+        chat = chat_completion(
+            request,
+            self.seed,
+            next(self._ids),
+            token_ids=asked,
+            prompt_ids=asked and bool(request.get("return_token_ids")),
+        )
         chat["id"] = f"chatcmpl-{chat['id']}"
         return _ENCODER.encode(chat)
+
+
+def _bundle(chat: dict[str, Any]) -> dict[str, Any]:
+    """The three fields from a scripted chat answer made with token ids and prompt ids."""
+    choice = chat["choices"][0]
+    log_probs = [e["logprob"] for e in choice["logprobs"]["content"]]
+    return token_fields(chat["prompt_token_ids"], choice["token_ids"], log_probs)
 
 
 async def serve_scripted(
@@ -172,6 +215,7 @@ async def serve_scripted(
     hang_rate: float = 0.0,
     seed: int = 0,
     latency_jitter_ms: float = 0.0,
+    logprobs: LogprobsMode = "asked",
 ) -> ScriptedServer:
     """Start a scripted model server in the running loop and return it (listening).
 
@@ -184,6 +228,7 @@ async def serve_scripted(
         hang_rate=hang_rate,
         seed=seed,
         latency_jitter_ms=latency_jitter_ms,
+        logprobs=logprobs,
     )
     await server.start(port)
     return server

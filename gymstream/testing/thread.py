@@ -10,7 +10,7 @@ import contextlib
 import threading
 from types import TracebackType
 
-from gymstream.testing.server import ScriptedServer, serve_scripted
+from gymstream.testing.server import LogprobsMode, ScriptedServer, serve_scripted
 
 __all__ = ["ScriptedThread", "start_scripted_in_thread"]
 
@@ -66,6 +66,7 @@ def start_scripted_in_thread(
     latency_jitter_ms: float = 0.0,
     *,
     ready_timeout_s: float = 10.0,
+    logprobs: LogprobsMode = "asked",
 ) -> ScriptedThread:
     """Run a scripted server in a background thread; returns once it listens.
 
@@ -82,7 +83,14 @@ def start_scripted_in_thread(
         try:
             server = loop.run_until_complete(
                 serve_scripted(
-                    host, port, latency_ms, error_rate, hang_rate, seed, latency_jitter_ms
+                    host,
+                    port,
+                    latency_ms,
+                    error_rate,
+                    hang_rate,
+                    seed,
+                    latency_jitter_ms,
+                    logprobs,
                 )
             )
         except BaseException as exc:  # handed to the starting thread, which re-raises it

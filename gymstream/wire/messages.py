@@ -82,6 +82,8 @@ class FailureClass(StrEnum):
     POISON_MESSAGE = "poison_message"
     UNKNOWN_AGENT = "unknown_agent"
     RESULT_TOO_LARGE = "result_too_large"
+    # token ids asked for (return_token_id_information) but missing or malformed in an answer
+    MODEL_TOKEN_IDS_MISSING = "model_token_ids_missing"  # noqa: S105 (a key name, not a password)
 
 
 class FailureMessage(msgspec.Struct, kw_only=True, frozen=True):

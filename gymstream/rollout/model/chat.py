@@ -19,6 +19,10 @@ Mapping (what a caller must know):
   with one ``output_text`` part, each tool call -> a ``function_call`` item; finish_reason
   ``length`` -> status ``incomplete`` (reason ``max_output_tokens``); usage prompt/completion
   tokens -> input/output tokens.
+- Token ids (``token_ids=True`` / ``tokens``, see ``model.tokens``): the three fields of a turn's
+  last output item ride back on the assistant message of that turn (as NeMo Gym's converter
+  does); an answer's fields go on the last output item it produces (an empty ``message`` item
+  when it produced none).
 Unsupported requests (streaming, non-function tools, unknown item types) raise
 ``ModelResponseError`` with failure_class ``model_request_unsupported``: retrying cannot help.
 """
@@ -33,6 +37,7 @@ from typing import Any
 import msgspec
 
 from gymstream.errors import ModelResponseError
+from gymstream.nemo.token_ids import PROMPT_TOKEN_IDS, ROUTED_EXPERTS, TOKEN_FIELDS
 from gymstream.wire.messages import FailureClass
 
 __all__ = ["chat_to_response", "responses_to_chat_request", "usage_from_chat"]
@@ -107,7 +112,15 @@ def _content_to_chat(content: Any) -> Any:
     return "".join(texts) if only_text else parts
 
 
-def _messages(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _carry_tokens(item: Mapping[str, Any], messages: list[dict[str, Any]]) -> None:
+    """Put a turn's token fields (on its last item) on the assistant message it became."""
+    if PROMPT_TOKEN_IDS in item and messages and messages[-1]["role"] == "assistant":
+        for key in (*TOKEN_FIELDS, ROUTED_EXPERTS):
+            if item.get(key) is not None:
+                messages[-1][key] = item[key]
+
+
+def _messages(params: Mapping[str, Any], token_ids: bool = False) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     instructions = params.get("instructions")
     if instructions:
@@ -151,6 +164,8 @@ def _messages(params: Mapping[str, Any]) -> list[dict[str, Any]]:
             continue
         else:
             raise _unsupported(f"input item type {kind!r}")
+        if token_ids:
+            _carry_tokens(item, messages)
     return messages
 
 
@@ -183,8 +198,12 @@ def _response_format(text: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"type": fmt["type"]}
 
 
-def responses_to_chat_request(params: Mapping[str, Any]) -> dict[str, Any]:
+def responses_to_chat_request(
+    params: Mapping[str, Any], *, token_ids: bool = False
+) -> dict[str, Any]:
     """A Responses API request body -> the equivalent Chat Completions request body.
+
+    ``token_ids``: carry each turn's token fields back on its assistant message.
 
     Raises ``ModelResponseError`` (failure_class ``model_request_unsupported``) for what has no
     chat equivalent: streaming, ``previous_response_id``, non-function tools, unknown items.
@@ -197,7 +216,7 @@ def responses_to_chat_request(params: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in params.items():
         if key not in _DROPPED_KEYS and value is not None:
             chat[key] = value
-    chat["messages"] = _messages(params)
+    chat["messages"] = _messages(params, token_ids)
     tools = params.get("tools")
     if tools:
         chat["tools"] = _tools(tools)
@@ -244,8 +263,24 @@ def _arguments_text(arguments: Any) -> str:
     return msgspec.json.encode(arguments).decode()
 
 
-def chat_to_response(chat: Mapping[str, Any], request: Mapping[str, Any]) -> dict[str, Any]:
+def _message_item(base_id: str, text: str) -> dict[str, Any]:
+    return {
+        "id": f"msg_{base_id}",
+        "type": "message",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
+    }
+
+
+def chat_to_response(
+    chat: Mapping[str, Any],
+    request: Mapping[str, Any],
+    tokens: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """A Chat Completions answer -> a Responses API ``Response`` object (as a dict).
+
+    ``tokens`` (the turn's token fields) go last on the last output item, as NeMo Gym puts them.
 
     ``request`` is the Responses request it answers; its tools, tool_choice, temperature, ...
     are echoed as the Responses API does. Raises ``ModelResponseError`` (failure_class
@@ -275,17 +310,7 @@ def chat_to_response(chat: Mapping[str, Any], request: Mapping[str, Any]) -> dic
     if content:
         if isinstance(content, list):
             content = "".join(p.get("text") or "" for p in content if isinstance(p, dict))
-        output.append(
-            {
-                "id": f"msg_{base_id}",
-                "type": "message",
-                "role": "assistant",
-                "status": "completed",
-                "content": [
-                    {"type": "output_text", "text": content, "annotations": [], "logprobs": []}
-                ],
-            }
-        )
+        output.append(_message_item(base_id, content))
     for index, call in enumerate(message.get("tool_calls") or []):
         function = call.get("function") or {}
         call_id = call.get("id") or f"call_{base_id}_{index}"
@@ -299,6 +324,10 @@ def chat_to_response(chat: Mapping[str, Any], request: Mapping[str, Any]) -> dic
                 "status": "completed",
             }
         )
+    if tokens is not None:
+        if not output:  # NeMo Gym's converter makes an empty message of an empty turn
+            output.append(_message_item(base_id, ""))
+        output[-1].update(tokens)
     finish = choices[0].get("finish_reason") if isinstance(choices, list) else None
     incomplete: dict[str, Any] | None = None
     if finish == "length":

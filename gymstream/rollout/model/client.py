@@ -15,12 +15,19 @@ Failure contract (what ``create`` raises):
   (``model_http_4xx``; ``model_http_3xx`` for an unfollowed redirect), for a body that is not
   JSON or lacks ``output`` (``model_malformed_response``), and for a request that has no chat
   equivalent (``model_request_unsupported``).
+- ``ModelResponseError`` with ``model_token_ids_missing`` (not retriable) when token ids were
+  asked for (``return_token_id_information``) and the answer lacks them (see ``model.tokens``).
 The API key goes only into the Authorization header: never into logs, messages or reprs.
 
 Connection pooling: httpx's own pool does work per request that grows with the requests in
 flight on it. When the client builds its own pool it uses one ``httpx.AsyncClient`` on
 ``http_transport.AiohttpTransport`` (aiohttp's pool, at most ``max_connections``
 connections): about twice the requests per CPU second. A client passed in is used as is.
+
+Token ids (``return_token_id_information``): on Chat Completions the request asks vLLM for them,
+the answer's ids and log-probs go on the turn's last output item, and when vLLM sends no
+``prompt_token_ids`` the prompt ids come from ``POST {base_url without /v1}/tokenize`` of the
+same chat request (one more call, with the same retries). Off (the default), nothing changes.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import httpx
 import msgspec
 
 from gymstream.errors import ModelCallError, ModelResponseError
+from gymstream.rollout.model import tokens
 from gymstream.rollout.model.chat import chat_to_response, responses_to_chat_request
 from gymstream.rollout.model.transport import AiohttpTransport
 from gymstream.settings import ModelSettings, RetrySettings
@@ -125,6 +133,8 @@ class HttpModelClient:
             f"{base}/chat/completions" if self._api == "chat_completions" else (f"{base}/responses")
         )
         self._shown_url = _display_url(self._url)
+        self._token_ids = settings.return_token_id_information
+        self._tokenize_url = f"{base.removesuffix('/v1')}/tokenize"
         self._retry = retry
         self._timeout = httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s)
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -154,21 +164,50 @@ class HttpModelClient:
 
     async def create(self, params: dict[str, Any]) -> dict[str, Any]:
         """One Responses API call with retries; see the module docstring for what it raises."""
+        if self._token_ids:
+            return await self._create_with_token_ids(params)
         if self._api == "chat_completions":
             chat = responses_to_chat_request(params)
             return chat_to_response(await self._post(_ENCODER.encode(chat), "choices"), params)
         return await self._post(_ENCODER.encode(params), "output")
 
+    async def _create_with_token_ids(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``create`` with return_token_id_information on (see ``model.tokens``)."""
+        if self._api != "chat_completions":
+            response = await self._post(_ENCODER.encode(params), "output")
+            tokens.check_response_tokens(response, self._shown_url)
+            return response
+        chat = responses_to_chat_request(params, token_ids=True)
+        chat.update(tokens.TOKEN_REQUEST)
+        answer = await self._post(_ENCODER.encode(chat), "choices")
+        bundle, generation, log_probs = tokens.read_chat_tokens(answer, self._shown_url)
+        if bundle is None:
+            prompt = tokens.prompt_ids(answer, self._shown_url)
+            if prompt is None:
+                prompt = await self._tokenize(chat)
+            bundle = tokens.token_fields(prompt, generation, log_probs)
+        return chat_to_response(answer, params, bundle)
+
+    async def _tokenize(self, chat: dict[str, Any]) -> list[int]:
+        """The prompt ids of ``chat`` from vLLM's ``POST /tokenize`` (same retries)."""
+        body = _ENCODER.encode(tokens.tokenize_request(chat))
+        answer = await self._post(body, "tokens", self._tokenize_url)
+        return tokens.read_tokenize(answer, _display_url(self._tokenize_url))
+
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, "***") if self._secret else text
 
-    async def _post(self, content: bytes, required_key: str) -> dict[str, Any]:
+    async def _post(
+        self, content: bytes, required_key: str, url: str | None = None
+    ) -> dict[str, Any]:
+        target = self._url if url is None else url
+        shown = self._shown_url if url is None else _display_url(url)
         attempts = self._retry.max_attempts
         for attempt in range(1, attempts + 1):
             retry_after: float | None = None
             cause: BaseException | None = None
             try:
-                status, body, retry_after_header = await self._send(content)
+                status, body, retry_after_header = await self._send(target, content)
             except httpx.TimeoutException as exc:
                 cause = exc
                 failure_class, http_status = FailureClass.MODEL_TIMEOUT, None
@@ -180,12 +219,12 @@ class HttpModelClient:
             else:
                 http_status = status
                 if 200 <= status < 300:
-                    return self._decode(status, body, required_key, attempt)
+                    return self._decode(status, body, required_key, attempt, shown)
                 snippet = _text(body)[:_SNIPPET_CHARS].replace("\n", " ")
                 if status != 429 and status < 500:
                     raise ModelResponseError(
                         self._redact(
-                            f"model endpoint {self._shown_url} answered HTTP {status}, which a "
+                            f"model endpoint {shown} answered HTTP {status}, which a "
                             f"retry cannot fix: {snippet}"
                         ),
                         failure_class=FailureClass.MODEL_HTTP_4XX
@@ -202,7 +241,7 @@ class HttpModelClient:
             if attempt == attempts:
                 raise ModelCallError(
                     self._redact(
-                        f"model endpoint {self._shown_url} {problem}; gave up after {attempt} "
+                        f"model endpoint {shown} {problem}; gave up after {attempt} "
                         f"attempt(s). Check that the model server is up and not overloaded."
                     ),
                     failure_class=failure_class,
@@ -216,7 +255,7 @@ class HttpModelClient:
             logger.info(
                 "model call %s (%s); attempt %d/%d, retrying in %.2fs",
                 failure_class,
-                self._shown_url,
+                shown,
                 attempt,
                 attempts,
                 delay,
@@ -224,12 +263,12 @@ class HttpModelClient:
             await self._sleep(delay)
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
-    async def _send(self, content: bytes) -> tuple[int, bytes, str | None]:
+    async def _send(self, url: str, content: bytes) -> tuple[int, bytes, str | None]:
         """POST one body: (status, body, Retry-After). Raises httpx's transport exceptions."""
         if self._fast is not None:  # our own aiohttp pool: skip httpx's objects (hot path)
             status, headers, body = await self._fast.send(
                 "POST",
-                self._url,
+                url,
                 self._headers,
                 content,
                 connect_s=self._timeout.connect,
@@ -241,19 +280,19 @@ class HttpModelClient:
             )
             return status, body, retry_after
         resp = await self._http.post(
-            self._url, content=content, headers=self._headers, timeout=self._timeout
+            url, content=content, headers=self._headers, timeout=self._timeout
         )
         return resp.status_code, resp.content, resp.headers.get("retry-after")
 
     def _decode(
-        self, status: int, content: bytes, required_key: str, attempt: int
+        self, status: int, content: bytes, required_key: str, attempt: int, shown: str
     ) -> dict[str, Any]:
         try:
             data = msgspec.json.decode(content)
         except msgspec.DecodeError as exc:
             raise ModelResponseError(
                 self._redact(
-                    f"model endpoint {self._shown_url} answered HTTP {status} with a "
+                    f"model endpoint {shown} answered HTTP {status} with a "
                     f"body that is not JSON: {_text(content)[:_SNIPPET_CHARS]!r}"
                 ),
                 failure_class=FailureClass.MODEL_MALFORMED_RESPONSE,
@@ -263,7 +302,7 @@ class HttpModelClient:
         if not isinstance(data, dict) or not isinstance(data.get(required_key), list):
             raise ModelResponseError(
                 self._redact(
-                    f"model endpoint {self._shown_url} answered JSON without a {required_key!r} "
+                    f"model endpoint {shown} answered JSON without a {required_key!r} "
                     f"list: {_text(content)[:_SNIPPET_CHARS]!r}"
                 ),
                 failure_class=FailureClass.MODEL_MALFORMED_RESPONSE,
