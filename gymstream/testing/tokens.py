@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["generation_log_probs", "generation_token_ids", "prompt_token_ids"]
@@ -50,7 +50,7 @@ def _body(message: Mapping[str, Any]) -> list[int]:
     return ids
 
 
-def prompt_token_ids(messages: list[Mapping[str, Any]]) -> list[int]:
+def prompt_token_ids(messages: Sequence[Mapping[str, Any]]) -> list[int]:
     """The prompt ids of a chat: every message rendered, then the assistant's role token."""
     ids: list[int] = []
     for message in messages:
