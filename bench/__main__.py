@@ -79,7 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--repeat", type=int, help="runs of staged and collect; the best is kept (2; quick 1)"
     )
     parser.add_argument(
-        "--bare-modes", help="comma list of bare modes: raw, raw_uvloop, agent, httpx1 (all four)"
+        "--bare-modes",
+        help="comma list of bare modes: raw, raw_uvloop, agent, httpx1 (those four by "
+        "default), chat, chat_tokens (the cost of token ids; see bench/bare.py)",
     )
     parser.add_argument("--big-rows", type=int, help="rows of the big produce input (1000000)")
     parser.add_argument("--floor-messages", type=int, help="messages per Kafka floor run (50000)")

@@ -11,6 +11,9 @@ of C asyncio tasks:
   same model client (tool call, verifier included): gymstream minus Kafka.
 - ``raw_uvloop``: ``raw`` on uvloop's event loop, the loop gymstream's processes run on
   (``gymstream.eventloop``); ``raw`` itself is the plain asyncio loop the bare limit names.
+- ``chat`` / ``chat_tokens``: as ``agent`` but over Chat Completions, without and with token ids
+  and log-probs (``return_token_id_information``; the scripted model then sends vLLM's fields):
+  what asking for token ids costs on the hot path.
 - ``httpx1``: as ``raw`` but over ONE ``httpx.AsyncClient`` holding every connection (the
   model client's limits): shows what the model client's split into small pools saves.
 
@@ -72,7 +75,14 @@ async def pool(one: Callable[[int], Awaitable[int]], n: int, concurrency: int) -
     return total
 
 
-def _settings(url: str) -> ModelSettings:
+def _settings(url: str, mode: str = "raw") -> ModelSettings:
+    if mode in ("chat", "chat_tokens"):
+        return ModelSettings(
+            base_url=url,
+            name=MODEL_NAME,
+            api="chat_completions",
+            return_token_id_information=mode == "chat_tokens",
+        )
     return ModelSettings(base_url=url, name=MODEL_NAME, api="responses")
 
 
@@ -93,13 +103,13 @@ async def _record(
 
 
 async def run(mode: str, url: str, rows: list[dict[str, Any]], n: int, c: int) -> dict[str, Any]:
-    settings = _settings(url)
+    settings = _settings(url, mode)
     env = load_environment(ENVIRONMENT)
     client = build_model_client(settings, RetrySettings())
     one: Callable[[int], Awaitable[int]]
     http: httpx.AsyncClient | None = None
     recordings = 0
-    if mode == "agent":
+    if mode in ("agent", "chat", "chat_tokens"):
 
         async def one(i: int) -> int:
             result = await run_rollout(rows[i % len(rows)], env, client, model_name=MODEL_NAME)
@@ -173,14 +183,18 @@ def _cpu_s() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--mode", choices=["raw", "raw_uvloop", "agent", "httpx1"], required=True)
+    parser.add_argument(
+        "--mode",
+        choices=["raw", "raw_uvloop", "agent", "chat", "chat_tokens", "httpx1"],
+        required=True,
+    )
     parser.add_argument("--url", required=True, help="model base URL (ends in /v1)")
     parser.add_argument("--input", type=Path, required=True, help="JSONL rows")
     parser.add_argument("--n", type=int, required=True, help="rollouts")
     parser.add_argument("--concurrency", type=int, required=True, help="rollouts in flight")
     args = parser.parse_args()
     rows = [json.loads(x) for x in args.input.read_text().splitlines() if x.strip()]
-    mode, _, loop = args.mode.partition("_")
+    mode, loop = ("raw", "uvloop") if args.mode == "raw_uvloop" else (args.mode, "")
     factory = None
     if loop == "uvloop":
         import uvloop

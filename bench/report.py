@@ -62,6 +62,8 @@ def _bare(doc: dict[str, Any]) -> list[Row]:
         "raw": "bare limit: 2 model calls per rollout",
         "raw_uvloop": "bare limit on uvloop (the loop gymstream runs on)",
         "agent": "bare + agent (run_rollout, tool, verifier)",
+        "chat": "bare + agent over Chat Completions",
+        "chat_tokens": "bare + agent over Chat Completions, token ids + log-probs",
         "httpx1": "bare over one plain httpx.AsyncClient pool",
     }
     for mode, label in labels.items():

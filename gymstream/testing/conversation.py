@@ -18,6 +18,7 @@ __all__ = [
     "Call",
     "Conversation",
     "Reply",
+    "content_text",
     "decode_json",
     "next_calls",
     "pending_calls",
@@ -56,7 +57,8 @@ class Conversation:
     request_seed: str
 
 
-def _text(content: Any) -> str:
+def content_text(content: Any) -> str:
+    """A message's content as text: a string as is, the text of its parts joined."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -78,7 +80,7 @@ def read_conversation(request: Mapping[str, Any]) -> Conversation:
     messages = request.get("messages") or []
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
     system = "\n".join(
-        _text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")
+        content_text(m.get("content")) for m in messages if m.get("role") in ("system", "developer")
     )
     calls: list[Call] = []
     outputs: dict[str, str] = {}
@@ -95,10 +97,10 @@ def read_conversation(request: Mapping[str, Any]) -> Conversation:
                     )
                 )
         elif role == "tool":
-            outputs[str(message.get("tool_call_id"))] = _text(message.get("content"))
+            outputs[str(message.get("tool_call_id"))] = content_text(message.get("content"))
     return Conversation(
         system=system,
-        user=_text(messages[last_user].get("content")) if last_user >= 0 else "",
+        user=content_text(messages[last_user].get("content")) if last_user >= 0 else "",
         calls=calls,
         outputs=outputs,
         parallel=request.get("parallel_tool_calls") is not False,

@@ -83,14 +83,7 @@ def start_scripted_in_thread(
         try:
             server = loop.run_until_complete(
                 serve_scripted(
-                    host,
-                    port,
-                    latency_ms,
-                    error_rate,
-                    hang_rate,
-                    seed,
-                    latency_jitter_ms,
-                    logprobs,
+                    host, port, latency_ms, error_rate, hang_rate, seed, latency_jitter_ms, logprobs
                 )
             )
         except BaseException as exc:  # handed to the starting thread, which re-raises it

@@ -18,6 +18,8 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gymstream.testing.conversation import content_text
+
 __all__ = ["generation_log_probs", "generation_token_ids", "prompt_token_ids"]
 
 _ROLES = {"system": 1, "developer": 1, "user": 2, "assistant": 3, "tool": 4}
@@ -31,16 +33,8 @@ def _text_ids(text: str) -> list[int]:
     return [_FIRST_TEXT_ID + zlib.crc32(p.encode()) % _VOCAB for p in _PIECE.findall(text)]
 
 
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text") or "" for p in content if isinstance(p, dict))
-    return ""
-
-
 def _body(message: Mapping[str, Any]) -> list[int]:
-    ids = _text_ids(_content_text(message.get("content")))
+    ids = _text_ids(content_text(message.get("content")))
     for call in message.get("tool_calls") or []:
         function = call.get("function") or {}
         ids.append(_CALL)
