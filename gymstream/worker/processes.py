@@ -27,6 +27,7 @@ from gymstream.settings import KafkaSettings
 __all__ = ["WorkerProcesses"]
 
 _OPTION = {"base_url": "--model-base-url", "name": "--model-name", "api": "--model-api"}
+_FLAG = {"return_token_id_information": ("--model-return-token-ids", "--no-model-return-token-ids")}
 
 
 class WorkerProcesses:
@@ -51,6 +52,8 @@ class WorkerProcesses:
         for key, value in (model_overrides or {}).items():
             if value is not None and key in _OPTION:
                 self._common += [_OPTION[key], str(value)]
+            elif value is not None and key in _FLAG:
+                self._common.append(_FLAG[key][0] if value else _FLAG[key][1])
         if concurrency is not None:
             self._common += ["--concurrency", str(concurrency)]
         if verbose:

@@ -61,8 +61,8 @@ def vllm() -> Iterator[Any]:
         fake.stop()
 
 
-def collect(env: dict[str, str], data: Path, out: Path) -> tuple[int, str]:
-    result = gymstream("collect", "-i", str(data), "-o", str(out), "--no-progress", env=env)
+def collect(env: dict[str, str], data: Path, out: Path, *extra: str) -> tuple[int, str]:
+    result = gymstream("collect", "-i", str(data), "-o", str(out), "--no-progress", *extra, env=env)
     return result.returncode, result.stderr + result.stdout
 
 
@@ -101,18 +101,26 @@ def scripted_message(turn: list[dict[str, Any]]) -> dict[str, Any]:
     return {"content": "".join(texts) or None, "tool_calls": calls}
 
 
-@pytest.mark.parametrize(("api", "mode"), [("chat_completions", "asked"), ("responses", "always")])
+@pytest.mark.parametrize(
+    ("api", "mode", "options"),
+    [
+        # the CLI option, through spawned worker processes
+        ("chat_completions", "asked", ("--model-return-token-ids", "--worker-processes", "1")),
+        ("responses", "always", ()),  # the environment variable
+    ],
+)
 def test_scripted_model_every_turn_of_every_row(
-    kafka_bootstrap: str, scripted: Any, tmp_path: Path, api: str, mode: LogprobsMode
+    kafka_bootstrap: str,
+    scripted: Any,
+    tmp_path: Path,
+    api: str,
+    mode: LogprobsMode,
+    options: tuple[str, ...],
 ) -> None:
-    env = cli_env(
-        kafka_bootstrap,
-        scripted(mode),
-        GYMSTREAM_MODEL_API=api,
-        **TOKEN_IDS_ON,
-    )
+    on = {} if options else TOKEN_IDS_ON
+    env = cli_env(kafka_bootstrap, scripted(mode), GYMSTREAM_MODEL_API=api, **on)
     out = tmp_path / "out.jsonl"
-    code, log = collect(env, multiverifier_input(tmp_path / "in.jsonl"), out)
+    code, log = collect(env, multiverifier_input(tmp_path / "in.jsonl"), out, *options)
     assert code == 0, log
     rows = read_jsonl(out)
     assert {r["agent_ref"]["name"] for r in rows} == {AGENT_ONE, AGENT_MULTI}
