@@ -53,9 +53,9 @@ _TOKENIZE_FIELDS: Final = ("model", "messages", "tools", "chat_template_kwargs")
 _TOKEN_PREFIX: Final = "token_id:"  # noqa: S105 (a key name, not a password)
 _CHAT_HINT: Final = (
     "Token ids were asked for (return_token_id_information / GYMSTREAM_MODEL_RETURN_TOKEN_IDS): "
-    "serve the model with vLLM (which honours logprobs, top_logprobs=0, "
-    "return_tokens_as_token_ids and return_token_ids on /v1/chat/completions) or turn the "
-    "option off."
+    "serve the model with vLLM, which honours logprobs, top_logprobs=0, "
+    "return_tokens_as_token_ids and return_token_ids per request (or start it with "
+    "--return-tokens-as-token-ids, and keep --max-logprobs >= 0), or turn the option off."
 )
 _RESPONSES_HINT: Final = (
     "Token ids were asked for (return_token_id_information / GYMSTREAM_MODEL_RETURN_TOKEN_IDS): "
@@ -160,7 +160,13 @@ def read_chat_tokens(
     When the bundle is None the caller still needs the prompt ids: the top-level
     ``prompt_token_ids`` of the answer (``prompt_ids``) or ``POST /tokenize``.
     """
-    choice = answer["choices"][0]
+    choices = answer.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    if not isinstance(choice, dict):
+        raise ModelResponseError(
+            f"model endpoint {url}: chat completion has no choices[0]",
+            failure_class=FailureClass.MODEL_MALFORMED_RESPONSE,
+        )
     message = choice.get("message") or {}
     bundle = _bundle(message, "choice.message", url, _CHAT_HINT)
     if bundle is not None:

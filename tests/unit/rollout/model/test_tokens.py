@@ -123,6 +123,12 @@ def test_missing_or_malformed_token_ids_are_a_typed_terminal_failure(
     assert URL in str(error)
 
 
+def test_no_choice_at_all_is_a_malformed_answer() -> None:
+    with pytest.raises(ModelResponseError) as caught:
+        read_chat_tokens({"choices": []}, URL)
+    assert caught.value.failure_class is FailureClass.MODEL_MALFORMED_RESPONSE
+
+
 def test_a_responses_answer_must_carry_them_on_its_last_item() -> None:
     item = {"type": "message", "role": "assistant", "content": []}
     check_response_tokens({"output": [{"type": "reasoning"}, {**item, **TOKENS}]}, URL)
