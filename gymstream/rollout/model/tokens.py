@@ -49,7 +49,13 @@ TOKEN_REQUEST: Final[Mapping[str, Any]] = {
 }
 """What a Chat Completions request gets when token ids are asked for (vLLM's parameters)."""
 
-_TOKENIZE_FIELDS: Final = ("model", "messages", "tools", "chat_template_kwargs")
+_TOKENIZE_FIELDS: Final = (
+    "model",
+    "messages",
+    "tools",
+    "chat_template_kwargs",
+    "mm_processor_kwargs",
+)
 _TOKEN_PREFIX: Final = "token_id:"  # noqa: S105 (a key name, not a password)
 _CHAT_HINT: Final = (
     "Token ids were asked for (return_token_id_information / GYMSTREAM_MODEL_RETURN_TOKEN_IDS): "
