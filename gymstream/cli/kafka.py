@@ -137,7 +137,18 @@ def start(
             "--port",
             "-p",
             help="Client port of node 1; node i uses PORT+i-1, its controller PORT+100+i-1 "
-            "(default: 9092).",
+            "unless --controller-port is given (default: 9092).",
+            min=1024,
+            max=65000,
+            show_default=False,
+        ),
+    ] = None,
+    controller_port: Annotated[
+        int | None,
+        typer.Option(
+            "--controller-port",
+            help="KRaft controller port of node 1; node i uses CONTROLLER_PORT+i-1 "
+            "(default: $GYMSTREAM_LOCALKAFKA_CONTROLLER_PORT or PORT+100).",
             min=1024,
             max=65000,
             show_default=False,
@@ -161,6 +172,7 @@ def start(
             java=settings.java,
             heap_mb=settings.heap_mb,
             timeout_s=timeout or settings.start_timeout_s,
+            controller_port=controller_port or settings.controller_port,
         )
     )
     how = "were already running" if already else f"started in {time.monotonic() - began:.1f} s"

@@ -4,7 +4,8 @@ Port scheme for a cluster started with base port P and N nodes (node ids 1..N, e
 combined broker+controller):
 
 - node i serves clients on ``P + i - 1``            (P .. P+N-1; the bootstrap list)
-- node i's controller listens on ``P + 100 + i - 1`` (P+100 .. P+100+N-1)
+- node i's controller listens on ``C + i - 1`` (C .. C+N-1), where C is the controller base port
+  (``--controller-port``; default P + 100)
 
 Everything listens on 127.0.0.1 only.
 """
@@ -41,9 +42,13 @@ def client_port(base_port: int, node_id: int) -> int:
     return base_port + node_id - 1
 
 
-def controller_port(base_port: int, node_id: int) -> int:
-    """The port node ``node_id`` (1-based) runs its KRaft controller listener on."""
-    return base_port + CONTROLLER_PORT_OFFSET + node_id - 1
+def controller_port(base_port: int, node_id: int, controller_base: int | None = None) -> int:
+    """The port node ``node_id`` (1-based) runs its KRaft controller listener on.
+
+    ``controller_base`` is node 1's controller port; None means ``base_port + 100``.
+    """
+    first = base_port + CONTROLLER_PORT_OFFSET if controller_base is None else controller_base
+    return first + node_id - 1
 
 
 def bootstrap_servers(base_port: int, node_ids: list[int]) -> str:
@@ -63,7 +68,9 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def render_properties(node_id: int, brokers: int, base_port: int, log_dir: str) -> str:
+def render_properties(
+    node_id: int, brokers: int, base_port: int, log_dir: str, controller_base: int | None = None
+) -> str:
     """server.properties for one combined broker+controller node of a ``brokers``-node cluster.
 
     Replication settings follow the cluster size: with 3+ nodes the internal topics get 3 replicas
@@ -73,14 +80,17 @@ def render_properties(node_id: int, brokers: int, base_port: int, log_dir: str) 
         raise ValueError(f"node id {node_id} outside 1..{brokers}")
     replication = min(brokers, 3)
     min_isr = 2 if brokers >= 3 else 1
-    voters = ",".join(f"{n}@{HOST}:{controller_port(base_port, n)}" for n in range(1, brokers + 1))
+    voters = ",".join(
+        f"{n}@{HOST}:{controller_port(base_port, n, controller_base)}"
+        for n in range(1, brokers + 1)
+    )
     props = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
         "controller.quorum.voters": voters,
         "listeners": (
             f"PLAINTEXT://{HOST}:{client_port(base_port, node_id)},"
-            f"CONTROLLER://{HOST}:{controller_port(base_port, node_id)}"
+            f"CONTROLLER://{HOST}:{controller_port(base_port, node_id, controller_base)}"
         ),
         "advertised.listeners": f"PLAINTEXT://{HOST}:{client_port(base_port, node_id)}",
         "controller.listener.names": "CONTROLLER",
@@ -123,12 +133,14 @@ def port_taken_message(port: int, role: str, node_id: int) -> str:
     )
 
 
-def check_ports_free(base_port: int, node_ids: list[int]) -> str | None:
+def check_ports_free(
+    base_port: int, node_ids: list[int], controller_base: int | None = None
+) -> str | None:
     """None if every client and controller port of these nodes is free, else the error message."""
     for node_id in node_ids:
         for role, port in (
             ("client", client_port(base_port, node_id)),
-            ("controller", controller_port(base_port, node_id)),
+            ("controller", controller_port(base_port, node_id, controller_base)),
         ):
             if port_in_use(port):
                 return port_taken_message(port, role, node_id)
