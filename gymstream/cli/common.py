@@ -29,7 +29,9 @@ BootstrapOpt = Annotated[
     str | None,
     typer.Option(
         "--bootstrap",
-        help="Kafka bootstrap servers (default: $GYMSTREAM_KAFKA_BOOTSTRAP or 127.0.0.1:9092).",
+        "--bootstrap-server",
+        help="Kafka bootstrap servers (default: $GYMSTREAM_KAFKA_BOOTSTRAP or 127.0.0.1:9092). "
+        "Security, client.id and compression: GYMSTREAM_KAFKA_* (`gymstream --help`).",
         show_default=False,
     ),
 ]
@@ -69,8 +71,31 @@ ModelApiOpt = Annotated[
 ]
 
 
+def settings_error(exc: ValidationError, prefix: str) -> typer.Exit:
+    """One line for a bad setting: which variable, what is wrong, what to do (exit code 2)."""
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"])
+    where = f"{prefix}{field.upper()}" if field else f"the {prefix}* variables"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return fail(f"{exc.title}: {where}: {message} (fix the variable or the option and run again)")
+
+
 def kafka_settings(bootstrap: str | None) -> KafkaSettings:
-    return KafkaSettings(bootstrap=bootstrap) if bootstrap else KafkaSettings()
+    """Kafka client settings from GYMSTREAM_KAFKA_* (and --bootstrap); a bad one is one line."""
+    try:
+        return KafkaSettings(bootstrap=bootstrap) if bootstrap else KafkaSettings()
+    except ValidationError as exc:
+        raise settings_error(exc, "GYMSTREAM_KAFKA_") from None
+
+
+def kafka_settings_help() -> str:
+    """The GYMSTREAM_KAFKA_* variables with their defaults, for `gymstream --help`."""
+    lines = ["Kafka client settings (environment; --bootstrap overrides the first):"]
+    for name, info in KafkaSettings.model_fields.items():
+        default = "" if info.default in (None, "") else f" (default: {info.default})"
+        what = f" {info.description}" if info.description else ""
+        lines.append(f"GYMSTREAM_KAFKA_{name.upper()}{what}{default}")
+    return "\n\n".join(lines)
 
 
 def layout_for(prefix: str | None, topics_file: Path | None) -> TopicLayout:

@@ -17,6 +17,7 @@ from gymstream.cli.common import (
     out,
     run,
 )
+from gymstream.kafka.clients import client_options
 from gymstream.kafka.topics import apply_topics
 
 __all__ = ["topics_app"]
@@ -39,7 +40,7 @@ def topics_apply(
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
     agents = agent or list(gym_config(config).agents)
-    report = run(apply_topics(kafka.client_options(), layout, agents), bootstrap=kafka.bootstrap)
+    report = run(apply_topics(client_options(kafka), layout, agents), bootstrap=kafka.bootstrap)
     for name in report.created:
         out.print(f"created   {name}")
     for name in report.unchanged:
