@@ -1,7 +1,10 @@
-"""`gymstream topics apply`: create the topics declared in topics.yaml, report differences."""
+"""`gymstream topics apply`: create the topics declared in topics.yaml, report differences;
+`gymstream topics asyncapi`: the AsyncAPI document of every topic and message."""
 
 from __future__ import annotations
 
+from importlib import metadata
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,6 +20,7 @@ from gymstream.cli.common import (
     out,
     run,
 )
+from gymstream.kafka.asyncapi import asyncapi_document, asyncapi_yaml
 from gymstream.kafka.clients import client_options
 from gymstream.kafka.topics import apply_topics
 
@@ -47,3 +51,20 @@ def topics_apply(
         out.print(f"ok        {name}")
     for line in report.differences:
         out.print(f"[yellow]differs[/yellow]   {line}")
+
+
+@topics_app.command("asyncapi")
+def topics_asyncapi(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the document here (default: stdout)."),
+    ] = None,
+    topics_file: TopicsFileOpt = None,
+) -> None:
+    """Print the AsyncAPI 3.0 document of every topic and message (docs/asyncapi.yaml)."""
+    layout = layout_for(None, topics_file)
+    text = asyncapi_yaml(asyncapi_document(metadata.version("gymstream"), layout))
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, "utf-8")
