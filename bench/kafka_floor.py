@@ -41,7 +41,7 @@ def _phase(count: int, size: int, elapsed: float, cpu: float) -> dict[str, float
 
 
 async def run(bootstrap: str, topic: str, size: int, count: int, partitions: int) -> dict[str, Any]:
-    kafka = KafkaSettings(bootstrap=bootstrap)
+    kafka = KafkaSettings(bootstrap=bootstrap, compression="none")  # the raw floor
     admin = AIOKafkaAdminClient(**kafka.client_options())
     await admin.start()
     try:
