@@ -29,17 +29,16 @@ import argparse
 import asyncio
 import json
 import random
-import resource
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from gymstream.kafka.clients import build_consumer, build_producer, client_options
+from bench.kafka_floor import cpu_s, read_back, send_all
+from gymstream.kafka.clients import build_producer, client_options
 from gymstream.settings import Compression, KafkaSettings
 from gymstream.wire.codec import ENCODER
 from gymstream.wire.messages import ResultMessage, TaskMessage
@@ -48,7 +47,6 @@ ROOT = Path(__file__).resolve().parent.parent
 ENVS = ("example_single_tool_call", "example_multi_step")
 CODECS: tuple[Compression, ...] = ("none", "gzip", "snappy", "lz4", "zstd")
 PARTITIONS = 12
-_WINDOW = 4096
 
 
 def _rows(name: str) -> list[dict[str, Any]]:
@@ -114,11 +112,6 @@ def payloads(kind: str, count: int, repeats: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 class _WireCounter:
     """Counts the bytes aiokafka's connections write (it writes each request with one call)."""
 
@@ -164,31 +157,15 @@ async def measure(
     await producer.start()
     try:
         with _WireCounter() as wire:
-            cpu0, t0 = _cpu_s(), time.perf_counter()
-            pending: list[asyncio.Future[Any]] = []
-            for key, value in messages:  # keyed: a group's rollouts share a partition
-                pending.append(await producer.send(topic, value, key=key))
-                if len(pending) >= _WINDOW:
-                    await asyncio.gather(*pending)
-                    pending.clear()
-            await asyncio.gather(*pending)
-            produce_s, produce_cpu = time.perf_counter() - t0, _cpu_s() - cpu0
+            cpu0, t0 = cpu_s(), time.perf_counter()
+            # keyed, no partition: a group's rollouts share a partition, as in a run
+            await send_all(producer, topic, ((key, value, None) for key, value in messages))
+            produce_s, produce_cpu = time.perf_counter() - t0, cpu_s() - cpu0
     finally:
         await producer.stop()
-    consumer = build_consumer(kafka, group_id=None)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        cpu0, t0 = _cpu_s(), time.perf_counter()
-        seen = 0
-        while seen < count:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            seen += sum(len(records) for records in batches.values())
-        consume_s, consume_cpu = time.perf_counter() - t0, _cpu_s() - cpu0
-    finally:
-        await consumer.stop()
+    cpu0, t0 = cpu_s(), time.perf_counter()
+    await read_back(kafka, topic, PARTITIONS, count)
+    consume_s, consume_cpu = time.perf_counter() - t0, cpu_s() - cpu0
     raw = sum(len(v) for _, v in messages) / count
     return {
         "kind": kind,
