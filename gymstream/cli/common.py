@@ -155,6 +155,12 @@ def run(coro: Coroutine[Any, Any, T], *, bootstrap: str = "") -> T:
             1,
         ) from None
     except KafkaError as exc:
-        raise fail(f"Kafka error: {exc}", 1) from None
+        hint = ""
+        if type(exc).__name__ == "NodeNotReadyError":  # also what a refused SASL login looks like
+            hint = (
+                "; if the cluster needs a login, check GYMSTREAM_KAFKA_SECURITY_PROTOCOL and the "
+                "GYMSTREAM_KAFKA_SASL_* / _SSL_* settings (gymstream --help)"
+            )
+        raise fail(f"Kafka error: {exc}{hint}", 1) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None

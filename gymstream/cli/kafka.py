@@ -154,6 +154,17 @@ def start(
             show_default=False,
         ),
     ] = None,
+    oauth_port: Annotated[
+        int | None,
+        typer.Option(
+            "--oauth-port",
+            help="Also serve SASL_PLAINTEXT/OAUTHBEARER on this port (node i: +i-1), accepting "
+            "unsigned JWTs: for trying GYMSTREAM_KAFKA_SASL_OAUTH_* settings, never production.",
+            min=1024,
+            max=65000,
+            show_default=False,
+        ),
+    ] = None,
     timeout: TimeoutOpt = None,
     cache_dir: CacheDirOpt = None,
 ) -> None:
@@ -173,6 +184,7 @@ def start(
             heap_mb=settings.heap_mb,
             timeout_s=timeout or settings.start_timeout_s,
             controller_port=controller_port or settings.controller_port,
+            oauth_port=oauth_port,
         )
     )
     how = "were already running" if already else f"started in {time.monotonic() - began:.1f} s"
@@ -182,6 +194,8 @@ def start(
         f"stop with `{stop_hint}`",
         err=True,
     )
+    if cluster.oauth_bootstrap:
+        typer.echo(f"OAUTHBEARER (unsecured tokens) at {cluster.oauth_bootstrap}", err=True)
     typer.echo(cluster.bootstrap)
 
 

@@ -19,6 +19,7 @@ from gymstream.cli.common import (
     layout_for,
     out,
     run,
+    setup_logging,
 )
 from gymstream.kafka.asyncapi import asyncapi_document, asyncapi_yaml
 from gymstream.kafka.clients import client_options
@@ -41,6 +42,7 @@ def topics_apply(
     ] = None,
 ) -> None:
     """Create the topics that are missing and report those that differ; safe to run twice."""
+    setup_logging(False)  # aiokafka's own warnings would bury the one-line error
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
     agents = agent or list(gym_config(config).agents)

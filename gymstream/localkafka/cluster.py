@@ -76,10 +76,20 @@ class Cluster:
     heap_mb: int
     pids: dict[int, int | None] = field(default_factory=dict)
     controller_base: int | None = None  # node 1's controller port; None: port + 100
+    oauth_base: int | None = None  # node 1's OAUTHBEARER listener (unsecured tokens), if any
 
     @property
     def bootstrap(self) -> str:
         return config.bootstrap_servers(self.port, self.node_ids)
+
+    @property
+    def oauth_bootstrap(self) -> str | None:
+        """The OAUTHBEARER listeners' bootstrap servers (None: the cluster has none)."""
+        return (
+            None
+            if self.oauth_base is None
+            else config.bootstrap_servers(self.oauth_base, self.node_ids)
+        )
 
     @property
     def node_ids(self) -> list[int]:
@@ -139,6 +149,7 @@ class Cluster:
                 "java": self.java,
                 "heap_mb": self.heap_mb,
                 "controller_port": self.controller_base,
+                "oauth_port": self.oauth_base,
                 "pids": {str(n): pid for n, pid in self.pids.items()},
             },
         )
@@ -242,6 +253,7 @@ def _load(data_dir: Path) -> Cluster | None:
             heap_mb=int(str(state["heap_mb"])),
             pids={int(k): (int(v) if v is not None else None) for k, v in raw_pids.items()},
             controller_base=_optional_port(state.get("controller_port")),
+            oauth_base=_optional_port(state.get("oauth_port")),
         )
     except (KeyError, ValueError) as exc:
         raise KafkaSetupError(
@@ -264,6 +276,7 @@ def start_cluster(
     heap_mb: int = 512,
     timeout_s: float = 60.0,
     controller_port: int | None = None,
+    oauth_port: int | None = None,
 ) -> Cluster:
     """Start (or finish starting) the cluster in ``data_dir`` and wait until all nodes serve.
 
@@ -272,22 +285,13 @@ def start_cluster(
     default cache. Raises KafkaSetupError (Java missing or < 17, Maven missing, port taken,
     a node not up within timeout_s -- with the end of its log). ``controller_port`` is node 1's
     KRaft controller port (node i uses it + i - 1); None puts the controllers at ``port + 100``.
+    ``oauth_port`` adds a SASL_PLAINTEXT/OAUTHBEARER listener per node (unsecured tokens).
     """
     if not 1 <= brokers <= config.MAX_BROKERS:
         raise KafkaSetupError(f"brokers must be between 1 and {config.MAX_BROKERS}, not {brokers}")
-    last_port = max(config.controller_port(port, brokers, controller_port), port + brokers - 1)
-    if controller_port is not None and (
-        controller_port < 1024 or port - brokers < controller_port < port + brokers
-    ):
-        raise KafkaSetupError(
-            f"controller port {controller_port} overlaps the client ports {port}..."
-            f"{port + brokers - 1} or is below 1024: choose another --controller-port"
-        )
-    if port < 1024 or last_port > 65535:
-        raise KafkaSetupError(
-            f"port {port} leaves no room for {brokers} client and controller ports "
-            f"(up to {last_port}): choose a base port between 1024 and {65535 - 100 - brokers}"
-        )
+    problem = config.port_layout_problem(port, brokers, controller_port)
+    if problem is not None:
+        raise KafkaSetupError(problem)
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(data_dir / ".lock"):
@@ -295,21 +299,23 @@ def start_cluster(
         running = _load(data_dir)
         alive = {n: p for n, p in running.pids.items() if running.is_running(n)} if running else {}
         if running is not None and alive:
+            wanted = (port, brokers, controller_port, oauth_port)
             if (
-                running.port != port
-                or running.brokers != brokers
-                or running.controller_base != controller_port
-            ):
+                running.port,
+                running.brokers,
+                running.controller_base,
+                running.oauth_base,
+            ) != wanted:
                 raise KafkaSetupError(
                     f"the cluster in {data_dir} already runs ({running.brokers} broker(s) on "
                     f"{running.bootstrap}): stop it first (gymstream kafka stop --data-dir "
-                    f"{data_dir}) to change --port, --controller-port or --brokers"
+                    f"{data_dir}) to change --port, --controller-port, --oauth-port or --brokers"
                 )
             if len(alive) == brokers:
                 return running
         cluster_id = storage.recorded_cluster_id(data_dir, brokers)
         todo = [n for n in range(1, brokers + 1) if n not in alive]
-        problem = config.check_ports_free(port, todo, controller_port)
+        problem = config.check_ports_free(port, todo, controller_port, oauth_port)
         if problem is not None:
             raise KafkaSetupError(problem)
         java_path = check_java(java)
@@ -333,14 +339,13 @@ def start_cluster(
             (node_dir / "data").mkdir(parents=True, exist_ok=True)
             (node_dir / "server.properties").write_text(
                 config.render_properties(
-                    node_id, brokers, port, str(node_dir / "data"), controller_port
+                    node_id, brokers, port, str(node_dir / "data"), controller_port, oauth_port
                 ),
                 "utf-8",
             )
         storage.format_nodes(data_dir, todo, cluster_id, java_path, libs, timeout_s)
-        cluster = Cluster(
-            data_dir, brokers, port, libs, java_path, heap_mb, dict(alive), controller_port
-        )
+        cluster = Cluster(data_dir, brokers, port, libs, java_path, heap_mb, dict(alive))
+        cluster.controller_base, cluster.oauth_base = controller_port, oauth_port
         cluster._start_nodes(todo, timeout_s)
         return cluster
 

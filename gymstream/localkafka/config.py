@@ -6,6 +6,8 @@ combined broker+controller):
 - node i serves clients on ``P + i - 1``            (P .. P+N-1; the bootstrap list)
 - node i's controller listens on ``C + i - 1`` (C .. C+N-1), where C is the controller base port
   (``--controller-port``; default P + 100)
+- with ``--oauth-port O``, node i also serves SASL_PLAINTEXT/OAUTHBEARER on ``O + i - 1``, with
+  Kafka's unsecured token validator (unsigned JWTs: for trying OAuth settings, never production)
 
 Everything listens on 127.0.0.1 only.
 """
@@ -28,6 +30,7 @@ __all__ = [
     "find_free_base_port",
     "new_cluster_id",
     "port_in_use",
+    "port_layout_problem",
     "port_taken_message",
     "render_properties",
 ]
@@ -56,6 +59,24 @@ def bootstrap_servers(base_port: int, node_ids: list[int]) -> str:
     return ",".join(f"{HOST}:{client_port(base_port, n)}" for n in sorted(node_ids))
 
 
+def port_layout_problem(base_port: int, brokers: int, controller_base: int | None) -> str | None:
+    """None if the client and controller ports of ``brokers`` nodes fit, else the error."""
+    if controller_base is not None and (
+        controller_base < 1024 or base_port - brokers < controller_base < base_port + brokers
+    ):
+        return (
+            f"controller port {controller_base} overlaps the client ports {base_port}..."
+            f"{base_port + brokers - 1} or is below 1024: choose another --controller-port"
+        )
+    last_port = max(controller_port(base_port, brokers, controller_base), base_port + brokers - 1)
+    if base_port < 1024 or last_port > 65535:
+        return (
+            f"port {base_port} leaves no room for {brokers} client and controller ports "
+            f"(up to {last_port}): choose a base port between 1024 and {65535 - 100 - brokers}"
+        )
+    return None
+
+
 def new_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, base64url without padding (22 characters).
 
@@ -69,7 +90,12 @@ def new_cluster_id() -> str:
 
 
 def render_properties(
-    node_id: int, brokers: int, base_port: int, log_dir: str, controller_base: int | None = None
+    node_id: int,
+    brokers: int,
+    base_port: int,
+    log_dir: str,
+    controller_base: int | None = None,
+    oauth_base: int | None = None,
 ) -> str:
     """server.properties for one combined broker+controller node of a ``brokers``-node cluster.
 
@@ -109,9 +135,29 @@ def render_properties(
         "broker.heartbeat.interval.ms": "500",
         "broker.session.timeout.ms": "3000",
     }
+    if oauth_base is not None:
+        props.update(_oauth_properties(node_id, oauth_base, props))
     lines = [f"# written by gymstream.localkafka for node {node_id} of {brokers}; do not edit"]
     lines += [f"{key}={value}" for key, value in props.items()]
     return "\n".join(lines) + "\n"
+
+
+def _oauth_properties(node_id: int, oauth_base: int, props: dict[str, str]) -> dict[str, str]:
+    """An extra OAUTH listener (SASL_PLAINTEXT, OAUTHBEARER, Kafka's unsecured validator)."""
+    address = f"OAUTH://{HOST}:{oauth_base + node_id - 1}"
+    login = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule"
+    return {
+        "listeners": f"{props['listeners']},{address}",
+        "advertised.listeners": f"{props['advertised.listeners']},{address}",
+        "listener.security.protocol.map": (
+            f"{props['listener.security.protocol.map']},OAUTH:SASL_PLAINTEXT"
+        ),
+        "sasl.enabled.mechanisms": "OAUTHBEARER",
+        "listener.name.oauth.sasl.enabled.mechanisms": "OAUTHBEARER",
+        "listener.name.oauth.oauthbearer.sasl.jaas.config": (
+            f'{login} required unsecuredLoginStringClaim_sub="broker";'
+        ),
+    }
 
 
 def port_in_use(port: int, host: str = HOST) -> bool:
@@ -134,14 +180,20 @@ def port_taken_message(port: int, role: str, node_id: int) -> str:
 
 
 def check_ports_free(
-    base_port: int, node_ids: list[int], controller_base: int | None = None
+    base_port: int,
+    node_ids: list[int],
+    controller_base: int | None = None,
+    oauth_base: int | None = None,
 ) -> str | None:
-    """None if every client and controller port of these nodes is free, else the error message."""
+    """None if every port of these nodes (client, controller, OAuth) is free, else the error."""
     for node_id in node_ids:
-        for role, port in (
+        ports = [
             ("client", client_port(base_port, node_id)),
             ("controller", controller_port(base_port, node_id, controller_base)),
-        ):
+        ]
+        if oauth_base is not None:
+            ports.append(("oauth", oauth_base + node_id - 1))
+        for role, port in ports:
             if port_in_use(port):
                 return port_taken_message(port, role, node_id)
     return None

@@ -58,3 +58,16 @@ def test_status_of_a_stopped_cluster_shows_its_controller_port(tmp_path: Path) -
     (tmp_path / "cluster.json").write_text(json.dumps(layout))
     nodes = status(tmp_path).nodes
     assert [(n.port, n.controller_port) for n in nodes] == [(9092, 30000), (9093, 30001)]
+
+
+def test_an_oauth_port_adds_an_oauthbearer_listener() -> None:
+    props = _props(render_properties(2, 2, 9092, "/d", oauth_base=29600))
+    assert props["listeners"].endswith(",OAUTH://127.0.0.1:29601")
+    assert props["advertised.listeners"].endswith(",OAUTH://127.0.0.1:29601")
+    assert props["listener.security.protocol.map"].endswith(",OAUTH:SASL_PLAINTEXT")
+    assert props["listener.name.oauth.sasl.enabled.mechanisms"] == "OAUTHBEARER"
+    assert (
+        "OAuthBearerLoginModule required"
+        in props["listener.name.oauth.oauthbearer.sasl.jaas.config"]
+    )
+    assert "OAUTH" not in render_properties(2, 2, 9092, "/d")
