@@ -15,6 +15,7 @@ import asyncio
 import json
 import resource
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -26,7 +27,8 @@ from gymstream.settings import KafkaSettings
 _WINDOW = 4096
 
 
-def _cpu_s() -> float:
+def cpu_s() -> float:
+    """This process's CPU time (user + system), in seconds."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
@@ -40,8 +42,37 @@ def _phase(count: int, size: int, elapsed: float, cpu: float) -> dict[str, float
     }
 
 
+async def send_all(
+    producer: Any, topic: str, messages: Iterable[tuple[bytes, bytes, int | None]]
+) -> None:
+    """Send (key, value, partition) messages in awaited windows, as the producer command does."""
+    pending: list[asyncio.Future[Any]] = []
+    for key, value, partition in messages:
+        pending.append(await producer.send(topic, value, key=key, partition=partition))
+        if len(pending) >= _WINDOW:
+            await asyncio.gather(*pending)
+            pending.clear()
+    await asyncio.gather(*pending)
+
+
+async def read_back(kafka: KafkaSettings, topic: str, partitions: int, count: int) -> None:
+    """Read ``count`` messages of ``topic`` from the beginning, without a group."""
+    consumer = build_consumer(kafka, group_id=None)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            seen += sum(len(messages) for messages in batches.values())
+    finally:
+        await consumer.stop()
+
+
 async def run(bootstrap: str, topic: str, size: int, count: int, partitions: int) -> dict[str, Any]:
-    kafka = KafkaSettings(bootstrap=bootstrap)
+    kafka = KafkaSettings(bootstrap=bootstrap, compression="none")  # the raw floor
     admin = AIOKafkaAdminClient(**kafka.client_options())
     await admin.start()
     try:
@@ -50,36 +81,22 @@ async def run(bootstrap: str, topic: str, size: int, count: int, partitions: int
         await admin.close()
 
     value = (b'{"bench":"' + b"x" * size)[: size - 2] + b'"}'
+    messages = (
+        (f"bench-run/example_single_tool_call_simple_agent/{i}/0".encode(), value, i % partitions)
+        for i in range(count)
+    )
     producer = build_producer(kafka)
     await producer.start()
     try:
-        cpu0, t0 = _cpu_s(), time.perf_counter()
-        pending: list[asyncio.Future[Any]] = []
-        for i in range(count):
-            key = f"bench-run/example_single_tool_call_simple_agent/{i}/0".encode()
-            pending.append(await producer.send(topic, value, key=key, partition=i % partitions))
-            if len(pending) >= _WINDOW:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-        produced = _phase(count, size, time.perf_counter() - t0, _cpu_s() - cpu0)
+        cpu0, t0 = cpu_s(), time.perf_counter()
+        await send_all(producer, topic, messages)
+        produced = _phase(count, size, time.perf_counter() - t0, cpu_s() - cpu0)
     finally:
         await producer.stop()
 
-    consumer = build_consumer(kafka, group_id=None)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        cpu0, t0 = _cpu_s(), time.perf_counter()
-        seen = 0
-        while seen < count:
-            batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            seen += sum(len(messages) for messages in batches.values())
-        consumed = _phase(count, size, time.perf_counter() - t0, _cpu_s() - cpu0)
-    finally:
-        await consumer.stop()
+    cpu0, t0 = cpu_s(), time.perf_counter()
+    await read_back(kafka, topic, partitions, count)
+    consumed = _phase(count, size, time.perf_counter() - t0, cpu_s() - cpu0)
     return {
         "size": size,
         "count": count,

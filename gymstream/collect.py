@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gymstream.config import GymConfig
+from gymstream.kafka.clients import client_options
 from gymstream.kafka.topics import ApplyReport, TopicLayout, apply_topics
 from gymstream.nemo.outputs import OutputPaths, claim_output
 from gymstream.nemo.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
@@ -101,7 +102,7 @@ async def collect(
     report.resumed, options = resume_options(
         output, options, overwrite=overwrite, max_attempts=max_attempts
     )
-    report.topics = await apply_topics(kafka.client_options(), layout, config.agents)
+    report.topics = await apply_topics(client_options(kafka), layout, config.agents)
 
     stop_workers = asyncio.Event()
     stop_sink = asyncio.Event()

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "DEFAULT_BOOTSTRAP",
+    "DEFAULT_COMPRESSION",
     "EventLoopSettings",
     "KafkaSettings",
     "ModelSettings",
@@ -25,34 +26,119 @@ __all__ = [
 ]
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+DEFAULT_COMPRESSION: Compression = "zstd"
+"""Codec of every producer (tasks, results, failures, runs): the measurement that picked it is in
+docs/performance.md ("Compression")."""
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
 
 
 class KafkaSettings(BaseSettings):
-    """How to reach Kafka. Security settings pass through to aiokafka unchanged."""
+    """How to reach Kafka: every client setting, one ``GYMSTREAM_KAFKA_<FIELD>`` variable each.
+
+    Security settings pass through to aiokafka; ``gymstream.kafka.clients`` builds every client
+    from them (OAUTHBEARER gets a token provider there: a static token, a token file re-read
+    every ``sasl_oauth_refresh_s``, or the stdout of a command). README "Kafka settings" lists
+    them all; a bad value stops a command with one line (``gymstream.cli.common``).
+    """
 
     model_config = SettingsConfigDict(env_prefix="GYMSTREAM_KAFKA_", frozen=True, extra="ignore")
 
     bootstrap: str = Field(DEFAULT_BOOTSTRAP, description="Kafka bootstrap servers, host:port,...")
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    request_timeout_ms: int = 30_000
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_mechanism: str | None = Field(
+        None, description="PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER or GSSAPI."
+    )
+    sasl_username: str | None = Field(None, description="PLAIN / SCRAM user name.")
+    sasl_password: SecretStr | None = Field(None, description="PLAIN / SCRAM password.")
+    ssl_cafile: str | None = Field(None, description="CA bundle that signed the broker's cert.")
+    ssl_certfile: str | None = Field(None, description="Client certificate (mutual TLS).")
+    ssl_keyfile: str | None = Field(None, description="Client certificate's private key.")
+    request_timeout_ms: int = Field(30_000, description="Timeout of one request to a broker.")
     enable_idempotence: bool = Field(
         True, description="Idempotent producer; turn off only for brokers that lack it."
     )
+    # --- issue 12 item 5 (additive): client.id, compression, OAUTHBEARER, SSL key password ---
+    client_id: str = Field(
+        "gymstream", min_length=1, description="client.id sent to the broker (quotas, logs)."
+    )
+    compression: Compression = Field(
+        DEFAULT_COMPRESSION,
+        description="Producer compression codec (none, gzip, snappy, lz4, zstd).",
+    )
+    sasl_oauth_token: SecretStr | None = Field(
+        None, description="OAUTHBEARER: a static bearer token."
+    )
+    sasl_oauth_token_file: str | None = Field(
+        None, description="OAUTHBEARER: a file holding the token (re-read as it rotates)."
+    )
+    sasl_oauth_token_command: str | None = Field(
+        None, description="OAUTHBEARER: a command whose stdout is the token."
+    )
+    sasl_oauth_refresh_s: float = Field(
+        300.0, gt=0, description="OAUTHBEARER: seconds a token from a file or command is reused."
+    )
+    ssl_password: SecretStr | None = Field(None, description="Password of ssl_keyfile.")
+    ssl_check_hostname: bool = Field(True, description="Check the broker's certificate host.")
+
+    @field_validator("sasl_mechanism")
+    @classmethod
+    def _known_mechanism(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        mechanism = value.strip().upper()
+        if mechanism not in SASL_MECHANISMS:
+            raise ValueError(
+                f"unknown SASL mechanism {value!r}: use one of {', '.join(SASL_MECHANISMS)}"
+            )
+        return mechanism
+
+    @model_validator(mode="after")
+    def _consistent_security(self) -> KafkaSettings:
+        sasl = self.security_protocol.startswith("SASL_")
+        if self.sasl_mechanism and not sasl:
+            raise ValueError(
+                f"sasl_mechanism {self.sasl_mechanism} needs security_protocol SASL_SSL or "
+                "SASL_PLAINTEXT"
+            )
+        if sasl and not self.sasl_mechanism:
+            raise ValueError(f"security_protocol {self.security_protocol} needs a sasl_mechanism")
+        sources = [
+            name
+            for name in ("sasl_oauth_token", "sasl_oauth_token_file", "sasl_oauth_token_command")
+            if getattr(self, name) is not None
+        ]
+        if self.sasl_mechanism == "OAUTHBEARER" and len(sources) != 1:
+            raise ValueError(
+                "sasl_mechanism OAUTHBEARER needs exactly one of sasl_oauth_token, "
+                "sasl_oauth_token_file, sasl_oauth_token_command "
+                f"(set: {', '.join(sources) or 'none'})"
+            )
+        if self.sasl_mechanism in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"sasl_mechanism {self.sasl_mechanism} needs sasl_username and sasl_password"
+            )
+        return self
 
     def client_options(self) -> dict[str, Any]:
-        """Keyword arguments shared by every aiokafka client built from these settings."""
+        """Keyword arguments shared by every aiokafka client built from these settings.
+
+        Everything but the OAUTHBEARER token provider: build clients with
+        ``gymstream.kafka.clients`` (``client_options(settings)`` adds it).
+        """
         opts: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap,
             "security_protocol": self.security_protocol,
             "request_timeout_ms": self.request_timeout_ms,
+            "client_id": self.client_id,
         }
-        if self.sasl_mechanism:
+        if self.sasl_mechanism == "OAUTHBEARER":
+            opts["sasl_mechanism"] = self.sasl_mechanism
+        elif self.sasl_mechanism:
             opts["sasl_mechanism"] = self.sasl_mechanism
             opts["sasl_plain_username"] = self.sasl_username
             opts["sasl_plain_password"] = (
@@ -61,9 +147,14 @@ class KafkaSettings(BaseSettings):
         if self.security_protocol in ("SSL", "SASL_SSL"):
             from aiokafka.helpers import create_ssl_context
 
-            opts["ssl_context"] = create_ssl_context(
-                cafile=self.ssl_cafile, certfile=self.ssl_certfile, keyfile=self.ssl_keyfile
+            context = create_ssl_context(
+                cafile=self.ssl_cafile,
+                certfile=self.ssl_certfile,
+                keyfile=self.ssl_keyfile,
+                password=self.ssl_password.get_secret_value() if self.ssl_password else None,
             )
+            context.check_hostname = self.ssl_check_hostname
+            opts["ssl_context"] = context
         return opts
 
 

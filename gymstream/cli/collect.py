@@ -36,14 +36,17 @@ from gymstream.cli.common import (
     setup_logging,
 )
 from gymstream.cli.dataset import (
+    AgentMapOpt,
     AgentNameOpt,
     FailFastOpt,
     LimitOpt,
     NumRepeatsOpt,
+    OverrideAgentsOpt,
     ParamsOpt,
     PerAgentOpt,
     RunIdOpt,
     SeedOpt,
+    agent_map_value,
     check_input,
     produce_options,
     repeats_value,
@@ -142,9 +145,19 @@ def run_collect(
 
 
 def collect_command(
-    input_path: Annotated[Path, typer.Option("--input", "-i", help="NeMo Gym JSONL dataset.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL (NeMo Gym rows).")],
+    input_path: Annotated[
+        Path,
+        typer.Option("--input", "-i", "--input-jsonl-fpath", help="NeMo Gym JSONL dataset."),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", "--output-jsonl-fpath", help="Output JSONL (NeMo Gym rows)."
+        ),
+    ],
     agent_name: AgentNameOpt = None,
+    agent_map: AgentMapOpt = None,
+    override_agents: OverrideAgentsOpt = False,
     num_repeats: NumRepeatsOpt = None,
     num_repeats_per_agent: PerAgentOpt = None,
     limit: LimitOpt = None,
@@ -200,6 +213,7 @@ def collect_command(
         rejects_path=paths.rejects,
         materialized_path=paths.materialized,
         rollout_seed=rollout_seed,
+        agent_map=agent_map_value(agent_map, agent_name, override_agents),
     )
     report = run_collect(
         kafka,

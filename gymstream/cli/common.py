@@ -29,7 +29,9 @@ BootstrapOpt = Annotated[
     str | None,
     typer.Option(
         "--bootstrap",
-        help="Kafka bootstrap servers (default: $GYMSTREAM_KAFKA_BOOTSTRAP or 127.0.0.1:9092).",
+        "--bootstrap-server",
+        help="Kafka bootstrap servers (default: $GYMSTREAM_KAFKA_BOOTSTRAP or 127.0.0.1:9092). "
+        "Security, client.id and compression: GYMSTREAM_KAFKA_* (`gymstream --help`).",
         show_default=False,
     ),
 ]
@@ -78,8 +80,31 @@ ModelTokenIdsOpt = Annotated[
 ]
 
 
+def settings_error(exc: ValidationError, prefix: str) -> typer.Exit:
+    """One line for a bad setting: which variable, what is wrong, what to do (exit code 2)."""
+    first = exc.errors()[0]
+    field = ".".join(str(p) for p in first["loc"])
+    where = f"{prefix}{field.upper()}" if field else f"the {prefix}* variables"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return fail(f"{exc.title}: {where}: {message} (fix the variable or the option and run again)")
+
+
 def kafka_settings(bootstrap: str | None) -> KafkaSettings:
-    return KafkaSettings(bootstrap=bootstrap) if bootstrap else KafkaSettings()
+    """Kafka client settings from GYMSTREAM_KAFKA_* (and --bootstrap); a bad one is one line."""
+    try:
+        return KafkaSettings(bootstrap=bootstrap) if bootstrap else KafkaSettings()
+    except ValidationError as exc:
+        raise settings_error(exc, "GYMSTREAM_KAFKA_") from None
+
+
+def kafka_settings_help() -> str:
+    """The GYMSTREAM_KAFKA_* variables with their defaults, for `gymstream --help`."""
+    lines = ["Kafka client settings (environment; --bootstrap overrides the first):"]
+    for name, info in KafkaSettings.model_fields.items():
+        default = "" if info.default in (None, "") else f" (default: {info.default})"
+        what = f" {info.description}" if info.description else ""
+        lines.append(f"GYMSTREAM_KAFKA_{name.upper()}{what}{default}")
+    return "\n\n".join(lines)
 
 
 def layout_for(prefix: str | None, topics_file: Path | None) -> TopicLayout:
@@ -139,6 +164,12 @@ def run(coro: Coroutine[Any, Any, T], *, bootstrap: str = "") -> T:
             1,
         ) from None
     except KafkaError as exc:
-        raise fail(f"Kafka error: {exc}", 1) from None
+        hint = ""
+        if type(exc).__name__ == "NodeNotReadyError":  # also what a refused SASL login looks like
+            hint = (
+                "; if the cluster needs a login, check GYMSTREAM_KAFKA_SECURITY_PROTOCOL and the "
+                "GYMSTREAM_KAFKA_SASL_* / _SSL_* settings (gymstream --help)"
+            )
+        raise fail(f"Kafka error: {exc}{hint}", 1) from None
     except KeyboardInterrupt:
         raise fail("interrupted", 130) from None

@@ -17,17 +17,21 @@ from gymstream.cli.common import fail
 from gymstream.config import GymConfig
 from gymstream.nemo.overrides import parse_override
 from gymstream.nemo.rollouts import DEFAULT_REPEATS_KEY, parse_repeats
+from gymstream.nemo.routing import DEFAULT_ROUTE, parse_agent_map
 from gymstream.produce.producer import ProduceOptions
 
 __all__ = [
+    "AgentMapOpt",
     "AgentNameOpt",
     "FailFastOpt",
     "LimitOpt",
     "NumRepeatsOpt",
+    "OverrideAgentsOpt",
     "ParamsOpt",
     "PerAgentOpt",
     "RunIdOpt",
     "SeedOpt",
+    "agent_map_value",
     "check_input",
     "new_run_id",
     "overrides_value",
@@ -52,7 +56,28 @@ PerAgentOpt = Annotated[
 LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N lines.")]
 AgentNameOpt = Annotated[
     str | None,
-    typer.Option("--agent-name", help="Agent for rows that have no agent_ref."),
+    typer.Option(
+        "--agent-name",
+        help="Agent for rows that have no agent_ref (with --override-agents: for every row, "
+        "NeMo Gym 0.7.0's agent_name).",
+    ),
+]
+AgentMapOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--agent-map",
+        metavar="AGENT=NEW",
+        help="Re-route rows of agent AGENT to NEW (repeatable; `_default=NEW` for every other "
+        "row, with or without agent_ref): NeMo Gym's agent_map.",
+    ),
+]
+OverrideAgentsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--override-agents",
+        help="--agent-name routes every row, overriding agent_ref (NeMo Gym 0.7.0's meaning: "
+        "--agent-map _default=NAME).",
+    ),
 ]
 ParamsOpt = Annotated[
     list[str] | None,
@@ -92,6 +117,26 @@ def repeats_value(num_repeats: int | None, per_agent: list[str] | None) -> int |
     return num_repeats or 1
 
 
+def agent_map_value(
+    items: list[str] | None, agent_name: str | None, override: bool
+) -> dict[str, str]:
+    """``--agent-map`` (plus ``--agent-name`` as ``_default`` with ``--override-agents``)."""
+    try:
+        mapping = parse_agent_map(items or [])
+    except ValueError as exc:
+        raise fail(f"--agent-map: {exc}") from None
+    if override:
+        if agent_name is None:
+            raise fail("--override-agents needs --agent-name (the agent every row goes to)")
+        if mapping.get(DEFAULT_ROUTE, agent_name) != agent_name:
+            raise fail(
+                f"--agent-name {agent_name} --override-agents conflicts with --agent-map "
+                f"_default={mapping[DEFAULT_ROUTE]}: give only one of them"
+            )
+        mapping[DEFAULT_ROUTE] = agent_name
+    return mapping
+
+
 def overrides_value(values: list[str] | None) -> dict[str, object]:
     """``--responses-create-params`` as a map (a later KEY wins); exit 2 on a malformed one."""
     result: dict[str, object] = {}
@@ -117,6 +162,7 @@ def produce_options(
     rejects_path: Path,
     materialized_path: Path | None = None,
     rollout_seed: int | None = None,
+    agent_map: dict[str, str] | None = None,
 ) -> ProduceOptions:
     """The producer's options from the CLI's (shared by produce and collect)."""
     return ProduceOptions(
@@ -131,6 +177,7 @@ def produce_options(
         rejects_path=rejects_path,
         materialized_path=materialized_path,
         rollout_seed=rollout_seed,
+        agent_map=agent_map or {},
     )
 
 

@@ -75,11 +75,10 @@ def demo_command(
     """
     from gymstream.localkafka import start_cluster, status, stop_cluster
     from gymstream.localkafka.config import check_ports_free, find_free_base_port
-    from gymstream.settings import KafkaSettings
     from gymstream.testing.thread import start_scripted_in_thread
 
     setup_logging(verbose)
-    env_kafka = KafkaSettings()
+    env_kafka = kafka_settings(None)
     started_kafka = False
     if bootstrap is None and "bootstrap" not in env_kafka.model_fields_set:
         running = status(kafka_data_dir)

@@ -137,7 +137,29 @@ def start(
             "--port",
             "-p",
             help="Client port of node 1; node i uses PORT+i-1, its controller PORT+100+i-1 "
-            "(default: 9092).",
+            "unless --controller-port is given (default: 9092).",
+            min=1024,
+            max=65000,
+            show_default=False,
+        ),
+    ] = None,
+    controller_port: Annotated[
+        int | None,
+        typer.Option(
+            "--controller-port",
+            help="KRaft controller port of node 1; node i uses CONTROLLER_PORT+i-1 "
+            "(default: $GYMSTREAM_LOCALKAFKA_CONTROLLER_PORT or PORT+100).",
+            min=1024,
+            max=65000,
+            show_default=False,
+        ),
+    ] = None,
+    oauth_port: Annotated[
+        int | None,
+        typer.Option(
+            "--oauth-port",
+            help="Also serve SASL_PLAINTEXT/OAUTHBEARER on this port (node i: +i-1), accepting "
+            "unsigned JWTs: for trying GYMSTREAM_KAFKA_SASL_OAUTH_* settings, never production.",
             min=1024,
             max=65000,
             show_default=False,
@@ -161,6 +183,8 @@ def start(
             java=settings.java,
             heap_mb=settings.heap_mb,
             timeout_s=timeout or settings.start_timeout_s,
+            controller_port=controller_port or settings.controller_port,
+            oauth_port=oauth_port,
         )
     )
     how = "were already running" if already else f"started in {time.monotonic() - began:.1f} s"
@@ -170,6 +194,8 @@ def start(
         f"stop with `{stop_hint}`",
         err=True,
     )
+    if cluster.oauth_bootstrap:
+        typer.echo(f"OAUTHBEARER (unsecured tokens) at {cluster.oauth_bootstrap}", err=True)
     typer.echo(cluster.bootstrap)
 
 

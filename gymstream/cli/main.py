@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+from typing import Annotated
+
 import typer
 
 from gymstream.cli import kafka, model
 from gymstream.cli.collect import collect_command
+from gymstream.cli.common import kafka_settings_help
 from gymstream.cli.demo import demo_command
 from gymstream.cli.produce import produce_command
 from gymstream.cli.retry import retry_failures_command
@@ -21,10 +25,31 @@ app = typer.Typer(
         "compatible.\n\nStart with `gymstream demo`: it runs the whole pipeline on the two "
         "example environments with no external services."
     ),
+    epilog=kafka_settings_help(),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gymstream {metadata.version('gymstream')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Collect reinforcement-learning rollouts for LLMs over Apache Kafka, NeMo Gym compatible."""
+
+
 app.command("demo")(demo_command)
 app.command("collect")(collect_command)
 app.command("produce")(produce_command)

@@ -25,14 +25,17 @@ from gymstream.cli.common import (
     setup_logging,
 )
 from gymstream.cli.dataset import (
+    AgentMapOpt,
     AgentNameOpt,
     FailFastOpt,
     LimitOpt,
     NumRepeatsOpt,
+    OverrideAgentsOpt,
     ParamsOpt,
     PerAgentOpt,
     RunIdOpt,
     SeedOpt,
+    agent_map_value,
     check_input,
     produce_options,
     repeats_value,
@@ -80,8 +83,19 @@ def print_produce_summary(report: ProduceReport) -> None:
 
 
 def produce_command(
-    input_path: Annotated[Path, typer.Argument(help="NeMo Gym JSONL dataset.", metavar="INPUT")],
+    input_arg: Annotated[
+        Path | None,
+        typer.Argument(help="NeMo Gym JSONL dataset (or --input).", metavar="INPUT"),
+    ] = None,
+    input_opt: Annotated[
+        Path | None,
+        typer.Option(
+            "--input", "-i", "--input-jsonl-fpath", help="NeMo Gym JSONL dataset (as INPUT)."
+        ),
+    ] = None,
     agent_name: AgentNameOpt = None,
+    agent_map: AgentMapOpt = None,
+    override_agents: OverrideAgentsOpt = False,
     num_repeats: NumRepeatsOpt = None,
     num_repeats_per_agent: PerAgentOpt = None,
     limit: LimitOpt = None,
@@ -116,6 +130,9 @@ def produce_command(
 ) -> None:
     """Publish a dataset's rows to the per-agent task topics (acks=all, idempotent)."""
     setup_logging(verbose)
+    input_path = input_arg or input_opt
+    if input_path is None or (input_arg is not None and input_opt is not None):
+        raise fail("give the dataset once: as INPUT or as --input")
     check_input(input_path)
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
@@ -131,6 +148,7 @@ def produce_command(
         fail_fast=fail_fast,
         rejects_path=rejects or Path(f"{input_path.stem}_rejects.jsonl"),
         rollout_seed=rollout_seed,
+        agent_map=agent_map_value(agent_map, agent_name, override_agents),
     )
     if output is not None:
         if run_id is None:

@@ -1,7 +1,10 @@
-"""`gymstream topics apply`: create the topics declared in topics.yaml, report differences."""
+"""`gymstream topics apply`: create the topics declared in topics.yaml, report differences;
+`gymstream topics asyncapi`: the AsyncAPI document of every topic and message."""
 
 from __future__ import annotations
 
+from importlib import metadata
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,7 +19,10 @@ from gymstream.cli.common import (
     layout_for,
     out,
     run,
+    setup_logging,
 )
+from gymstream.kafka.asyncapi import asyncapi_document, asyncapi_yaml
+from gymstream.kafka.clients import client_options
 from gymstream.kafka.topics import apply_topics
 
 __all__ = ["topics_app"]
@@ -36,13 +42,31 @@ def topics_apply(
     ] = None,
 ) -> None:
     """Create the topics that are missing and report those that differ; safe to run twice."""
+    setup_logging(False)  # aiokafka's own warnings would bury the one-line error
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
     agents = agent or list(gym_config(config).agents)
-    report = run(apply_topics(kafka.client_options(), layout, agents), bootstrap=kafka.bootstrap)
+    report = run(apply_topics(client_options(kafka), layout, agents), bootstrap=kafka.bootstrap)
     for name in report.created:
         out.print(f"created   {name}")
     for name in report.unchanged:
         out.print(f"ok        {name}")
     for line in report.differences:
         out.print(f"[yellow]differs[/yellow]   {line}")
+
+
+@topics_app.command("asyncapi")
+def topics_asyncapi(
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write the document here (default: stdout)."),
+    ] = None,
+    topics_file: TopicsFileOpt = None,
+) -> None:
+    """Print the AsyncAPI 3.0 document of every topic and message (docs/asyncapi.yaml)."""
+    layout = layout_for(None, topics_file)
+    text = asyncapi_yaml(asyncapi_document(metadata.version("gymstream"), layout))
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, "utf-8")

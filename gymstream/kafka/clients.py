@@ -3,6 +3,8 @@
 Producers: ``acks=all`` and idempotence (unless the settings turn it off for a broker that lacks
 it), so an acknowledged send is on every in-sync replica and a retried send is not doubled.
 Consumers: auto-commit off; callers commit explicitly, only after their work is safely delivered.
+Every client gets the settings' client.id and security (OAUTHBEARER: a token provider from
+``gymstream.kafka.oauth``); producers compress with the settings' codec (default zstd).
 """
 
 from __future__ import annotations
@@ -12,9 +14,16 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from gymstream.errors import ConfigError
+from gymstream.kafka.oauth import token_provider
 from gymstream.settings import KafkaSettings
 
-__all__ = ["FETCH_BYTES_PER_PARTITION", "build_consumer", "build_producer", "topic_partitions"]
+__all__ = [
+    "FETCH_BYTES_PER_PARTITION",
+    "build_consumer",
+    "build_producer",
+    "client_options",
+    "topic_partitions",
+]
 
 FETCH_BYTES_PER_PARTITION = 1024 * 1024
 """What a consumer fetches ahead per partition (Kafka's default). A consumer holds up to one
@@ -23,16 +32,25 @@ backlog: at 16 MiB a worker's RSS grew with the backlog (142 MiB at 100,000 wait
 at 1 MiB). A message bigger than this still comes through: Kafka always returns the first batch."""
 
 
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Keyword arguments for any aiokafka client (admin ones too): address, client.id, security."""
+    options = settings.client_options()
+    provider = token_provider(settings)
+    if provider is not None:
+        options["sasl_oauth_token_provider"] = provider
+    return options
+
+
 def build_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProducer:
     """A producer whose awaited sends are durable (acks=all) and never duplicated by retries."""
     options: dict[str, Any] = {
-        **settings.client_options(),
+        **client_options(settings),
         "acks": "all",
         "enable_idempotence": settings.enable_idempotence,
         "linger_ms": 5,
         "max_batch_size": 1024 * 1024,
         "max_request_size": 16 * 1024 * 1024,
-        "compression_type": None,
+        "compression_type": None if settings.compression == "none" else settings.compression,
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
@@ -43,7 +61,7 @@ def build_consumer(
 ) -> AIOKafkaConsumer:
     """A consumer that never commits on its own and starts a new group at the earliest offset."""
     options: dict[str, Any] = {
-        **settings.client_options(),
+        **client_options(settings),
         "group_id": group_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",

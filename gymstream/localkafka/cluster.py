@@ -75,10 +75,21 @@ class Cluster:
     java: str
     heap_mb: int
     pids: dict[int, int | None] = field(default_factory=dict)
+    controller_base: int | None = None  # node 1's controller port; None: port + 100
+    oauth_base: int | None = None  # node 1's OAUTHBEARER listener (unsecured tokens), if any
 
     @property
     def bootstrap(self) -> str:
         return config.bootstrap_servers(self.port, self.node_ids)
+
+    @property
+    def oauth_bootstrap(self) -> str | None:
+        """The OAUTHBEARER listeners' bootstrap servers (None: the cluster has none)."""
+        return (
+            None
+            if self.oauth_base is None
+            else config.bootstrap_servers(self.oauth_base, self.node_ids)
+        )
 
     @property
     def node_ids(self) -> list[int]:
@@ -137,6 +148,8 @@ class Cluster:
                 "libs": str(self.libs),
                 "java": self.java,
                 "heap_mb": self.heap_mb,
+                "controller_port": self.controller_base,
+                "oauth_port": self.oauth_base,
                 "pids": {str(n): pid for n, pid in self.pids.items()},
             },
         )
@@ -239,12 +252,18 @@ def _load(data_dir: Path) -> Cluster | None:
             java=str(state["java"]),
             heap_mb=int(str(state["heap_mb"])),
             pids={int(k): (int(v) if v is not None else None) for k, v in raw_pids.items()},
+            controller_base=_optional_port(state.get("controller_port")),
+            oauth_base=_optional_port(state.get("oauth_port")),
         )
     except (KeyError, ValueError) as exc:
         raise KafkaSetupError(
             f"{data_dir / storage.STATE} is damaged ({exc!r}): stop any broker still running from "
             f"{data_dir} (pgrep -f {data_dir}) and delete the file"
         ) from exc
+
+
+def _optional_port(value: object) -> int | None:
+    return None if value is None else int(str(value))
 
 
 def start_cluster(
@@ -256,22 +275,23 @@ def start_cluster(
     java: str = "java",
     heap_mb: int = 512,
     timeout_s: float = 60.0,
+    controller_port: int | None = None,
+    oauth_port: int | None = None,
 ) -> Cluster:
     """Start (or finish starting) the cluster in ``data_dir`` and wait until all nodes serve.
 
     A fresh directory is formatted; a formatted one keeps its data. Nodes already running are
     left alone, so calling this twice is harmless. ``libs`` defaults to :func:`fetch_jars`'s
     default cache. Raises KafkaSetupError (Java missing or < 17, Maven missing, port taken,
-    a node not up within timeout_s -- with the end of its log).
+    a node not up within timeout_s -- with the end of its log). ``controller_port`` is node 1's
+    KRaft controller port (node i uses it + i - 1); None puts the controllers at ``port + 100``.
+    ``oauth_port`` adds a SASL_PLAINTEXT/OAUTHBEARER listener per node (unsecured tokens).
     """
     if not 1 <= brokers <= config.MAX_BROKERS:
         raise KafkaSetupError(f"brokers must be between 1 and {config.MAX_BROKERS}, not {brokers}")
-    last_port = config.controller_port(port, brokers)
-    if port < 1024 or last_port > 65535:
-        raise KafkaSetupError(
-            f"port {port} leaves no room for {brokers} client and controller ports "
-            f"(up to {last_port}): choose a base port between 1024 and {65535 - 100 - brokers}"
-        )
+    problem = config.port_layout_problem(port, brokers, controller_port)
+    if problem is not None:
+        raise KafkaSetupError(problem)
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(data_dir / ".lock"):
@@ -279,17 +299,23 @@ def start_cluster(
         running = _load(data_dir)
         alive = {n: p for n, p in running.pids.items() if running.is_running(n)} if running else {}
         if running is not None and alive:
-            if running.port != port or running.brokers != brokers:
+            wanted = (port, brokers, controller_port, oauth_port)
+            if (
+                running.port,
+                running.brokers,
+                running.controller_base,
+                running.oauth_base,
+            ) != wanted:
                 raise KafkaSetupError(
                     f"the cluster in {data_dir} already runs ({running.brokers} broker(s) on "
                     f"{running.bootstrap}): stop it first (gymstream kafka stop --data-dir "
-                    f"{data_dir}) to change --port or --brokers"
+                    f"{data_dir}) to change --port, --controller-port, --oauth-port or --brokers"
                 )
             if len(alive) == brokers:
                 return running
         cluster_id = storage.recorded_cluster_id(data_dir, brokers)
         todo = [n for n in range(1, brokers + 1) if n not in alive]
-        problem = config.check_ports_free(port, todo)
+        problem = config.check_ports_free(port, todo, controller_port, oauth_port)
         if problem is not None:
             raise KafkaSetupError(problem)
         java_path = check_java(java)
@@ -298,7 +324,13 @@ def start_cluster(
             cluster_id = config.new_cluster_id()
         storage.write_json(
             data_dir / storage.LAYOUT,
-            {"cluster_id": cluster_id, "brokers": brokers, "port": port, "version": KAFKA_VERSION},
+            {
+                "cluster_id": cluster_id,
+                "brokers": brokers,
+                "port": port,
+                "version": KAFKA_VERSION,
+                "controller_port": controller_port,
+            },
         )
         log4j = resources.files("gymstream.localkafka").joinpath("log4j2.properties")
         (data_dir / "log4j2.properties").write_text(log4j.read_text("utf-8"), "utf-8")
@@ -306,10 +338,14 @@ def start_cluster(
             node_dir = storage.node_dir(data_dir, node_id)
             (node_dir / "data").mkdir(parents=True, exist_ok=True)
             (node_dir / "server.properties").write_text(
-                config.render_properties(node_id, brokers, port, str(node_dir / "data")), "utf-8"
+                config.render_properties(
+                    node_id, brokers, port, str(node_dir / "data"), controller_port, oauth_port
+                ),
+                "utf-8",
             )
         storage.format_nodes(data_dir, todo, cluster_id, java_path, libs, timeout_s)
         cluster = Cluster(data_dir, brokers, port, libs, java_path, heap_mb, dict(alive))
+        cluster.controller_base, cluster.oauth_base = controller_port, oauth_port
         cluster._start_nodes(todo, timeout_s)
         return cluster
 
@@ -345,12 +381,13 @@ def status(data_dir: Path) -> ClusterStatus:
             return ClusterStatus(data_dir, None, ())
         brokers = int(str(layout.get("brokers", 0)))
         port = int(str(layout.get("port", 0)))
+        controller_base = _optional_port(layout.get("controller_port"))
         nodes = tuple(
             NodeStatus(
                 node_id=n,
                 pid=None,
                 port=config.client_port(port, n),
-                controller_port=config.controller_port(port, n),
+                controller_port=config.controller_port(port, n, controller_base),
                 running=False,
                 log=storage.node_dir(data_dir, n) / "server.log",
             )
@@ -362,7 +399,7 @@ def status(data_dir: Path) -> ClusterStatus:
             node_id=n,
             pid=cluster.pids.get(n),
             port=config.client_port(cluster.port, n),
-            controller_port=config.controller_port(cluster.port, n),
+            controller_port=config.controller_port(cluster.port, n, cluster.controller_base),
             running=cluster.is_running(n),
             log=storage.node_dir(data_dir, n) / "server.log",
         )

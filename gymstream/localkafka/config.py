@@ -4,7 +4,10 @@ Port scheme for a cluster started with base port P and N nodes (node ids 1..N, e
 combined broker+controller):
 
 - node i serves clients on ``P + i - 1``            (P .. P+N-1; the bootstrap list)
-- node i's controller listens on ``P + 100 + i - 1`` (P+100 .. P+100+N-1)
+- node i's controller listens on ``C + i - 1`` (C .. C+N-1), where C is the controller base port
+  (``--controller-port``; default P + 100)
+- with ``--oauth-port O``, node i also serves SASL_PLAINTEXT/OAUTHBEARER on ``O + i - 1``, with
+  Kafka's unsecured token validator (unsigned JWTs: for trying OAuth settings, never production)
 
 Everything listens on 127.0.0.1 only.
 """
@@ -27,6 +30,7 @@ __all__ = [
     "find_free_base_port",
     "new_cluster_id",
     "port_in_use",
+    "port_layout_problem",
     "port_taken_message",
     "render_properties",
 ]
@@ -41,14 +45,36 @@ def client_port(base_port: int, node_id: int) -> int:
     return base_port + node_id - 1
 
 
-def controller_port(base_port: int, node_id: int) -> int:
-    """The port node ``node_id`` (1-based) runs its KRaft controller listener on."""
-    return base_port + CONTROLLER_PORT_OFFSET + node_id - 1
+def controller_port(base_port: int, node_id: int, controller_base: int | None = None) -> int:
+    """The port node ``node_id`` (1-based) runs its KRaft controller listener on.
+
+    ``controller_base`` is node 1's controller port; None means ``base_port + 100``.
+    """
+    first = base_port + CONTROLLER_PORT_OFFSET if controller_base is None else controller_base
+    return first + node_id - 1
 
 
 def bootstrap_servers(base_port: int, node_ids: list[int]) -> str:
     """``host:port,...`` for the given nodes, in node-id order."""
     return ",".join(f"{HOST}:{client_port(base_port, n)}" for n in sorted(node_ids))
+
+
+def port_layout_problem(base_port: int, brokers: int, controller_base: int | None) -> str | None:
+    """None if the client and controller ports of ``brokers`` nodes fit, else the error."""
+    if controller_base is not None and (
+        controller_base < 1024 or base_port - brokers < controller_base < base_port + brokers
+    ):
+        return (
+            f"controller port {controller_base} overlaps the client ports {base_port}..."
+            f"{base_port + brokers - 1} or is below 1024: choose another --controller-port"
+        )
+    last_port = max(controller_port(base_port, brokers, controller_base), base_port + brokers - 1)
+    if base_port < 1024 or last_port > 65535:
+        return (
+            f"port {base_port} leaves no room for {brokers} client and controller ports "
+            f"(up to {last_port}): choose a base port between 1024 and {65535 - 100 - brokers}"
+        )
+    return None
 
 
 def new_cluster_id() -> str:
@@ -63,7 +89,14 @@ def new_cluster_id() -> str:
             return cluster_id
 
 
-def render_properties(node_id: int, brokers: int, base_port: int, log_dir: str) -> str:
+def render_properties(
+    node_id: int,
+    brokers: int,
+    base_port: int,
+    log_dir: str,
+    controller_base: int | None = None,
+    oauth_base: int | None = None,
+) -> str:
     """server.properties for one combined broker+controller node of a ``brokers``-node cluster.
 
     Replication settings follow the cluster size: with 3+ nodes the internal topics get 3 replicas
@@ -73,14 +106,17 @@ def render_properties(node_id: int, brokers: int, base_port: int, log_dir: str) 
         raise ValueError(f"node id {node_id} outside 1..{brokers}")
     replication = min(brokers, 3)
     min_isr = 2 if brokers >= 3 else 1
-    voters = ",".join(f"{n}@{HOST}:{controller_port(base_port, n)}" for n in range(1, brokers + 1))
+    voters = ",".join(
+        f"{n}@{HOST}:{controller_port(base_port, n, controller_base)}"
+        for n in range(1, brokers + 1)
+    )
     props = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
         "controller.quorum.voters": voters,
         "listeners": (
             f"PLAINTEXT://{HOST}:{client_port(base_port, node_id)},"
-            f"CONTROLLER://{HOST}:{controller_port(base_port, node_id)}"
+            f"CONTROLLER://{HOST}:{controller_port(base_port, node_id, controller_base)}"
         ),
         "advertised.listeners": f"PLAINTEXT://{HOST}:{client_port(base_port, node_id)}",
         "controller.listener.names": "CONTROLLER",
@@ -99,9 +135,29 @@ def render_properties(node_id: int, brokers: int, base_port: int, log_dir: str) 
         "broker.heartbeat.interval.ms": "500",
         "broker.session.timeout.ms": "3000",
     }
+    if oauth_base is not None:
+        props.update(_oauth_properties(node_id, oauth_base, props))
     lines = [f"# written by gymstream.localkafka for node {node_id} of {brokers}; do not edit"]
     lines += [f"{key}={value}" for key, value in props.items()]
     return "\n".join(lines) + "\n"
+
+
+def _oauth_properties(node_id: int, oauth_base: int, props: dict[str, str]) -> dict[str, str]:
+    """An extra OAUTH listener (SASL_PLAINTEXT, OAUTHBEARER, Kafka's unsecured validator)."""
+    address = f"OAUTH://{HOST}:{oauth_base + node_id - 1}"
+    login = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule"
+    return {
+        "listeners": f"{props['listeners']},{address}",
+        "advertised.listeners": f"{props['advertised.listeners']},{address}",
+        "listener.security.protocol.map": (
+            f"{props['listener.security.protocol.map']},OAUTH:SASL_PLAINTEXT"
+        ),
+        "sasl.enabled.mechanisms": "OAUTHBEARER",
+        "listener.name.oauth.sasl.enabled.mechanisms": "OAUTHBEARER",
+        "listener.name.oauth.oauthbearer.sasl.jaas.config": (
+            f'{login} required unsecuredLoginStringClaim_sub="broker";'
+        ),
+    }
 
 
 def port_in_use(port: int, host: str = HOST) -> bool:
@@ -123,13 +179,21 @@ def port_taken_message(port: int, role: str, node_id: int) -> str:
     )
 
 
-def check_ports_free(base_port: int, node_ids: list[int]) -> str | None:
-    """None if every client and controller port of these nodes is free, else the error message."""
+def check_ports_free(
+    base_port: int,
+    node_ids: list[int],
+    controller_base: int | None = None,
+    oauth_base: int | None = None,
+) -> str | None:
+    """None if every port of these nodes (client, controller, OAuth) is free, else the error."""
     for node_id in node_ids:
-        for role, port in (
+        ports = [
             ("client", client_port(base_port, node_id)),
-            ("controller", controller_port(base_port, node_id)),
-        ):
+            ("controller", controller_port(base_port, node_id, controller_base)),
+        ]
+        if oauth_base is not None:
+            ports.append(("oauth", oauth_base + node_id - 1))
+        for role, port in ports:
             if port_in_use(port):
                 return port_taken_message(port, role, node_id)
     return None

@@ -2,7 +2,8 @@
 
 Environment variables: ``GYMSTREAM_KAFKA_CACHE`` (where the jars are cached), and
 ``GYMSTREAM_LOCALKAFKA_DATA_DIR``, ``_PORT``, ``_BROKERS``, ``_HEAP_MB``, ``_START_TIMEOUT_S``,
-``_JAVA``, ``_MVN``. Kept beside the launcher rather than in gymstream/settings.py because only
+``_JAVA``, ``_MVN``, ``_CONTROLLER_PORT``. Kept beside the launcher rather than in
+gymstream/settings.py because only
 ``gymstream kafka`` and the test fixtures use it; the client-side ``GYMSTREAM_KAFKA_BOOTSTRAP``
 stays in gymstream.settings.KafkaSettings.
 """
@@ -36,6 +37,9 @@ class LocalKafkaSettings(BaseSettings):
         Path(".gymstream/kafka"), description="Data, logs and pids of the local cluster."
     )
     port: int = Field(9092, ge=1024, le=65000, description="Client port of node 1 (base port).")
+    controller_port: int | None = Field(
+        None, ge=1024, le=65000, description="KRaft controller port of node 1 (default: port+100)."
+    )
     brokers: int = Field(1, ge=1, le=MAX_BROKERS, description="Number of nodes.")
     heap_mb: int = Field(512, ge=128, description="JVM heap of each node, in MB.")
     start_timeout_s: float = Field(60.0, gt=0, description="How long to wait for the nodes.")

@@ -17,18 +17,20 @@ Rules a caller must know:
 - A UTF-8 byte order mark at the start of the file is ignored.
 - Optional request keys that hold ``null`` count as unset, as in the OpenAI API.
 - A row's agent is ``agent_ref.name``; ``default_agent`` serves only rows with no ``agent_ref``.
+- ``agent_map`` (NeMo Gym's, ``gymstream.nemo.routing``) re-routes a row before it is checked.
 """
 
 from __future__ import annotations
 
 import codecs
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, Final
 
 import msgspec
 
 from gymstream.errors import RowError
+from gymstream.nemo.routing import reroute
 from gymstream.nemo.validation import LINE_FIELD, check_row, resolve_agent
 
 __all__ = ["DEFAULT_MAX_ROW_BYTES", "InputRow", "read_rows"]
@@ -61,6 +63,7 @@ def read_rows(
     known_agents: Collection[str] | None,
     limit: int | None = None,
     max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
+    agent_map: Mapping[str, str] | None = None,
 ) -> Iterator[InputRow | RowError]:
     """Yield each non-blank line of ``path`` (up to ``limit`` lines) as a row or an error.
 
@@ -76,7 +79,7 @@ def read_rows(
     if default_agent is not None and not default_agent:
         raise ValueError("default_agent must be a non-empty agent name or None")
     known = None if known_agents is None else frozenset(known_agents)
-    return _read_rows(Path(path), default_agent, known, limit, max_row_bytes)
+    return _read_rows(Path(path), default_agent, known, limit, max_row_bytes, agent_map or {})
 
 
 def _read_rows(
@@ -85,6 +88,7 @@ def _read_rows(
     known: frozenset[str] | None,
     limit: int | None,
     max_row_bytes: int,
+    agent_map: Mapping[str, str],
 ) -> Iterator[InputRow | RowError]:
     with path.open("rb") as file:
         line_no = 0
@@ -116,6 +120,8 @@ def _read_rows(
                 yield RowError(path, line_no, LINE_FIELD, problem)
                 continue
             found = check_row(obj)
+            if found is None and agent_map:
+                reroute(obj, agent_map)
             if found is None:
                 agent_or_error = resolve_agent(obj, default_agent, known)
                 if isinstance(agent_or_error, str):

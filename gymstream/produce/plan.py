@@ -59,6 +59,8 @@ class ProduceOptions:
     pacer: Pacer | None = None  # pacing: at most pacer.max_ahead groups ahead of the trainer
     # NeMo Gym's optional per-rollout seed: responses_create_params.seed = base + rollout index
     rollout_seed: int | None = None
+    # NeMo Gym's agent_map (gymstream.nemo.routing): re-route rows before they are checked
+    agent_map: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -124,6 +126,7 @@ def valid_rows(
         default_agent=options.default_agent,
         known_agents=options.known_agents,
         limit=options.limit,
+        agent_map=options.agent_map,
     ):
         if isinstance(item, InputRow):
             report.rows += 1
