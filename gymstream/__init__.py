@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from gymstream.trainer.grouping import Group
     from gymstream.trainer.options import StreamOptions
     from gymstream.trainer.stream import GroupStream, groups, open_stream, rollouts
+    from gymstream.trainer.tokens import TokenTrajectory, group_trajectories, token_trajectory
     from gymstream.wire.messages import FailureClass, FailureMessage, ResultMessage
     from gymstream.wire.records import RunManifest
 
@@ -41,8 +42,10 @@ __all__ = [
     "RolloutSettings",
     "RunManifest",
     "StreamOptions",
+    "TokenTrajectory",
     "TopicLayout",
     "TopicSettings",
+    "group_trajectories",
     "groups",
     "latest_policy_version",
     "load_layout",
@@ -50,6 +53,7 @@ __all__ = [
     "publish_policy_version",
     "read_manifests",
     "rollouts",
+    "token_trajectory",
 ]
 
 _HOME = {
@@ -71,6 +75,9 @@ _HOME = {
     "groups": "gymstream.trainer.stream",
     "open_stream": "gymstream.trainer.stream",
     "rollouts": "gymstream.trainer.stream",
+    "TokenTrajectory": "gymstream.trainer.tokens",
+    "group_trajectories": "gymstream.trainer.tokens",
+    "token_trajectory": "gymstream.trainer.tokens",
     "FailureClass": "gymstream.wire.messages",
     "FailureMessage": "gymstream.wire.messages",
     "ResultMessage": "gymstream.wire.messages",
