@@ -49,7 +49,8 @@ def stream_command(
         typer.Option(
             "--group-size",
             min=1,
-            help="Rollouts per group: the run's --num-repeats (implies --groups).",
+            help="Rollouts per group for every agent (implies --groups); default: each "
+            "agent's repeats, from the run's manifest.",
             show_default=False,
         ),
     ] = None,
@@ -121,8 +122,6 @@ def stream_command(
             weights=_parse_weights(weights) if weights else None,
         )
     except ValueError as exc:
-        if groups and group_size is None:
-            raise fail("--groups needs --group-size (the run's --num-repeats)") from None
         raise fail(str(exc).splitlines()[-1].strip()) from None
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["StreamOptions"]
 
@@ -17,7 +17,10 @@ class StreamOptions(BaseModel):
     run_id: str = Field(min_length=1)
     unit: Literal["group", "rollout"] = "group"
     group_size: int | None = Field(
-        None, ge=1, description="Rollouts per group: the run's number of repeats."
+        None,
+        ge=1,
+        description="Rollouts per group, for every agent; default: each agent's repeats, as the "
+        "run's manifest records them.",
     )
     consumer: str = Field(
         "trainer",
@@ -36,12 +39,8 @@ class StreamOptions(BaseModel):
     fetch_records: int = Field(1000, ge=1)
     poll_ms: int = Field(200, ge=1)
 
-    @model_validator(mode="after")
-    def _group_size_for_groups(self) -> Self:
-        if self.unit == "group" and self.group_size is None:
-            raise ValueError("group_size is required for unit='group' (the run's repeats)")
-        return self
-
     @property
     def unit_size(self) -> int:
-        return 1 if self.unit == "rollout" else (self.group_size or 1)
+        """Rollouts per unit as a saved position records it: 1 in rollout mode, the
+        ``group_size`` override, or 0 for per-agent sizes from the run's manifest."""
+        return 1 if self.unit == "rollout" else (self.group_size or 0)
