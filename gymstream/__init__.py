@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from gymstream.trainer.grouping import Group
     from gymstream.trainer.options import StreamOptions
     from gymstream.trainer.stream import GroupStream, groups, open_stream, rollouts
+    from gymstream.trainer.sync import SyncStream
     from gymstream.trainer.tokens import TokenTrajectory, group_trajectories, token_trajectory
     from gymstream.wire.messages import FailureClass, FailureMessage, ResultMessage
     from gymstream.wire.records import RunManifest
@@ -42,6 +43,7 @@ __all__ = [
     "RolloutSettings",
     "RunManifest",
     "StreamOptions",
+    "SyncStream",
     "TokenTrajectory",
     "TopicLayout",
     "TopicSettings",
@@ -75,6 +77,7 @@ _HOME = {
     "groups": "gymstream.trainer.stream",
     "open_stream": "gymstream.trainer.stream",
     "rollouts": "gymstream.trainer.stream",
+    "SyncStream": "gymstream.trainer.sync",
     "TokenTrajectory": "gymstream.trainer.tokens",
     "group_trajectories": "gymstream.trainer.tokens",
     "token_trajectory": "gymstream.trainer.tokens",

@@ -7,15 +7,29 @@ Results are synthetic ``ResultMessage``s published straight to the results topic
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
-from stream_helpers import AGENTS, WAIT_S, Env, ids, make_env, publish, rollout
+from stream_helpers import (
+    AGENTS,
+    SIZE,
+    WAIT_S,
+    Env,
+    all_rollouts,
+    ids,
+    make_env,
+    publish,
+    publish_manifest,
+    rollout,
+)
 
 from gymstream.produce.plan import ProduceOptions
 from gymstream.produce.producer import produce
+from gymstream.trainer.grouping import Group
 from gymstream.trainer.stream import open_stream
+from gymstream.trainer.sync import SyncStream
 
 pytestmark = pytest.mark.kafka
 
@@ -69,3 +83,83 @@ async def test_per_agent_repeats_group_by_the_manifest(env: Env, tmp_path: Path)
     assert stream.finished
     assert stream.manifest is not None
     assert stream.manifest.repeats == {"_default": 2, "alpha": 3}
+
+
+# --- several runs in one stream -----------------------------------------------------------------
+
+
+async def test_two_runs_stream_as_one_with_exact_resume_per_run(env: Env) -> None:
+    epochs = [dataclasses.replace(env, run_id=f"{env.run_id}-e{n}") for n in range(2)]
+    tasks = 3
+    for epoch in epochs:
+        await publish(env, all_rollouts(epoch, tasks))
+        await publish_manifest(env, tasks, run_id=epoch.run_id)
+    expected = sorted((e.run_id, a, t) for e in epochs for a in AGENTS for t in range(tasks))
+
+    def keys(groups: list[Group]) -> list[tuple[str, str, int]]:
+        return [(g.run_id, g.agent, g.task_index) for g in groups]
+
+    options = env.options(run_id="", run_ids=[e.run_id for e in epochs])
+    async with asyncio.timeout(WAIT_S), open_stream(env.kafka, env.layout, options) as stream:
+        first = await stream.next_batch(4)
+        checkpoint = await stream.commit()
+        handed_not_committed = await stream.next_batch(5)  # spans both runs: then a "crash"
+    assert [p.run_id for p in checkpoint] == [e.run_id for e in epochs]
+    assert {g.run_id for g in handed_not_committed} == {e.run_id for e in epochs}
+
+    by_prefix = env.options(run_id="", run_prefix=f"{env.run_id}-e")
+    async with asyncio.timeout(WAIT_S), open_stream(env.kafka, env.layout, by_prefix) as stream:
+        assert stream.run_ids == [e.run_id for e in epochs]
+        rest = [g async for g in stream]
+        await stream.commit()
+        assert stream.finished
+    assert not set(keys(first)) & set(keys(rest)), "a committed group came again"
+    assert set(keys(handed_not_committed)) <= set(keys(rest)), "an unacknowledged group was lost"
+    assert sorted(keys(first) + keys(rest)) == expected
+
+    async with asyncio.timeout(WAIT_S), open_stream(env.kafka, env.layout, options) as stream:
+        assert [g async for g in stream] == []  # every run's record says it is done
+
+    # a trainer's own checkpoint takes each run back to where it was
+    async with (
+        asyncio.timeout(WAIT_S),
+        open_stream(env.kafka, env.layout, options, resume_from=checkpoint) as stream,
+    ):
+        replay = [g async for g in stream]
+    assert sorted(keys(first) + keys(replay)) == expected
+
+
+# --- the synchronous stream ---------------------------------------------------------------------
+
+
+def test_the_sync_stream_resumes_exactly(kafka_bootstrap: str) -> None:
+    """A plain ``for batch in stream:`` loop (no event loop of its own) that crashes mid-run."""
+    env = asyncio.run(make_env(kafka_bootstrap))
+    tasks = 6
+    asyncio.run(publish(env, all_rollouts(env, tasks)))
+    asyncio.run(publish_manifest(env, tasks))
+    everything = sorted((a, t) for a in AGENTS for t in range(tasks))
+
+    trained: list[Group] = []
+    with SyncStream(env.kafka, env.layout, env.options(), batch_size=3) as stream:
+        for step, batch in enumerate(stream):
+            assert all(len(g.rollouts) == SIZE for g in batch)  # whole groups only
+            trained += batch
+            stream.publish_policy_version(step + 1)
+            stream.commit()
+            if step == 1:
+                break
+        lost_with_crash = stream.next_batch(2)  # handed, never committed
+    assert len(trained) == 6
+
+    with SyncStream(env.kafka, env.layout, env.options(), batch_size=4) as stream:
+        assert stream.policy_version == 2  # restored from the saved position
+        rest = [g for batch in stream for g in batch]
+        stream.commit()
+        assert stream.finished
+    assert not set(ids(trained)) & set(ids(rest)), "a committed group came again"
+    assert set(ids(lost_with_crash)) <= set(ids(rest)), "an unacknowledged group was lost"
+    assert sorted(ids(trained) + ids(rest)) == everything
+
+    with SyncStream(env.kafka, env.layout, env.options()) as stream:
+        assert list(stream) == []
