@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gymstream.collect import CollectReport
-    from gymstream.errors import GymstreamError
+    from gymstream.errors import GymstreamError, TrajectoryError
     from gymstream.kafka.topics import TopicLayout, load_layout
     from gymstream.nemo.outputs import OutputPaths
     from gymstream.produce.plan import ProduceOptions
@@ -47,6 +47,7 @@ __all__ = [
     "TokenTrajectory",
     "TopicLayout",
     "TopicSettings",
+    "TrajectoryError",
     "group_trajectories",
     "groups",
     "latest_policy_version",
@@ -61,6 +62,7 @@ __all__ = [
 _HOME = {
     "CollectReport": "gymstream.collect",
     "GymstreamError": "gymstream.errors",
+    "TrajectoryError": "gymstream.errors",
     "TopicLayout": "gymstream.kafka.topics",
     "load_layout": "gymstream.kafka.topics",
     "OutputPaths": "gymstream.nemo.outputs",

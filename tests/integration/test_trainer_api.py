@@ -9,8 +9,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 from stream_helpers import (
     AGENTS,
@@ -30,6 +34,7 @@ from gymstream.produce.producer import produce
 from gymstream.trainer.grouping import Group
 from gymstream.trainer.stream import open_stream
 from gymstream.trainer.sync import SyncStream
+from gymstream.wire.codec import ENCODER
 
 pytestmark = pytest.mark.kafka
 
@@ -163,3 +168,55 @@ def test_the_sync_stream_resumes_exactly(kafka_bootstrap: str) -> None:
 
     with SyncStream(env.kafka, env.layout, env.options()) as stream:
         assert list(stream) == []
+
+
+# --- the example trainer on token sequences ----------------------------------------------------
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "online_trainer.py"
+
+
+def token_row(agent: str, task: int, index: int) -> dict[str, Any]:
+    """A two-turn row with token ids: prompt 3, generation 2, tool tokens 3, generation 1+index."""
+    first = [1, 2, 3]
+    second = [*first, 10, 11, 20, 21, 22]
+    generation = [30 + i for i in range(1 + index)]
+    return {
+        "response": {
+            "output": [
+                dict(zip(FIELDS, [first, [10, 11], [-0.5, -0.5]], strict=True)),
+                {"type": "function_call_output", "output": "{}"},
+                dict(zip(FIELDS, [second, generation, [-1.0] * len(generation)], strict=True)),
+            ]
+        },
+        "agent_ref": {"name": agent},
+        "_ng_task_index": task,
+        "_ng_rollout_index": index,
+    }
+
+
+FIELDS = ("prompt_token_ids", "generation_token_ids", "generation_log_probs")
+
+
+async def test_the_example_trains_on_token_sequences_through_the_sync_stream(env: Env) -> None:
+    tasks = 1
+    rollouts = [
+        msgspec.structs.replace(
+            rollout(env, agent, 0, index),
+            output=msgspec.Raw(ENCODER.encode(token_row(agent, 0, index))),
+        )
+        for agent in AGENTS
+        for index in range(SIZE)
+    ]
+    await publish(env, rollouts)
+    await publish_manifest(env, tasks)
+    args = [sys.executable, str(EXAMPLE), "--run-id", env.run_id, "--group-size", str(SIZE)]
+    args += ["--bootstrap", env.kafka.bootstrap, "--topic-prefix", env.layout.prefix]
+    done = await asyncio.to_thread(subprocess.run, args, capture_output=True, timeout=WAIT_S)
+    assert done.returncode == 0, done.stderr.decode()
+    out = done.stdout.decode()
+    sequences = [line.strip() for line in out.splitlines() if " tokens, " in line]
+    assert len(sequences) == len(AGENTS) * SIZE
+    for index in range(SIZE):  # 3 prompt + 2 generated + 3 tool + (1 + index) generated
+        line = f"{9 + index} tokens, {3 + index} generated in 2 turns, sampled by policy v[0, 0]"
+        assert sequences.count(line) == len(AGENTS)
+    assert "carry no token ids" not in out
