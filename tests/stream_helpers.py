@@ -90,12 +90,15 @@ async def publish(
         await producer.stop()
 
 
-async def publish_manifest(env: Env, tasks: int, run_id: str | None = None) -> None:
+async def publish_manifest(
+    env: Env, tasks: int, run_id: str | None = None, *, repeats: dict[str, int] | None = None
+) -> None:
     """The run's manifest, produced: ``tasks`` groups of ``SIZE`` per agent."""
     manifest = RunManifest(
         run_id=run_id or env.run_id,
         state="produced",
         expected=dict.fromkeys(AGENTS, tasks * SIZE),
+        repeats=repeats or {},
     )
     producer = build_producer(env.kafka)
     await producer.start()

@@ -220,3 +220,39 @@ async def test_the_example_trains_on_token_sequences_through_the_sync_stream(env
         line = f"{9 + index} tokens, {3 + index} generated in 2 turns, sampled by policy v[0, 0]"
         assert sequences.count(line) == len(AGENTS)
     assert "carry no token ids" not in out
+
+
+# --- gymstream stream ---------------------------------------------------------------------------
+
+
+def stream_cli(env: Env, *args: str) -> subprocess.CompletedProcess[bytes]:
+    command = [sys.executable, "-m", "gymstream.cli.main", "stream", *args]
+    command += ["--bootstrap", env.kafka.bootstrap, "--topic-prefix", env.layout.prefix]
+    return subprocess.run(command, capture_output=True, timeout=WAIT_S, check=False)
+
+
+async def test_the_cli_streams_runs_by_prefix_or_list_with_sizes_from_the_manifests(
+    env: Env,
+) -> None:
+    epochs = [dataclasses.replace(env, run_id=f"{env.run_id}-e{n}") for n in range(2)]
+    for epoch in epochs:
+        await publish(env, all_rollouts(epoch, 2))
+        await publish_manifest(env, 2, run_id=epoch.run_id, repeats={"_default": SIZE})
+    expected = sorted((e.run_id, a, t) for e in epochs for a in AGENTS for t in range(2))
+
+    def groups_of(done: subprocess.CompletedProcess[bytes]) -> list[tuple[str, str, int]]:
+        assert done.returncode == 0, done.stderr.decode()
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        assert all(len(line["rollouts"]) == SIZE for line in lines)
+        return sorted((line["run_id"], line["agent"], line["task_index"]) for line in lines)
+
+    by_prefix = await asyncio.to_thread(
+        stream_cli, env, "--run-prefix", f"{env.run_id}-e", "--groups"
+    )
+    assert groups_of(by_prefix) == expected
+    runs = [arg for e in epochs for arg in ("--run-id", e.run_id)]
+    listed = await asyncio.to_thread(stream_cli, env, *runs, "--groups", "--consumer", "other")
+    assert groups_of(listed) == expected
+    both = await asyncio.to_thread(stream_cli, env, *runs, "--run-prefix", "x")
+    assert both.returncode == 2
+    assert b"--run-id (once or more) or --run-prefix, not both" in both.stderr
