@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gymstream.collect import CollectReport
-    from gymstream.errors import GymstreamError
+    from gymstream.errors import GymstreamError, TrajectoryError
     from gymstream.kafka.topics import TopicLayout, load_layout
     from gymstream.nemo.outputs import OutputPaths
     from gymstream.produce.plan import ProduceOptions
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from gymstream.trainer.grouping import Group
     from gymstream.trainer.options import StreamOptions
     from gymstream.trainer.stream import GroupStream, groups, open_stream, rollouts
+    from gymstream.trainer.sync import SyncStream
+    from gymstream.trainer.tokens import TokenTrajectory, group_trajectories, token_trajectory
     from gymstream.wire.messages import FailureClass, FailureMessage, ResultMessage
     from gymstream.wire.records import RunManifest
 
@@ -41,8 +43,12 @@ __all__ = [
     "RolloutSettings",
     "RunManifest",
     "StreamOptions",
+    "SyncStream",
+    "TokenTrajectory",
     "TopicLayout",
     "TopicSettings",
+    "TrajectoryError",
+    "group_trajectories",
     "groups",
     "latest_policy_version",
     "load_layout",
@@ -50,11 +56,13 @@ __all__ = [
     "publish_policy_version",
     "read_manifests",
     "rollouts",
+    "token_trajectory",
 ]
 
 _HOME = {
     "CollectReport": "gymstream.collect",
     "GymstreamError": "gymstream.errors",
+    "TrajectoryError": "gymstream.errors",
     "TopicLayout": "gymstream.kafka.topics",
     "load_layout": "gymstream.kafka.topics",
     "OutputPaths": "gymstream.nemo.outputs",
@@ -71,6 +79,10 @@ _HOME = {
     "groups": "gymstream.trainer.stream",
     "open_stream": "gymstream.trainer.stream",
     "rollouts": "gymstream.trainer.stream",
+    "SyncStream": "gymstream.trainer.sync",
+    "TokenTrajectory": "gymstream.trainer.tokens",
+    "group_trajectories": "gymstream.trainer.tokens",
+    "token_trajectory": "gymstream.trainer.tokens",
     "FailureClass": "gymstream.wire.messages",
     "FailureMessage": "gymstream.wire.messages",
     "ResultMessage": "gymstream.wire.messages",

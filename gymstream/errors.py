@@ -18,6 +18,7 @@ __all__ = [
     "RolloutDeadlineError",
     "RowError",
     "ToolError",
+    "TrajectoryError",
     "VerifierError",
 ]
 
@@ -114,3 +115,12 @@ class VerifierError(GymstreamError):
     """The verifier raised: a bug in the environment, not retriable."""
 
     failure_class = FailureClass.VERIFIER_ERROR
+
+
+class TrajectoryError(GymstreamError):
+    """An output row cannot become a token trajectory (``gymstream.trainer.tokens``).
+
+    The message names the rollout, the output item and what is wrong: no token ids (ask the model
+    for them: ``return_token_id_information``), fields missing or of different lengths, or a turn
+    whose prompt does not extend the previous turn's prompt and generation.
+    """

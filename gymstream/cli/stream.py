@@ -36,7 +36,23 @@ _COMMIT_EVERY = 100  # lines: a killed command repeats at most this many on its 
 
 
 def stream_command(
-    run_id: Annotated[str, typer.Option("--run-id", help="The run to stream.")],
+    run_id: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--run-id",
+            help="The run to stream; repeat it to stream several runs, in that order.",
+            show_default=False,
+        ),
+    ] = None,
+    run_prefix: Annotated[
+        str | None,
+        typer.Option(
+            "--run-prefix",
+            help="Stream every run whose id starts with this (runs present at the start, "
+            "oldest first), instead of --run-id.",
+            show_default=False,
+        ),
+    ] = None,
     groups: Annotated[
         bool,
         typer.Option(
@@ -49,7 +65,8 @@ def stream_command(
         typer.Option(
             "--group-size",
             min=1,
-            help="Rollouts per group: the run's --num-repeats (implies --groups).",
+            help="Rollouts per group for every agent (implies --groups); default: each "
+            "agent's repeats, from the run's manifest.",
             show_default=False,
         ),
     ] = None,
@@ -101,6 +118,10 @@ def stream_command(
 ) -> None:
     """Print a run's rollouts as JSON lines: NeMo Gym output rows, or groups of them.
 
+    Groups are as large as each agent's repeats (from the run's manifest) unless --group-size
+    says otherwise. Several --run-id, or --run-prefix, stream several runs one after another,
+    each resumed exactly from its own saved position.
+
     A group line has the keys rollouts (the rows), run_id, agent, task_index, rewards and
     policy_versions. It may start before the run's rollouts exist: it waits for them, and
     stops when the run is complete (or after --max lines). Lines already printed are not printed
@@ -109,8 +130,11 @@ def stream_command(
     """
     setup_logging(verbose)
     try:
+        runs = run_id or []
         options = StreamOptions(
-            run_id=run_id,
+            run_id=runs[0] if len(runs) == 1 else "",
+            run_ids=tuple(runs) if len(runs) > 1 else (),
+            run_prefix=run_prefix or "",
             unit="group" if groups or group_size is not None else "rollout",
             group_size=group_size,
             consumer=consumer,
@@ -121,8 +145,8 @@ def stream_command(
             weights=_parse_weights(weights) if weights else None,
         )
     except ValueError as exc:
-        if groups and group_size is None:
-            raise fail("--groups needs --group-size (the run's --num-repeats)") from None
+        if bool(runs) == bool(run_prefix):
+            raise fail("give --run-id (once or more) or --run-prefix, not both") from None
         raise fail(str(exc).splitlines()[-1].strip()) from None
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)

@@ -23,6 +23,7 @@ from gymstream.errors import ConfigError, RowError
 from gymstream.kafka.clients import build_producer
 from gymstream.kafka.topics import TopicLayout
 from gymstream.nemo.resume import RetryTask
+from gymstream.nemo.rollouts import DEFAULT_REPEATS_KEY
 from gymstream.produce.plan import (
     JsonlFile,
     ProduceOptions,
@@ -142,7 +143,15 @@ def _manifest(
         expected=expected or {},
         input_path=str(options.input_path),
         created_ms=created_ms,
+        repeats=_manifest_repeats(options.num_repeats),
     )
+
+
+def _manifest_repeats(num_repeats: int | Mapping[str, int]) -> dict[str, int]:
+    """The repeats a manifest records (a trainer stream's group sizes): per agent + default."""
+    if isinstance(num_repeats, int):
+        return {DEFAULT_REPEATS_KEY: num_repeats}
+    return {DEFAULT_REPEATS_KEY: 1, **num_repeats}  # nemo.rollouts.expand's default
 
 
 async def _partitions_of(producer: Any, topic: str) -> set[int]:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 import msgspec
 
+from gymstream.errors import ConfigError
 from gymstream.trainer.grouping import TP, Assembler, ClosedSet, Group, UnitKey, expected_units
 from gymstream.trainer.options import StreamOptions
 from gymstream.trainer.position import check_resumable, make_position
@@ -41,8 +42,11 @@ class Delivery:
         self.stats = StreamStats()
         self.policy_version = options.policy_version
         self.assembler = Assembler(
-            options.run_id, options.group_size or 1, per_rollout=options.unit == "rollout"
+            options.run_id, options.group_size, per_rollout=options.unit == "rollout"
         )
+        # messages read before the manifest told their group size, replayed when it does
+        self._waiting: list[tuple[TP, int, bytes | None, bytes | None]] = []
+        self._sized = options.unit == "rollout" or options.group_size is not None
         self.mixer = Mixer(options.weights, options.max_held)
         self.handed: dict[UnitKey, Group] = {}
         self.expected: dict[str, int] | None = None
@@ -58,23 +62,46 @@ class Delivery:
             self.policy_version = position.policy_version
 
     def take_manifest(self, manifest: RunManifest) -> None:
-        """The run's manifest: once it says ``produced``, the expected units are known."""
+        """The run's manifest: the group sizes (unless ``group_size`` overrides them), and, once
+        it says ``produced``, the expected units. ConfigError if a group size is needed and the
+        manifest records none (written by an older producer)."""
+        assembler = self.assembler
+        if assembler.group_size is None and not assembler.per_rollout:
+            if not manifest.repeats:
+                raise ConfigError(
+                    f"the manifest of run {manifest.run_id} records no repeats (an older "
+                    "producer wrote it): give the group size (group_size / --group-size)"
+                )
+            assembler.sizes = manifest.repeats
+            self._sized = True
         if manifest.state == "produced":
-            self.expected = expected_units(manifest.expected, self.options.unit_size)
+            self.expected = expected_units(manifest.expected, assembler.unit_size)
+        waiting, self._waiting = self._waiting, []
+        for message in waiting:
+            self.take(*message)
 
     # --- intake ----------------------------------------------------------------------------
     def take(self, tp: TP, offset: int, key: bytes | None, value: bytes | None) -> None:
-        """One message read from ``tp`` (results or failures), in offset order per partition."""
+        """One message read from ``tp`` (results or failures), in offset order per partition.
+
+        Until the manifest gives the group sizes, messages of the run wait (in order), so that
+        the watermarks never pass them."""
+        if self._waiting or (not self._sized and self._is_ours(key)):
+            self._waiting.append((tp, offset, key, value))
+            return
         finished = self._assemble(tp, offset, key, value)
         if finished is not None:
             self._admit(finished)
         counts = self.assembler.counts
         self.stats.duplicates, self.stats.closed_skipped = counts.duplicates, counts.closed_skipped
 
+    def _is_ours(self, key: bytes | None) -> bool:
+        return key is not None and key.startswith(self._key_prefix)
+
     def _assemble(
         self, tp: TP, offset: int, key: bytes | None, value: bytes | None
     ) -> Group | None:
-        if not value or key is None or not key.startswith(self._key_prefix):
+        if not value or not self._is_ours(key):
             self.assembler.seek(tp, offset + 1)  # another run's (the key is run/agent/task)
             return None
         try:

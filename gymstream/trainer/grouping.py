@@ -20,13 +20,14 @@ Memory: the live units, plus the ranges.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import msgspec
 
 from gymstream.errors import ConfigError
+from gymstream.nemo.rollouts import DEFAULT_REPEATS_KEY
 from gymstream.wire.keys import task_key
 from gymstream.wire.messages import FailureMessage, ResultMessage
 from gymstream.wire.records import ALL_ROLLOUTS, ClosedRanges
@@ -223,7 +224,9 @@ class Assembler:
     """Collects results (and failures) into units and knows the watermarks and closed set.
 
     ``add_result`` / ``add_failure`` return a unit when it becomes finished (every rollout
-    arrived, or every rollout is either arrived or failed), at most once per unit. The caller
+    arrived, or every rollout is either arrived or failed), at most once per unit. The group
+    size is ``group_size`` for every agent, or, when it is None, each agent's size in
+    ``sizes`` (the run's manifest's ``repeats``). The caller
     decides what happens to it and calls ``close`` when the trainer acknowledged it or a filter
     dropped it. Offsets must be fed in increasing order per partition; messages of other runs
     only move the watermark.
@@ -232,25 +235,37 @@ class Assembler:
     def __init__(
         self,
         run_id: str,
-        group_size: int,
+        group_size: int | None,
         *,
         per_rollout: bool = False,
         closed: ClosedSet | None = None,
     ) -> None:
-        if group_size < 1:
+        if group_size is not None and group_size < 1:
             raise ConfigError(f"group size must be at least 1, not {group_size}")
         self.run_id = run_id
         self.group_size = group_size
+        self.sizes: Mapping[str, int] = {}
         self.per_rollout = per_rollout
         self.closed = closed or ClosedSet()
         self.counts = AssemblyCounts()
         self._live: dict[UnitKey, _Live] = {}
         self._next: dict[TP, int] = {}
 
-    @property
-    def unit_size(self) -> int:
-        """Rollouts per unit: the group size, or 1 in rollout mode."""
-        return 1 if self.per_rollout else self.group_size
+    def size_of(self, agent: str) -> int | None:
+        """The group size of ``agent``'s tasks; None while unknown."""
+        if self.group_size is not None:
+            return self.group_size
+        return self.sizes.get(agent, self.sizes.get(DEFAULT_REPEATS_KEY))
+
+    def unit_size(self, agent: str) -> int:
+        """Rollouts per unit of ``agent``: its group size, or 1 in rollout mode."""
+        return 1 if self.per_rollout else self._group_size(agent)
+
+    def _group_size(self, agent: str) -> int:
+        size = self.size_of(agent)
+        if size is None:
+            raise ConfigError(f"run {self.run_id}: no group size known for agent '{agent}'")
+        return size
 
     def __len__(self) -> int:
         """Live units (assembling, ready, or handed and not acknowledged)."""
@@ -268,10 +283,11 @@ class Assembler:
         if result.run_id != self.run_id:
             self.counts.other_runs += 1
             return None
-        if not 0 <= result.rollout_index < self.group_size and not self.per_rollout:
+        size = None if self.per_rollout else self._group_size(result.agent)
+        if size is not None and not 0 <= result.rollout_index < size:
             raise ConfigError(
                 f"rollout {result.rollout_id} has rollout index {result.rollout_index}, outside "
-                f"a group of size {self.group_size} ({tp[0]}/{tp[1]}/{offset}): set the group "
+                f"a group of size {size} ({tp[0]}/{tp[1]}/{offset}): set the group "
                 "size to the run's number of repeats"
             )
         key = self._key(result.agent, result.task_index, result)
@@ -293,10 +309,11 @@ class Assembler:
             self.counts.other_runs += 1
             return None
         key = self._key(failure.agent, failure.task_index, failure)
-        if key.rollout_index == ALL_ROLLOUTS and failure.rollout_index >= self.group_size:
+        size = None if self.per_rollout else self._group_size(failure.agent)
+        if size is not None and failure.rollout_index >= size:
             raise ConfigError(
                 f"failure of {failure.rollout_id} has rollout index {failure.rollout_index}, "
-                f"outside a group of size {self.group_size}: set the group size to the run's "
+                f"outside a group of size {size}: set the group size to the run's "
                 "number of repeats"
             )
         live = self._take(tp, offset, key)
@@ -340,7 +357,7 @@ class Assembler:
         return live
 
     def _finish_if_done(self, live: _Live, key: UnitKey) -> Group | None:
-        if len(live.results) + len(live.failed) < self.unit_size:
+        if len(live.results) + len(live.failed) < self.unit_size(key.agent):
             return None
         live.finished = True
         return Group(
@@ -353,15 +370,19 @@ class Assembler:
         )
 
 
-def expected_units(expected: Mapping[str, int], unit_size: int) -> dict[str, int]:
-    """Units per agent from a manifest's expected rollouts; ConfigError if they do not divide."""
+def expected_units(
+    expected: Mapping[str, int], unit_size: int | Callable[[str], int]
+) -> dict[str, int]:
+    """Units per agent from a manifest's expected rollouts and the unit size (one for every
+    agent, or per agent); ConfigError if they do not divide."""
     out: dict[str, int] = {}
     for agent, rollouts in expected.items():
-        units, rest = divmod(rollouts, unit_size)
+        size = unit_size if isinstance(unit_size, int) else unit_size(agent)
+        units, rest = divmod(rollouts, size)
         if rest:
             raise ConfigError(
                 f"the run expects {rollouts} rollouts for agent '{agent}', not a multiple of the "
-                f"group size {unit_size}: set the group size to the run's number of repeats"
+                f"group size {size}: set the group size to the run's number of repeats"
             )
         out[agent] = units
     return out

@@ -68,10 +68,14 @@ def check_resumable(position: StreamProgress, options: StreamOptions) -> None:
     if (position.run_id, position.unit, position.group_size) != (o.run_id, o.unit, o.unit_size):
         raise ConfigError(
             f"the saved position of consumer '{position.consumer}' is for run "
-            f"{position.run_id}, unit {position.unit}, group size {position.group_size}; "
-            f"this stream asks for run {o.run_id}, unit {o.unit}, group size {o.unit_size}: "
+            f"{position.run_id}, unit {position.unit}, {_size(position.group_size)}; "
+            f"this stream asks for run {o.run_id}, unit {o.unit}, {_size(o.unit_size)}: "
             "use the same options, another --consumer name, or --from-beginning"
         )
+
+
+def _size(unit_size: int) -> str:
+    return f"group size {unit_size}" if unit_size else "group sizes from the manifest"
 
 
 class PositionWriter:

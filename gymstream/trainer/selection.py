@@ -9,7 +9,7 @@ every unit dropped, by reason.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +92,15 @@ class StreamStats:
     def record_drop(self, group: Group, reason: str) -> None:
         self.dropped[reason] += 1
         self.dropped_by_agent[group.agent] += 1
+
+    @classmethod
+    def total(cls, parts: Iterable[StreamStats]) -> StreamStats:
+        """The sum of several streams' counts (a stream over several runs)."""
+        out = cls()
+        for part in parts:
+            for name, value in vars(part).items():
+                setattr(out, name, getattr(out, name) + value)
+        return out
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready summary."""

@@ -43,26 +43,37 @@ closes the unit (it is not reconsidered after a restart) and is counted in ``sta
 Memory: open units, plus at most ``max_held`` finished ones waiting to be handed out.
 The stream ends (iteration stops, ``next_batch`` returns fewer or none) when the run's manifest
 says ``produced`` and every expected rollout is accounted for.
+
+Group sizes. Each agent's groups are as large as its repeats, which the producer records in the
+run's manifest (``RunManifest.repeats``); ``group_size`` overrides that for every agent.
+
+Several runs. ``run_ids`` (a list) or ``run_prefix`` (every run whose manifest is on the runs
+topic when the stream opens, oldest first; a later run is picked up by the next open) stream
+several runs, e.g. one per epoch, through one reader (``runset.RunSet``). Each run keeps its own
+position record, so whole groups and exact resume hold per run; ``commit()`` returns every run's
+position, and ``resume_from`` takes them back. Units come run by run, in that order. The stream
+ends when every run is complete.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Self
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from gymstream.errors import ConfigError
 from gymstream.kafka.clients import build_consumer, build_producer, topic_partitions
 from gymstream.kafka.topics import TopicLayout
 from gymstream.runs.policy import send_policy_version
 from gymstream.runs.tail import RunsTail
 from gymstream.settings import KafkaSettings
-from gymstream.trainer.delivery import Delivery
 from gymstream.trainer.grouping import Group
 from gymstream.trainer.options import StreamOptions
 from gymstream.trainer.position import PositionWriter, dump_position, load_position
+from gymstream.trainer.runset import RunSet
 from gymstream.trainer.selection import StreamStats
 from gymstream.wire.keys import manifest_key, progress_key
 from gymstream.wire.records import RunManifest, StreamProgress
@@ -77,13 +88,17 @@ __all__ = [
     "rollouts",
 ]
 
+Checkpoint = StreamProgress | Iterable[StreamProgress]
+"""What ``resume_from`` takes: one run's position, or those of several (what ``commit`` returns)."""
+
 
 class GroupStream:
-    """One trainer's stream of a run (see the module docstring). Use ``open_stream``.
+    """One trainer's stream of one or several runs (see the module doc). Use ``open_stream``.
 
     Call it from one task at a time (it is not safe to ``commit`` while ``next_batch`` waits),
     and run one stream per ``consumer`` name: two would overwrite each other's position.
-    The Kafka side lives here; what is held, handed and closed is a ``delivery.Delivery``.
+    The Kafka side lives here; what is held, handed and closed is a ``runset.RunSet`` (a
+    ``delivery.Delivery`` per run).
     """
 
     def __init__(
@@ -92,37 +107,58 @@ class GroupStream:
         layout: TopicLayout,
         options: StreamOptions,
         *,
-        resume_from: StreamProgress | None = None,
+        resume_from: Checkpoint | None = None,
     ) -> None:
         self.options = options
         self.layout = layout
-        self.manifest: RunManifest | None = None
-        self._resume_from = resume_from
-        self._progress_key = progress_key(options.run_id, options.consumer)
+        self.manifests: dict[str, RunManifest] = {}
+        self.run_ids: list[str] = list(options.run_ids) or [options.run_id]
+        checkpoint = [resume_from] if isinstance(resume_from, StreamProgress) else resume_from
+        self._resume_from = {p.run_id: p for p in checkpoint or ()}
         self._kafka = kafka
-        self._runs = RunsTail(kafka, layout, [manifest_key(options.run_id), self._progress_key])
+        keys = [k for run in self.run_ids for k in (manifest_key(run), self._progress_key(run))]
+        self._runs = RunsTail(kafka, layout, None if options.run_prefix else keys)
         self._consumer: AIOKafkaConsumer = None  # built in start(): nothing connects before
         self._producer: AIOKafkaProducer = None
-        self._delivery = Delivery(
-            options, results_topic=layout.results, failures_topic=layout.failures
-        )
-        self._writer = PositionWriter(self._send_position)
+        self._runset: RunSet | None = None  # built in start(), once the runs are known
+        self._writers: dict[str, PositionWriter] = {}
         self._started: list[RunsTail | AIOKafkaConsumer | AIOKafkaProducer] = []
+
+    @property
+    def _set(self) -> RunSet:
+        if self._runset is None:
+            raise RuntimeError("GroupStream used before start(): use open_stream")
+        return self._runset
+
+    @property
+    def manifest(self) -> RunManifest | None:
+        """The (first) run's manifest, once read."""
+        return self.manifests.get(self.run_ids[0]) if self.run_ids else None
 
     # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
-        """Read the run's manifest and saved position, then seek to where the stream resumes."""
+        """Read the runs' manifests and saved positions, then seek to where the stream resumes.
+
+        ConfigError when ``run_prefix`` matches no run on the runs topic, or a saved position
+        was made with other options."""
         await self._runs.start()
         self._started.append(self._runs)
         await self._runs.read_to_end()
-        self._take_manifest()
-        position = self._resume_from
-        saved = self._runs.latest.get(self._progress_key)
-        if position is None and saved is not None and not self.options.from_beginning:
-            position = load_position(saved)  # strict: never restart a stream silently
-        if position is not None:
-            self._delivery.restore(position)
-            self._writer.restored(position)
+        if self.options.run_prefix:
+            self.run_ids = self._runs_with_prefix(self.options.run_prefix)
+        self._runset = RunSet(
+            self.options,
+            self.run_ids,
+            results_topic=self.layout.results,
+            failures_topic=self.layout.failures,
+        )
+        self._take_manifests()
+        positions = self._positions_to_resume()
+        self._set.restore(positions)
+        for run_id in self.run_ids:
+            self._writers[run_id] = writer = PositionWriter(self._sender(run_id))
+            if run_id in positions:
+                writer.restored(positions[run_id])
         self._consumer = build_consumer(
             self._kafka, group_id=None, max_poll_records=self.options.fetch_records
         )
@@ -135,16 +171,16 @@ class GroupStream:
         self._consumer.assign(tps)
         unknown: list[TopicPartition] = []
         for tp in tps:
-            offsets = {}
-            if position is not None:
-                is_results = tp.topic == self.layout.results
-                offsets = position.results if is_results else position.failures
-            offset = offsets.get(tp.partition)
+            is_results = tp.topic == self.layout.results
+            saved = {
+                run_id: (p.results if is_results else p.failures).get(tp.partition)
+                for run_id, p in positions.items()
+            }
+            offset = self._set.start_offset((tp.topic, tp.partition), saved)
             if offset is None:
                 unknown.append(tp)
             else:
                 self._consumer.seek(tp, offset)
-                self._delivery.assembler.seek(tp, offset)
         if unknown:
             await self._consumer.seek_to_beginning(*unknown)  # one call: each waits for a fetch
         self._producer = build_producer(self._kafka)
@@ -176,7 +212,7 @@ class GroupStream:
         return self
 
     async def __anext__(self) -> Group:
-        if self.options.commit == "on_next" and self._delivery.handed:
+        if self.options.commit == "on_next" and self._set.handed:
             await self.commit()
         group = await self._next(None)
         if group is None:
@@ -195,7 +231,7 @@ class GroupStream:
         """
         if n < 1:
             raise ValueError(f"batch size must be at least 1, not {n}")
-        if self.options.commit == "on_next" and self._delivery.handed:
+        if self.options.commit == "on_next" and self._set.handed:
             await self.commit()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         batch: list[Group] = []
@@ -208,61 +244,93 @@ class GroupStream:
 
     @property
     def stats(self) -> StreamStats:
-        """Counts of this session: delivered, dropped by reason, staleness, duplicates."""
-        return self._delivery.stats
+        """Counts of this session (over every run): delivered, dropped by reason, staleness..."""
+        return self._set.stats
 
     @property
     def policy_version(self) -> int | None:
         """The trainer's current policy version (``set_policy_version``)."""
-        return self._delivery.policy_version
+        return self._set.policy_version
 
     @property
     def finished(self) -> bool:
-        """True when every expected rollout of the run is handed, acknowledged or dropped."""
-        return self._delivery.finished
+        """True when every expected rollout of every run is handed, acknowledged or dropped."""
+        return self._set.finished
 
     @property
     def handed(self) -> list[Group]:
         """Units handed and not acknowledged yet."""
-        return list(self._delivery.handed.values())
+        return self._set.handed
 
     def set_policy_version(self, version: int) -> None:
         """The trainer's current policy version: staleness is measured against it."""
-        self._delivery.policy_version = version
+        self._set.policy_version = version
 
     async def publish_policy_version(self, version: int) -> None:
-        """Set the version and publish it for workers (``control/<run id>`` on the runs topic)."""
+        """Set the version and publish it for workers (``control/<run id>`` of every run)."""
         self.set_policy_version(version)
-        await send_policy_version(self._producer, self.layout, self.options.run_id, version)
+        for run_id in self.run_ids:
+            await send_policy_version(self._producer, self.layout, run_id, version)
 
-    async def commit(self, units: Iterable[Group] | None = None) -> StreamProgress:
-        """Acknowledge the handed ``units`` (default: all) and save the position durably.
+    async def commit(self, units: Iterable[Group] | None = None) -> list[StreamProgress]:
+        """Acknowledge the handed ``units`` (default: all) and save the positions durably.
 
-        Returns the position written (keep it in a checkpoint to ``resume_from`` it). When the
-        write fails the units stay acknowledged in this process and the next commit saves them.
+        Returns every run's position (keep them in a checkpoint to ``resume_from`` them). When
+        a write fails the units stay acknowledged in this process and the next commit saves them.
         """
-        self._delivery.acknowledge(units)
+        self._set.acknowledge(units)
         return await self._save()
 
-    def position(self) -> StreamProgress:
-        """The position as it stands (what ``commit()`` last wrote, plus drops since then)."""
-        return self._delivery.position()
+    def positions(self) -> list[StreamProgress]:
+        """Every run's position as it stands (what ``commit()`` last wrote, plus drops since)."""
+        return self._set.positions()
 
     # --- inside --------------------------------------------------------------------------
-    async def _save(self) -> StreamProgress:
-        position = self.position()
-        await self._writer.save(position)
-        return position
+    async def _save(self) -> list[StreamProgress]:
+        positions = self.positions()
+        for position in positions:
+            await self._writers[position.run_id].save(position)
+        return positions
 
-    async def _send_position(self, value: bytes) -> None:
-        await self._producer.send_and_wait(self.layout.runs, value, key=self._progress_key)
+    def _progress_key(self, run_id: str) -> bytes:
+        return progress_key(run_id, self.options.consumer)
+
+    def _sender(self, run_id: str) -> Callable[[bytes], Awaitable[object]]:
+        key = self._progress_key(run_id)
+
+        async def send(value: bytes) -> None:
+            await self._producer.send_and_wait(self.layout.runs, value, key=key)
+
+        return send
+
+    def _runs_with_prefix(self, prefix: str) -> list[str]:
+        found = [m.run_id for m in self._runs.manifests() if m.run_id.startswith(prefix)]
+        if not found:
+            raise ConfigError(
+                f"no run whose id starts with '{prefix}' on {self.layout.runs}: produce one "
+                "first, or check the prefix and --topic-prefix"
+            )
+        return found
+
+    def _positions_to_resume(self) -> dict[str, StreamProgress]:
+        """Per run: the checkpoint given, else the saved record (strict: never restart a
+        stream silently), else nothing (``from_beginning`` ignores saved records)."""
+        positions: dict[str, StreamProgress] = {}
+        for run_id in self.run_ids:
+            position = self._resume_from.get(run_id)
+            saved = self._runs.latest.get(self._progress_key(run_id))
+            if position is None and saved is not None and not self.options.from_beginning:
+                position = load_position(saved)
+            if position is not None:
+                positions[run_id] = position
+        return positions
 
     async def _next(self, deadline: float | None) -> Group | None:
         while True:
-            group = self._delivery.pop()
+            group = self._set.pop()
             if group is not None:
                 return group
-            if self._delivery.finished:
+            if self._set.finished:
                 return None
             left_ms = self.options.poll_ms
             if deadline is not None:
@@ -277,15 +345,16 @@ class GroupStream:
         )
         for tp, messages in batches.items():
             for message in messages:
-                self._delivery.take(tp, message.offset, message.key, message.value)
+                self._set.take(tp, message.offset, message.key, message.value)
         if await self._runs.poll():
-            self._take_manifest()
+            self._take_manifests()
 
-    def _take_manifest(self) -> None:
-        manifest = self._runs.manifest(self.options.run_id)
-        if manifest is not None:
-            self.manifest = manifest
-            self._delivery.take_manifest(manifest)
+    def _take_manifests(self) -> None:
+        for run_id in self.run_ids:
+            manifest = self._runs.manifest(run_id)
+            if manifest is not None and manifest != self.manifests.get(run_id):
+                self.manifests[run_id] = manifest
+                self._set.take_manifest(manifest)
 
 
 @contextlib.asynccontextmanager
@@ -294,7 +363,7 @@ async def open_stream(
     layout: TopicLayout,
     options: StreamOptions,
     *,
-    resume_from: StreamProgress | None = None,
+    resume_from: Checkpoint | None = None,
 ) -> AsyncIterator[GroupStream]:
     """A started ``GroupStream``; closed (without acknowledging handed units) on exit."""
     async with GroupStream(kafka, layout, options, resume_from=resume_from) as stream:

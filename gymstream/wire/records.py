@@ -25,6 +25,9 @@ class RunManifest(msgspec.Struct, kw_only=True, frozen=True):
     input_path: str = ""
     created_ms: int = 0
     rollout_ids_hash: str = ""
+    # rollouts per task (the GRPO group size) per agent, ``"_default"`` for the agents not
+    # named, as the producer's num_repeats said; empty in manifests of older producers
+    repeats: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 ALL_ROLLOUTS = -1  # a ClosedRanges / unit that stands for every rollout of a task (a group)

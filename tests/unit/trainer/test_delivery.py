@@ -22,8 +22,9 @@ class Feed:
     """Feeds a Delivery encoded messages, offsets in order per partition."""
 
     def __init__(self, **options: Any) -> None:
+        options.setdefault("group_size", 2)
         self.delivery = Delivery(
-            StreamOptions(run_id=RUN, group_size=2, **options),
+            StreamOptions(run_id=RUN, **options),
             results_topic=RESULTS,
             failures_topic=FAILURES,
         )
@@ -210,3 +211,49 @@ def test_position_and_restore_resume_exactly() -> None:
             results_topic=RESULTS,
             failures_topic=FAILURES,
         ).restore(position)
+
+
+# --- group sizes from the run's manifest ------------------------------------------------------
+
+
+def test_per_agent_repeats_from_the_manifest_group_each_agent_by_its_own_size() -> None:
+    feed = Feed(group_size=None)
+    d = feed.delivery
+    feed.result(0, 0, agent="a")  # read before the manifest: it waits, nothing is assembled
+    assert d.pop() is None
+    assert d.position().results == {}  # the watermark has not passed the waiting message
+    d.take_manifest(RunManifest(run_id=RUN, state="producing", repeats={"b": 3, "_default": 2}))
+    feed.result(0, 1, agent="a")
+    group = d.pop()
+    assert group is not None
+    assert (group.agent, len(group.rollouts)) == ("a", 2)
+    feed.result(0, 0, agent="b")
+    feed.result(0, 1, agent="b")
+    assert d.pop() is None  # b's groups are of 3
+    feed.result(0, 2, agent="b")
+    group = d.pop()
+    assert group is not None
+    assert (group.agent, len(group.rollouts)) == ("b", 3)
+    d.acknowledge()
+    d.take_manifest(
+        RunManifest(
+            run_id=RUN, state="produced", expected={"a": 2, "b": 3}, repeats={"b": 3, "_default": 2}
+        )
+    )
+    assert d.expected == {"a": 1, "b": 1}
+    assert d.finished
+
+
+def test_a_manifest_without_repeats_needs_a_group_size() -> None:
+    feed = Feed(group_size=None)
+    with pytest.raises(ConfigError, match=r"records no repeats.*--group-size"):
+        feed.delivery.take_manifest(produced(a=4))
+    Feed(group_size=None, unit="rollout").delivery.take_manifest(produced(a=4))  # no size needed
+
+
+def test_the_group_size_overrides_the_manifest() -> None:
+    feed = Feed(group_size=2)
+    feed.delivery.take_manifest(
+        RunManifest(run_id=RUN, state="produced", expected={"a": 4}, repeats={"_default": 4})
+    )
+    assert feed.delivery.expected == {"a": 2}

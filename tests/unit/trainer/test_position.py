@@ -83,3 +83,8 @@ async def test_a_failed_write_is_tried_again_at_the_next_save() -> None:
         await writer.save(position(1))
     assert await writer.save(position(1))
     assert len(calls) == 2
+
+
+def test_a_position_with_sizes_from_the_manifest_says_so_when_refused() -> None:
+    with pytest.raises(ConfigError, match=r"group size 4; .* group sizes from the manifest"):
+        check_resumable(position(), StreamOptions(run_id="r1", consumer="c"))

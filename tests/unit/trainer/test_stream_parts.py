@@ -342,9 +342,8 @@ def test_mixer_rejects_unweighted_agents_and_bad_weights() -> None:
 # --- options, positions, pacing --------------------------------------------------------------
 
 
-def test_options_need_a_group_size_for_groups() -> None:
-    with pytest.raises(ValueError, match="group_size is required"):
-        StreamOptions(run_id=RUN)
+def test_a_position_records_the_unit_size_the_options_fix() -> None:
+    assert StreamOptions(run_id=RUN).unit_size == 0  # per agent, from the run's manifest
     assert StreamOptions(run_id=RUN, unit="rollout").unit_size == 1
     assert StreamOptions(run_id=RUN, group_size=8).unit_size == 8
 
