@@ -30,6 +30,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 from gymstream.errors import TrajectoryError
 from gymstream.nemo.output_row import AGENT_REF, ROLLOUT_INDEX, TASK_INDEX
+from gymstream.nemo.token_ids import (
+    GENERATION_LOG_PROBS,
+    GENERATION_TOKEN_IDS,
+    PROMPT_TOKEN_IDS,
+    TOKEN_FIELDS,
+)
 
 if TYPE_CHECKING:
     from gymstream.trainer.grouping import Group
@@ -43,11 +49,9 @@ __all__ = [
     "token_trajectory",
 ]
 
-# NeMo Gym's names (openai_utils.TokenIDLogProbMixin), on an item of ``response.output``.
-PROMPT_TOKEN_IDS: Final = "prompt_token_ids"  # noqa: S105  (a field name, not a secret)
-GENERATION_TOKEN_IDS: Final = "generation_token_ids"  # noqa: S105
-GENERATION_LOG_PROBS: Final = "generation_log_probs"
-_TOKEN_FIELDS: Final = (PROMPT_TOKEN_IDS, GENERATION_TOKEN_IDS, GENERATION_LOG_PROBS)
+# NeMo Gym's names (openai_utils.TokenIDLogProbMixin), on an item of ``response.output``: named
+# once, in gymstream.nemo.token_ids (re-exported here for trainers).
+_TOKEN_FIELDS: Final = TOKEN_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
