@@ -32,7 +32,9 @@ __all__ = [
     "ProduceOptions",
     "ProduceReport",
     "RoundRobin",
+    "oversize_task",
     "plan_rollouts",
+    "record_reject",
     "reject_record",
     "task_message",
     "valid_rows",
@@ -129,13 +131,26 @@ def valid_rows(
             report.rows += 1
             yield item
             continue
-        report.rejected += 1
-        if on_reject is not None:
-            on_reject(item)
-        rejects.write(reject_record(item))
-        if options.fail_fast:
-            report.stopped_at = item
+        if record_reject(item, options, report, rejects, on_reject):
             return
+
+
+def record_reject(
+    item: RowError,
+    options: ProduceOptions,
+    report: ProduceReport,
+    rejects: JsonlFile,
+    on_reject: Callable[[RowError], None] | None,
+) -> bool:
+    """Count a bad row, tell ``on_reject``, write it to ``rejects``; True when production must
+    stop there (``fail_fast``, the row kept in ``report.stopped_at``)."""
+    report.rejected += 1
+    if on_reject is not None:
+        on_reject(item)
+    rejects.write(reject_record(item))
+    if options.fail_fast:
+        report.stopped_at = item
+    return options.fail_fast
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +162,8 @@ class PlannedRollout:
     task_index: int
     rollout_index: int
     row: dict[str, Any]
+    line: int = 0
+    """The input line the rollout comes from (1-based), for a reject that names it."""
 
     @property
     def starts_group(self) -> bool:
@@ -176,7 +193,9 @@ def plan_rollouts(
         row = apply_overrides(rollout.row, options.overrides) if options.overrides else rollout.row
         if options.rollout_seed is not None:
             row = apply_overrides(row, {"seed": options.rollout_seed + rollout.rollout_index})
-        yield PlannedRollout(rollout.agent, rid, rollout.task_index, rollout.rollout_index, row)
+        yield PlannedRollout(
+            rollout.agent, rid, rollout.task_index, rollout.rollout_index, row, rollout.line
+        )
 
 
 def task_message(planned: PlannedRollout, options: ProduceOptions, created_ms: int) -> TaskMessage:
@@ -191,6 +210,19 @@ def task_message(planned: PlannedRollout, options: ProduceOptions, created_ms: i
         attempt=options.attempts.get(planned.rollout_id, 0),
         created_ms=created_ms,
         policy_version=options.policy_version,
+    )
+
+
+def oversize_task(
+    planned: PlannedRollout, options: ProduceOptions, size: int, limit: int, topic: str
+) -> RowError:
+    """The reject of a row whose task message (``size`` bytes) would not fit on ``topic``."""
+    return RowError(
+        options.input_path,
+        planned.line,
+        "<line>",
+        f"its task message is {size} bytes, over the {limit} bytes a record on {topic} may "
+        "carry (the topic's max.message.bytes); shorten the row or raise the topic's limit",
     )
 
 

@@ -45,15 +45,36 @@ class Where(NamedTuple):
         return location(self.topic, self.partition, self.offset)
 
 
+class _Identity(msgspec.Struct, frozen=True):
+    """What the sink needs to count a task, read from a message that is not a valid task (too
+    big, or a bad row): the envelope's identity fields, the rest skipped unread."""
+
+    run_id: str
+    rollout_id: str
+    agent: str
+    task_index: int
+    rollout_index: int
+    attempt: int = 0
+    created_ms: int = 0
+
+
+_DECODE_IDENTITY = msgspec.json.Decoder(_Identity)
+
+
 @dataclass(frozen=True)
 class Outgoing:
-    """One encoded message to publish; ``failure`` is the record when it is a failure."""
+    """One encoded message to publish; ``failure`` is the record when it is a failure.
+
+    ``task`` and ``where`` say which task it answers, so that a result Kafka refuses as too large
+    becomes a failure the sink can count (run id and identity kept)."""
 
     topic: str
     key: bytes
     value: bytes
     failure: FailureMessage | None = None
     reward: float = 0.0
+    task: TaskMessage | None = None
+    where: Where | None = None
 
     @property
     def failure_class(self) -> str | None:
@@ -109,6 +130,7 @@ class OutcomeStep:
         """The task to run, or the failure to publish instead (poison, or another agent's)."""
         if len(value) > self.max_message_bytes:
             return self._poison(
+                value,
                 where,
                 "oversize",
                 f"task message of {len(value)} bytes exceeds the worker's "
@@ -118,7 +140,9 @@ class OutcomeStep:
         try:
             task = DECODE_TASK.decode(value)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return self._poison(where, "undecodable", f"not a task message: {exc}", finished_ms)
+            return self._poison(
+                value, where, "undecodable", f"not a task message: {exc}", finished_ms
+            )
         if task.agent != self.agent:
             return self._failure(
                 task,
@@ -137,6 +161,7 @@ class OutcomeStep:
         policy_version: int | None,
         total_s: float,
         finished_ms: int,
+        where: Where | None = None,
     ) -> Outgoing:
         """The result message of a finished rollout; ``total_s`` joins the rollout's timings."""
         verify = result.verify_result
@@ -157,7 +182,9 @@ class OutcomeStep:
             timings={**result.timings, "total_s": total_s},
         )
         key = group_key(task.run_id, task.agent, task.task_index)
-        return Outgoing(self.results_topic, key, ENCODER.encode(envelope), reward=reward)
+        return Outgoing(
+            self.results_topic, key, ENCODER.encode(envelope), reward=reward, task=task, where=where
+        )
 
     def failed(
         self, task: TaskMessage, exc: BaseException, *, where: Where, finished_ms: int
@@ -165,20 +192,22 @@ class OutcomeStep:
         """The failure message of a rollout that raised ``exc`` (classed by ``classify``)."""
         return self._failure(task, classify(exc), str(exc), where, finished_ms)
 
-    def too_large(self, key: bytes, exc: BaseException) -> Outgoing:
-        """What replaces a message Kafka refused as too large (terminal: it would be again)."""
-        record = FailureMessage(
-            run_id="",
-            rollout_id=key.decode(),
-            agent=self.agent,
-            task_index=-1,
-            rollout_index=-1,
-            failure_class=FailureClass.RESULT_TOO_LARGE,
-            failure_type=type(exc).__name__,
-            message=str(exc),
-            terminal=True,
-        )
-        return Outgoing(self.failures_topic, key, ENCODER.encode(record), record)
+    def too_large(self, out: Outgoing, exc: BaseException, *, finished_ms: int) -> Outgoing:
+        """What replaces a message Kafka refused as too large (terminal: it would be again): a
+        ``result_too_large`` failure of the same task, its identity kept so the sink counts it;
+        a failure refused in turn is sent again without its row (the row is what is large)."""
+        failure = out.failure
+        if failure is not None:
+            if failure.row is None:
+                raise exc  # nothing left to shrink: a bug, not a row (identity is a few bytes)
+            smaller = msgspec.structs.replace(failure, row=None)
+            return Outgoing(out.topic, out.key, ENCODER.encode(smaller), smaller)
+        if out.task is None:
+            raise exc  # a result always carries its task (``succeeded``)
+        where = out.where or Where(self.results_topic, -1, -1)
+        classified = Classified(FailureClass.RESULT_TOO_LARGE, type(exc).__name__, terminal=True)
+        message = f"result message of {len(out.value)} bytes refused by Kafka: {exc}"
+        return self._failure(out.task, classified, message, where, finished_ms)
 
     def _failure(
         self,
@@ -212,7 +241,37 @@ class OutcomeStep:
         key = group_key(task.run_id, task.agent, task.task_index)
         return Outgoing(self.failures_topic, key, ENCODER.encode(record), record)
 
-    def _poison(self, where: Where, kind: str, message: str, finished_ms: int) -> Outgoing:
+    def _poison(
+        self, value: bytes, where: Where, kind: str, message: str, finished_ms: int
+    ) -> Outgoing:
+        """A ``poison_message`` failure; with the task's identity when its envelope still reads
+        (an oversize task, a bad row), so the sink counts it. Without one (not a task message
+        at all), no producer of gymstream counted it in a manifest: no run waits for it."""
+        try:
+            found: _Identity | None = _DECODE_IDENTITY.decode(value)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            found = None
+        if found is not None:
+            record = FailureMessage(
+                run_id=found.run_id,
+                rollout_id=found.rollout_id,
+                agent=found.agent,
+                task_index=found.task_index,
+                rollout_index=found.rollout_index,
+                failure_class=FailureClass.POISON_MESSAGE,
+                failure_type=kind,
+                message=message,
+                terminal=True,
+                attempt=found.attempt,
+                created_ms=found.created_ms,
+                finished_ms=finished_ms,
+                worker_id=self.worker_id,
+                topic=where.topic,
+                partition=where.partition,
+                offset=where.offset,
+            )
+            key = group_key(found.run_id, found.agent, found.task_index)
+            return Outgoing(self.failures_topic, key, ENCODER.encode(record), record)
         record = FailureMessage(
             run_id="",
             rollout_id=poison_id(*where),

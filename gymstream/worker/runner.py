@@ -68,6 +68,7 @@ class TaskRunner:
             policy_version=version,
             total_s=time.monotonic() - started,
             finished_ms=_now_ms(),
+            where=where,
         )
 
     async def rollout(self, task: TaskMessage) -> RolloutResult:
@@ -117,8 +118,8 @@ class TaskRunner:
                 await (await producer.send(out.topic, out.value, key=out.key))
                 return
             except MessageSizeTooLargeError as exc:
-                log.error("result of %s too large for Kafka: %s", out.key.decode(), exc)
-                out = self.step.too_large(out.key, exc)
+                log.error("message %s too large for Kafka: %s", out.key.decode(), exc)
+                out = self.step.too_large(out, exc, finished_ms=_now_ms())
             except KafkaError as exc:
                 log.warning("publishing failed (%s); retrying in %.1f s", exc, delay_s)
                 await asyncio.sleep(delay_s)
