@@ -125,7 +125,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def repair_torn_tail(path: Path) -> int:
-    """Cut a last line that a crash left without its newline; returns the bytes removed."""
+    """Cut a last line that a crash left without its newline; returns the bytes removed.
+
+    A last line that is complete JSON (a row whose newline is all that is missing: an editor,
+    a ``head -c``, another tool) is kept and given its newline: its offset may be committed,
+    so cutting it would lose the row for good."""
     if not path.exists():
         return 0
     size = path.stat().st_size
@@ -147,10 +151,25 @@ def repair_torn_tail(path: Path) -> int:
                 pos = start + idx + 1
                 break
             pos = start
+        handle.seek(pos)
+        if _is_json(handle.read(size - pos)):
+            handle.seek(size)
+            handle.write(b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+            return 0
         handle.truncate(pos)
         handle.flush()
         os.fsync(handle.fileno())
         return size - pos
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        _DECODER.decode(line)
+    except msgspec.DecodeError:
+        return False
+    return True
 
 
 def iter_rows(path: Path) -> Iterator[dict[str, Any]]:

@@ -54,6 +54,17 @@ def test_torn_tail_is_cut_to_the_last_full_line(tmp_path: Path) -> None:
     assert repair_torn_tail(path) == 0  # a whole file is left alone
 
 
+def test_a_complete_last_line_without_its_newline_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"b": 2}')
+    assert repair_torn_tail(path) == 0
+    assert path.read_bytes() == b'{"a": 1}\n{"b": 2}\n'
+    single = tmp_path / "one.jsonl"
+    single.write_bytes(b'{"only": [1, 2]}')
+    assert repair_torn_tail(single) == 0
+    assert single.read_bytes() == b'{"only": [1, 2]}\n'
+
+
 def test_torn_tail_without_any_newline_empties_the_file(tmp_path: Path) -> None:
     path = tmp_path / "o.jsonl"
     path.write_bytes(b'{"half')
