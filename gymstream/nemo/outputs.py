@@ -13,7 +13,7 @@ import os
 import statistics
 from array import array
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ __all__ = [
     "aggregate_metrics",
     "claim_output",
     "iter_rows",
+    "move_to_history",
     "read_done_ids",
     "read_run_file",
     "repair_torn_tail",
@@ -162,6 +163,28 @@ def repair_torn_tail(path: Path) -> int:
         handle.flush()
         os.fsync(handle.fileno())
         return size - pos
+
+
+def move_to_history(paths: OutputPaths, run_id: str, rollout_ids: Collection[str]) -> int:
+    """Move the failure rows of ``rollout_ids`` from the failures file to the history file
+    (appended and fsynced first, then the failures file replaced atomically: a crash between
+    leaves a row in both, never in neither); returns how many rows moved. Nothing is deleted."""
+    if not rollout_ids or not paths.failures.exists():
+        return 0
+    keep: list[bytes] = []
+    moved: list[bytes] = []
+    for line in paths.failures.read_bytes().splitlines():
+        if line.strip():
+            rid = row_rollout_id(run_id, _DECODER.decode(line))
+            (moved if rid in rollout_ids else keep).append(line)
+    if not moved:
+        return 0
+    with paths.failures_history.open("ab") as history:
+        history.write(b"".join(line + b"\n" for line in moved))
+        history.flush()
+        os.fsync(history.fileno())
+    _write_atomic(paths.failures, b"".join(line + b"\n" for line in keep))
+    return len(moved)
 
 
 def _is_json(line: bytes) -> bool:

@@ -26,6 +26,7 @@ from gymstream.kafka.topics import TopicLayout
 from gymstream.nemo.outputs import (
     OutputPaths,
     aggregate_metrics,
+    move_to_history,
     read_done_ids,
     read_run_file,
     repair_torn_tail,
@@ -52,7 +53,13 @@ def _resume(output: OutputPaths, run_id: str) -> SinkLedger:
     failed_ids = read_done_ids(output.failures, run_id)
     # a retried rollout counts only with an outcome of its new attempt (see resume.py)
     retried: dict[str, int] = dict((read_run_file(output) or {}).get("retried", {}))
-    return SinkLedger(report, written_ids, failed_ids, retried)
+    ledger = SinkLedger(report, written_ids, failed_ids, retried)
+    if ledger.superseded_on_disk:
+        moved = move_to_history(output, run_id, ledger.superseded_on_disk)
+        log.warning(
+            "moved %d failures of rollouts that succeeded to %s", moved, output.failures_history
+        )
+    return ledger
 
 
 def _decode(
@@ -127,6 +134,11 @@ async def run_sink(
             if rows.failures:
                 fail_handle.write(b"\n".join(rows.failures) + b"\n")
                 _fsync(fail_handle)
+            if rows.superseded:
+                # a success wins: the rollout's failure row moves to the history file
+                fail_handle.close()
+                move_to_history(output, run_id, rows.superseded)
+                fail_handle = output.failures.open("ab")
             await consumer.commit()  # only now: the rows above are on disk
             if on_progress is not None:
                 on_progress(report)
