@@ -84,9 +84,12 @@ def claim_output(paths: OutputPaths, run_id: str, *, overwrite: bool) -> bool:
             raise ConfigError(
                 f"{paths.run_file}: unreadable run file; delete it or pass --overwrite"
             ) from exc
-    has_rows = paths.output.exists() and paths.output.stat().st_size > 0
     if existing_run == run_id:
         return True
+    # any non-empty file of the output counts: failures alone are a run's evidence too
+    has_rows = any(
+        path.exists() and path.stat().st_size > 0 for path in (paths.output, paths.failures)
+    )
     if (has_rows or existing_run is not None) and not overwrite:
         owner = f"run '{existing_run}'" if existing_run else "an unknown run"
         raise ConfigError(

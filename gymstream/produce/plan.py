@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from gymstream.errors import RowError
+from gymstream.errors import ConfigError, RowError
 from gymstream.nemo.output_row import materialized_row
 from gymstream.nemo.overrides import apply_overrides
 from gymstream.nemo.rollouts import expand
@@ -32,6 +32,7 @@ __all__ = [
     "ProduceOptions",
     "ProduceReport",
     "RoundRobin",
+    "check_paths",
     "oversize_task",
     "plan_rollouts",
     "record_reject",
@@ -105,6 +106,20 @@ class JsonlFile:
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()
+
+
+def check_paths(options: ProduceOptions) -> None:
+    """ConfigError when a file produce writes is its input: writing it would destroy it."""
+    source = options.input_path.resolve()
+    for option, path in (
+        ("--rejects", options.rejects_path),
+        ("materialized inputs", options.materialized_path),
+    ):
+        if path is not None and path.resolve() == source:
+            raise ConfigError(
+                f"{option} {path} is the input file; writing it would destroy the input: "
+                "choose another path"
+            )
 
 
 def reject_record(item: RowError) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from gymstream.produce.plan import (
     ProduceOptions,
     ProduceReport,
     RoundRobin,
+    check_paths,
     oversize_task,
     plan_rollouts,
     record_reject,
@@ -82,6 +83,7 @@ async def produce(
     ``on_agent(agent)`` (may be async) is called before the first task of each agent is sent,
     so that ``collect`` can start that agent's workers.
     """
+    check_paths(options)
     report = ProduceReport(run_id=options.run_id)
     started = time.perf_counter()
     producer = build_producer(kafka)

@@ -211,6 +211,20 @@ async def test_a_row_whose_task_exceeds_the_topic_limit_is_rejected(
     assert await published_ids(env, "task-too-big") == [0, 2]
 
 
+async def test_rejects_pointing_at_the_input_is_refused_and_the_input_kept(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    data = write_lines(tmp_path / "in.jsonl", [good(0), b"[1]", good(2)])
+    before = data.read_bytes()
+    result = gymstream("produce", str(data), "--run-id", "same", "--rejects", str(data), env=env)
+    text = result.stdout + result.stderr
+    assert result.returncode == 2, text
+    assert "Traceback" not in text, text
+    assert f"--rejects {data} is the input file" in text, text
+    assert data.read_bytes() == before
+    assert await published_ids(env, "same") == []
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

@@ -93,6 +93,21 @@ def test_claim_output_refuses_a_foreign_file_without_run_file(tmp_path: Path) ->
         claim_output(paths, "r1", overwrite=False)
 
 
+@pytest.mark.parametrize("output", [None, b""], ids=["output_absent", "output_empty"])
+def test_claim_output_never_empties_failures_without_overwrite(
+    output: bytes | None, tmp_path: Path
+) -> None:
+    paths = OutputPaths(tmp_path / "out.jsonl")
+    if output is not None:
+        paths.output.write_bytes(output)
+    paths.failures.write_bytes(b'{"_ng_failure_class": "model_timeout"}\n')
+    with pytest.raises(ConfigError, match="--overwrite"):
+        claim_output(paths, "r1", overwrite=False)
+    assert paths.failures.read_bytes() == b'{"_ng_failure_class": "model_timeout"}\n'
+    assert claim_output(paths, "r1", overwrite=True) is False
+    assert not paths.failures.exists()
+
+
 def test_resume_plan_retries_only_non_terminal_failures_with_attempts_left(
     tmp_path: Path,
 ) -> None:
