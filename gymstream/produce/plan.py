@@ -33,11 +33,11 @@ __all__ = [
     "ProduceReport",
     "RoundRobin",
     "check_paths",
-    "oversize_task",
     "plan_rollouts",
     "record_reject",
     "reject_record",
     "task_message",
+    "unsendable_task",
     "valid_rows",
 ]
 
@@ -228,17 +228,19 @@ def task_message(planned: PlannedRollout, options: ProduceOptions, created_ms: i
     )
 
 
-def oversize_task(
-    planned: PlannedRollout, options: ProduceOptions, size: int, limit: int, topic: str
+def unsendable_task(
+    planned: PlannedRollout, options: ProduceOptions, size: int | None, limit: int, topic: str
 ) -> RowError:
-    """The reject of a row whose task message (``size`` bytes) would not fit on ``topic``."""
-    return RowError(
-        options.input_path,
-        planned.line,
-        "<line>",
-        f"its task message is {size} bytes, over the {limit} bytes a record on {topic} may "
-        "carry (the topic's max.message.bytes); shorten the row or raise the topic's limit",
+    """The reject of a row whose task message (``size`` bytes) would not fit on ``topic``, or
+    (``size`` None) cannot be encoded at all: nested deeper than the encoder can go."""
+    problem = (
+        "its task message is nested too deeply to encode (Python's recursion limit); "
+        "flatten the row"
+        if size is None
+        else f"its task message is {size} bytes, over the {limit} bytes a record on {topic} "
+        "may carry (the topic's max.message.bytes); shorten the row or raise the topic's limit"
     )
+    return RowError(options.input_path, planned.line, "<line>", problem)
 
 
 class RoundRobin:

@@ -32,10 +32,10 @@ from gymstream.produce.plan import (
     ProduceReport,
     RoundRobin,
     check_paths,
-    oversize_task,
     plan_rollouts,
     record_reject,
     task_message,
+    unsendable_task,
     valid_rows,
 )
 from gymstream.runs.pacing import open_pacer
@@ -97,11 +97,11 @@ async def produce(
         window = _Window(on_published)
         partitions = RoundRobin()
         max_bytes: dict[str, int] = {}  # per topic: the largest task value it takes
-        oversize_line = 0  # the last line rejected as too large (its repeats are skipped)
+        unsendable_line = 0  # the last line rejected as too large (its repeats are skipped)
         groups_started = 0
         rows = valid_rows(options, report, rejects, on_reject)
         for planned in plan_rollouts(rows, options, report):
-            if planned.line == oversize_line:
+            if planned.line == unsendable_line:
                 continue
             if options.pacer is not None and planned.starts_group:
                 # back-pressure: a new group waits until the trainer is close enough behind
@@ -118,21 +118,23 @@ async def produce(
                     kafka, topic, client_limit=producer._max_request_size
                 )
             task = task_message(planned, options, created_ms=int(time.time() * 1000))
-            value = ENCODER.encode(task)
+            size: int | None = None
             try:
-                if len(value) > max_bytes[topic]:
-                    raise MessageSizeTooLargeError(f"{len(value)} bytes")
+                value = ENCODER.encode(task)
+                size = len(value)
+                if size > max_bytes[topic]:
+                    raise MessageSizeTooLargeError(f"{size} bytes")
                 ack = await producer.send(
                     topic,
                     value,
                     key=planned.rollout_id.encode("utf-8"),
                     partition=partitions.next(topic),
                 )
-            except MessageSizeTooLargeError:
+            except (MessageSizeTooLargeError, RecursionError):
                 # bad input, found where the limit is known: reject the row (once), go on
-                oversize_line = planned.line
+                unsendable_line = planned.line
                 report.rows -= 1
-                item = oversize_task(planned, options, len(value), max_bytes[topic], topic)
+                item = unsendable_task(planned, options, size, max_bytes[topic], topic)
                 if record_reject(item, options, report, rejects, on_reject):
                     break
                 continue

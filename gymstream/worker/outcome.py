@@ -139,7 +139,7 @@ class OutcomeStep:
             )
         try:
             task = DECODE_TASK.decode(value)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
             return self._poison(
                 value, where, "undecodable", f"not a task message: {exc}", finished_ms
             )
@@ -249,7 +249,7 @@ class OutcomeStep:
         at all), no producer of gymstream counted it in a manifest: no run waits for it."""
         try:
             found: _Identity | None = _DECODE_IDENTITY.decode(value)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
             found = None
         if found is not None:
             record = FailureMessage(

@@ -99,6 +99,18 @@ CASES = {
         ],
         {0, 9},
     ),
+    "deeply_nested": Case(
+        [
+            good(0),
+            b'{"id": 1, "responses_create_params": {"input": "hi"}, "x": '
+            + b"[" * 5000
+            + b"]" * 5000
+            + b"}",
+            good(2),
+        ],
+        [(2, "<line>", "nested too deeply: JSON this deep cannot be read")],
+        {0, 2},
+    ),
     "not_utf8": Case(
         [good(0), b'{"id": 1, "responses_create_params": {"input": "caf\xe9 \xff"}}', good(2)],
         [(2, "<line>", "not valid UTF-8: byte 0xe9 at byte offset 51 of the line; save the file")],
