@@ -8,9 +8,10 @@ Environment variables: ``GYMSTREAM_KAFKA_*``, ``GYMSTREAM_MODEL_*`` (the API key
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
 ]
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+_PASSWORD_MECHANISMS = frozenset({"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"})
 
 
 class KafkaSettings(BaseSettings):
@@ -44,6 +46,36 @@ class KafkaSettings(BaseSettings):
     enable_idempotence: bool = Field(
         True, description="Idempotent producer; turn off only for brokers that lack it."
     )
+
+    @model_validator(mode="after")
+    def _check_security(self) -> KafkaSettings:
+        """Security settings that cannot work, said once at startup with the variable to set
+        (aiokafka raised a traceback, or the broker closed the connection without a word)."""
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and not self.sasl_mechanism:
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs GYMSTREAM_KAFKA_SASL_MECHANISM "
+                "(PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
+            )
+        if self.sasl_mechanism and not sasl:
+            raise ValueError(
+                f"GYMSTREAM_KAFKA_SASL_MECHANISM is set but security_protocol is "
+                f"{self.security_protocol}: set GYMSTREAM_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT "
+                "or SASL_SSL"
+            )
+        if self.sasl_mechanism in _PASSWORD_MECHANISMS and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                f"SASL {self.sasl_mechanism} needs GYMSTREAM_KAFKA_SASL_USERNAME and "
+                "GYMSTREAM_KAFKA_SASL_PASSWORD"
+            )
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                value = getattr(self, name)
+                if value is not None and not Path(value).is_file():
+                    raise ValueError(f"GYMSTREAM_KAFKA_{name.upper()}: no such file: {value}")
+        return self
 
     def client_options(self) -> dict[str, Any]:
         """Keyword arguments shared by every aiokafka client built from these settings."""

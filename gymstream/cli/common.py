@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -70,7 +71,21 @@ ModelApiOpt = Annotated[
 
 
 def kafka_settings(bootstrap: str | None) -> KafkaSettings:
-    return KafkaSettings(bootstrap=bootstrap) if bootstrap else KafkaSettings()
+    """Kafka settings from the environment and --bootstrap; a bad value is one clear line."""
+    try:
+        return KafkaSettings(bootstrap=bootstrap) if bootstrap else KafkaSettings()
+    except ValidationError as exc:
+        raise fail(_settings_problem(exc, "GYMSTREAM_KAFKA_*")) from None
+
+
+def _settings_problem(exc: ValidationError, variables: str) -> str:
+    """The first problem pydantic found, as one line that names the variables to check."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return (
+        f"{exc.title}: {where + ': ' if where else ''}{message} (check the {variables} variables)"
+    )
 
 
 def layout_for(prefix: str | None, topics_file: Path | None) -> TopicLayout:
@@ -84,11 +99,7 @@ def rollout_settings() -> RolloutSettings:
     try:
         return RolloutSettings.from_environment()
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise fail(
-            f"{exc.title}: {where}: {first['msg']} (check the GYMSTREAM_* variables)"
-        ) from None
+        raise fail(_settings_problem(exc, "GYMSTREAM_*")) from None
 
 
 def gym_config(config: str | None) -> GymConfig:
@@ -109,6 +120,19 @@ def setup_logging(verbose: bool) -> None:
     logging.getLogger("aiokafka").setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
+def _listening(bootstrap: str, timeout_s: float = 2.0) -> bool:
+    """Whether a bootstrap server accepts TCP connections (something listens there): tells a
+    protocol mismatch (SASL against PLAINTEXT, ...) from no broker at all."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` (user text is never read as markup) and return the exit."""
     console.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
@@ -124,6 +148,12 @@ def run(coro: Coroutine[Any, Any, T], *, bootstrap: str = "") -> T:
     except GymstreamError as exc:
         raise fail(str(exc), 2) from None
     except KafkaConnectionError as exc:
+        if bootstrap and _listening(bootstrap):
+            raise fail(
+                f"Kafka at {bootstrap} accepts connections but the Kafka handshake failed ({exc}): "
+                "check GYMSTREAM_KAFKA_SECURITY_PROTOCOL and the SASL/SSL settings against the "
+                "broker's listener",
+            ) from None
         raise fail(
             f"cannot reach Kafka at {bootstrap or 'the bootstrap servers'} ({exc}); start one with "
             "`gymstream kafka start` or set GYMSTREAM_KAFKA_BOOTSTRAP / --bootstrap",

@@ -76,6 +76,11 @@ def claim_output(paths: OutputPaths, run_id: str, *, overwrite: bool) -> bool:
     An existing output of another run is never touched unless ``overwrite`` (then its files are
     removed). Raises ConfigError with what to do otherwise.
     """
+    if paths.output.is_dir():
+        raise ConfigError(
+            f"--output {paths.output} is a directory: give the output file, e.g. "
+            f"{paths.output / 'out.jsonl'}"
+        )
     existing_run: str | None = None
     if paths.run_file.exists():
         try:

@@ -38,9 +38,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from gymstream.config import AgentConfig
+from gymstream.errors import ConfigError
 from gymstream.kafka.clients import build_consumer, build_producer
 from gymstream.kafka.offsets import OffsetTracker
 from gymstream.kafka.topics import TopicLayout
@@ -133,6 +134,12 @@ class _Worker:
             self.consumer.subscribe([self.topic], listener=_Rebalance(self))
             try:
                 await self.consumer.start()
+            except UnknownTopicOrPartitionError as exc:
+                await self.consumer.stop()
+                raise ConfigError(
+                    f"topic {self.topic} does not exist: create it with `gymstream topics apply "
+                    f"--agent {self.agent}` (same --topic-prefix), then start the worker"
+                ) from exc
             except BaseException:
                 await self.consumer.stop()
                 raise
