@@ -151,8 +151,9 @@ def run(coro: Coroutine[Any, Any, T], *, bootstrap: str = "") -> T:
         if bootstrap and _listening(bootstrap):
             raise fail(
                 f"Kafka at {bootstrap} accepts connections but the Kafka handshake failed ({exc}): "
-                "check GYMSTREAM_KAFKA_SECURITY_PROTOCOL and the SASL/SSL settings against the "
-                "broker's listener",
+                "check that GYMSTREAM_KAFKA_SECURITY_PROTOCOL and the SASL/SSL settings match the "
+                "broker's listener, or that the broker has finished starting",
+                1,
             ) from None
         raise fail(
             f"cannot reach Kafka at {bootstrap or 'the bootstrap servers'} ({exc}); start one with "

@@ -125,7 +125,7 @@ def demo_command(
             overwrite=True,
         )
         show_rows(paths.output)
-        finish(report)
+        finish(report, paths)
     finally:
         server.stop()
         if started_kafka and not keep_kafka:

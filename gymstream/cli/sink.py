@@ -87,3 +87,14 @@ def sink_command(
     print_sink_summary(report, output)
     if not report.complete and not follow:
         raise fail("stopped before the run was complete; run the same command to resume", 1)
+    if report.all_failed:
+        raise fail(all_failed_problem(report, paths.failures), 1)
+
+
+def all_failed_problem(report: SinkReport, failures: Path) -> str:
+    """The one line of a complete run in which every rollout failed (shared with collect)."""
+    classes = ", ".join(f"{n} {c}" for c, n in report.failure_classes.most_common(3))
+    return (
+        f"every rollout of run {report.run_id} failed ({report.accounted}"
+        f"{': ' + classes if classes else ''}); see {failures}"
+    )

@@ -33,6 +33,9 @@ class SinkReport:
     superseded: int = 0
     resumed_rows: int = 0
     accounted: int = 0
+    outputs: int = 0
+    """Rollouts of the run in the output file (written now or before): 0 with ``accounted`` > 0
+    means every rollout failed."""
     torn_bytes: int = 0
     expected: dict[str, int] | None = None
     complete: bool = False
@@ -41,6 +44,11 @@ class SinkReport:
     @property
     def expected_total(self) -> int | None:
         return None if self.expected is None else sum(self.expected.values())
+
+    @property
+    def all_failed(self) -> bool:
+        """The run is complete and not one rollout succeeded: never a success (exit 0)."""
+        return self.complete and self.accounted > 0 and self.outputs == 0
 
 
 @dataclass
@@ -79,6 +87,7 @@ class SinkLedger:
         self.failed_ids = failed - self.written_ids
         self.retried = dict(retried or {})
         report.resumed_rows = report.accounted = self.accounted
+        report.outputs = len(self.written_ids)
 
     @property
     def accounted(self) -> int:
@@ -116,6 +125,7 @@ class SinkLedger:
                 report.failed[message.agent] += 1
                 report.failure_classes[message.failure_class] += 1
         report.accounted = self.accounted
+        report.outputs = len(self.written_ids)
         return rows
 
     def check_complete(self, manifest: RunManifest | None, *, follow: bool = False) -> bool:

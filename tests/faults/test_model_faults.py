@@ -57,8 +57,11 @@ def produce(env: dict[str, str], tmp_path: Path, run_id: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def run_pipeline(env: dict[str, str], tmp_path: Path, run_id: str) -> tuple[str, str]:
-    """Produce, run one worker until the sink has the whole run; return (sink out, worker log)."""
+def run_pipeline(
+    env: dict[str, str], tmp_path: Path, run_id: str, *, sink_code: int = 0
+) -> tuple[str, str]:
+    """Produce, run one worker until the sink has the whole run; return (sink out and err,
+    worker log). ``sink_code``: the sink's exit code (1 when every rollout failed)."""
     produce(env, tmp_path, run_id)
     log = tmp_path / "worker.log"
     worker = start_worker(AGENT_ONE, env, log, "--concurrency", "32")
@@ -66,12 +69,12 @@ def run_pipeline(env: dict[str, str], tmp_path: Path, run_id: str) -> tuple[str,
         sink = gymstream(
             "sink", "--output", str(tmp_path / "out.jsonl"), "--run-id", run_id, env=env, timeout=90
         )
-        assert sink.returncode == 0, sink.stdout + sink.stderr
+        assert sink.returncode == sink_code, sink.stdout + sink.stderr
     finally:
         # SIGTERM must end the worker well inside this timeout: nothing in it may hang
         code = stop_gracefully(worker, timeout=20)
     assert code == 0, log.read_text()
-    return sink.stdout, log.read_text()
+    return sink.stdout + sink.stderr, log.read_text()
 
 
 def duplicates_dropped(summary: str) -> int:
@@ -152,7 +155,9 @@ def closed_port() -> int:
 def test_model_endpoint_down_fails_fast_and_says_so(kafka_bootstrap: str, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{closed_port()}/v1"
     env = pipeline_env(kafka_bootstrap, url)
-    summary, log = run_pipeline(env, tmp_path, "down")
+    summary, log = run_pipeline(env, tmp_path, "down", sink_code=1)
+    # a complete run in which every rollout failed is not a success
+    assert f"every rollout of run down failed ({len(EXPECTED)}: " in summary, summary
 
     rows = read_jsonl(tmp_path / "out.jsonl")
     failures = read_jsonl(tmp_path / "out_failures.jsonl")
