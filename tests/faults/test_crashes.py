@@ -103,3 +103,47 @@ def test_sink_killed_mid_write(env: dict[str, str], tmp_path: Path) -> None:
         assert stop_gracefully(worker) == 0
     rows = read_jsonl(out)  # every line parses: the torn tail was cut
     assert_exactly_once(rows, EXPECTED)
+
+
+def _children(pid: int) -> set[int]:
+    """The processes ``pid`` started (Linux /proc), or the empty set once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(x) for x in text.split()}
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a dead child that nobody reaped yet counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_collect_killed_takes_its_worker_processes_and_leaves_no_temp_files(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """kill -9 of `collect --worker-processes 2` used to leave both workers running, and a
+    gymstream-workers-* directory in the temp dir."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    data = single_tool_input(tmp_path / "in.jsonl", rows=ROWS)
+    out = tmp_path / "out.jsonl"
+    collect = spawn(
+        ["collect", "--input", str(data), "--output", str(out), "--num-repeats", str(REPEATS)]
+        + ["--worker-processes", "2", "--no-progress"],
+        {**env, "TMPDIR": str(temp)},
+        tmp_path / "collect.log",
+    )
+    try:
+        wait_until(partial(_has_rows, out, 20), 120, "20 rows written by collect")
+        workers = _children(collect.pid)
+        assert len(workers) >= 2, workers
+    finally:
+        kill_hard(collect)
+    wait_until(lambda: not any(_alive(p) for p in workers), 60, "the workers to stop")
+    assert list(temp.iterdir()) == []
