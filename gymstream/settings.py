@@ -110,6 +110,12 @@ class RetrySettings(BaseSettings):
     rollout_deadline_s: float = Field(
         300.0, gt=0, description="A rollout that runs longer than this fails as rollout_deadline."
     )
+    outage_budget_s: float = Field(
+        600.0,
+        gt=0,
+        description="A model outage (endpoint down, 5xx, timeouts) pauses workers and retries "
+        "rollouts in flight for this long; after it, rollouts fail as before.",
+    )
 
 
 class ModelSettings(BaseSettings):

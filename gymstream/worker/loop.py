@@ -50,6 +50,7 @@ from gymstream.rollout.model.client import ModelClient
 from gymstream.runs.policy import LiveVersions
 from gymstream.settings import KafkaSettings, RetrySettings, WorkerSettings
 from gymstream.worker.failure_log import FailureLog
+from gymstream.worker.outage import ModelOutage
 from gymstream.worker.outcome import OutcomeStep, Where
 from gymstream.worker.runner import TaskRunner
 
@@ -175,6 +176,8 @@ class _Worker:
             # a slot frees when its rollout's output is ready, not when Kafka acknowledges
             # it; what waits on Kafka is bounded too (at most ``concurrency`` more)
             free = min(concurrency - self.running, 2 * concurrency - len(self.all_tasks))
+            if self.runner.outage.paused:
+                free = 0  # a model outage: tasks wait in Kafka, not in the failures file
             if free <= 0:
                 # Full: leave the fetcher's buffer alone (aiokafka drops what it fetched
                 # for a partition that is paused when polled, and fetching it again costs
@@ -337,6 +340,11 @@ async def run_worker(
         default_policy_version=settings.policy_version,
         live_version=live_versions.get,
         failure_log=FailureLog(str(getattr(model, "url", "(the configured URL)"))),
+        outage=ModelOutage(
+            retry.outage_budget_s,
+            backoff_initial_s=retry.backoff_initial_s,
+            backoff_max_s=retry.backoff_max_s,
+        ),
     )
     worker = _Worker(kafka, layout, agent, settings, live_versions, runner, on_outcome)
     return await worker.run(stop)

@@ -51,6 +51,7 @@ class WorkerProcesses:
         self._config = tempfile.TemporaryFile()  # noqa: SIM115  # closed in stop()
         self._config.write(yaml.safe_dump(config.model_dump(exclude_none=True)).encode())
         self._config.flush()
+        self._config.seek(0)  # where /dev/fd/N shares the offset (macOS), the children read from 0
         config_path = f"/dev/fd/{self._config.fileno()}"
         self._common = ["--bootstrap", kafka.bootstrap, "--topic-prefix", layout.prefix]
         self._common += ["--config", config_path, "--stop-on-stdin-eof"]

@@ -134,8 +134,10 @@ def test_collect_killed_takes_its_worker_processes_and_leaves_no_temp_files(
     data = single_tool_input(tmp_path / "in.jsonl", rows=ROWS)
     out = tmp_path / "out.jsonl"
     collect = spawn(
-        ["collect", "--input", str(data), "--output", str(out), "--num-repeats", str(REPEATS)]
-        + ["--worker-processes", "2", "--no-progress"],
+        [
+            *["collect", "--input", str(data), "--output", str(out)],
+            *["--num-repeats", str(REPEATS), "--worker-processes", "2", "--no-progress"],
+        ],
         {**env, "TMPDIR": str(temp)},
         tmp_path / "collect.log",
     )
