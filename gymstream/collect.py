@@ -18,7 +18,7 @@ from typing import Any
 
 from gymstream.config import GymConfig
 from gymstream.kafka.topics import ApplyReport, TopicLayout, apply_topics
-from gymstream.nemo.outputs import OutputPaths, claim_output
+from gymstream.nemo.outputs import OutputPaths, claim_output, hold_output
 from gymstream.nemo.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
 from gymstream.produce.producer import ProduceOptions, ProduceReport, produce
 from gymstream.settings import KafkaSettings, RolloutSettings
@@ -96,6 +96,40 @@ async def collect(
     ``worker_processes``: 0 runs each agent's worker in this process; N > 0 spawns N
     ``gymstream worker`` processes per agent (``processes.py``) to use more cores.
     """
+    with hold_output(output):  # one writer per output, from before the claim
+        return await _collect(
+            kafka,
+            layout,
+            config,
+            options,
+            output,
+            settings=settings,
+            model_overrides=model_overrides,
+            concurrency=concurrency,
+            overwrite=overwrite,
+            max_attempts=max_attempts,
+            worker_processes=worker_processes,
+            on_progress=on_progress,
+            on_reject=on_reject,
+        )
+
+
+async def _collect(
+    kafka: KafkaSettings,
+    layout: TopicLayout,
+    config: GymConfig,
+    options: ProduceOptions,
+    output: OutputPaths,
+    *,
+    settings: RolloutSettings,
+    model_overrides: Mapping[str, Any] | None,
+    concurrency: int | None,
+    overwrite: bool,
+    max_attempts: int,
+    worker_processes: int,
+    on_progress: Callable[[SinkReport], None] | None,
+    on_reject: Callable[[Any], None] | None,
+) -> CollectReport:
     started = time.perf_counter()
     report = CollectReport()
     report.resumed, options = resume_options(

@@ -8,9 +8,13 @@ themselves are built by ``output_row``; this module writes and reads the files.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import math
 import os
+import socket
 import statistics
+import time
 from array import array
 from collections import defaultdict
 from collections.abc import Collection, Iterator
@@ -28,6 +32,7 @@ __all__ = [
     "OutputPaths",
     "aggregate_metrics",
     "claim_output",
+    "hold_output",
     "iter_rows",
     "move_to_history",
     "read_done_ids",
@@ -68,6 +73,38 @@ class OutputPaths:
     @property
     def materialized(self) -> Path:
         return self.output.with_name(f"{self.output.stem}_materialized_inputs.jsonl")
+
+    @property
+    def lock(self) -> Path:
+        return self.output.with_name(f"{self.output.stem}.lock")
+
+
+@contextlib.contextmanager
+def hold_output(paths: OutputPaths) -> Iterator[None]:
+    """Hold the output's exclusive lock (``OUT.lock``, flock) while writing it: one writer per
+    output. Raises ConfigError naming the holder (pid, host, since) when another process holds
+    it, also a stopped one. The lock file stays (deleting it would race); the lock goes with
+    the process, however it ends."""
+    paths.output.parent.mkdir(parents=True, exist_ok=True)
+    handle = paths.lock.open("a+b")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().decode("utf-8", "replace").strip() or "another process"
+            raise ConfigError(
+                f"{paths.output} is being written by {holder}; two writers would double rows: "
+                "stop that sink (or wait for it to finish), or choose another --output"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}".encode())
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
 
 
 def claim_output(paths: OutputPaths, run_id: str, *, overwrite: bool) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -149,3 +150,37 @@ def test_collect_killed_takes_its_worker_processes_and_leaves_no_temp_files(
         kill_hard(collect)
     wait_until(lambda: not any(_alive(p) for p in workers), 60, "the workers to stop")
     assert list(temp.iterdir()) == []
+
+
+def test_a_second_sink_on_a_held_output_says_who_holds_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """One writer per output: a zombie sink (SIGSTOP) still holds its output, so a second sink
+    cannot write rows the first had fetched (601 rows for 600 before)."""
+    out = tmp_path / "out.jsonl"
+    assert gymstream("topics", "apply", "--agent", AGENT_ONE, env=env).returncode == 0
+    # no manifest for this run: the first sink waits, holding the output
+    first = spawn(["sink", "--output", str(out), "--run-id", "held"], env, tmp_path / "a.log")
+    lock = tmp_path / "out.lock"
+    try:
+        wait_until(lambda: f"pid {first.pid} " in _text(lock), 60, "the first sink's lock")
+        first.send_signal(signal.SIGSTOP)
+        second = gymstream("sink", "--output", str(out), "--run-id", "held", env=env)
+        text = second.stdout + second.stderr
+        assert second.returncode == 2, text
+        assert "Traceback" not in text, text
+        assert f"{out} is being written by pid {first.pid} on " in text, text
+        first.send_signal(signal.SIGCONT)
+    finally:
+        first.send_signal(signal.SIGCONT)
+        stop_gracefully(first)
+    # gone (however it ended), its lock went with it
+    again = spawn(["sink", "--output", str(out), "--run-id", "held"], env, tmp_path / "c.log")
+    try:
+        wait_until(lambda: f"pid {again.pid} " in _text(lock), 60, "the next sink's lock")
+    finally:
+        stop_gracefully(again)
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
