@@ -97,114 +97,83 @@ async def collect(
     ``gymstream worker`` processes per agent (``processes.py``) to use more cores.
     """
     with hold_output(output):  # one writer per output, from before the claim
-        return await _collect(
-            kafka,
-            layout,
-            config,
-            options,
-            output,
-            settings=settings,
-            model_overrides=model_overrides,
-            concurrency=concurrency,
-            overwrite=overwrite,
-            max_attempts=max_attempts,
-            worker_processes=worker_processes,
-            on_progress=on_progress,
-            on_reject=on_reject,
+        started = time.perf_counter()
+        report = CollectReport()
+        report.resumed, options = resume_options(
+            output, options, overwrite=overwrite, max_attempts=max_attempts
         )
+        report.topics = await apply_topics(kafka.client_options(), layout, config.agents)
 
+        stop_workers = asyncio.Event()
+        stop_sink = asyncio.Event()
+        worker_tasks: dict[str, asyncio.Task[WorkerStats]] = {}
 
-async def _collect(
-    kafka: KafkaSettings,
-    layout: TopicLayout,
-    config: GymConfig,
-    options: ProduceOptions,
-    output: OutputPaths,
-    *,
-    settings: RolloutSettings,
-    model_overrides: Mapping[str, Any] | None,
-    concurrency: int | None,
-    overwrite: bool,
-    max_attempts: int,
-    worker_processes: int,
-    on_progress: Callable[[SinkReport], None] | None,
-    on_reject: Callable[[Any], None] | None,
-) -> CollectReport:
-    started = time.perf_counter()
-    report = CollectReport()
-    report.resumed, options = resume_options(
-        output, options, overwrite=overwrite, max_attempts=max_attempts
-    )
-    report.topics = await apply_topics(kafka.client_options(), layout, config.agents)
-
-    stop_workers = asyncio.Event()
-    stop_sink = asyncio.Event()
-    worker_tasks: dict[str, asyncio.Task[WorkerStats]] = {}
-
-    spawned = (
-        WorkerProcesses(
-            kafka,
-            layout,
-            config,
-            per_agent=worker_processes,
-            concurrency=concurrency,
-            model_overrides=model_overrides,
-        )
-        if worker_processes > 0
-        else None
-    )
-
-    async def start_agent(agent: str) -> None:
-        config.agent(agent)  # an unknown agent fails here, in the caller
-        if spawned is not None:
-            spawned.start(agent)
-            return
-        worker_tasks[agent] = asyncio.create_task(
-            serve_agent(
+        spawned = (
+            WorkerProcesses(
                 kafka,
                 layout,
                 config,
-                agent,
-                stop=stop_workers,
-                settings=settings,
-                model_overrides=model_overrides,
+                per_agent=worker_processes,
                 concurrency=concurrency,
-            ),
-            name=f"worker-{agent}",
+                model_overrides=model_overrides,
+            )
+            if worker_processes > 0
+            else None
         )
 
-    sink_task = asyncio.create_task(
-        run_sink(kafka, layout, output, options.run_id, stop=stop_sink, on_progress=on_progress),
-        name="sink",
-    )
-    try:
-        report.produced = await produce(
-            kafka, layout, options, on_reject=on_reject, on_agent=start_agent
-        )
-        if report.produced.stopped_at is not None:
-            stop_sink.set()
-        # the sink ends by itself once every expected rollout is accounted for;
-        # a worker that dies early would leave it waiting, so watch them too
-        while not sink_task.done():
-            dead = [t for t in worker_tasks.values() if t.done()]
-            for task in dead:
-                error = task.exception()
-                if error is not None:
-                    raise error
+        async def start_agent(agent: str) -> None:
+            config.agent(agent)  # an unknown agent fails here, in the caller
             if spawned is not None:
-                spawned.check()
-            await asyncio.wait({sink_task}, timeout=0.5)
-        report.sink = sink_task.result()
-    finally:
-        stop_sink.set()
-        stop_workers.set()
-        if not sink_task.done():
-            with contextlib.suppress(Exception):
-                report.sink = await sink_task
-        for agent, task in worker_tasks.items():
-            with contextlib.suppress(Exception):
-                report.workers[agent] = await task
-        if spawned is not None:
-            await asyncio.to_thread(spawned.stop)
-        report.elapsed_s = time.perf_counter() - started
-    return report
+                spawned.start(agent)
+                return
+            worker_tasks[agent] = asyncio.create_task(
+                serve_agent(
+                    kafka,
+                    layout,
+                    config,
+                    agent,
+                    stop=stop_workers,
+                    settings=settings,
+                    model_overrides=model_overrides,
+                    concurrency=concurrency,
+                ),
+                name=f"worker-{agent}",
+            )
+
+        sink_task = asyncio.create_task(
+            run_sink(
+                kafka, layout, output, options.run_id, stop=stop_sink, on_progress=on_progress
+            ),
+            name="sink",
+        )
+        try:
+            report.produced = await produce(
+                kafka, layout, options, on_reject=on_reject, on_agent=start_agent
+            )
+            if report.produced.stopped_at is not None:
+                stop_sink.set()
+            # the sink ends by itself once every expected rollout is accounted for;
+            # a worker that dies early would leave it waiting, so watch them too
+            while not sink_task.done():
+                dead = [t for t in worker_tasks.values() if t.done()]
+                for task in dead:
+                    error = task.exception()
+                    if error is not None:
+                        raise error
+                if spawned is not None:
+                    spawned.check()
+                await asyncio.wait({sink_task}, timeout=0.5)
+            report.sink = sink_task.result()
+        finally:
+            stop_sink.set()
+            stop_workers.set()
+            if not sink_task.done():
+                with contextlib.suppress(Exception):
+                    report.sink = await sink_task
+            for agent, task in worker_tasks.items():
+                with contextlib.suppress(Exception):
+                    report.workers[agent] = await task
+            if spawned is not None:
+                await asyncio.to_thread(spawned.stop)
+            report.elapsed_s = time.perf_counter() - started
+        return report

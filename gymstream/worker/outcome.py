@@ -211,12 +211,16 @@ class OutcomeStep:
 
     def _failure(
         self,
-        task: TaskMessage,
+        task: TaskMessage | _Identity,
         classified: Classified,
         message: str,
         where: Where,
         finished_ms: int,
+        *,
+        key: bytes | None = None,
     ) -> Outgoing:
+        """The failure record of ``task`` (a whole task, or the identity read from a message
+        that is not one: then without a row); keyed by its group unless ``key``."""
         record = FailureMessage(
             run_id=task.run_id,
             rollout_id=task.rollout_id,
@@ -230,7 +234,7 @@ class OutcomeStep:
             attempts=classified.attempts,
             attempt=task.attempt,
             http_status=classified.http_status,
-            row=task.row,
+            row=task.row if isinstance(task, TaskMessage) else None,
             created_ms=task.created_ms,
             finished_ms=finished_ms,
             worker_id=self.worker_id,
@@ -238,7 +242,7 @@ class OutcomeStep:
             partition=where.partition,
             offset=where.offset,
         )
-        key = group_key(task.run_id, task.agent, task.task_index)
+        key = key or group_key(task.run_id, task.agent, task.task_index)
         return Outgoing(self.failures_topic, key, ENCODER.encode(record), record)
 
     def _poison(
@@ -247,45 +251,12 @@ class OutcomeStep:
         """A ``poison_message`` failure; with the task's identity when its envelope still reads
         (an oversize task, a bad row), so the sink counts it. Without one (not a task message
         at all), no producer of gymstream counted it in a manifest: no run waits for it."""
+        classified = Classified(FailureClass.POISON_MESSAGE, kind, terminal=True)
         try:
-            found: _Identity | None = _DECODE_IDENTITY.decode(value)
+            found = _DECODE_IDENTITY.decode(value)
         except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
-            found = None
-        if found is not None:
-            record = FailureMessage(
-                run_id=found.run_id,
-                rollout_id=found.rollout_id,
-                agent=found.agent,
-                task_index=found.task_index,
-                rollout_index=found.rollout_index,
-                failure_class=FailureClass.POISON_MESSAGE,
-                failure_type=kind,
-                message=message,
-                terminal=True,
-                attempt=found.attempt,
-                created_ms=found.created_ms,
-                finished_ms=finished_ms,
-                worker_id=self.worker_id,
-                topic=where.topic,
-                partition=where.partition,
-                offset=where.offset,
+            unknown = _Identity("", poison_id(*where), self.agent, -1, -1)
+            return self._failure(
+                unknown, classified, message, where, finished_ms, key=str(where).encode()
             )
-            key = group_key(found.run_id, found.agent, found.task_index)
-            return Outgoing(self.failures_topic, key, ENCODER.encode(record), record)
-        record = FailureMessage(
-            run_id="",
-            rollout_id=poison_id(*where),
-            agent=self.agent,
-            task_index=-1,
-            rollout_index=-1,
-            failure_class=FailureClass.POISON_MESSAGE,
-            failure_type=kind,
-            message=message,
-            terminal=True,
-            finished_ms=finished_ms,
-            worker_id=self.worker_id,
-            topic=where.topic,
-            partition=where.partition,
-            offset=where.offset,
-        )
-        return Outgoing(self.failures_topic, str(where).encode(), ENCODER.encode(record), record)
+        return self._failure(found, classified, message, where, finished_ms)
