@@ -3,8 +3,10 @@
 For each batch: append the new rows, flush and fsync both files, THEN commit the consumed
 offsets. A crash between the two repeats some results on restart; the set of rollout ids already
 in the files (rebuilt on start, after cutting a torn last line) drops them, so the output never
-loses or doubles a row. The run is complete when its manifest says ``produced`` and every
-expected rollout is written or failed; the sink then stops by itself (unless ``follow``).
+loses or doubles a row. A sink whose files hold no row of the run rebuilds them from the start
+of the topics (``rebuild.FromTheStart``). The run is complete when its manifest says
+``produced`` and every expected rollout is written or failed; the sink then stops by itself
+(unless ``follow``).
 This module is the Kafka and file side; which rows a batch adds, what is a duplicate and when
 the run is complete is ``ledger.SinkLedger`` (pure).
 """
@@ -34,6 +36,7 @@ from gymstream.nemo.outputs import (
 from gymstream.runs.tail import RunsTail
 from gymstream.settings import KafkaSettings
 from gymstream.sink.ledger import SinkLedger, SinkReport
+from gymstream.sink.rebuild import FromTheStart
 from gymstream.wire.codec import DECODE_FAILURE, DECODE_RESULT, ENCODER
 from gymstream.wire.keys import manifest_key
 from gymstream.wire.messages import FailureMessage, ResultMessage
@@ -106,12 +109,12 @@ async def run_sink(
     report = ledger.report
     runs = RunsTail(kafka, layout, [manifest_key(run_id)])
     consumer = build_consumer(
-        kafka,
-        layout.results,
-        layout.failures,
-        group_id=layout.sink_group(run_id),
-        max_poll_records=batch_records,
+        kafka, group_id=layout.sink_group(run_id), max_poll_records=batch_records
     )
+    # no row of the run in the files (a new or emptied output): read what the topics retain
+    # from the start, whatever the group committed before
+    rebuild = FromTheStart(consumer, rebuild=report.resumed_rows == 0)
+    consumer.subscribe([layout.results, layout.failures], listener=rebuild)
     out_handle = output.output.open("ab")
     fail_handle = output.failures.open("ab")
     try:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from pathlib import Path
 
 import pytest
-from kafka_helpers import make_producer
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from kafka_helpers import end_offsets, make_producer, wait_until
 from message_helpers import failure_message, result_message
 
 from gymstream.kafka.topics import TopicLayout, apply_topics, load_layout
@@ -76,3 +79,49 @@ async def test_a_late_success_moves_the_stale_failure_to_the_history_file(
     [moved] = rows(paths.failures_history)
     assert (moved["_ng_task_index"], moved["_ng_failure_class"]) == (0, "model_unavailable")
     assert second.superseded == 1
+
+
+async def test_a_new_output_of_a_finished_run_is_rebuilt_from_the_topics(
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The run's sink group has committed everything; a sink on a new path used to wait at
+    0 of 2 forever. It reads what the topics retain from the start; where retention deleted
+    records it says so."""
+    kafka = KafkaSettings(bootstrap=kafka_bootstrap)
+    layout = load_layout(prefix=f"p{uuid.uuid4().hex[:10]}")
+    await apply_topics(kafka.client_options(), layout, [])
+    await publish(kafka, layout, result_message(0), result_message(1))
+    first = OutputPaths(tmp_path / "a" / "out.jsonl")
+    first.output.parent.mkdir()
+    assert (await asyncio.wait_for(run_sink(kafka, layout, first, RUN), 60)).complete
+
+    again = OutputPaths(tmp_path / "b" / "out.jsonl")
+    again.output.parent.mkdir()
+    report = await asyncio.wait_for(run_sink(kafka, layout, again, RUN), 60)
+    assert report.complete
+    assert sorted(r["task"] for r in rows(again.output)) == [0, 1]
+
+    # retention deleted the first records of every results partition: said plainly
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        ends = await end_offsets(kafka_bootstrap, layout.results)
+        await admin.delete_records(
+            {TopicPartition(layout.results, p): RecordsToDelete(n) for p, n in ends.items() if n}
+        )
+    finally:
+        await admin.close()
+    gone = OutputPaths(tmp_path / "c" / "out.jsonl")
+    gone.output.parent.mkdir()
+    stop = asyncio.Event()
+    caplog.set_level(logging.WARNING, logger="gymstream.sink.rebuild")
+    task = asyncio.ensure_future(run_sink(kafka, layout, gone, RUN, stop=stop))
+    await wait_until(
+        lambda: any("retention has deleted" in r.getMessage() for r in caplog.records),
+        30,
+        "the retention warning",
+    )
+    stop.set()
+    partial = await asyncio.wait_for(task, 30)
+    assert not partial.complete
+    assert rows(gone.output) == []
