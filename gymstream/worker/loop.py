@@ -112,6 +112,7 @@ class _Worker:
         self.producer: Any = None
         self.consumer: Any = None
         self.commit_lock = asyncio.Lock()
+        self.commit_failing = False  # logged once per streak of refused commits
         # bumped when a partition is revoked: work started before belongs to the old owner
         self.generation: Counter[TopicPartition] = Counter()
         self.slot_freed = asyncio.Event()
@@ -234,9 +235,21 @@ class _Worker:
                 await self.consumer.commit(positions)
             except KafkaError as exc:
                 # the group moved on (rebalance): the new owner redoes the uncommitted tail,
-                # the sink drops the repeats
-                log.warning("offset commit failed (%s); uncommitted work will be redone", exc)
+                # the sink drops the repeats. Said once until a commit succeeds again: a fenced
+                # worker retried every 200 ms, 20 warnings in 5 s blaming max_poll_interval_ms
+                if not self.commit_failing:
+                    self.commit_failing = True
+                    log.warning(
+                        "offset commit refused (%s): this worker no longer owns those "
+                        "partitions (the group rebalanced: it was stopped, stalled or cut off); "
+                        "their uncommitted work is redone by the new owner and the sink drops "
+                        "the repeats",
+                        type(exc).__name__,
+                    )
                 return
+            if self.commit_failing:
+                self.commit_failing = False
+                log.warning("offset commits succeed again")
             self.tracker.mark_committed(positions)
             self.stats.commits += 1
 
