@@ -21,13 +21,14 @@ from gymstream.kafka.topics import ApplyReport, TopicLayout, apply_topics
 from gymstream.nemo.outputs import OutputPaths, claim_output, hold_output
 from gymstream.nemo.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
 from gymstream.produce.producer import ProduceOptions, ProduceReport, produce
+from gymstream.produce.waiting import waiting_rollouts
 from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport, run_sink
 from gymstream.worker.loop import WorkerStats
 from gymstream.worker.processes import WorkerProcesses
 from gymstream.worker.serve import serve_agent
 
-__all__ = ["CollectReport", "collect", "resume_options"]
+__all__ = ["CollectReport", "collect", "resume_options", "skip_waiting"]
 
 log = logging.getLogger("gymstream.collect")
 
@@ -75,6 +76,20 @@ def resume_options(
     return True, resumed
 
 
+async def skip_waiting(
+    kafka: KafkaSettings, layout: TopicLayout, options: ProduceOptions
+) -> ProduceOptions:
+    """A resume's options that also skip the run's rollouts still waiting in the task topics
+    (they would run twice); rollouts being retried are kept: their waiting task is of an
+    earlier attempt, whose outcome the sink ignores."""
+    waiting = await waiting_rollouts(kafka, layout, options.known_agents, options.run_id)
+    waiting -= set(options.attempts)
+    if not waiting:
+        return options
+    log.info("resume: %d rollouts still wait in the task topics: not published again", len(waiting))
+    return dataclasses.replace(options, skip_rollouts=frozenset(options.skip_rollouts) | waiting)
+
+
 async def collect(
     kafka: KafkaSettings,
     layout: TopicLayout,
@@ -103,6 +118,8 @@ async def collect(
             output, options, overwrite=overwrite, max_attempts=max_attempts
         )
         report.topics = await apply_topics(kafka.client_options(), layout, config.agents)
+        if report.resumed:
+            options = await skip_waiting(kafka, layout, options)
 
         stop_workers = asyncio.Event()
         stop_sink = asyncio.Event()

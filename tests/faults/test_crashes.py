@@ -184,3 +184,28 @@ def test_a_second_sink_on_a_held_output_says_who_holds_it(
 
 def _text(path: Path) -> str:
     return path.read_text() if path.exists() else ""
+
+
+async def test_a_resume_does_not_republish_tasks_still_waiting(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """No worker has taken the run's tasks yet; producing it again with the same --run-id and
+    --output (a resume) published them all a second time, to run twice."""
+    from kafka_helpers import read_all
+
+    from gymstream.kafka.topics import load_layout
+    from gymstream.wire.codec import DECODE_TASK
+
+    assert gymstream("topics", "apply", "--agent", AGENT_ONE, env=env).returncode == 0
+    data = single_tool_input(tmp_path / "in.jsonl", rows=4)
+    args = ["produce", str(data), "--num-repeats", "2", "--run-id", "wait"]
+    args += ["--output", str(tmp_path / "out.jsonl")]
+    first = gymstream(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    again = gymstream(*args, env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "0 rollouts published" in again.stdout + again.stderr, again.stdout
+    topic = load_layout(None, env["GYMSTREAM_TOPIC_PREFIX"]).tasks(AGENT_ONE)
+    tasks = [DECODE_TASK.decode(v) for v in await read_all(env["GYMSTREAM_KAFKA_BOOTSTRAP"], topic)]
+    ids = [t.rollout_id for t in tasks if t.run_id == "wait"]
+    assert len(ids) == len(set(ids)) == 8
