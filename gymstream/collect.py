@@ -19,16 +19,17 @@ from typing import Any
 from gymstream.config import GymConfig
 from gymstream.kafka.clients import client_options
 from gymstream.kafka.topics import ApplyReport, TopicLayout, apply_topics
-from gymstream.nemo.outputs import OutputPaths, claim_output
+from gymstream.nemo.outputs import OutputPaths, claim_output, hold_output
 from gymstream.nemo.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
 from gymstream.produce.producer import ProduceOptions, ProduceReport, produce
+from gymstream.produce.waiting import waiting_rollouts
 from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport, run_sink
 from gymstream.worker.loop import WorkerStats
 from gymstream.worker.processes import WorkerProcesses
 from gymstream.worker.serve import serve_agent
 
-__all__ = ["CollectReport", "collect", "resume_options"]
+__all__ = ["CollectReport", "collect", "resume_options", "skip_waiting"]
 
 log = logging.getLogger("gymstream.collect")
 
@@ -76,6 +77,20 @@ def resume_options(
     return True, resumed
 
 
+async def skip_waiting(
+    kafka: KafkaSettings, layout: TopicLayout, options: ProduceOptions
+) -> ProduceOptions:
+    """A resume's options that also skip the run's rollouts still waiting in the task topics
+    (they would run twice); rollouts being retried are kept: their waiting task is of an
+    earlier attempt, whose outcome the sink ignores."""
+    waiting = await waiting_rollouts(kafka, layout, options.known_agents, options.run_id)
+    waiting -= set(options.attempts)
+    if not waiting:
+        return options
+    log.info("resume: %d rollouts still wait in the task topics: not published again", len(waiting))
+    return dataclasses.replace(options, skip_rollouts=frozenset(options.skip_rollouts) | waiting)
+
+
 async def collect(
     kafka: KafkaSettings,
     layout: TopicLayout,
@@ -97,81 +112,86 @@ async def collect(
     ``worker_processes``: 0 runs each agent's worker in this process; N > 0 spawns N
     ``gymstream worker`` processes per agent (``processes.py``) to use more cores.
     """
-    started = time.perf_counter()
-    report = CollectReport()
-    report.resumed, options = resume_options(
-        output, options, overwrite=overwrite, max_attempts=max_attempts
-    )
-    report.topics = await apply_topics(client_options(kafka), layout, config.agents)
-
-    stop_workers = asyncio.Event()
-    stop_sink = asyncio.Event()
-    worker_tasks: dict[str, asyncio.Task[WorkerStats]] = {}
-
-    spawned = (
-        WorkerProcesses(
-            kafka,
-            layout,
-            config,
-            per_agent=worker_processes,
-            concurrency=concurrency,
-            model_overrides=model_overrides,
+    with hold_output(output):  # one writer per output, from before the claim
+        started = time.perf_counter()
+        report = CollectReport()
+        report.resumed, options = resume_options(
+            output, options, overwrite=overwrite, max_attempts=max_attempts
         )
-        if worker_processes > 0
-        else None
-    )
+        report.topics = await apply_topics(client_options(kafka), layout, config.agents)
+        if report.resumed:
+            options = await skip_waiting(kafka, layout, options)
 
-    async def start_agent(agent: str) -> None:
-        config.agent(agent)  # an unknown agent fails here, in the caller
-        if spawned is not None:
-            spawned.start(agent)
-            return
-        worker_tasks[agent] = asyncio.create_task(
-            serve_agent(
+        stop_workers = asyncio.Event()
+        stop_sink = asyncio.Event()
+        worker_tasks: dict[str, asyncio.Task[WorkerStats]] = {}
+
+        spawned = (
+            WorkerProcesses(
                 kafka,
                 layout,
                 config,
-                agent,
-                stop=stop_workers,
-                settings=settings,
-                model_overrides=model_overrides,
+                per_agent=worker_processes,
                 concurrency=concurrency,
-            ),
-            name=f"worker-{agent}",
+                model_overrides=model_overrides,
+            )
+            if worker_processes > 0
+            else None
         )
 
-    sink_task = asyncio.create_task(
-        run_sink(kafka, layout, output, options.run_id, stop=stop_sink, on_progress=on_progress),
-        name="sink",
-    )
-    try:
-        report.produced = await produce(
-            kafka, layout, options, on_reject=on_reject, on_agent=start_agent
-        )
-        if report.produced.stopped_at is not None:
-            stop_sink.set()
-        # the sink ends by itself once every expected rollout is accounted for;
-        # a worker that dies early would leave it waiting, so watch them too
-        while not sink_task.done():
-            dead = [t for t in worker_tasks.values() if t.done()]
-            for task in dead:
-                error = task.exception()
-                if error is not None:
-                    raise error
+        async def start_agent(agent: str) -> None:
+            config.agent(agent)  # an unknown agent fails here, in the caller
             if spawned is not None:
-                spawned.check()
-            await asyncio.wait({sink_task}, timeout=0.5)
-        report.sink = sink_task.result()
-    finally:
-        stop_sink.set()
-        stop_workers.set()
-        if not sink_task.done():
-            with contextlib.suppress(Exception):
-                report.sink = await sink_task
-        for agent, task in worker_tasks.items():
-            with contextlib.suppress(Exception):
-                report.workers[agent] = await task
-        if spawned is not None:
-            await asyncio.to_thread(spawned.stop)
-        report.elapsed_s = time.perf_counter() - started
-    return report
+                spawned.start(agent)
+                return
+            worker_tasks[agent] = asyncio.create_task(
+                serve_agent(
+                    kafka,
+                    layout,
+                    config,
+                    agent,
+                    stop=stop_workers,
+                    settings=settings,
+                    model_overrides=model_overrides,
+                    concurrency=concurrency,
+                ),
+                name=f"worker-{agent}",
+            )
+
+        sink_task = asyncio.create_task(
+            run_sink(
+                kafka, layout, output, options.run_id, stop=stop_sink, on_progress=on_progress
+            ),
+            name="sink",
+        )
+        try:
+            report.produced = await produce(
+                kafka, layout, options, on_reject=on_reject, on_agent=start_agent
+            )
+            if report.produced.stopped_at is not None:
+                stop_sink.set()
+            # the sink ends by itself once every expected rollout is accounted for;
+            # a worker that dies early would leave it waiting, so watch them too
+            while not sink_task.done():
+                dead = [t for t in worker_tasks.values() if t.done()]
+                for task in dead:
+                    error = task.exception()
+                    if error is not None:
+                        raise error
+                if spawned is not None:
+                    spawned.check()
+                await asyncio.wait({sink_task}, timeout=0.5)
+            report.sink = sink_task.result()
+        finally:
+            stop_sink.set()
+            stop_workers.set()
+            if not sink_task.done():
+                with contextlib.suppress(Exception):
+                    report.sink = await sink_task
+            for agent, task in worker_tasks.items():
+                with contextlib.suppress(Exception):
+                    report.workers[agent] = await task
+            if spawned is not None:
+                await asyncio.to_thread(spawned.stop)
+            report.elapsed_s = time.perf_counter() - started
+        return report

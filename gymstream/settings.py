@@ -8,6 +8,7 @@ Environment variables: ``GYMSTREAM_KAFKA_*``, ``GYMSTREAM_MODEL_*`` (the API key
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
@@ -101,10 +102,13 @@ class KafkaSettings(BaseSettings):
         if self.sasl_mechanism and not sasl:
             raise ValueError(
                 f"sasl_mechanism {self.sasl_mechanism} needs security_protocol SASL_SSL or "
-                "SASL_PLAINTEXT"
+                "SASL_PLAINTEXT: set GYMSTREAM_KAFKA_SECURITY_PROTOCOL"
             )
         if sasl and not self.sasl_mechanism:
-            raise ValueError(f"security_protocol {self.security_protocol} needs a sasl_mechanism")
+            raise ValueError(
+                f"security_protocol {self.security_protocol} needs a sasl_mechanism: set "
+                f"GYMSTREAM_KAFKA_SASL_MECHANISM ({', '.join(SASL_MECHANISMS)})"
+            )
         sources = [
             name
             for name in ("sasl_oauth_token", "sasl_oauth_token_file", "sasl_oauth_token_command")
@@ -120,8 +124,14 @@ class KafkaSettings(BaseSettings):
             self.sasl_username and self.sasl_password
         ):
             raise ValueError(
-                f"sasl_mechanism {self.sasl_mechanism} needs sasl_username and sasl_password"
+                f"sasl_mechanism {self.sasl_mechanism} needs sasl_username and sasl_password "
+                "(GYMSTREAM_KAFKA_SASL_USERNAME, GYMSTREAM_KAFKA_SASL_PASSWORD)"
             )
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+                value = getattr(self, name)
+                if value is not None and not Path(value).is_file():
+                    raise ValueError(f"GYMSTREAM_KAFKA_{name.upper()}: no such file: {value}")
         return self
 
     def client_options(self) -> dict[str, Any]:
@@ -168,6 +178,12 @@ class RetrySettings(BaseSettings):
     backoff_max_s: float = Field(5.0, gt=0)
     rollout_deadline_s: float = Field(
         300.0, gt=0, description="A rollout that runs longer than this fails as rollout_deadline."
+    )
+    outage_budget_s: float = Field(
+        600.0,
+        gt=0,
+        description="A model outage (endpoint down, 5xx, timeouts) pauses workers and retries "
+        "rollouts in flight for this long; after it, rollouts fail as before.",
     )
 
 

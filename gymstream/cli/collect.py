@@ -52,7 +52,7 @@ from gymstream.cli.dataset import (
     repeats_value,
 )
 from gymstream.cli.produce import print_produce_summary, print_reject
-from gymstream.cli.sink import print_sink_summary
+from gymstream.cli.sink import all_failed_problem, print_sink_summary
 from gymstream.collect import CollectReport, collect
 from gymstream.config import GymConfig
 from gymstream.kafka.topics import TopicLayout
@@ -232,20 +232,26 @@ def collect_command(
         show_progress=not no_progress,
         worker_processes=worker_processes,
     )
-    finish(report)
+    finish(report, paths)
 
 
-def problem(report: CollectReport) -> tuple[str, int] | None:
+def problem(report: CollectReport, failures: Path | None = None) -> tuple[str, int] | None:
     """What went wrong in a collect run, as (message, exit code), or None when complete."""
     if report.produced is not None and report.produced.stopped_at is not None:
         return f"stopped at the first bad row (--fail-fast): {report.produced.stopped_at}", 2
     if report.missing != 0:
         return f"{report.missing} rollouts missing from the output", 1
+    produced = report.produced
+    if produced is not None and not produced.published and not produced.skipped:
+        why = f"all {produced.rejected} rows were rejected" if produced.rejected else "no rows"
+        return f"nothing was collected: {why}", 1
+    if report.sink is not None and report.sink.all_failed:
+        return all_failed_problem(report.sink, failures or Path("the failures file")), 1
     return None
 
 
-def finish(report: CollectReport) -> None:
+def finish(report: CollectReport, paths: OutputPaths | None = None) -> None:
     """Exit non-zero with one line when the run is not complete (see ``problem``)."""
-    found = problem(report)
+    found = problem(report, None if paths is None else paths.failures)
     if found is not None:
         raise fail(*found)

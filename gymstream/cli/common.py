@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -113,16 +114,19 @@ def layout_for(prefix: str | None, topics_file: Path | None) -> TopicLayout:
     return load_layout(path, topic.prefix)
 
 
+_ENV_PREFIXES = {
+    "ModelSettings": "GYMSTREAM_MODEL_",
+    "RetrySettings": "GYMSTREAM_RETRY_",
+    "WorkerSettings": "GYMSTREAM_WORKER_",
+}
+
+
 def rollout_settings() -> RolloutSettings:
     """Model, retry and worker settings from the environment; a bad value is one clear line."""
     try:
         return RolloutSettings.from_environment()
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise fail(
-            f"{exc.title}: {where}: {first['msg']} (check the GYMSTREAM_* variables)"
-        ) from None
+        raise settings_error(exc, _ENV_PREFIXES.get(exc.title, "GYMSTREAM_")) from None
 
 
 def gym_config(config: str | None) -> GymConfig:
@@ -143,6 +147,19 @@ def setup_logging(verbose: bool) -> None:
     logging.getLogger("aiokafka").setLevel(logging.INFO if verbose else logging.CRITICAL)
 
 
+def _listening(bootstrap: str, timeout_s: float = 2.0) -> bool:
+    """Whether a bootstrap server accepts TCP connections (something listens there): tells a
+    protocol mismatch (SASL against PLAINTEXT, ...) from no broker at all."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout_s):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``error: message`` (user text is never read as markup) and return the exit."""
     console.print(Text.assemble(("error:", "red"), " ", message), highlight=False, soft_wrap=True)
@@ -158,6 +175,13 @@ def run(coro: Coroutine[Any, Any, T], *, bootstrap: str = "") -> T:
     except GymstreamError as exc:
         raise fail(str(exc), 2) from None
     except KafkaConnectionError as exc:
+        if bootstrap and _listening(bootstrap):
+            raise fail(
+                f"Kafka at {bootstrap} accepts connections but the Kafka handshake failed ({exc}): "
+                "check that GYMSTREAM_KAFKA_SECURITY_PROTOCOL and the SASL/SSL settings match the "
+                "broker's listener, or that the broker has finished starting",
+                1,
+            ) from None
         raise fail(
             f"cannot reach Kafka at {bootstrap or 'the bootstrap servers'} ({exc}); start one with "
             "`gymstream kafka start` or set GYMSTREAM_KAFKA_BOOTSTRAP / --bootstrap",

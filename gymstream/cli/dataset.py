@@ -183,6 +183,8 @@ def produce_options(
 
 def check_input(path: Path) -> None:
     """Refuse a missing or empty input before anything is published."""
+    if path.is_dir():
+        raise fail(f"{path} is a directory: pass the JSONL file itself (e.g. {path}/data.jsonl)")
     if not path.is_file():
         raise fail(f"{path}: no such file")
     if path.stat().st_size == 0:

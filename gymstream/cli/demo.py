@@ -124,7 +124,7 @@ def demo_command(
             overwrite=True,
         )
         show_rows(paths.output)
-        finish(report)
+        finish(report, paths)
     finally:
         server.stop()
         if started_kafka and not keep_kafka:

@@ -40,7 +40,7 @@ from gymstream.cli.dataset import (
     produce_options,
     repeats_value,
 )
-from gymstream.collect import resume_options
+from gymstream.collect import resume_options, skip_waiting
 from gymstream.errors import GymstreamError, RowError
 from gymstream.nemo.outputs import OutputPaths
 from gymstream.produce.producer import ProduceReport, produce_paced
@@ -154,9 +154,11 @@ def produce_command(
         if run_id is None:
             raise fail("--output resumes a run: give its --run-id too")
         try:
-            _resumed, options = resume_options(OutputPaths(output), options, overwrite=False)
+            resumed, options = resume_options(OutputPaths(output), options, overwrite=False)
         except GymstreamError as exc:
             raise fail(str(exc)) from None
+        if resumed:  # what still waits in the task topics is not published again
+            options = run(skip_waiting(kafka, layout, options), bootstrap=kafka.bootstrap)
     report = run(
         produce_paced(
             kafka,

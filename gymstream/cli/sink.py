@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Annotated
 
@@ -24,7 +25,7 @@ from gymstream.cli.common import (
 )
 from gymstream.errors import GymstreamError
 from gymstream.eventloop import install_stop_signals
-from gymstream.nemo.outputs import OutputPaths, claim_output
+from gymstream.nemo.outputs import OutputPaths, claim_output, hold_output
 from gymstream.sink.loop import SinkReport, run_sink
 
 __all__ = ["print_sink_summary", "sink_command"]
@@ -73,17 +74,31 @@ def sink_command(
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
     paths = OutputPaths(output)
-    try:
-        claim_output(paths, run_id, overwrite=overwrite)
-    except GymstreamError as exc:
-        raise fail(str(exc)) from None
+    with contextlib.ExitStack() as held:
+        try:
+            if not paths.output.is_dir():  # claim_output says what is wrong with a directory
+                held.enter_context(hold_output(paths))  # one writer, from before the claim
+            claim_output(paths, run_id, overwrite=overwrite)
+        except GymstreamError as exc:
+            raise fail(str(exc)) from None
 
-    async def main() -> SinkReport:
-        stop = asyncio.Event()
-        install_stop_signals(stop)
-        return await run_sink(kafka, layout, paths, run_id, stop=stop, follow=follow)
+        async def main() -> SinkReport:
+            stop = asyncio.Event()
+            install_stop_signals(stop)
+            return await run_sink(kafka, layout, paths, run_id, stop=stop, follow=follow)
 
-    report = run(main(), bootstrap=kafka.bootstrap)
+        report = run(main(), bootstrap=kafka.bootstrap)
     print_sink_summary(report, output)
     if not report.complete and not follow:
         raise fail("stopped before the run was complete; run the same command to resume", 1)
+    if report.all_failed:
+        raise fail(all_failed_problem(report, paths.failures), 1)
+
+
+def all_failed_problem(report: SinkReport, failures: Path) -> str:
+    """The one line of a complete run in which every rollout failed (shared with collect)."""
+    classes = ", ".join(f"{n} {c}" for c, n in report.failure_classes.most_common(3))
+    return (
+        f"every rollout of run {report.run_id} failed ({report.accounted}"
+        f"{': ' + classes if classes else ''}); see {failures}"
+    )

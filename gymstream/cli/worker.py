@@ -48,6 +48,15 @@ def worker_command(
     topics_file: TopicsFileOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
+    stop_on_stdin_eof: Annotated[
+        bool,
+        typer.Option(
+            "--stop-on-stdin-eof",
+            hidden=True,
+            help="Stop (settle, commit, leave) when standard input closes: how the worker "
+            "processes of `collect --worker-processes` die with their parent.",
+        ),
+    ] = False,
 ) -> None:
     """Serve one agent: consume its tasks, run rollouts, publish scored results.
 
@@ -71,7 +80,14 @@ def worker_command(
     }
     stats = run(
         serve_until_signalled(
-            kafka, layout, cfg, agent, rollout_settings(), overrides, concurrency
+            kafka,
+            layout,
+            cfg,
+            agent,
+            rollout_settings(),
+            overrides,
+            concurrency,
+            stop_on_stdin_eof=stop_on_stdin_eof,
         ),
         bootstrap=kafka.bootstrap,
     )

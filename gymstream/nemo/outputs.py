@@ -8,12 +8,16 @@ themselves are built by ``output_row``; this module writes and reads the files.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import math
 import os
+import socket
 import statistics
+import time
 from array import array
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,9 @@ __all__ = [
     "OutputPaths",
     "aggregate_metrics",
     "claim_output",
+    "hold_output",
     "iter_rows",
+    "move_to_history",
     "read_done_ids",
     "read_run_file",
     "repair_torn_tail",
@@ -68,6 +74,38 @@ class OutputPaths:
     def materialized(self) -> Path:
         return self.output.with_name(f"{self.output.stem}_materialized_inputs.jsonl")
 
+    @property
+    def lock(self) -> Path:
+        return self.output.with_name(f"{self.output.stem}.lock")
+
+
+@contextlib.contextmanager
+def hold_output(paths: OutputPaths) -> Iterator[None]:
+    """Hold the output's exclusive lock (``OUT.lock``, flock) while writing it: one writer per
+    output. Raises ConfigError naming the holder (pid, host, since) when another process holds
+    it, also a stopped one. The lock file stays (deleting it would race); the lock goes with
+    the process, however it ends."""
+    paths.output.parent.mkdir(parents=True, exist_ok=True)
+    handle = paths.lock.open("a+b")
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().decode("utf-8", "replace").strip() or "another process"
+            raise ConfigError(
+                f"{paths.output} is being written by {holder}; two writers would double rows: "
+                "stop that sink (or wait for it to finish), or choose another --output"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}".encode())
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
+
 
 def claim_output(paths: OutputPaths, run_id: str, *, overwrite: bool) -> bool:
     """Bind the output file to ``run_id``; True when resuming an earlier run's output.
@@ -75,6 +113,11 @@ def claim_output(paths: OutputPaths, run_id: str, *, overwrite: bool) -> bool:
     An existing output of another run is never touched unless ``overwrite`` (then its files are
     removed). Raises ConfigError with what to do otherwise.
     """
+    if paths.output.is_dir():
+        raise ConfigError(
+            f"--output {paths.output} is a directory: give the output file, e.g. "
+            f"{paths.output / 'out.jsonl'}"
+        )
     existing_run: str | None = None
     if paths.run_file.exists():
         try:
@@ -83,9 +126,12 @@ def claim_output(paths: OutputPaths, run_id: str, *, overwrite: bool) -> bool:
             raise ConfigError(
                 f"{paths.run_file}: unreadable run file; delete it or pass --overwrite"
             ) from exc
-    has_rows = paths.output.exists() and paths.output.stat().st_size > 0
     if existing_run == run_id:
         return True
+    # any non-empty file of the output counts: failures alone are a run's evidence too
+    has_rows = any(
+        path.exists() and path.stat().st_size > 0 for path in (paths.output, paths.failures)
+    )
     if (has_rows or existing_run is not None) and not overwrite:
         owner = f"run '{existing_run}'" if existing_run else "an unknown run"
         raise ConfigError(
@@ -125,7 +171,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 def repair_torn_tail(path: Path) -> int:
-    """Cut a last line that a crash left without its newline; returns the bytes removed."""
+    """Cut a last line that a crash left without its newline; returns the bytes removed.
+
+    A last line that is complete JSON (a row whose newline is all that is missing: an editor,
+    a ``head -c``, another tool) is kept and given its newline: its offset may be committed,
+    so cutting it would lose the row for good."""
     if not path.exists():
         return 0
     size = path.stat().st_size
@@ -147,10 +197,47 @@ def repair_torn_tail(path: Path) -> int:
                 pos = start + idx + 1
                 break
             pos = start
+        handle.seek(pos)
+        if _is_json(handle.read(size - pos)):
+            handle.seek(size)
+            handle.write(b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+            return 0
         handle.truncate(pos)
         handle.flush()
         os.fsync(handle.fileno())
         return size - pos
+
+
+def move_to_history(paths: OutputPaths, run_id: str, rollout_ids: Collection[str]) -> int:
+    """Move the failure rows of ``rollout_ids`` from the failures file to the history file
+    (appended and fsynced first, then the failures file replaced atomically: a crash between
+    leaves a row in both, never in neither); returns how many rows moved. Nothing is deleted."""
+    if not rollout_ids or not paths.failures.exists():
+        return 0
+    keep: list[bytes] = []
+    moved: list[bytes] = []
+    for line in paths.failures.read_bytes().splitlines():
+        if line.strip():
+            rid = row_rollout_id(run_id, _DECODER.decode(line))
+            (moved if rid in rollout_ids else keep).append(line)
+    if not moved:
+        return 0
+    with paths.failures_history.open("ab") as history:
+        history.write(b"".join(line + b"\n" for line in moved))
+        history.flush()
+        os.fsync(history.fileno())
+    _write_atomic(paths.failures, b"".join(line + b"\n" for line in keep))
+    return len(moved)
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        _DECODER.decode(line)
+    except msgspec.DecodeError:
+        return False
+    return True
 
 
 def iter_rows(path: Path) -> Iterator[dict[str, Any]]:

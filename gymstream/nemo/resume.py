@@ -11,11 +11,8 @@ can never count for it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
-
-import msgspec
 
 from gymstream.nemo.output_row import (
     ATTEMPT_INDEX,
@@ -24,11 +21,11 @@ from gymstream.nemo.output_row import (
     TASK_INDEX,
     agent_of,
     input_row,
-    row_rollout_id,
 )
 from gymstream.nemo.outputs import (
     OutputPaths,
     iter_rows,
+    move_to_history,
     read_done_ids,
     read_run_file,
     write_run_file,
@@ -93,22 +90,7 @@ def plan_resume(paths: OutputPaths, run_id: str, *, max_attempts: int) -> Resume
 
 def apply_plan(paths: OutputPaths, plan: ResumePlan) -> None:
     """Move the retried failures to the history file and record their new attempt numbers."""
-    if plan.retry and paths.failures.exists():
-        keep: list[bytes] = []
-        moved: list[bytes] = []
-        decoder = msgspec.json.Decoder()
-        for line in paths.failures.read_bytes().splitlines():
-            if not line.strip():
-                continue
-            rid = row_rollout_id(plan.run_id, decoder.decode(line))
-            (moved if rid in plan.retry else keep).append(line)
-        with paths.failures_history.open("ab") as history:
-            history.write(b"".join(line + b"\n" for line in moved))
-            history.flush()
-            os.fsync(history.fileno())
-        tmp = paths.failures.with_name(paths.failures.name + ".tmp")
-        tmp.write_bytes(b"".join(line + b"\n" for line in keep))
-        os.replace(tmp, paths.failures)
+    move_to_history(paths, plan.run_id, plan.retry.keys())
     state = read_run_file(paths) or {"run_id": plan.run_id}
     retried = dict(state.get("retried", {}))
     retried.update(plan.attempts)

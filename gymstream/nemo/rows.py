@@ -119,6 +119,9 @@ def _read_rows(
                 problem = _decode_problem(line, exc, truncated=not has_newline)
                 yield RowError(path, line_no, LINE_FIELD, problem)
                 continue
+            except RecursionError:
+                yield RowError(path, line_no, LINE_FIELD, _NESTED_TOO_DEEPLY)
+                continue
             found = check_row(obj)
             if found is None and agent_map:
                 reroute(obj, agent_map)
@@ -129,6 +132,11 @@ def _read_rows(
                     continue
                 found = agent_or_error
             yield RowError(path, line_no, *found)
+
+
+_NESTED_TOO_DEEPLY = (
+    "nested too deeply: JSON this deep cannot be read (Python's recursion limit); flatten the row"
+)
 
 
 def _measure_rest_of_line(start: bytes, file: IO[bytes]) -> int:

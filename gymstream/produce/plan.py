@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from gymstream.errors import RowError
+from gymstream.errors import ConfigError, RowError
 from gymstream.nemo.output_row import materialized_row
 from gymstream.nemo.overrides import apply_overrides
 from gymstream.nemo.rollouts import expand
@@ -32,9 +32,12 @@ __all__ = [
     "ProduceOptions",
     "ProduceReport",
     "RoundRobin",
+    "check_paths",
     "plan_rollouts",
+    "record_reject",
     "reject_record",
     "task_message",
+    "unsendable_task",
     "valid_rows",
 ]
 
@@ -107,6 +110,20 @@ class JsonlFile:
             self._handle.close()
 
 
+def check_paths(options: ProduceOptions) -> None:
+    """ConfigError when a file produce writes is its input: writing it would destroy it."""
+    source = options.input_path.resolve()
+    for option, path in (
+        ("--rejects", options.rejects_path),
+        ("materialized inputs", options.materialized_path),
+    ):
+        if path is not None and path.resolve() == source:
+            raise ConfigError(
+                f"{option} {path} is the input file; writing it would destroy the input: "
+                "choose another path"
+            )
+
+
 def reject_record(item: RowError) -> dict[str, Any]:
     """A rejects-file line: where the bad row is, which field, and the whole message."""
     return {"line": item.line, "field": item.field, "error": str(item)}
@@ -132,13 +149,26 @@ def valid_rows(
             report.rows += 1
             yield item
             continue
-        report.rejected += 1
-        if on_reject is not None:
-            on_reject(item)
-        rejects.write(reject_record(item))
-        if options.fail_fast:
-            report.stopped_at = item
+        if record_reject(item, options, report, rejects, on_reject):
             return
+
+
+def record_reject(
+    item: RowError,
+    options: ProduceOptions,
+    report: ProduceReport,
+    rejects: JsonlFile,
+    on_reject: Callable[[RowError], None] | None,
+) -> bool:
+    """Count a bad row, tell ``on_reject``, write it to ``rejects``; True when production must
+    stop there (``fail_fast``, the row kept in ``report.stopped_at``)."""
+    report.rejected += 1
+    if on_reject is not None:
+        on_reject(item)
+    rejects.write(reject_record(item))
+    if options.fail_fast:
+        report.stopped_at = item
+    return options.fail_fast
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +180,8 @@ class PlannedRollout:
     task_index: int
     rollout_index: int
     row: dict[str, Any]
+    line: int = 0
+    """The input line the rollout comes from (1-based), for a reject that names it."""
 
     @property
     def starts_group(self) -> bool:
@@ -179,7 +211,9 @@ def plan_rollouts(
         row = apply_overrides(rollout.row, options.overrides) if options.overrides else rollout.row
         if options.rollout_seed is not None:
             row = apply_overrides(row, {"seed": options.rollout_seed + rollout.rollout_index})
-        yield PlannedRollout(rollout.agent, rid, rollout.task_index, rollout.rollout_index, row)
+        yield PlannedRollout(
+            rollout.agent, rid, rollout.task_index, rollout.rollout_index, row, rollout.line
+        )
 
 
 def task_message(planned: PlannedRollout, options: ProduceOptions, created_ms: int) -> TaskMessage:
@@ -195,6 +229,21 @@ def task_message(planned: PlannedRollout, options: ProduceOptions, created_ms: i
         created_ms=created_ms,
         policy_version=options.policy_version,
     )
+
+
+def unsendable_task(
+    planned: PlannedRollout, options: ProduceOptions, size: int | None, limit: int, topic: str
+) -> RowError:
+    """The reject of a row whose task message (``size`` bytes) would not fit on ``topic``, or
+    (``size`` None) cannot be encoded at all: nested deeper than the encoder can go."""
+    problem = (
+        "its task message is nested too deeply to encode (Python's recursion limit); "
+        "flatten the row"
+        if size is None
+        else f"its task message is {size} bytes, over the {limit} bytes a record on {topic} "
+        "may carry (the topic's max.message.bytes); shorten the row or raise the topic's limit"
+    )
+    return RowError(options.input_path, planned.line, "<line>", problem)
 
 
 class RoundRobin:

@@ -19,18 +19,24 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+from aiokafka.errors import MessageSizeTooLargeError
+
 from gymstream.errors import ConfigError, RowError
 from gymstream.kafka.clients import build_producer
 from gymstream.kafka.topics import TopicLayout
 from gymstream.nemo.resume import RetryTask
 from gymstream.nemo.rollouts import DEFAULT_REPEATS_KEY
+from gymstream.produce.limits import topic_max_message_bytes
 from gymstream.produce.plan import (
     JsonlFile,
     ProduceOptions,
     ProduceReport,
     RoundRobin,
+    check_paths,
     plan_rollouts,
+    record_reject,
     task_message,
+    unsendable_task,
     valid_rows,
 )
 from gymstream.runs.pacing import open_pacer
@@ -78,6 +84,7 @@ async def produce(
     ``on_agent(agent)`` (may be async) is called before the first task of each agent is sent,
     so that ``collect`` can start that agent's workers.
     """
+    check_paths(options)
     report = ProduceReport(run_id=options.run_id)
     started = time.perf_counter()
     producer = build_producer(kafka)
@@ -90,9 +97,13 @@ async def produce(
         materialized = JsonlFile(options.materialized_path)
         window = _Window(on_published)
         partitions = RoundRobin()
+        max_bytes: dict[str, int] = {}  # per topic: the largest task value it takes
+        unsendable_line = 0  # the last line rejected as too large (its repeats are skipped)
         groups_started = 0
         rows = valid_rows(options, report, rejects, on_reject)
         for planned in plan_rollouts(rows, options, report):
+            if planned.line == unsendable_line:
+                continue
             if options.pacer is not None and planned.starts_group:
                 # back-pressure: a new group waits until the trainer is close enough behind
                 if not options.pacer.has_room(groups_started):
@@ -104,16 +115,32 @@ async def produce(
                 if on_agent is not None:
                     await _maybe_await(on_agent(planned.agent))
                 partitions.add(topic, await _partitions_of(producer, topic))
+                max_bytes[topic] = await topic_max_message_bytes(
+                    kafka, topic, client_limit=producer._max_request_size
+                )
             task = task_message(planned, options, created_ms=int(time.time() * 1000))
-            materialized.write(planned.materialized())
-            window.add(
-                await producer.send(
+            size: int | None = None
+            try:
+                value = ENCODER.encode(task)
+                size = len(value)
+                if size > max_bytes[topic]:
+                    raise MessageSizeTooLargeError(f"{size} bytes")
+                ack = await producer.send(
                     topic,
-                    ENCODER.encode(task),
+                    value,
                     key=planned.rollout_id.encode("utf-8"),
                     partition=partitions.next(topic),
                 )
-            )
+            except (MessageSizeTooLargeError, RecursionError):
+                # bad input, found where the limit is known: reject the row (once), go on
+                unsendable_line = planned.line
+                report.rows -= 1
+                item = unsendable_task(planned, options, size, max_bytes[topic], topic)
+                if record_reject(item, options, report, rejects, on_reject):
+                    break
+                continue
+            materialized.write(planned.materialized())
+            window.add(ack)
             report.published[planned.agent] += 1
             if len(window) >= _WINDOW:
                 await window.flush()

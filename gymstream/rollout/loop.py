@@ -115,6 +115,8 @@ async def _call_tool(env: Environment, session: Any, item: Mapping[str, Any]) ->
         arguments = json.loads(raw) if isinstance(raw, str) and raw.strip() else {}
     except json.JSONDecodeError as exc:
         return f"Error: the arguments for tool {name!r} are not valid JSON ({exc}): {raw!r}", False
+    except RecursionError:  # the model's mistake like any bad JSON: it sees it and may recover
+        return f"Error: the arguments for tool {name!r} are nested too deeply to read", False
     if not isinstance(arguments, dict):
         return f"Error: the arguments for tool {name!r} must be a JSON object, got {raw!r}", False
     try:

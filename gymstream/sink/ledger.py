@@ -30,8 +30,12 @@ class SinkReport:
     failure_classes: Counter[str] = field(default_factory=Counter)
     reward_sum: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     duplicates: int = 0
+    superseded: int = 0
     resumed_rows: int = 0
     accounted: int = 0
+    outputs: int = 0
+    """Rollouts of the run in the output file (written now or before): 0 with ``accounted`` > 0
+    means every rollout failed."""
     torn_bytes: int = 0
     expected: dict[str, int] | None = None
     complete: bool = False
@@ -41,6 +45,11 @@ class SinkReport:
     def expected_total(self) -> int | None:
         return None if self.expected is None else sum(self.expected.values())
 
+    @property
+    def all_failed(self) -> bool:
+        """The run is complete and not one rollout succeeded: never a success (exit 0)."""
+        return self.complete and self.accounted > 0 and self.outputs == 0
+
 
 @dataclass
 class Rows:
@@ -48,6 +57,9 @@ class Rows:
 
     output: list[bytes] = field(default_factory=list)
     failures: list[bytes] = field(default_factory=list)
+    superseded: set[str] = field(default_factory=set)
+    """Rollouts whose failure is in the failures file (or in ``failures``) and which now have a
+    result: their failure rows go to the history file (a success wins; one file per rollout)."""
 
 
 class SinkLedger:
@@ -55,7 +67,8 @@ class SinkLedger:
 
     ``written_ids`` and ``failed_ids`` are the rollout ids already in the output and failures
     files (on a restart, what ``read_done_ids`` found); a result supersedes a failure of the same
-    rollout. ``retried`` maps a rollout id to the attempt ``retry-failures`` republished it with:
+    rollout, whose row the loop then moves to the history file (``Rows.superseded``).
+    ``retried`` maps a rollout id to the attempt ``retry-failures`` republished it with:
     a failure of an earlier attempt is ignored, since a new attempt is coming.
     """
 
@@ -68,9 +81,13 @@ class SinkLedger:
     ) -> None:
         self.report = report
         self.written_ids = set(written_ids or ())
-        self.failed_ids = set(failed_ids or ()) - self.written_ids
+        failed = set(failed_ids or ())
+        self.superseded_on_disk = failed & self.written_ids
+        """Rollouts in both files on start (a crash while moving): move their failures."""
+        self.failed_ids = failed - self.written_ids
         self.retried = dict(retried or {})
         report.resumed_rows = report.accounted = self.accounted
+        report.outputs = len(self.written_ids)
 
     @property
     def accounted(self) -> int:
@@ -90,7 +107,10 @@ class SinkLedger:
                     report.duplicates += 1
                     continue
                 self.written_ids.add(rid)
-                self.failed_ids.discard(rid)
+                if rid in self.failed_ids:
+                    self.failed_ids.discard(rid)
+                    rows.superseded.add(rid)
+                    report.superseded += 1
                 rows.output.append(bytes(message.output))
                 report.written[message.agent] += 1
                 report.reward_sum[message.agent] += message.reward
@@ -105,6 +125,7 @@ class SinkLedger:
                 report.failed[message.agent] += 1
                 report.failure_classes[message.failure_class] += 1
         report.accounted = self.accounted
+        report.outputs = len(self.written_ids)
         return rows
 
     def check_complete(self, manifest: RunManifest | None, *, follow: bool = False) -> bool:

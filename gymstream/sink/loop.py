@@ -3,8 +3,10 @@
 For each batch: append the new rows, flush and fsync both files, THEN commit the consumed
 offsets. A crash between the two repeats some results on restart; the set of rollout ids already
 in the files (rebuilt on start, after cutting a torn last line) drops them, so the output never
-loses or doubles a row. The run is complete when its manifest says ``produced`` and every
-expected rollout is written or failed; the sink then stops by itself (unless ``follow``).
+loses or doubles a row. A sink whose files hold no row of the run rebuilds them from the start
+of the topics (``rebuild.FromTheStart``). The run is complete when its manifest says
+``produced`` and every expected rollout is written or failed; the sink then stops by itself
+(unless ``follow``).
 This module is the Kafka and file side; which rows a batch adds, what is a duplicate and when
 the run is complete is ``ledger.SinkLedger`` (pure).
 """
@@ -26,6 +28,7 @@ from gymstream.kafka.topics import TopicLayout
 from gymstream.nemo.outputs import (
     OutputPaths,
     aggregate_metrics,
+    move_to_history,
     read_done_ids,
     read_run_file,
     repair_torn_tail,
@@ -33,6 +36,7 @@ from gymstream.nemo.outputs import (
 from gymstream.runs.tail import RunsTail
 from gymstream.settings import KafkaSettings
 from gymstream.sink.ledger import SinkLedger, SinkReport
+from gymstream.sink.rebuild import FromTheStart
 from gymstream.wire.codec import DECODE_FAILURE, DECODE_RESULT, ENCODER
 from gymstream.wire.keys import manifest_key
 from gymstream.wire.messages import FailureMessage, ResultMessage
@@ -52,7 +56,13 @@ def _resume(output: OutputPaths, run_id: str) -> SinkLedger:
     failed_ids = read_done_ids(output.failures, run_id)
     # a retried rollout counts only with an outcome of its new attempt (see resume.py)
     retried: dict[str, int] = dict((read_run_file(output) or {}).get("retried", {}))
-    return SinkLedger(report, written_ids, failed_ids, retried)
+    ledger = SinkLedger(report, written_ids, failed_ids, retried)
+    if ledger.superseded_on_disk:
+        moved = move_to_history(output, run_id, ledger.superseded_on_disk)
+        log.warning(
+            "moved %d failures of rollouts that succeeded to %s", moved, output.failures_history
+        )
+    return ledger
 
 
 def _decode(
@@ -99,12 +109,12 @@ async def run_sink(
     report = ledger.report
     runs = RunsTail(kafka, layout, [manifest_key(run_id)])
     consumer = build_consumer(
-        kafka,
-        layout.results,
-        layout.failures,
-        group_id=layout.sink_group(run_id),
-        max_poll_records=batch_records,
+        kafka, group_id=layout.sink_group(run_id), max_poll_records=batch_records
     )
+    # no row of the run in the files (a new or emptied output): read what the topics retain
+    # from the start, whatever the group committed before
+    rebuild = FromTheStart(consumer, rebuild=report.resumed_rows == 0)
+    consumer.subscribe([layout.results, layout.failures], listener=rebuild)
     out_handle = output.output.open("ab")
     fail_handle = output.failures.open("ab")
     try:
@@ -127,6 +137,11 @@ async def run_sink(
             if rows.failures:
                 fail_handle.write(b"\n".join(rows.failures) + b"\n")
                 _fsync(fail_handle)
+            if rows.superseded:
+                # a success wins: the rollout's failure row moves to the history file
+                fail_handle.close()
+                move_to_history(output, run_id, rows.superseded)
+                fail_handle = output.failures.open("ab")
             await consumer.commit()  # only now: the rows above are on disk
             if on_progress is not None:
                 on_progress(report)

@@ -38,9 +38,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
 from gymstream.config import AgentConfig
+from gymstream.errors import ConfigError
 from gymstream.kafka.clients import build_consumer, build_producer
 from gymstream.kafka.offsets import OffsetTracker
 from gymstream.kafka.topics import TopicLayout
@@ -49,6 +50,7 @@ from gymstream.rollout.model.client import ModelClient
 from gymstream.runs.policy import LiveVersions
 from gymstream.settings import KafkaSettings, RetrySettings, WorkerSettings
 from gymstream.worker.failure_log import FailureLog
+from gymstream.worker.outage import ModelOutage
 from gymstream.worker.outcome import OutcomeStep, Where
 from gymstream.worker.runner import TaskRunner
 
@@ -110,6 +112,7 @@ class _Worker:
         self.producer: Any = None
         self.consumer: Any = None
         self.commit_lock = asyncio.Lock()
+        self.commit_failing = False  # logged once per streak of refused commits
         # bumped when a partition is revoked: work started before belongs to the old owner
         self.generation: Counter[TopicPartition] = Counter()
         self.slot_freed = asyncio.Event()
@@ -133,6 +136,12 @@ class _Worker:
             self.consumer.subscribe([self.topic], listener=_Rebalance(self))
             try:
                 await self.consumer.start()
+            except UnknownTopicOrPartitionError as exc:
+                await self.consumer.stop()
+                raise ConfigError(
+                    f"topic {self.topic} does not exist: create it with `gymstream topics apply "
+                    f"--agent {self.agent}` (same --topic-prefix), then start the worker"
+                ) from exc
             except BaseException:
                 await self.consumer.stop()
                 raise
@@ -168,6 +177,8 @@ class _Worker:
             # a slot frees when its rollout's output is ready, not when Kafka acknowledges
             # it; what waits on Kafka is bounded too (at most ``concurrency`` more)
             free = min(concurrency - self.running, 2 * concurrency - len(self.all_tasks))
+            if self.runner.outage.paused:
+                free = 0  # a model outage: tasks wait in Kafka, not in the failures file
             if free <= 0:
                 # Full: leave the fetcher's buffer alone (aiokafka drops what it fetched
                 # for a partition that is paused when polled, and fetching it again costs
@@ -224,9 +235,21 @@ class _Worker:
                 await self.consumer.commit(positions)
             except KafkaError as exc:
                 # the group moved on (rebalance): the new owner redoes the uncommitted tail,
-                # the sink drops the repeats
-                log.warning("offset commit failed (%s); uncommitted work will be redone", exc)
+                # the sink drops the repeats. Said once until a commit succeeds again: a fenced
+                # worker retried every 200 ms, 20 warnings in 5 s blaming max_poll_interval_ms
+                if not self.commit_failing:
+                    self.commit_failing = True
+                    log.warning(
+                        "offset commit refused (%s): this worker no longer owns those "
+                        "partitions (the group rebalanced: it was stopped, stalled or cut off); "
+                        "their uncommitted work is redone by the new owner and the sink drops "
+                        "the repeats",
+                        type(exc).__name__,
+                    )
                 return
+            if self.commit_failing:
+                self.commit_failing = False
+                log.warning("offset commits succeed again")
             self.tracker.mark_committed(positions)
             self.stats.commits += 1
 
@@ -330,6 +353,11 @@ async def run_worker(
         default_policy_version=settings.policy_version,
         live_version=live_versions.get,
         failure_log=FailureLog(str(getattr(model, "url", "(the configured URL)"))),
+        outage=ModelOutage(
+            retry.outage_budget_s,
+            backoff_initial_s=retry.backoff_initial_s,
+            backoff_max_s=retry.backoff_max_s,
+        ),
     )
     worker = _Worker(kafka, layout, agent, settings, live_versions, runner, on_outcome)
     return await worker.run(stop)

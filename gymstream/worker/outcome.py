@@ -45,15 +45,36 @@ class Where(NamedTuple):
         return location(self.topic, self.partition, self.offset)
 
 
+class _Identity(msgspec.Struct, frozen=True):
+    """What the sink needs to count a task, read from a message that is not a valid task (too
+    big, or a bad row): the envelope's identity fields, the rest skipped unread."""
+
+    run_id: str
+    rollout_id: str
+    agent: str
+    task_index: int
+    rollout_index: int
+    attempt: int = 0
+    created_ms: int = 0
+
+
+_DECODE_IDENTITY = msgspec.json.Decoder(_Identity)
+
+
 @dataclass(frozen=True)
 class Outgoing:
-    """One encoded message to publish; ``failure`` is the record when it is a failure."""
+    """One encoded message to publish; ``failure`` is the record when it is a failure.
+
+    ``task`` and ``where`` say which task it answers, so that a result Kafka refuses as too large
+    becomes a failure the sink can count (run id and identity kept)."""
 
     topic: str
     key: bytes
     value: bytes
     failure: FailureMessage | None = None
     reward: float = 0.0
+    task: TaskMessage | None = None
+    where: Where | None = None
 
     @property
     def failure_class(self) -> str | None:
@@ -109,6 +130,7 @@ class OutcomeStep:
         """The task to run, or the failure to publish instead (poison, or another agent's)."""
         if len(value) > self.max_message_bytes:
             return self._poison(
+                value,
                 where,
                 "oversize",
                 f"task message of {len(value)} bytes exceeds the worker's "
@@ -117,8 +139,10 @@ class OutcomeStep:
             )
         try:
             task = DECODE_TASK.decode(value)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return self._poison(where, "undecodable", f"not a task message: {exc}", finished_ms)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            return self._poison(
+                value, where, "undecodable", f"not a task message: {exc}", finished_ms
+            )
         if task.agent != self.agent:
             return self._failure(
                 task,
@@ -137,6 +161,7 @@ class OutcomeStep:
         policy_version: int | None,
         total_s: float,
         finished_ms: int,
+        where: Where | None = None,
     ) -> Outgoing:
         """The result message of a finished rollout; ``total_s`` joins the rollout's timings."""
         verify = result.verify_result
@@ -157,7 +182,9 @@ class OutcomeStep:
             timings={**result.timings, "total_s": total_s},
         )
         key = group_key(task.run_id, task.agent, task.task_index)
-        return Outgoing(self.results_topic, key, ENCODER.encode(envelope), reward=reward)
+        return Outgoing(
+            self.results_topic, key, ENCODER.encode(envelope), reward=reward, task=task, where=where
+        )
 
     def failed(
         self, task: TaskMessage, exc: BaseException, *, where: Where, finished_ms: int
@@ -165,29 +192,35 @@ class OutcomeStep:
         """The failure message of a rollout that raised ``exc`` (classed by ``classify``)."""
         return self._failure(task, classify(exc), str(exc), where, finished_ms)
 
-    def too_large(self, key: bytes, exc: BaseException) -> Outgoing:
-        """What replaces a message Kafka refused as too large (terminal: it would be again)."""
-        record = FailureMessage(
-            run_id="",
-            rollout_id=key.decode(),
-            agent=self.agent,
-            task_index=-1,
-            rollout_index=-1,
-            failure_class=FailureClass.RESULT_TOO_LARGE,
-            failure_type=type(exc).__name__,
-            message=str(exc),
-            terminal=True,
-        )
-        return Outgoing(self.failures_topic, key, ENCODER.encode(record), record)
+    def too_large(self, out: Outgoing, exc: BaseException, *, finished_ms: int) -> Outgoing:
+        """What replaces a message Kafka refused as too large (terminal: it would be again): a
+        ``result_too_large`` failure of the same task, its identity kept so the sink counts it;
+        a failure refused in turn is sent again without its row (the row is what is large)."""
+        failure = out.failure
+        if failure is not None:
+            if failure.row is None:
+                raise exc  # nothing left to shrink: a bug, not a row (identity is a few bytes)
+            smaller = msgspec.structs.replace(failure, row=None)
+            return Outgoing(out.topic, out.key, ENCODER.encode(smaller), smaller)
+        if out.task is None:
+            raise exc  # a result always carries its task (``succeeded``)
+        where = out.where or Where(self.results_topic, -1, -1)
+        classified = Classified(FailureClass.RESULT_TOO_LARGE, type(exc).__name__, terminal=True)
+        message = f"result message of {len(out.value)} bytes refused by Kafka: {exc}"
+        return self._failure(out.task, classified, message, where, finished_ms)
 
     def _failure(
         self,
-        task: TaskMessage,
+        task: TaskMessage | _Identity,
         classified: Classified,
         message: str,
         where: Where,
         finished_ms: int,
+        *,
+        key: bytes | None = None,
     ) -> Outgoing:
+        """The failure record of ``task`` (a whole task, or the identity read from a message
+        that is not one: then without a row); keyed by its group unless ``key``."""
         record = FailureMessage(
             run_id=task.run_id,
             rollout_id=task.rollout_id,
@@ -201,7 +234,7 @@ class OutcomeStep:
             attempts=classified.attempts,
             attempt=task.attempt,
             http_status=classified.http_status,
-            row=task.row,
+            row=task.row if isinstance(task, TaskMessage) else None,
             created_ms=task.created_ms,
             finished_ms=finished_ms,
             worker_id=self.worker_id,
@@ -209,24 +242,21 @@ class OutcomeStep:
             partition=where.partition,
             offset=where.offset,
         )
-        key = group_key(task.run_id, task.agent, task.task_index)
+        key = key or group_key(task.run_id, task.agent, task.task_index)
         return Outgoing(self.failures_topic, key, ENCODER.encode(record), record)
 
-    def _poison(self, where: Where, kind: str, message: str, finished_ms: int) -> Outgoing:
-        record = FailureMessage(
-            run_id="",
-            rollout_id=poison_id(*where),
-            agent=self.agent,
-            task_index=-1,
-            rollout_index=-1,
-            failure_class=FailureClass.POISON_MESSAGE,
-            failure_type=kind,
-            message=message,
-            terminal=True,
-            finished_ms=finished_ms,
-            worker_id=self.worker_id,
-            topic=where.topic,
-            partition=where.partition,
-            offset=where.offset,
-        )
-        return Outgoing(self.failures_topic, str(where).encode(), ENCODER.encode(record), record)
+    def _poison(
+        self, value: bytes, where: Where, kind: str, message: str, finished_ms: int
+    ) -> Outgoing:
+        """A ``poison_message`` failure; with the task's identity when its envelope still reads
+        (an oversize task, a bad row), so the sink counts it. Without one (not a task message
+        at all), no producer of gymstream counted it in a manifest: no run waits for it."""
+        classified = Classified(FailureClass.POISON_MESSAGE, kind, terminal=True)
+        try:
+            found = _DECODE_IDENTITY.decode(value)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            unknown = _Identity("", poison_id(*where), self.agent, -1, -1)
+            return self._failure(
+                unknown, classified, message, where, finished_ms, key=str(where).encode()
+            )
+        return self._failure(found, classified, message, where, finished_ms)

@@ -5,6 +5,12 @@ one process, ``collect`` shares that core with its producer and sink. Spawning `
 worker`` processes runs exactly the code of the separate command, spread over the cores. They
 inherit the environment (Kafka security settings, the model API key), get the merged agent
 configuration as a YAML file, and are stopped with SIGTERM (settle, commit, leave the group).
+
+They die with their parent, however it ends: each has a pipe as standard input that only the
+parent holds open, and stops (settles, commits, leaves) when it closes (``--stop-on-stdin-eof``),
+which the kernel does when the parent dies, even by kill -9. Nothing is left on disk either: the
+configuration and the logs are unlinked temporary files, which the children reach through an
+inherited descriptor (``/dev/fd/N``), so there is no directory to clean after a crash.
 """
 
 from __future__ import annotations
@@ -14,8 +20,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -44,11 +49,13 @@ class WorkerProcesses:
         model_overrides: Mapping[str, Any] | None,
         verbose: bool = False,
     ) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="gymstream-workers-")
-        self._config = Path(self._dir.name) / "config.yaml"
-        self._config.write_text(yaml.safe_dump(config.model_dump(exclude_none=True)), "utf-8")
+        self._config = tempfile.TemporaryFile()  # noqa: SIM115  # closed in stop()
+        self._config.write(yaml.safe_dump(config.model_dump(exclude_none=True)).encode())
+        self._config.flush()
+        self._config.seek(0)  # where /dev/fd/N shares the offset (macOS), the children read from 0
+        config_path = f"/dev/fd/{self._config.fileno()}"
         self._common = ["--bootstrap", kafka.bootstrap, "--topic-prefix", layout.prefix]
-        self._common += ["--config", str(self._config)]
+        self._common += ["--config", config_path, "--stop-on-stdin-eof"]
         for key, value in (model_overrides or {}).items():
             if value is not None and key in _OPTION:
                 self._common += [_OPTION[key], str(value)]
@@ -60,19 +67,22 @@ class WorkerProcesses:
             self._common.append("--verbose")
         self._per_agent = per_agent
         self.procs: dict[str, list[subprocess.Popen[bytes]]] = {}
+        self._logs: dict[tuple[str, int], IO[bytes]] = {}
 
     def start(self, agent: str) -> None:
         command = [sys.executable, "-m", "gymstream.cli.main", "worker", "--agent", agent]
-        logs = Path(self._dir.name)
-        self.procs[agent] = [
-            subprocess.Popen(  # our own command, arguments from our settings
-                [*command, *self._common],
-                stdout=(logs / f"{agent}-{i}.log").open("wb"),
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+        procs = self.procs[agent] = []
+        for i in range(self._per_agent):
+            log = self._logs[agent, i] = tempfile.TemporaryFile()  # noqa: SIM115  # see stop()
+            procs.append(
+                subprocess.Popen(  # our own command, arguments from our settings
+                    [*command, *self._common],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.PIPE,  # never written: its end is the parent's death
+                    pass_fds=(self._config.fileno(),),
+                )
             )
-            for i in range(self._per_agent)
-        ]
 
     def check(self) -> None:
         """Raise GymstreamError (with the end of its log) if a worker process has exited."""
@@ -80,8 +90,9 @@ class WorkerProcesses:
             for i, proc in enumerate(procs):
                 code = proc.poll()
                 if code is not None:
-                    log = Path(self._dir.name) / f"{agent}-{i}.log"
-                    tail = log.read_text("utf-8", "replace").strip().splitlines()[-5:]
+                    log = self._logs[agent, i]
+                    log.seek(0)
+                    tail = log.read().decode("utf-8", "replace").strip().splitlines()[-5:]
                     raise GymstreamError(
                         f"worker process {i} for {agent} exited with code {code}: "
                         + " | ".join(tail)
@@ -99,4 +110,8 @@ class WorkerProcesses:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        self._dir.cleanup()
+            if proc.stdin is not None:
+                proc.stdin.close()
+        for log in self._logs.values():
+            log.close()
+        self._config.close()

@@ -2,8 +2,10 @@
 
 ``TaskRunner.outcome`` runs the agent loop under the per-rollout deadline and turns whatever
 happened into the message to publish (through the pure ``OutcomeStep``); it never raises for a
-rollout's failure. ``publish`` sends that message and awaits Kafka's ack, retrying a broker
-outage for as long as it lasts (the caller's offset stays open meanwhile). The Kafka intake,
+rollout's failure. During a model outage (``outage.ModelOutage``) it retries the rollout after a
+capped backoff instead, until the model answers or the outage budget is spent. ``publish``
+sends that message and awaits Kafka's ack, retrying a broker outage for as long as it lasts
+(the caller's offset stays open meanwhile). The Kafka intake,
 the slots and the commits are the loop's (``worker.loop``).
 """
 
@@ -13,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
@@ -24,6 +26,7 @@ from gymstream.rollout.loop import RolloutResult, run_rollout
 from gymstream.rollout.model.client import ModelClient
 from gymstream.wire.messages import FailureClass, TaskMessage
 from gymstream.worker.failure_log import FailureLog
+from gymstream.worker.outage import ModelOutage, is_outage
 from gymstream.worker.outcome import OutcomeStep, Outgoing, Where, pick_policy_version
 
 __all__ = ["TaskRunner"]
@@ -44,6 +47,7 @@ class TaskRunner:
     default_policy_version: int | None
     live_version: Callable[[str], int | None]
     failure_log: FailureLog
+    outage: ModelOutage = field(default_factory=lambda: ModelOutage(budget_s=600.0))
 
     async def outcome(self, value: bytes, where: Where) -> Outgoing:
         """The message to publish for the task message ``value`` read at ``where``."""
@@ -54,20 +58,31 @@ class TaskRunner:
         version = pick_policy_version(
             self.live_version(task.run_id), task, self.default_policy_version
         )
-        try:
-            result = await self.rollout(task)
-        except (
-            Exception
-        ) as exc:  # boundary: every error becomes a typed failure; the worker goes on
-            if not isinstance(exc, GymstreamError):  # a bug in an environment or in gymstream
-                log.exception("rollout %s raised", task.rollout_id)
-            return self.step.failed(task, exc, where=where, finished_ms=_now_ms())
+        retry = 0
+        while True:
+            attempt_started = self.outage.now()
+            try:
+                result = await self.rollout(task)
+            except Exception as exc:  # boundary: every error becomes a typed failure
+                if not is_outage(exc):
+                    self.outage.answered()  # whatever went wrong, the endpoint was there
+                elif self.outage.should_retry(exc, attempt_started, first=retry == 0):
+                    # an outage: this rollout waits it out (its retries are the probes)
+                    await asyncio.sleep(self.outage.backoff(retry))
+                    retry += 1
+                    continue
+                if not isinstance(exc, GymstreamError):  # a bug in an environment or ours
+                    log.exception("rollout %s raised", task.rollout_id)
+                return self.step.failed(task, exc, where=where, finished_ms=_now_ms())
+            self.outage.answered()
+            break
         return self.step.succeeded(
             task,
             result,
             policy_version=version,
             total_s=time.monotonic() - started,
             finished_ms=_now_ms(),
+            where=where,
         )
 
     async def rollout(self, task: TaskMessage) -> RolloutResult:
@@ -117,8 +132,8 @@ class TaskRunner:
                 await (await producer.send(out.topic, out.value, key=out.key))
                 return
             except MessageSizeTooLargeError as exc:
-                log.error("result of %s too large for Kafka: %s", out.key.decode(), exc)
-                out = self.step.too_large(out.key, exc)
+                log.error("message %s too large for Kafka: %s", out.key.decode(), exc)
+                out = self.step.too_large(out, exc, finished_ms=_now_ms())
             except KafkaError as exc:
                 log.warning("publishing failed (%s); retrying in %.1f s", exc, delay_s)
                 await asyncio.sleep(delay_s)

@@ -7,6 +7,9 @@ The one place that turns configuration into a running worker, used by the worker
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,7 +21,9 @@ from gymstream.rollout.model.client import build_model_client
 from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.worker.loop import WorkerStats, run_worker
 
-__all__ = ["serve_agent", "serve_until_signalled"]
+__all__ = ["serve_agent", "serve_until_signalled", "stop_when_stdin_closes"]
+
+log = logging.getLogger("gymstream.worker.serve")
 
 
 async def serve_agent(
@@ -71,10 +76,16 @@ async def serve_until_signalled(
     settings: RolloutSettings,
     model_overrides: Mapping[str, Any],
     concurrency: int | None,
+    *,
+    stop_on_stdin_eof: bool = False,
 ) -> WorkerStats:
-    """Serve ``agent`` until SIGTERM or SIGINT (what a worker process runs)."""
+    """Serve ``agent`` until SIGTERM or SIGINT (what a worker process runs); with
+    ``stop_on_stdin_eof`` also when standard input reaches its end: a parent that spawned us
+    with a pipe there (``collect --worker-processes``) closes it by dying, even by kill -9."""
     stop = asyncio.Event()
     install_stop_signals(stop)
+    if stop_on_stdin_eof:
+        stop_when_stdin_closes(stop)
     return await serve_agent(
         kafka,
         layout,
@@ -85,3 +96,21 @@ async def serve_until_signalled(
         model_overrides=model_overrides,
         concurrency=concurrency,
     )
+
+
+def stop_when_stdin_closes(stop: asyncio.Event) -> None:
+    """Set ``stop`` when standard input reaches end of file (its writer is gone)."""
+    loop = asyncio.get_running_loop()
+    fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            log.warning("standard input closed (the parent process is gone): stopping")
+            stop.set()
+
+    loop.add_reader(fd, readable)

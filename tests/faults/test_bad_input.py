@@ -99,6 +99,18 @@ CASES = {
         ],
         {0, 9},
     ),
+    "deeply_nested": Case(
+        [
+            good(0),
+            b'{"id": 1, "responses_create_params": {"input": "hi"}, "x": '
+            + b"[" * 5000
+            + b"]" * 5000
+            + b"}",
+            good(2),
+        ],
+        [(2, "<line>", "nested too deeply: JSON this deep cannot be read")],
+        {0, 2},
+    ),
     "not_utf8": Case(
         [good(0), b'{"id": 1, "responses_create_params": {"input": "caf\xe9 \xff"}}', good(2)],
         [(2, "<line>", "not valid UTF-8: byte 0xe9 at byte offset 51 of the line; save the file")],
@@ -183,6 +195,46 @@ async def test_a_50mb_row_is_skipped_unread(env: dict[str, str], tmp_path: Path)
     assert f"{data}:2: <line>: row is {size} bytes, over the limit of 33554432 bytes" in text
     assert published(text) == (2, 2, 1)
     assert await published_ids(env, "big") == [0, 2]
+
+
+async def test_a_row_whose_task_exceeds_the_topic_limit_is_rejected(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """17 MB: under the reader's 32 MiB row limit, over the tasks topic's 16 MiB
+    max.message.bytes. It used to abort produce (exit 1, no file or line, nothing after it)."""
+    data = tmp_path / "in.jsonl"
+    with data.open("wb") as handle:
+        handle.write(good(0) + b"\n")
+        handle.write(b'{"id": 1, "responses_create_params": {"input": "')
+        handle.write(b"x" * (17 * 1024 * 1024))
+        handle.write(b'"}, "agent_ref": ' + json.dumps(REF).encode() + b"}\n")
+        handle.write(good(2) + b"\n")
+    code, text = produce(env, data, "task-too-big", tmp_path)
+
+    assert code == 0, text
+    assert re.search(
+        rf"{re.escape(str(data))}:2: <line>: its task message is \d+ bytes, over the \d+ bytes "
+        r"a record on \S+ may carry \(the topic's max.message.bytes\)",
+        text,
+    ), text
+    assert published(text) == (2, 2, 1)
+    rejects = [json.loads(x) for x in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["field"]) for r in rejects] == [(2, "<line>")]
+    assert await published_ids(env, "task-too-big") == [0, 2]
+
+
+async def test_rejects_pointing_at_the_input_is_refused_and_the_input_kept(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    data = write_lines(tmp_path / "in.jsonl", [good(0), b"[1]", good(2)])
+    before = data.read_bytes()
+    result = gymstream("produce", str(data), "--run-id", "same", "--rejects", str(data), env=env)
+    text = result.stdout + result.stderr
+    assert result.returncode == 2, text
+    assert "Traceback" not in text, text
+    assert f"--rejects {data} is the input file" in text, text
+    assert data.read_bytes() == before
+    assert await published_ids(env, "same") == []
 
 
 @pytest.mark.parametrize(

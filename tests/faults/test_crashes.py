@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -103,3 +104,108 @@ def test_sink_killed_mid_write(env: dict[str, str], tmp_path: Path) -> None:
         assert stop_gracefully(worker) == 0
     rows = read_jsonl(out)  # every line parses: the torn tail was cut
     assert_exactly_once(rows, EXPECTED)
+
+
+def _children(pid: int) -> set[int]:
+    """The processes ``pid`` started (Linux /proc), or the empty set once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(x) for x in text.split()}
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a dead child that nobody reaped yet counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_collect_killed_takes_its_worker_processes_and_leaves_no_temp_files(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """kill -9 of `collect --worker-processes 2` used to leave both workers running, and a
+    gymstream-workers-* directory in the temp dir."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    data = single_tool_input(tmp_path / "in.jsonl", rows=ROWS)
+    out = tmp_path / "out.jsonl"
+    collect = spawn(
+        [
+            *["collect", "--input", str(data), "--output", str(out)],
+            *["--num-repeats", str(REPEATS), "--worker-processes", "2", "--no-progress"],
+        ],
+        {**env, "TMPDIR": str(temp)},
+        tmp_path / "collect.log",
+    )
+    try:
+        wait_until(partial(_has_rows, out, 20), 120, "20 rows written by collect")
+        workers = _children(collect.pid)
+        assert len(workers) >= 2, workers
+    finally:
+        kill_hard(collect)
+    wait_until(lambda: not any(_alive(p) for p in workers), 60, "the workers to stop")
+    assert list(temp.iterdir()) == []
+
+
+def test_a_second_sink_on_a_held_output_says_who_holds_it(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """One writer per output: a zombie sink (SIGSTOP) still holds its output, so a second sink
+    cannot write rows the first had fetched (601 rows for 600 before)."""
+    out = tmp_path / "out.jsonl"
+    assert gymstream("topics", "apply", "--agent", AGENT_ONE, env=env).returncode == 0
+    # no manifest for this run: the first sink waits, holding the output
+    first = spawn(["sink", "--output", str(out), "--run-id", "held"], env, tmp_path / "a.log")
+    lock = tmp_path / "out.lock"
+    try:
+        wait_until(lambda: f"pid {first.pid} " in _text(lock), 60, "the first sink's lock")
+        first.send_signal(signal.SIGSTOP)
+        second = gymstream("sink", "--output", str(out), "--run-id", "held", env=env)
+        text = second.stdout + second.stderr
+        assert second.returncode == 2, text
+        assert "Traceback" not in text, text
+        assert f"{out} is being written by pid {first.pid} on " in text, text
+        first.send_signal(signal.SIGCONT)
+    finally:
+        first.send_signal(signal.SIGCONT)
+        stop_gracefully(first)
+    # gone (however it ended), its lock went with it
+    again = spawn(["sink", "--output", str(out), "--run-id", "held"], env, tmp_path / "c.log")
+    try:
+        wait_until(lambda: f"pid {again.pid} " in _text(lock), 60, "the next sink's lock")
+    finally:
+        stop_gracefully(again)
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+async def test_a_resume_does_not_republish_tasks_still_waiting(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """No worker has taken the run's tasks yet; producing it again with the same --run-id and
+    --output (a resume) published them all a second time, to run twice."""
+    from kafka_helpers import read_all
+
+    from gymstream.kafka.topics import load_layout
+    from gymstream.wire.codec import DECODE_TASK
+
+    assert gymstream("topics", "apply", "--agent", AGENT_ONE, env=env).returncode == 0
+    data = single_tool_input(tmp_path / "in.jsonl", rows=4)
+    args = ["produce", str(data), "--num-repeats", "2", "--run-id", "wait"]
+    args += ["--output", str(tmp_path / "out.jsonl")]
+    first = gymstream(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    again = gymstream(*args, env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "0 rollouts published" in again.stdout + again.stderr, again.stdout
+    topic = load_layout(None, env["GYMSTREAM_TOPIC_PREFIX"]).tasks(AGENT_ONE)
+    tasks = [DECODE_TASK.decode(v) for v in await read_all(env["GYMSTREAM_KAFKA_BOOTSTRAP"], topic)]
+    ids = [t.rollout_id for t in tasks if t.run_id == "wait"]
+    assert len(ids) == len(set(ids)) == 8

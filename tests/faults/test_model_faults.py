@@ -20,8 +20,10 @@ from pipeline_helpers import (
     gymstream,
     read_jsonl,
     single_tool_input,
+    spawn,
     start_worker,
     stop_gracefully,
+    wait_until,
 )
 
 from gymstream.testing.thread import ScriptedThread, start_scripted_in_thread
@@ -57,8 +59,11 @@ def produce(env: dict[str, str], tmp_path: Path, run_id: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def run_pipeline(env: dict[str, str], tmp_path: Path, run_id: str) -> tuple[str, str]:
-    """Produce, run one worker until the sink has the whole run; return (sink out, worker log)."""
+def run_pipeline(
+    env: dict[str, str], tmp_path: Path, run_id: str, *, sink_code: int = 0
+) -> tuple[str, str]:
+    """Produce, run one worker until the sink has the whole run; return (sink out and err,
+    worker log). ``sink_code``: the sink's exit code (1 when every rollout failed)."""
     produce(env, tmp_path, run_id)
     log = tmp_path / "worker.log"
     worker = start_worker(AGENT_ONE, env, log, "--concurrency", "32")
@@ -66,12 +71,12 @@ def run_pipeline(env: dict[str, str], tmp_path: Path, run_id: str) -> tuple[str,
         sink = gymstream(
             "sink", "--output", str(tmp_path / "out.jsonl"), "--run-id", run_id, env=env, timeout=90
         )
-        assert sink.returncode == 0, sink.stdout + sink.stderr
+        assert sink.returncode == sink_code, sink.stdout + sink.stderr
     finally:
         # SIGTERM must end the worker well inside this timeout: nothing in it may hang
         code = stop_gracefully(worker, timeout=20)
     assert code == 0, log.read_text()
-    return sink.stdout, log.read_text()
+    return sink.stdout + sink.stderr, log.read_text()
 
 
 def duplicates_dropped(summary: str) -> int:
@@ -111,7 +116,9 @@ def flaky_model() -> Iterator[ScriptedThread]:
 def test_flaky_model_every_rollout_accounted_once(
     kafka_bootstrap: str, flaky_model: ScriptedThread, tmp_path: Path
 ) -> None:
-    env = pipeline_env(kafka_bootstrap, flaky_model.url)
+    # one attempt per call: a rollout whose call fails while the model answers others gets one
+    # more try as a whole (worker/outage.py), so failures still happen, typed
+    env = pipeline_env(kafka_bootstrap, flaky_model.url, GYMSTREAM_RETRY_MAX_ATTEMPTS="1")
     summary, _ = run_pipeline(env, tmp_path, "flaky")
 
     rows = read_jsonl(tmp_path / "out.jsonl")
@@ -120,8 +127,8 @@ def test_flaky_model_every_rollout_accounted_once(
     stats = flaky_model.server.stats
     assert stats["errors_injected"] > 0
     assert stats["hangs_injected"] > 0
-    # 120 rollouts of two model calls, each call failing both attempts with p = 0.25**2: some
-    # rollouts fail and most succeed (the odds of neither are below 1e-6)
+    # 120 rollouts of two model calls, each failing with p = 0.25, a rollout failing twice with
+    # p ~ 0.19: some rollouts fail and most succeed (the odds of neither are below 1e-6)
     assert failed, "no rollout failed although a quarter of the model calls did"
     assert done, "no rollout succeeded"
     classes = Counter(f["_ng_failure_class"] for f in failures)
@@ -129,7 +136,7 @@ def test_flaky_model_every_rollout_accounted_once(
     for failure in failures:
         assert "reward" not in failure, f"a failure carries a reward: {failure}"
         assert failure["_ng_failure_terminal"] is False  # a retry of the rollout may succeed
-        assert failure["_gs_attempts"] == 2  # the retry budget was spent before giving up
+        assert failure["_gs_attempts"] == 1  # the retry budget was spent before giving up
         assert failure["_ng_failure_message"].startswith("model endpoint ")
     assert all(isinstance(r["reward"], int | float) for r in rows)
     assert f"{len(EXPECTED)} of {len(EXPECTED)} rollouts accounted for" in summary
@@ -151,8 +158,11 @@ def closed_port() -> int:
 
 def test_model_endpoint_down_fails_fast_and_says_so(kafka_bootstrap: str, tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{closed_port()}/v1"
-    env = pipeline_env(kafka_bootstrap, url)
-    summary, log = run_pipeline(env, tmp_path, "down")
+    # down from the start and for longer than the outage budget: typed failures, as before
+    env = pipeline_env(kafka_bootstrap, url, GYMSTREAM_RETRY_OUTAGE_BUDGET_S="1")
+    summary, log = run_pipeline(env, tmp_path, "down", sink_code=1)
+    # a complete run in which every rollout failed is not a success
+    assert f"every rollout of run down failed ({len(EXPECTED)}: " in summary, summary
 
     rows = read_jsonl(tmp_path / "out.jsonl")
     failures = read_jsonl(tmp_path / "out_failures.jsonl")
@@ -172,3 +182,37 @@ def test_model_endpoint_down_fails_fast_and_says_so(kafka_bootstrap: str, tmp_pa
         f"duplicates dropped by the sink {duplicates_dropped(summary)}, in the output 0, "
         f"worker warnings {len(warnings)}"
     )
+
+
+def test_model_restart_pauses_workers_and_fails_nothing(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The model dies after serving a third of the run and comes back once the worker has
+    paused: no rollout fails (it used to turn most of the run into model_connection_error)."""
+    model = start_scripted_in_thread(latency_ms=5)
+    port = model.port
+    env = pipeline_env(kafka_bootstrap, model.url)
+    produce(env, tmp_path, "restart")
+    log = tmp_path / "worker.log"
+    worker = start_worker(AGENT_ONE, env, log, "--concurrency", "16")
+    out = tmp_path / "out.jsonl"
+    sink = spawn(["sink", "--output", str(out), "--run-id", "restart"], env, tmp_path / "sink.log")
+    try:
+        wait_until(lambda: model.server.stats["requests"] >= 80, 60, "a third of the requests")
+        model.stop()
+        wait_until(lambda: "pausing intake" in log.read_text(), 60, "the worker to pause")
+        model = start_scripted_in_thread(port=port, latency_ms=5)  # back, same address
+        assert sink.wait(timeout=90) == 0, (tmp_path / "sink.log").read_text()
+    finally:
+        code = stop_gracefully(worker, timeout=20)
+        model.stop()
+        if sink.poll() is None:
+            sink.kill()
+    text = log.read_text()
+    assert code == 0, text
+    rows, failures = read_jsonl(out), read_jsonl(tmp_path / "out_failures.jsonl")
+    assert failures == []
+    done, _ = assert_accounted_once(rows, failures)
+    assert len(done) == len(EXPECTED)
+    assert text.count("pausing intake") == 1, text[-3000:]
+    assert text.count("answers again") == 1, text[-3000:]

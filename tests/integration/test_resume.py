@@ -52,11 +52,18 @@ def env(kafka_bootstrap: str) -> dict[str, str]:
 
 
 def fail_everything(env: dict[str, str], data: Path, out: Path, run_id: str) -> None:
-    down = {**env, "GYMSTREAM_MODEL_BASE_URL": closed_port_url()}
+    # the model is down for longer than the outage budget: typed failures, and a run in which
+    # every rollout failed is not a success (exit 1)
+    down = {
+        **env,
+        "GYMSTREAM_MODEL_BASE_URL": closed_port_url(),
+        "GYMSTREAM_RETRY_OUTAGE_BUDGET_S": "1",
+    }
     result = gymstream(
         "collect", "-i", str(data), "-o", str(out), "--run-id", run_id, "--no-progress", env=down
     )
-    assert result.returncode == 0, result.stderr + result.stdout
+    assert result.returncode == 1, result.stderr + result.stdout
+    assert f"every rollout of run {run_id} failed" in result.stderr + result.stdout
     assert read_jsonl(out) == []
     failures = read_jsonl(out.with_name(f"{out.stem}_failures.jsonl"))
     assert len(failures) == 6

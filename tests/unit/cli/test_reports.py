@@ -23,7 +23,7 @@ SYNONYMS = "example_multi_step_simple_agent"
 
 
 def complete_sink() -> SinkReport:
-    return SinkReport("r1", expected={WEATHER: 2}, accounted=2, complete=True)
+    return SinkReport("r1", expected={WEATHER: 2}, accounted=2, outputs=2, complete=True)
 
 
 def test_produce_summary_per_agent_and_totals(capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,7 +85,8 @@ def test_a_reject_is_printed_as_text_not_markup(capsys: pytest.CaptureFixture[st
 
 
 def test_a_complete_collect_has_no_problem() -> None:
-    report = CollectReport(produced=ProduceReport("r1"), sink=complete_sink())
+    produced = ProduceReport("r1", published=Counter({WEATHER: 2}))
+    report = CollectReport(produced=produced, sink=complete_sink())
     assert problem(report) is None
     finish(report)  # no exit
 
@@ -101,6 +102,27 @@ def test_a_fail_fast_stop_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
         finish(report)
     assert info.value.exit_code == 2
     assert "error: stopped at the first bad row" in capsys.readouterr().err
+
+
+def test_a_run_where_every_rollout_failed_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    sink = SinkReport("r1", expected={WEATHER: 3}, accounted=3, outputs=0, complete=True)
+    sink.failure_classes["model_connection_error"] = 3
+    report = CollectReport(produced=ProduceReport("r1", published=Counter({WEATHER: 3})), sink=sink)
+    assert problem(report, Path("out_failures.jsonl")) == (
+        "every rollout of run r1 failed (3: 3 model_connection_error); see out_failures.jsonl",
+        1,
+    )
+    with pytest.raises(typer.Exit) as info:
+        finish(report)
+    assert info.value.exit_code == 1
+    assert "error: every rollout of run r1 failed" in capsys.readouterr().err
+    one_success = SinkReport("r1", expected={WEATHER: 3}, accounted=3, outputs=1, complete=True)
+    assert problem(CollectReport(produced=report.produced, sink=one_success)) is None
+
+
+def test_a_collect_where_every_row_was_rejected_exits_1() -> None:
+    report = CollectReport(produced=ProduceReport("r1", rejected=4), sink=complete_sink())
+    assert problem(report) == ("nothing was collected: all 4 rows were rejected", 1)
 
 
 def test_missing_rollouts_exit_1() -> None:

@@ -54,6 +54,17 @@ def test_torn_tail_is_cut_to_the_last_full_line(tmp_path: Path) -> None:
     assert repair_torn_tail(path) == 0  # a whole file is left alone
 
 
+def test_a_complete_last_line_without_its_newline_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b'{"a": 1}\n{"b": 2}')
+    assert repair_torn_tail(path) == 0
+    assert path.read_bytes() == b'{"a": 1}\n{"b": 2}\n'
+    single = tmp_path / "one.jsonl"
+    single.write_bytes(b'{"only": [1, 2]}')
+    assert repair_torn_tail(single) == 0
+    assert single.read_bytes() == b'{"only": [1, 2]}\n'
+
+
 def test_torn_tail_without_any_newline_empties_the_file(tmp_path: Path) -> None:
     path = tmp_path / "o.jsonl"
     path.write_bytes(b'{"half')
@@ -80,6 +91,21 @@ def test_claim_output_refuses_a_foreign_file_without_run_file(tmp_path: Path) ->
     write_jsonl(paths.output, [out_row("a", 0, 0)])
     with pytest.raises(ConfigError, match="--overwrite"):
         claim_output(paths, "r1", overwrite=False)
+
+
+@pytest.mark.parametrize("output", [None, b""], ids=["output_absent", "output_empty"])
+def test_claim_output_never_empties_failures_without_overwrite(
+    output: bytes | None, tmp_path: Path
+) -> None:
+    paths = OutputPaths(tmp_path / "out.jsonl")
+    if output is not None:
+        paths.output.write_bytes(output)
+    paths.failures.write_bytes(b'{"_ng_failure_class": "model_timeout"}\n')
+    with pytest.raises(ConfigError, match="--overwrite"):
+        claim_output(paths, "r1", overwrite=False)
+    assert paths.failures.read_bytes() == b'{"_ng_failure_class": "model_timeout"}\n'
+    assert claim_output(paths, "r1", overwrite=True) is False
+    assert not paths.failures.exists()
 
 
 def test_resume_plan_retries_only_non_terminal_failures_with_attempts_left(

@@ -312,3 +312,15 @@ def test_sum_usage_adds_nested_fields_and_handles_none() -> None:
     assert sum_usage(
         [{"input_tokens": 1, "details": {"a": 1}}, {"input_tokens": 2, "details": {"a": 2}}]
     ) == {"input_tokens": 3, "details": {"a": 3}}
+
+
+async def test_deeply_nested_arguments_become_error_output_and_loop_goes_on() -> None:
+    deep = '{"city": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    model = FakeModel([response(call("get_weather", deep, "c1")), response(message("sorry"))])
+    result = await run_rollout(ROW, make_env(), model, model_name="m")
+    output = result.verify_result["response"]["output"]
+    assert (output[1]["type"], output[1]["call_id"]) == ("function_call_output", "c1")
+    assert output[1]["output"] == (
+        "Error: the arguments for tool 'get_weather' are nested too deeply to read"
+    )
+    assert output[2]["content"][0]["text"] == "sorry"

@@ -133,3 +133,12 @@ def test_following_never_completes() -> None:
     assert not book.check_complete(produced(a=1), follow=True)
     assert book.report.expected == {"a": 1}
     assert not book.report.complete
+
+
+def test_a_result_supersedes_a_failure_and_says_so() -> None:
+    book = ledger(written_ids={rid(5)}, failed_ids={rid(0), rid(5)})
+    assert book.superseded_on_disk == {rid(5)}  # in both files on start: its failure moves
+    rows = book.take([failure(1), result(0), result(1), result(2)])
+    assert rows.superseded == {rid(0), rid(1)}  # one from the file, one from this batch
+    assert book.report.superseded == 2
+    assert book.report.accounted == 4

@@ -279,24 +279,77 @@ def test_a_result_without_a_reward_scores_zero() -> None:
 
 
 # --- too large, versions --------------------------------------------------------------------
-def test_a_result_too_large_for_kafka_becomes_a_terminal_failure() -> None:
-    out = STEP.too_large(b"run1/agent_a/5", ValueError("message of 9 MB"))
+def succeeded_out(task: TaskMessage) -> Outgoing:
+    result = RolloutResult(verify_result={"reward": 1.0, "response": {}}, timings={}, turns=1)
+    return STEP.succeeded(
+        task, result, policy_version=None, total_s=0.0, finished_ms=1, where=WHERE
+    )
+
+
+def test_a_result_too_large_for_kafka_becomes_a_failure_the_sink_can_count() -> None:
+    task = make_task()
+    result_out = succeeded_out(task)
+    out = STEP.too_large(result_out, ValueError("message of 9 MB"), finished_ms=7)
     assert (out.topic, out.key, out.failure_class) == (
         "t.failures",
         b"run1/agent_a/5",
         "result_too_large",
     )
-    assert failure_of(out) == FailureMessage(
-        run_id="",
-        rollout_id="run1/agent_a/5",
-        agent="agent_a",
-        task_index=-1,
-        rollout_index=-1,
-        failure_class="result_too_large",
-        failure_type="ValueError",
-        message="message of 9 MB",
-        terminal=True,
+    failure = failure_of(out)
+    # the identity the sink counts by: run id, rollout id, agent, task and rollout index
+    assert (failure.run_id, failure.rollout_id, failure.agent) == (
+        "run1",
+        task.rollout_id,
+        "agent_a",
     )
+    assert (failure.task_index, failure.rollout_index, failure.attempt) == (5, 2, 1)
+    assert (failure.terminal, failure.failure_type, failure.row) == (True, "ValueError", ROW)
+    assert failure.message == (
+        f"result message of {len(result_out.value)} bytes refused by Kafka: message of 9 MB"
+    )
+    assert (failure.topic, failure.partition, failure.offset) == tuple(WHERE)
+
+
+def test_a_failure_too_large_in_turn_is_sent_without_its_row() -> None:
+    first = STEP.too_large(succeeded_out(make_task()), ValueError("big"), finished_ms=7)
+    second = failure_of(STEP.too_large(first, ValueError("still big"), finished_ms=8))
+    assert second == msgspec.structs.replace(failure_of(first), row=None)
+    with pytest.raises(ValueError, match="still big"):
+        STEP.too_large(
+            Outgoing("t.failures", b"k", b"v", second), ValueError("still big"), finished_ms=9
+        )
+
+
+def test_an_oversize_task_is_poison_with_its_identity() -> None:
+    task = make_task(row={**ROW, "blob": "x" * 4096})
+    failure = failure_of(_decoded_outgoing(ENCODER.encode(task)))
+    assert (failure.run_id, failure.rollout_id, failure.agent) == (
+        "run1",
+        task.rollout_id,
+        "agent_a",
+    )
+    assert (failure.task_index, failure.rollout_index, failure.attempt) == (5, 2, 1)
+    assert (failure.failure_class, failure.failure_type, failure.row) == (
+        "poison_message",
+        "oversize",
+        None,
+    )
+
+
+def test_a_task_with_a_bad_row_is_poison_with_its_identity() -> None:
+    value = ENCODER.encode({**msgspec.structs.asdict(make_task()), "row": [1, 2]})
+    failure = failure_of(_decoded_outgoing(value))
+    assert (failure.run_id, failure.rollout_id, failure.failure_type) == (
+        "run1",
+        "run1/agent_a/5/2",
+        "undecodable",
+    )
+
+
+def _decoded_outgoing(value: bytes) -> Outgoing:
+    out = STEP.decode(value, WHERE, finished_ms=9)
+    assert isinstance(out, Outgoing)
+    return out
 
 
 @pytest.mark.parametrize(

@@ -193,10 +193,25 @@ class Producer:
 async def test_publish_replaces_a_message_too_large_by_its_failure() -> None:
     runner = make_runner(Model())
     producer = Producer([MessageSizeTooLargeError()])
-    await runner.publish(producer, Outgoing("t.results", b"run1/agent_a/0", b"{...}"))
+    task = TaskMessage(
+        run_id="run1",
+        rollout_id="run1/agent_a/0/0",
+        agent="agent_a",
+        task_index=0,
+        rollout_index=0,
+        row={},
+    )
+    await runner.publish(
+        producer, Outgoing("t.results", b"run1/agent_a/0", b"{...}", task=task, where=WHERE)
+    )
     [(topic, key, value)] = producer.sent
     assert (topic, key) == ("t.failures", b"run1/agent_a/0")
-    assert DECODE_FAILURE.decode(value).failure_class == FailureClass.RESULT_TOO_LARGE
+    failure = DECODE_FAILURE.decode(value)
+    assert (failure.failure_class, failure.run_id, failure.rollout_id) == (
+        FailureClass.RESULT_TOO_LARGE,
+        "run1",
+        "run1/agent_a/0/0",
+    )
 
 
 async def test_publish_retries_a_broker_outage_until_the_send_succeeds(
