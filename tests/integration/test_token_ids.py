@@ -207,4 +207,6 @@ def test_a_server_that_drops_them_is_a_typed_terminal_failure(
             else "return_tokens_as_token_ids"
         )
         assert hint in failure["_ng_failure_message"]
-    assert code == 0, log  # every rollout is accounted for: typed failures are outcomes
+    # every rollout is accounted for, as typed failures; a run where nothing succeeded exits 1
+    assert code == 1, log
+    assert "every rollout of run" in log, log
