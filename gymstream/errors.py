@@ -17,6 +17,9 @@ __all__ = [
     "ModelResponseError",
     "RolloutDeadlineError",
     "RowError",
+    "ServerCallError",
+    "ServerError",
+    "ServerResponseError",
     "ToolError",
     "VerifierError",
 ]
@@ -114,3 +117,34 @@ class VerifierError(GymstreamError):
     """The verifier raised: a bug in the environment, not retriable."""
 
     failure_class = FailureClass.VERIFIER_ERROR
+
+
+class ServerError(GymstreamError):
+    """A NeMo Gym server (resources server, remote agent) failed: class, status, attempts."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failure_class: FailureClass | None = None,
+        http_status: int | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        if failure_class is not None:
+            self.failure_class = failure_class  # type: ignore[misc]  # refines the class default
+        self.http_status = http_status
+        self.attempts = attempts
+
+
+class ServerCallError(ServerError):
+    """The server could not be reached, timed out or kept answering 5xx: a retry may cure it."""
+
+    retriable = True
+    failure_class = FailureClass.RESOURCES_SERVER_UNAVAILABLE
+
+
+class ServerResponseError(ServerError):
+    """The server refused the request (4xx) or its verifier crashed (a 500 from /verify)."""
+
+    failure_class = FailureClass.RESOURCES_SERVER_ERROR

@@ -25,7 +25,9 @@ from gymstream.errors import ConfigError, EnvironmentNotFoundError
 
 __all__ = [
     "ENVIRONMENTS_PACKAGE",
+    "AnyEnvironment",
     "Environment",
+    "SessionEnvironment",
     "SimpleEnvironment",
     "Tool",
     "VerifyFn",
@@ -61,6 +63,32 @@ class Environment(Protocol):
     def new_session(self, row: dict[str, Any]) -> Any: ...
 
     async def verify(self, row: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class SessionEnvironment(Protocol):
+    """An environment behind a server (a NeMo Gym resources server over HTTP): the agent loop
+    seeds a session, sends each function call's raw arguments, and verifies in that session.
+
+    ``call_tool`` returns the ``function_call_output`` text exactly as the environment made it;
+    its errors (and ``seed``'s and ``verify_session``'s) are typed ``GymstreamError``s that the
+    agent loop lets through unchanged.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    async def seed(self, row: dict[str, Any]) -> Any: ...
+
+    async def call_tool(self, session: Any, name: str, arguments: Any) -> str: ...
+
+    async def verify_session(
+        self, session: Any, row: dict[str, Any], response: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+
+AnyEnvironment = Environment | SessionEnvironment
+"""What the agent loop runs: in-process (the fast path) or behind a server."""
 
 
 def _no_session(row: dict[str, Any]) -> None:
