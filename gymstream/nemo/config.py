@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from gymstream.config import (
@@ -113,7 +113,9 @@ def _value(node: DictConfig, key: str, where: str) -> Any:
         if "not found" in str(exc) or "Missing" in type(exc).__name__:
             return None
         raise ConfigError(f"{where}.{key}: {exc}") from exc
-    return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig) else value
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
 
 
 def _instances(merged: DictConfig) -> dict[str, tuple[str, str, DictConfig]]:
