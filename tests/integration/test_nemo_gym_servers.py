@@ -147,7 +147,16 @@ def test_collect_with_nemo_gyms_yamls_runs_the_seed_through_resources_servers(
     assert all("set_overlap" in r and "parsed_synonym_values" in r for r in multi)
     seen = servers.stc.seen + servers.ms.seen
     assert len([s for s in seen if s.path == "/seed_session"]) - seeded == 10
-    assert all(s.cookie for s in seen if s.path not in ("/seed_session",))
+    assert all(s.cookie for s in seen if s.path not in ("/seed_session", "/aggregate_metrics"))
+    metrics = json.loads((tmp_path / "out_aggregate_metrics.json").read_text())
+    assert sorted(m["agent_ref"]["name"] for m in metrics) == sorted([AGENT_ONE, AGENT_MULTI])
+    for entry in metrics:
+        agent = entry["agent_ref"]["name"]
+        rewards = [r["reward"] for r in rows if r["agent_ref"]["name"] == agent]
+        assert entry["key_metrics"] == {"mean/reward": sum(rewards) / len(rewards)}
+        assert entry["agent_metrics"]["rollouts"] == 5
+    sent = [s.body for s in seen if s.path == "/aggregate_metrics"][-1]["verify_responses"]
+    assert all("responses_create_params" not in r and "_ng_task_index" in r for r in sent)
 
 
 def test_a_worker_serves_a_remote_agent_from_the_same_yamls(
