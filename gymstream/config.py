@@ -41,6 +41,7 @@ __all__ = [
     "config_from_mapping",
     "environments_root",
     "load_config",
+    "read_yaml",
     "resolve_model",
 ]
 
@@ -128,7 +129,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -138,7 +139,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with 'agents' and/or 'models' at the top")
+        raise ConfigError(
+            f"{path}: expected a mapping at the top ('agents'/'models', or NeMo Gym's instances)"
+        )
     return data
 
 
@@ -148,7 +151,7 @@ def load_config(paths: Sequence[Path] | None = None) -> GymConfig:
         paths = sorted(environments_root().glob("*/config.yaml"))
     merged: dict[str, Any] = {}
     for path in paths:
-        merged = _merge(merged, _read_yaml(Path(path)))
+        merged = _merge(merged, read_yaml(Path(path)))
     return config_from_mapping(merged, ",".join(str(p) for p in paths))
 
 

@@ -65,8 +65,8 @@ class RowError(GymstreamError):
         super().__init__(f"{path}:{line}: {field}: {problem}")
 
 
-class ModelError(GymstreamError):
-    """A model call failed; carries the failure class, the HTTP status and the attempts made."""
+class _CallFailure(GymstreamError):
+    """A call to a remote service failed; carries the failure class, HTTP status, attempts."""
 
     def __init__(
         self,
@@ -81,6 +81,10 @@ class ModelError(GymstreamError):
             self.failure_class = failure_class  # type: ignore[misc]  # refines the class default
         self.http_status = http_status
         self.attempts = attempts
+
+
+class ModelError(_CallFailure):
+    """A model call failed; carries the failure class, the HTTP status and the attempts made."""
 
 
 class ModelCallError(ModelError):
@@ -119,22 +123,8 @@ class VerifierError(GymstreamError):
     failure_class = FailureClass.VERIFIER_ERROR
 
 
-class ServerError(GymstreamError):
+class ServerError(_CallFailure):
     """A NeMo Gym server (resources server, remote agent) failed: class, status, attempts."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        failure_class: FailureClass | None = None,
-        http_status: int | None = None,
-        attempts: int = 1,
-    ) -> None:
-        super().__init__(message)
-        if failure_class is not None:
-            self.failure_class = failure_class  # type: ignore[misc]  # refines the class default
-        self.http_status = http_status
-        self.attempts = attempts
 
 
 class ServerCallError(ServerError):

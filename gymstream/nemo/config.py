@@ -36,6 +36,7 @@ from gymstream.config import (
     ServerRef,
     config_from_mapping,
     load_config,
+    read_yaml,
 )
 from gymstream.errors import ConfigError
 
@@ -60,20 +61,6 @@ _ENV_RESOLVER = "gymstream.env"
 def is_nemo_gym_file(data: Mapping[str, Any]) -> bool:
     """True when a parsed YAML file is NeMo Gym's format (anything but ``agents``/``models``)."""
     return bool(data) and not set(data) <= _OWN_KEYS
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top")
-    return data
 
 
 def _own_env_text(text: str) -> str:
@@ -234,7 +221,7 @@ def load_any_config(
     """
     if not paths:
         return load_config(None)
-    nemo = [Path(p) for p in paths if is_nemo_gym_file(_read(Path(p)))]
+    nemo = [Path(p) for p in paths if is_nemo_gym_file(read_yaml(Path(p)))]
     own = [Path(p) for p in paths if Path(p) not in nemo]
     if not nemo:
         return load_config(own)

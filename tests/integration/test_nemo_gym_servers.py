@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import test_pipeline
 from aiohttp import web
 from nemo_fakes import Behaviour, ServerThread, native_app, recorded_app, recording
 from pipeline_helpers import (
@@ -31,6 +32,8 @@ from pipeline_helpers import (
 from gymstream.rollout.environment import load_environment
 
 pytestmark = pytest.mark.kafka
+
+scripted_url = test_pipeline.scripted_url  # the scripted model, one per test
 
 CONFIGS = Path(__file__).resolve().parents[1] / "data" / "nemo_gym_configs"
 SEED = ",".join(
@@ -95,17 +98,6 @@ def servers() -> Iterator[Servers]:
         yield running
     finally:
         running.stop()
-
-
-@pytest.fixture
-def scripted_url() -> Iterator[str]:
-    from gymstream.testing.thread import start_scripted_in_thread
-
-    server = start_scripted_in_thread()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 def tool_outputs(row: dict[str, Any]) -> list[str]:
