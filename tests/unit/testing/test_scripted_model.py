@@ -257,6 +257,11 @@ async def test_hang_rate_one_times_out_client() -> None:
         finally:
             await client.aclose()
         assert info.value.failure_class == "model_timeout"
+        # under load the client's 0.2 s can end before the server has read the request: wait
+        # for the server to count it (progress-driven, bounded) rather than racing it
+        async with asyncio.timeout(10):
+            while server.stats["hangs_injected"] < 1:  # noqa: ASYNC110 - stats has no event
+                await asyncio.sleep(0.02)
         assert server.stats["hangs_injected"] == 1
 
 
