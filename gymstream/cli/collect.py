@@ -22,6 +22,7 @@ from gymstream.cli.common import (
     ModelBaseUrlOpt,
     ModelNameOpt,
     ModelTokenIdsOpt,
+    NemoGymHeadOpt,
     OverwriteOpt,
     PrefixOpt,
     TopicsFileOpt,
@@ -188,6 +189,7 @@ def collect_command(
     topic_prefix: PrefixOpt = None,
     topics_file: TopicsFileOpt = None,
     config: ConfigOpt = None,
+    nemo_gym_head: NemoGymHeadOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Collect rollouts end to end: apply topics, produce, run workers and the sink.
@@ -199,7 +201,7 @@ def collect_command(
     check_input(input_path)
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
-    cfg = gym_config(config)
+    cfg = gym_config(config, nemo_gym_head)
     paths = OutputPaths(output)
     options = produce_options(
         input_path,

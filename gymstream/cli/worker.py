@@ -13,6 +13,7 @@ from gymstream.cli.common import (
     ModelBaseUrlOpt,
     ModelNameOpt,
     ModelTokenIdsOpt,
+    NemoGymHeadOpt,
     PrefixOpt,
     TopicsFileOpt,
     VerboseOpt,
@@ -47,6 +48,7 @@ def worker_command(
     topic_prefix: PrefixOpt = None,
     topics_file: TopicsFileOpt = None,
     config: ConfigOpt = None,
+    nemo_gym_head: NemoGymHeadOpt = None,
     verbose: VerboseOpt = False,
     stop_on_stdin_eof: Annotated[
         bool,
@@ -68,7 +70,7 @@ def worker_command(
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
     try:
-        cfg = gym_config(config)
+        cfg = gym_config(config, nemo_gym_head)
         cfg.agent(agent)
     except GymstreamError as exc:
         raise fail(str(exc)) from None

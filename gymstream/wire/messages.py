@@ -84,6 +84,11 @@ class FailureClass(StrEnum):
     RESULT_TOO_LARGE = "result_too_large"
     # token ids asked for (return_token_id_information) but missing or malformed in an answer
     MODEL_TOKEN_IDS_MISSING = "model_token_ids_missing"  # noqa: S105 (a key name, not a password)
+    # a NeMo Gym server over HTTP (ServerCallError retriable, ServerResponseError not)
+    RESOURCES_SERVER_UNAVAILABLE = "resources_server_unavailable"
+    RESOURCES_SERVER_ERROR = "resources_server_error"
+    REMOTE_AGENT_UNAVAILABLE = "remote_agent_unavailable"
+    REMOTE_AGENT_ERROR = "remote_agent_error"
 
 
 class FailureMessage(msgspec.Struct, kw_only=True, frozen=True):

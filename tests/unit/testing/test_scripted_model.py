@@ -249,7 +249,9 @@ async def test_error_rate_is_a_fraction_with_seeded_draws() -> None:
 
 async def test_hang_rate_one_times_out_client() -> None:
     async with await serve_scripted(hang_rate=1.0) as server:
-        settings = ModelSettings(base_url=server.url, timeout_s=0.2)
+        # 2 s, not 0.2: a client that gives up before the server has read the request closes
+        # the connection and the server never counts the hang (seen under load on 2 cores)
+        settings = ModelSettings(base_url=server.url, timeout_s=2.0)
         client = build_model_client(settings, RetrySettings(max_attempts=1))
         try:
             with pytest.raises(ModelCallError) as info:
@@ -257,6 +259,10 @@ async def test_hang_rate_one_times_out_client() -> None:
         finally:
             await client.aclose()
         assert info.value.failure_class == "model_timeout"
+        # the server counts the hang when it handles the request: wait for it, bounded
+        async with asyncio.timeout(10):
+            while server.stats["hangs_injected"] < 1:  # noqa: ASYNC110 - stats has no event
+                await asyncio.sleep(0.02)
         assert server.stats["hangs_injected"] == 1
 
 
