@@ -1,0 +1,45 @@
+"""Fixtures of the NeMo Gym compatibility tests (a plugin of tests/conftest.py): real NeMo Gym
+0.7.0 servers, once per session.
+
+``nemo_gym_examples`` runs NeMo Gym's policy model (``openai_model``, pointed at gymstream's
+scripted model), the ``example_single_tool_call`` and ``example_multi_step`` resources servers
+and their ``simple_agent`` instances, from NeMo Gym's own YAML files. Session-scoped, so
+once per pytest process: under ``-n 2`` each xdist worker that runs such a test starts its own
+set. The cost of a set is about 7 s of CPU per server (NeMo Gym's imports: pandas, scipy), so
+about 35 CPU-seconds, 10 s wall on idle 2 cores and up to 2 minutes when they are shared.
+(xdist 3.8's ``--dist loadgroup`` did not group tests with pytest 9 here, so no grouping.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from nemo_gym_helpers import (
+    EXAMPLE_CONFIGS,
+    EXAMPLE_INSTANCES,
+    NemoGymServers,
+    run_nemo_gym_servers,
+)
+
+from gymstream.testing.thread import ScriptedThread, start_scripted_in_thread
+
+
+@pytest.fixture(scope="session")
+def scripted_model() -> Iterator[ScriptedThread]:
+    """gymstream's scripted model: NeMo Gym's policy model and ours, the same for both."""
+    with start_scripted_in_thread() as scripted:
+        yield scripted
+
+
+@pytest.fixture(scope="session")
+def nemo_gym_examples(
+    scripted_model: ScriptedThread, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NemoGymServers]:
+    with run_nemo_gym_servers(
+        EXAMPLE_INSTANCES,
+        EXAMPLE_CONFIGS,
+        policy_base_url=scripted_model.url,
+        log_dir=tmp_path_factory.mktemp("nemo_gym_examples"),
+    ) as servers:
+        yield servers
