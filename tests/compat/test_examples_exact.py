@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from compat_rows import example_rows
+from compat_rows import example_rows, function_call
 from nemo_gym_helpers import MS_AGENT, MS_RESOURCES, STC_AGENT, STC_RESOURCES, NemoGymServers
 
 from gymstream.rollout.environment import load_environment
@@ -185,18 +185,11 @@ async def test_invalid_json_arguments_get_simple_agents_text() -> None:
 
 
 def _extract(arguments: str) -> dict[str, Any]:
-    return {
-        "type": "function_call",
-        "call_id": "c",
-        "name": "extract_synonym_values",
-        "arguments": arguments,
-        "id": "fc",
-        "status": "completed",
-    }
+    return function_call("extract_synonym_values", arguments)
 
 
 def _weather_call() -> dict[str, Any]:
-    return {**_extract('{"city": "sf"}'), "name": "get_weather"}
+    return function_call("get_weather", '{"city": "sf"}')
 
 
 def _text() -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from compat_rows import function_call
 
 from gymstream.errors import ConfigError, EnvironmentNotFoundError
 from gymstream.rollout.environment import Environment, list_environments, load_environment
@@ -147,12 +148,7 @@ def multi_step_row(expected: list[int]) -> dict[str, Any]:
 
 
 def extract_call(arguments: str) -> dict[str, Any]:
-    return {
-        "type": "function_call",
-        "name": "extract_synonym_values",
-        "call_id": "c",
-        "arguments": arguments,
-    }
+    return function_call("extract_synonym_values", arguments)
 
 
 @pytest.mark.parametrize(
