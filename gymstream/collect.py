@@ -21,6 +21,7 @@ from gymstream.kafka.topics import ApplyReport, TopicLayout, apply_topics
 from gymstream.nemo.outputs import OutputPaths, claim_output
 from gymstream.nemo.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
 from gymstream.produce.producer import ProduceOptions, ProduceReport, produce
+from gymstream.rollout.aggregate import server_metrics, write_entries
 from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport, run_sink
 from gymstream.worker.loop import WorkerStats
@@ -161,6 +162,11 @@ async def collect(
                 spawned.check()
             await asyncio.wait({sink_task}, timeout=0.5)
         report.sink = sink_task.result()
+        entries = await server_metrics(
+            config, output.output, settings=settings.server, retry=settings.retry
+        )
+        if entries is not None:  # every agent is a NeMo Gym server's: its own metrics file
+            write_entries(entries, output.metrics)
     finally:
         stop_sink.set()
         stop_workers.set()

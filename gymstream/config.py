@@ -37,16 +37,38 @@ __all__ = [
     "AgentConfig",
     "GymConfig",
     "ModelEndpoint",
+    "ServerRef",
+    "config_from_mapping",
     "environments_root",
     "load_config",
+    "read_yaml",
     "resolve_model",
 ]
 
 DEFAULT_MAX_STEPS = 16
 
 
+class ServerRef(BaseModel):
+    """A NeMo Gym server an agent talks to over HTTP: its instance name and base URL.
+
+    ``url`` is None when the config gave no address (``ng_run`` picks ports): then it comes from
+    a NeMo Gym head server (``--nemo-gym-head``) before a worker starts.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    instance: str
+    server_type: str
+    url: str | None = None
+
+
 class AgentConfig(BaseModel):
-    """One agent: which environment it serves, which model it calls, how it runs."""
+    """One agent: which environment it serves, which model it calls, how it runs.
+
+    ``environment`` names a native environment (in-process, the fast path); with
+    ``resources_server`` set the agent loop calls that NeMo Gym resources server over HTTP
+    instead, and with ``remote_agent`` set the whole rollout is that server's ``POST /run``.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -54,6 +76,8 @@ class AgentConfig(BaseModel):
     model: str = "policy_model"
     max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1)
     concurrency: int = Field(256, ge=1)
+    resources_server: ServerRef | None = None
+    remote_agent: ServerRef | None = None
 
 
 class ModelEndpoint(BaseModel):
@@ -105,7 +129,7 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -115,7 +139,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping with 'agents' and/or 'models' at the top")
+        raise ConfigError(
+            f"{path}: expected a mapping at the top ('agents'/'models', or NeMo Gym's instances)"
+        )
     return data
 
 
@@ -125,14 +151,18 @@ def load_config(paths: Sequence[Path] | None = None) -> GymConfig:
         paths = sorted(environments_root().glob("*/config.yaml"))
     merged: dict[str, Any] = {}
     for path in paths:
-        merged = _merge(merged, _read_yaml(Path(path)))
+        merged = _merge(merged, read_yaml(Path(path)))
+    return config_from_mapping(merged, ",".join(str(p) for p in paths))
+
+
+def config_from_mapping(merged: Mapping[str, Any], where: str) -> GymConfig:
+    """Validate an already merged ``{agents, models}`` mapping; ``where`` names its files."""
     try:
         return GymConfig.model_validate(merged)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        files = ",".join(str(p) for p in paths)
-        raise ConfigError(f"{files}: {where}: {first['msg']}") from exc
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}: {loc}: {first['msg']}") from exc
 
 
 def resolve_model(

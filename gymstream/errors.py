@@ -17,6 +17,9 @@ __all__ = [
     "ModelResponseError",
     "RolloutDeadlineError",
     "RowError",
+    "ServerCallError",
+    "ServerError",
+    "ServerResponseError",
     "ToolError",
     "VerifierError",
 ]
@@ -62,8 +65,8 @@ class RowError(GymstreamError):
         super().__init__(f"{path}:{line}: {field}: {problem}")
 
 
-class ModelError(GymstreamError):
-    """A model call failed; carries the failure class, the HTTP status and the attempts made."""
+class _CallFailure(GymstreamError):
+    """A call to a remote service failed; carries the failure class, HTTP status, attempts."""
 
     def __init__(
         self,
@@ -78,6 +81,10 @@ class ModelError(GymstreamError):
             self.failure_class = failure_class  # type: ignore[misc]  # refines the class default
         self.http_status = http_status
         self.attempts = attempts
+
+
+class ModelError(_CallFailure):
+    """A model call failed; carries the failure class, the HTTP status and the attempts made."""
 
 
 class ModelCallError(ModelError):
@@ -114,3 +121,20 @@ class VerifierError(GymstreamError):
     """The verifier raised: a bug in the environment, not retriable."""
 
     failure_class = FailureClass.VERIFIER_ERROR
+
+
+class ServerError(_CallFailure):
+    """A NeMo Gym server (resources server, remote agent) failed: class, status, attempts."""
+
+
+class ServerCallError(ServerError):
+    """The server could not be reached, timed out or kept answering 5xx: a retry may cure it."""
+
+    retriable = True
+    failure_class = FailureClass.RESOURCES_SERVER_UNAVAILABLE
+
+
+class ServerResponseError(ServerError):
+    """The server refused the request (4xx) or its verifier crashed (a 500 from /verify)."""
+
+    failure_class = FailureClass.RESOURCES_SERVER_ERROR

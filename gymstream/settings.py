@@ -7,7 +7,8 @@ Environment variables: ``GYMSTREAM_KAFKA_*``, ``GYMSTREAM_MODEL_*`` (the API key
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr
@@ -20,8 +21,10 @@ __all__ = [
     "ModelSettings",
     "RetrySettings",
     "RolloutSettings",
+    "ServerSettings",
     "TopicSettings",
     "WorkerSettings",
+    "process_environment",
 ]
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -102,6 +105,18 @@ class ModelSettings(BaseSettings):
     max_connections: int = Field(1024, ge=1)
 
 
+class ServerSettings(BaseSettings):
+    """Calls to NeMo Gym's servers over HTTP (resources servers, remote agents)."""
+
+    model_config = SettingsConfigDict(env_prefix="GYMSTREAM_SERVER_", frozen=True, extra="ignore")
+
+    timeout_s: float = Field(
+        120.0, gt=0, description="Per-request timeout (a remote agent's /run is a whole rollout)."
+    )
+    connect_timeout_s: float = Field(5.0, gt=0)
+    max_connections: int = Field(1024, ge=1, description="Pooled connections per server.")
+
+
 class WorkerSettings(BaseSettings):
     """One worker process: which agent, how much work in flight, how often to commit."""
 
@@ -154,8 +169,21 @@ class RolloutSettings:
     model: ModelSettings
     retry: RetrySettings
     worker: WorkerSettings
+    server: ServerSettings = field(default_factory=ServerSettings)
 
     @classmethod
     def from_environment(cls) -> RolloutSettings:
-        """Read ``GYMSTREAM_MODEL_*``, ``GYMSTREAM_RETRY_*`` and ``GYMSTREAM_WORKER_*``."""
-        return cls(model=ModelSettings(), retry=RetrySettings(), worker=WorkerSettings())
+        """Read ``GYMSTREAM_MODEL_*``, ``GYMSTREAM_RETRY_*``, ``GYMSTREAM_WORKER_*`` and
+        ``GYMSTREAM_SERVER_*``."""
+        return cls(
+            model=ModelSettings(),
+            retry=RetrySettings(),
+            worker=WorkerSettings(),
+            server=ServerSettings(),
+        )
+
+
+def process_environment() -> dict[str, str]:
+    """A copy of the process environment, for what must read arbitrary variables by name
+    (NeMo Gym configs' ``${oc.env:NAME,default}``); taken at the boundary and passed down."""
+    return dict(os.environ)

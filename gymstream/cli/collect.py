@@ -21,6 +21,7 @@ from gymstream.cli.common import (
     ModelApiOpt,
     ModelBaseUrlOpt,
     ModelNameOpt,
+    NemoGymHeadOpt,
     OverwriteOpt,
     PrefixOpt,
     TopicsFileOpt,
@@ -173,6 +174,7 @@ def collect_command(
     topic_prefix: PrefixOpt = None,
     topics_file: TopicsFileOpt = None,
     config: ConfigOpt = None,
+    nemo_gym_head: NemoGymHeadOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Collect rollouts end to end: apply topics, produce, run workers and the sink.
@@ -184,7 +186,7 @@ def collect_command(
     check_input(input_path)
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
-    cfg = gym_config(config)
+    cfg = gym_config(config, nemo_gym_head)
     paths = OutputPaths(output)
     options = produce_options(
         input_path,

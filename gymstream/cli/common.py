@@ -14,10 +14,18 @@ from rich.console import Console
 from rich.text import Text
 
 from gymstream import eventloop
-from gymstream.config import GymConfig, load_config
+from gymstream.config import GymConfig
 from gymstream.errors import GymstreamError
 from gymstream.kafka.topics import TopicLayout, load_layout
-from gymstream.settings import EventLoopSettings, KafkaSettings, RolloutSettings, TopicSettings
+from gymstream.nemo.config import load_any_config
+from gymstream.nemo.head import server_urls
+from gymstream.settings import (
+    EventLoopSettings,
+    KafkaSettings,
+    RolloutSettings,
+    TopicSettings,
+    process_environment,
+)
 
 T = TypeVar("T")
 
@@ -51,8 +59,19 @@ ConfigOpt = Annotated[
     str | None,
     typer.Option(
         "--config",
-        help="Comma-separated agent/model YAML files, merged in order (default: every "
-        "environments/*/config.yaml).",
+        help="Comma-separated YAML files, merged in order: gymstream's own (agents/models) or "
+        "NeMo Gym's (the same files as ng_run's config_paths; env.yaml in the working directory "
+        "is merged over them). A NeMo Gym simple_agent without max_steps (unlimited there) is "
+        "capped at 16 model calls. Default: every environments/*/config.yaml.",
+        show_default=False,
+    ),
+]
+NemoGymHeadOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--nemo-gym-head",
+        help="URL of a running NeMo Gym head server (ng_run): its /server_instances gives the "
+        "address of every server the --config files give no host/port for.",
         show_default=False,
     ),
 ]
@@ -91,11 +110,12 @@ def rollout_settings() -> RolloutSettings:
         ) from None
 
 
-def gym_config(config: str | None) -> GymConfig:
+def gym_config(config: str | None, nemo_gym_head: str | None = None) -> GymConfig:
     """The merged --config files (or every environment's); a bad file exits with one line."""
     paths = [Path(p.strip()) for p in config.split(",") if p.strip()] if config else None
     try:
-        return load_config(paths)
+        urls = server_urls(nemo_gym_head) if nemo_gym_head else None
+        return load_any_config(paths, environ=process_environment(), head_urls=urls)
     except GymstreamError as exc:
         raise fail(str(exc)) from None
 

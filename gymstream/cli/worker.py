@@ -12,6 +12,7 @@ from gymstream.cli.common import (
     ModelApiOpt,
     ModelBaseUrlOpt,
     ModelNameOpt,
+    NemoGymHeadOpt,
     PrefixOpt,
     TopicsFileOpt,
     VerboseOpt,
@@ -45,6 +46,7 @@ def worker_command(
     topic_prefix: PrefixOpt = None,
     topics_file: TopicsFileOpt = None,
     config: ConfigOpt = None,
+    nemo_gym_head: NemoGymHeadOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Serve one agent: consume its tasks, run rollouts, publish scored results.
@@ -57,7 +59,7 @@ def worker_command(
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
     try:
-        cfg = gym_config(config)
+        cfg = gym_config(config, nemo_gym_head)
         cfg.agent(agent)
     except GymstreamError as exc:
         raise fail(str(exc)) from None

@@ -16,6 +16,7 @@ reported to the model as an error text (NeMo Gym behaviour) and logged.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import pkgutil
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,8 +25,11 @@ from typing import Any, Protocol, runtime_checkable
 from gymstream.errors import ConfigError, EnvironmentNotFoundError
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "ENVIRONMENTS_PACKAGE",
+    "AnyEnvironment",
     "Environment",
+    "SessionEnvironment",
     "SimpleEnvironment",
     "Tool",
     "VerifyFn",
@@ -61,6 +65,32 @@ class Environment(Protocol):
     def new_session(self, row: dict[str, Any]) -> Any: ...
 
     async def verify(self, row: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class SessionEnvironment(Protocol):
+    """An environment behind a server (a NeMo Gym resources server over HTTP): the agent loop
+    seeds a session, sends each function call's raw arguments, and verifies in that session.
+
+    ``call_tool`` returns the ``function_call_output`` text exactly as the environment made it;
+    its errors (and ``seed``'s and ``verify_session``'s) are typed ``GymstreamError``s that the
+    agent loop lets through unchanged.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    async def seed(self, row: dict[str, Any]) -> Any: ...
+
+    async def call_tool(self, session: Any, name: str, arguments: Any) -> str: ...
+
+    async def verify_session(
+        self, session: Any, row: dict[str, Any], response: dict[str, Any]
+    ) -> dict[str, Any]: ...
+
+
+AnyEnvironment = Environment | SessionEnvironment
+"""What the agent loop runs: in-process (the fast path) or behind a server."""
 
 
 def _no_session(row: dict[str, Any]) -> None:
@@ -99,32 +129,58 @@ def list_environments() -> list[str]:
     )
 
 
-def load_environment(name: str) -> Environment:
-    """Import ``environments.<name>`` and return its ``ENVIRONMENT``.
+ENTRY_POINT_GROUP = "gymstream.environments"
 
-    Raises ``EnvironmentNotFoundError`` (listing the known names) for an unknown name, and
-    ``ConfigError`` when the package exists but fails to import or exports no usable ENVIRONMENT.
-    """
-    known = list_environments()
-    if name not in known:
-        listed = ", ".join(known) if known else "(none found)"
-        raise EnvironmentNotFoundError(
-            f"unknown environment {name!r}; known environments: {listed}. "
-            f"An environment is a package {ENVIRONMENTS_PACKAGE}/<name>/ exporting ENVIRONMENT."
+
+def _entry_points() -> dict[str, str]:
+    """``{name: "package.module:ATTRIBUTE"}`` registered under ``gymstream.environments``."""
+    return {ep.name: ep.value for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _checked(env: Any, where: str) -> Environment:
+    if env is None:
+        raise ConfigError(f"{where} does not export ENVIRONMENT")
+    if not isinstance(env, Environment):
+        raise ConfigError(
+            f"{where} is a {type(env).__name__}, not an Environment "
+            "(needs name, tools, new_session(row) and async verify(row, response))"
         )
-    module_name = f"{ENVIRONMENTS_PACKAGE}.{name}"
+    return env
+
+
+def _import(module_name: str, name: str) -> Any:
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except Exception as exc:  # boundary: a broken environment must name itself
         raise ConfigError(
             f"environment {name!r} failed to import ({module_name}): {type(exc).__name__}: {exc}"
         ) from exc
-    env = getattr(module, "ENVIRONMENT", None)
-    if env is None:
-        raise ConfigError(f"environment package {module_name} does not export ENVIRONMENT")
-    if not isinstance(env, Environment):
-        raise ConfigError(
-            f"{module_name}.ENVIRONMENT is a {type(env).__name__}, not an Environment "
-            "(needs name, tools, new_session(row) and async verify(row, response))"
+
+
+def load_environment(name: str) -> Environment:
+    """The environment ``name`` names, in this order:
+
+    - ``package.module:ATTRIBUTE``: that attribute of that module (a user's own package);
+    - a name registered under the ``gymstream.environments`` entry-point group (its value is
+      ``package.module:ATTRIBUTE``), so an installed package needs no place in ``environments/``;
+    - ``environments.<name>``'s ``ENVIRONMENT``.
+
+    Raises ``EnvironmentNotFoundError`` (listing the known names) for an unknown name, and
+    ``ConfigError`` when the module exists but fails to import or exports no usable Environment.
+    """
+    registered = _entry_points()
+    target = name if ":" in name else registered.get(name)
+    if target is not None:
+        module_name, _, attribute = target.partition(":")
+        module = _import(module_name, name)
+        return _checked(getattr(module, attribute, None), f"{module_name}:{attribute}")
+    known = list_environments()
+    if name not in known:
+        listed = ", ".join(sorted({*known, *registered})) or "(none found)"
+        raise EnvironmentNotFoundError(
+            f"unknown environment {name!r}; known environments: {listed}. "
+            f"An environment is a package {ENVIRONMENTS_PACKAGE}/<name>/ exporting ENVIRONMENT, "
+            f"a 'package.module:ATTRIBUTE', or an entry point in the {ENTRY_POINT_GROUP!r} group."
         )
-    return env
+    module_name = f"{ENVIRONMENTS_PACKAGE}.{name}"
+    return _checked(getattr(_import(module_name, name), "ENVIRONMENT", None), module_name)

@@ -31,9 +31,9 @@ from typing import Any
 
 import msgspec
 
-from gymstream.errors import RowError, ToolError, VerifierError
+from gymstream.errors import GymstreamError, RowError, ToolError, VerifierError
 from gymstream.nemo.output_row import PARAMS, verify_result
-from gymstream.rollout.environment import Environment
+from gymstream.rollout.environment import AnyEnvironment, Environment, SessionEnvironment
 from gymstream.rollout.model.client import ModelClient
 from gymstream.rollout.tool_answers import (
     NOT_FOUND_TEXT,
@@ -144,7 +144,7 @@ async def _call_tool(env: Environment, session: Any, item: Mapping[str, Any]) ->
 
 async def run_rollout(
     row: dict[str, Any],
-    env: Environment,
+    env: AnyEnvironment,
     model: ModelClient,
     *,
     model_name: str,
@@ -166,7 +166,12 @@ async def run_rollout(
     params: dict[str, Any] = {**row_params, **(overrides or {}), "model": model_name}
     inputs = _input_items(params)
 
-    session = env.new_session(row)
+    served: SessionEnvironment | None = None
+    native: Environment | None = None
+    if isinstance(env, SessionEnvironment):
+        served, session = env, await env.seed(row)
+    else:
+        native, session = env, env.new_session(row)
     outputs: list[Any] = []
     usages: list[dict[str, Any]] = []
     model_s = tools_s = 0.0
@@ -189,7 +194,11 @@ async def run_rollout(
             break
         started = time.perf_counter()
         for call in calls:
-            text, ok = await _call_tool(env, session, call)
+            if native is not None:
+                text, ok = await _call_tool(native, session, call)
+            elif served is not None:
+                text = await served.call_tool(session, call.get("name", ""), call.get("arguments"))
+                ok = True
             tool_calls += 1
             tool_errors += not ok
             outputs.append(
@@ -202,7 +211,12 @@ async def run_rollout(
     final = {**response, "output": outputs, "usage": sum_usage(usages)}
     started = time.perf_counter()
     try:
-        fields = await env.verify(row, final)
+        if native is not None:
+            fields = await native.verify(row, final)
+        elif served is not None:
+            fields = await served.verify_session(session, row, final)
+    except GymstreamError:
+        raise  # already typed (a server's failure)
     except Exception as exc:  # boundary: any verifier bug becomes a typed, non-retriable failure
         raise VerifierError(
             f"verifier of environment {env.name!r} raised {type(exc).__name__}: {exc}"

@@ -82,6 +82,11 @@ class FailureClass(StrEnum):
     POISON_MESSAGE = "poison_message"
     UNKNOWN_AGENT = "unknown_agent"
     RESULT_TOO_LARGE = "result_too_large"
+    # a NeMo Gym server over HTTP (ServerCallError retriable, ServerResponseError not)
+    RESOURCES_SERVER_UNAVAILABLE = "resources_server_unavailable"
+    RESOURCES_SERVER_ERROR = "resources_server_error"
+    REMOTE_AGENT_UNAVAILABLE = "remote_agent_unavailable"
+    REMOTE_AGENT_ERROR = "remote_agent_error"
 
 
 class FailureMessage(msgspec.Struct, kw_only=True, frozen=True):

@@ -44,8 +44,9 @@ from gymstream.config import AgentConfig
 from gymstream.kafka.clients import build_consumer, build_producer
 from gymstream.kafka.offsets import OffsetTracker
 from gymstream.kafka.topics import TopicLayout
-from gymstream.rollout.environment import Environment
+from gymstream.rollout.environment import AnyEnvironment
 from gymstream.rollout.model.client import ModelClient
+from gymstream.rollout.remote_agent import RemoteAgent
 from gymstream.runs.policy import LiveVersions
 from gymstream.settings import KafkaSettings, RetrySettings, WorkerSettings
 from gymstream.worker.failure_log import FailureLog
@@ -297,7 +298,7 @@ async def run_worker(
     layout: TopicLayout,
     agent: str,
     agent_config: AgentConfig,
-    env: Environment,
+    env: AnyEnvironment | RemoteAgent,
     model: ModelClient,
     *,
     model_name: str,

@@ -19,9 +19,10 @@ from typing import Any
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from gymstream.errors import GymstreamError, RolloutDeadlineError
-from gymstream.rollout.environment import Environment
+from gymstream.rollout.environment import AnyEnvironment
 from gymstream.rollout.loop import RolloutResult, run_rollout
 from gymstream.rollout.model.client import ModelClient
+from gymstream.rollout.remote_agent import RemoteAgent
 from gymstream.wire.messages import FailureClass, TaskMessage
 from gymstream.worker.failure_log import FailureLog
 from gymstream.worker.outcome import OutcomeStep, Outgoing, Where, pick_policy_version
@@ -36,7 +37,7 @@ class TaskRunner:
     """What a worker does with one task; ``live_version(run_id)`` is the trainer's version."""
 
     step: OutcomeStep
-    env: Environment
+    env: AnyEnvironment | RemoteAgent
     model: ModelClient
     model_name: str
     max_steps: int
@@ -78,6 +79,8 @@ class TaskRunner:
         """
         try:
             async with asyncio.timeout(self.deadline_s):
+                if isinstance(self.env, RemoteAgent):
+                    return await self.env.run(task.row)
                 return await run_rollout(
                     task.row,
                     self.env,

@@ -13,7 +13,7 @@ from typing import Any
 from gymstream.config import GymConfig, resolve_model
 from gymstream.eventloop import install_stop_signals
 from gymstream.kafka.topics import TopicLayout
-from gymstream.rollout.environment import load_environment
+from gymstream.rollout.connect import open_environment
 from gymstream.rollout.model.client import build_model_client
 from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.worker.loop import WorkerStats, run_worker
@@ -38,29 +38,29 @@ async def serve_agent(
     ``concurrency`` (the CLI's) wins over the agent's configured one.
     """
     agent_config = config.agent(agent)
-    env = load_environment(agent_config.environment)
     model_settings = resolve_model(config, agent, model_overrides or {}, settings.model)
     retry = settings.retry
     worker = settings.worker.model_copy(
         update={"concurrency": concurrency or agent_config.concurrency}
     )
-    client = build_model_client(model_settings, retry)
-    try:
-        return await run_worker(
-            kafka,
-            layout,
-            agent,
-            agent_config,
-            env,
-            client,
-            model_name=model_settings.name,
-            stop=stop,
-            settings=worker,
-            retry=retry,
-            on_outcome=on_outcome,
-        )
-    finally:
-        await client.aclose()
+    async with open_environment(agent, agent_config, settings.server, retry) as env:
+        client = build_model_client(model_settings, retry)
+        try:
+            return await run_worker(
+                kafka,
+                layout,
+                agent,
+                agent_config,
+                env,
+                client,
+                model_name=model_settings.name,
+                stop=stop,
+                settings=worker,
+                retry=retry,
+                on_outcome=on_outcome,
+            )
+        finally:
+            await client.aclose()
 
 
 async def serve_until_signalled(

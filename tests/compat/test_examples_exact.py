@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from compat_rows import example_rows, function_call
+from compat_rows import NOT_VERIFIER_FIELDS, example_rows, function_call, rows_of, trajectory
 from nemo_gym_helpers import MS_AGENT, MS_RESOURCES, STC_AGENT, STC_RESOURCES, NemoGymServers
 
 from gymstream.rollout.environment import load_environment
@@ -30,31 +30,6 @@ from gymstream.testing.thread import ScriptedThread
 
 AGENTS = {"example_single_tool_call": STC_AGENT, "example_multi_step": MS_AGENT}
 RESOURCES = {"example_single_tool_call": STC_RESOURCES, "example_multi_step": MS_RESOURCES}
-# What the collector or the request adds, not the verifier: compared separately or not at all.
-_NOT_VERIFIER_FIELDS = {"responses_create_params", "response"}
-
-
-def _rows(environment: str) -> list[dict[str, Any]]:
-    rows = example_rows(environment)
-    if environment == "example_single_tool_call":
-        # the scripted model calls no tool under tool_choice "none": NeMo Gym rewards 0.0 then
-        for row in example_rows(environment)[:2]:
-            params = {**row["responses_create_params"], "tool_choice": "none"}
-            rows.append({**row, "responses_create_params": params})
-    return rows
-
-
-def _trajectory(response: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """Per item: type, and for calls name + decoded arguments, for outputs the exact text."""
-    items: list[tuple[Any, ...]] = []
-    for item in response["output"]:
-        if item["type"] == "function_call":
-            items.append(("function_call", item["name"], json.loads(item["arguments"])))
-        elif item["type"] == "function_call_output":
-            items.append(("function_call_output", item["output"]))
-        else:
-            items.append((item["type"],))
-    return items
 
 
 async def _ours(row: dict[str, Any], environment: str, scripted: ScriptedThread) -> dict[str, Any]:
@@ -74,7 +49,7 @@ async def test_rollouts_equal_nemo_gyms_simple_agent_row_by_row(
 ) -> None:
     rewards = set()
     async with httpx.AsyncClient(timeout=60) as client:
-        for index, row in enumerate(_rows(environment)):
+        for index, row in enumerate(rows_of(environment)):
             theirs_http = await client.post(
                 f"{nemo_gym_examples.url(AGENTS[environment])}/run", json=row
             )
@@ -82,13 +57,13 @@ async def test_rollouts_equal_nemo_gyms_simple_agent_row_by_row(
             theirs = theirs_http.json()
             ours = await _ours(row, environment, scripted_model)
             where = f"{environment} row {index}"
-            verifier_fields = set(theirs) - _NOT_VERIFIER_FIELDS
+            verifier_fields = set(theirs) - NOT_VERIFIER_FIELDS
             missing = verifier_fields - set(ours)
             assert not missing, f"{where}: gymstream lacks {missing}"
             assert {k: ours[k] for k in verifier_fields} == {
                 k: theirs[k] for k in verifier_fields
             }, where
-            assert _trajectory(ours["response"]) == _trajectory(theirs["response"]), where
+            assert trajectory(ours["response"]) == trajectory(theirs["response"]), where
             rewards.add(theirs["reward"])
     assert rewards == {0.0, 1.0}, "the rows must exercise both rewards"
 
@@ -256,7 +231,7 @@ async def test_verifiers_equal_nemo_gyms(
     theirs = answer.json()
     fields = (
         set(theirs)
-        - _NOT_VERIFIER_FIELDS
+        - NOT_VERIFIER_FIELDS
         - set(row)
         - {
             "mask_sample",

@@ -300,3 +300,30 @@ def test_environment_export_of_wrong_type(extra_environments: Path) -> None:
     (extra_environments / "wrong_env" / "__init__.py").write_text("ENVIRONMENT = 42\n")
     with pytest.raises(ConfigError, match="not an Environment"):
         load_environment("wrong_env")
+
+
+def test_an_environment_named_module_colon_attribute_is_loaded_from_that_module() -> None:
+    env = load_environment("environments.example_multi_step:ENVIRONMENT")
+    assert env is load_environment("example_multi_step")
+    with pytest.raises(ConfigError, match=r"environments\.example_multi_step:NOPE"):
+        load_environment("environments.example_multi_step:NOPE")
+
+
+def test_an_entry_point_in_the_gymstream_environments_group_is_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.metadata
+
+    from gymstream.rollout import environment as module
+
+    point = importlib.metadata.EntryPoint(
+        name="weather", value="environments.example_single_tool_call:ENVIRONMENT", group="x"
+    )
+
+    def entry_points(*, group: str) -> list[importlib.metadata.EntryPoint]:
+        return [point] if group == module.ENTRY_POINT_GROUP else []
+
+    monkeypatch.setattr(module.importlib.metadata, "entry_points", entry_points)
+    assert load_environment("weather").name == "example_single_tool_call"
+    with pytest.raises(EnvironmentNotFoundError, match="weather"):
+        load_environment("no_such_env")  # the registered names are listed

@@ -1,0 +1,99 @@
+"""``/aggregate_metrics`` per agent at the end of a run, as NeMo Gym's collector does.
+
+When every agent of a run is served by a NeMo Gym server (a resources server under our agent
+loop, or a remote agent), ``<stem>_aggregate_metrics.json`` is NeMo Gym's own: one entry per
+agent with ``agent_ref``, ``_ng_environment_server`` (the server asked), ``agent_metrics``,
+``key_metrics``, ``group_level_metrics``, ``repeat_level_metrics`` (and ``perf_summary`` when
+the server gives one), computed by that server from the run's rows stripped as NeMo Gym strips
+them (no ``response`` but its ``usage`` / ``incomplete_details``, no request). A run with a
+native agent keeps gymstream's own summary (``nemo.outputs.aggregate_metrics``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gymstream.config import GymConfig, ServerRef
+from gymstream.errors import ServerResponseError
+from gymstream.nemo.output_row import PARAMS, agent_of
+from gymstream.nemo.outputs import iter_rows
+from gymstream.rollout.server_client import ServerClient
+from gymstream.settings import RetrySettings, ServerSettings
+
+__all__ = ["server_metrics", "stripped", "write_entries"]
+
+_HEAVY = frozenset({PARAMS, "response", "ng_agent_observations", "ng_model_call_capture"})
+_ENCODER = msgspec.json.Encoder()
+
+
+def stripped(row: dict[str, Any]) -> dict[str, Any]:
+    """A written row as NeMo Gym's collector sends it to ``/aggregate_metrics``."""
+    entry = {k: v for k, v in row.items() if k not in _HEAVY and k != "_ng_trajectory"}
+    response = row.get("response") or {}
+    kept = {k: response[k] for k in ("usage", "incomplete_details") if response.get(k) is not None}
+    if kept:
+        entry["response"] = kept
+    return entry
+
+
+def _server_of(config: GymConfig, agent: str) -> ServerRef | None:
+    declared = config.agents.get(agent)
+    if declared is None:
+        return None
+    return declared.remote_agent or declared.resources_server
+
+
+async def server_metrics(
+    config: GymConfig, output: Path, *, settings: ServerSettings, retry: RetrySettings
+) -> list[dict[str, Any]] | None:
+    """NeMo Gym's aggregate-metrics entries for the rows in ``output``; None when a row's agent
+    has no NeMo Gym server (or there are no rows). Raises ServerCallError / ServerResponseError.
+    """
+    rows: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in iter_rows(output):
+        rows[agent_of(row)].append(stripped(row))
+    targets: list[tuple[str, ServerRef, str]] = []
+    for agent in rows:
+        ref = _server_of(config, agent)
+        if ref is None or ref.url is None:
+            return None
+        targets.append((agent, ref, ref.url))
+    if not targets:
+        return None
+    entries: list[dict[str, Any]] = []
+    for agent, ref, url in targets:
+        client = ServerClient(ref.instance, url, settings=settings, retry=retry)
+        try:
+            body = _ENCODER.encode({"verify_responses": rows[agent]})
+            answer = await client.post("/aggregate_metrics", body)
+        finally:
+            await client.aclose()
+        try:
+            metrics = msgspec.json.decode(answer.text) if answer.status < 300 else None
+        except msgspec.DecodeError:
+            metrics = None
+        if not isinstance(metrics, dict):
+            raise ServerResponseError(
+                f"NeMo Gym server '{ref.instance}' /aggregate_metrics answered HTTP "
+                f"{answer.status}: {answer.text[:300]}",
+                http_status=answer.status,
+            )
+        entry: dict[str, Any] = {
+            "agent_ref": {"name": agent},
+            "_ng_environment_server": ref.instance,
+        }
+        for key in ("agent_metrics", "key_metrics", "group_level_metrics", "repeat_level_metrics"):
+            entry[key] = metrics.get(key)
+        if metrics.get("perf_summary") is not None:
+            entry["perf_summary"] = metrics["perf_summary"]
+        entries.append(entry)
+    return entries
+
+
+def write_entries(entries: list[dict[str, Any]], path: Path) -> None:
+    """Write the entries as the aggregate-metrics file (indented JSON, as NeMo Gym's)."""
+    path.write_bytes(msgspec.json.format(_ENCODER.encode(entries), indent=2))

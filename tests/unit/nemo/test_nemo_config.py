@@ -1,0 +1,169 @@
+"""NeMo Gym's own YAML files (copied from the 0.7.0 wheel into tests/data/nemo_gym_configs/)
+translated into gymstream's agents and model endpoints, with NeMo Gym's merge semantics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gymstream.config import DEFAULT_MAX_STEPS
+from gymstream.errors import ConfigError
+from gymstream.nemo import head
+from gymstream.nemo.config import load_any_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "data" / "nemo_gym_configs"
+SEED = [CONFIGS / n for n in ("openai_model.yaml", "example_single_tool_call.yaml")]
+SEED_MS = [*SEED, CONFIGS / "example_multi_step.yaml"]
+ENV = {"unused": "x"}
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_seed_yamls_give_simple_agents_over_http_and_remote_environment_servers(
+    tmp_path: Path,
+) -> None:
+    config = load_any_config(SEED_MS, environ=ENV, cwd=tmp_path)
+    agent = config.agent("example_multi_step_simple_agent")
+    assert agent.environment == "example_multi_step_resources_server"
+    assert agent.resources_server is not None
+    assert agent.resources_server.instance == "example_multi_step_resources_server"
+    assert agent.resources_server.url is None  # ng_run picks ports: from the head server
+    assert agent.model == "policy_model"
+    assert agent.max_steps == DEFAULT_MAX_STEPS  # NeMo Gym's unset max_steps
+    remote = config.agent("example_single_tool_call_environment_server").remote_agent
+    assert remote is not None
+    assert remote.server_type == "environment_servers"
+    assert set(config.agents) == {
+        "example_single_tool_call_simple_agent",
+        "example_single_tool_call_environment_server",
+        "example_multi_step_simple_agent",
+        "example_multi_step_environment_server",
+    }
+    assert config.models["policy_model"].api == "responses"
+
+
+def test_interpolations_resolve_from_other_files_and_oc_env(tmp_path: Path) -> None:
+    pins = write(
+        tmp_path,
+        "pins.yaml",
+        "policy_base_url: http://model:8000/v1\n"
+        "policy_api_key: ${oc.env:MY_KEY,none-set}\n"
+        "policy_model_name: ${oc.env:MY_MODEL,fallback}\n"
+        "example_single_tool_call:\n  resources_servers:\n    example_single_tool_call:\n"
+        "      host: 127.0.0.1\n      port: 19510\n"
+        "example_single_tool_call_simple_agent:\n  responses_api_agents:\n    simple_agent:\n"
+        "      max_steps: 3\n",
+    )
+    config = load_any_config([*SEED, pins], environ={"MY_MODEL": "qwen"}, cwd=tmp_path)
+    model = config.models["policy_model"]
+    assert (model.base_url, model.name, model.api_key) == (
+        "http://model:8000/v1",
+        "qwen",
+        "none-set",
+    )
+    agent = config.agent("example_single_tool_call_simple_agent")
+    assert agent.max_steps == 3
+    assert agent.resources_server is not None
+    assert agent.resources_server.url == "http://127.0.0.1:19510"
+
+
+def test_env_yaml_in_the_working_directory_is_merged_over_the_files(tmp_path: Path) -> None:
+    write(tmp_path, "env.yaml", "policy_base_url: http://from-env-yaml/v1\npolicy_model_name: m\n")
+    pins = write(tmp_path, "pins.yaml", "policy_base_url: http://from-file/v1\n")
+    config = load_any_config([*SEED, pins], environ=ENV, cwd=tmp_path)
+    assert config.models["policy_model"].base_url == "http://from-env-yaml/v1"
+    assert config.models["policy_model"].name == "m"
+
+
+def test_a_vllm_model_is_chat_completions_at_its_first_base_url(tmp_path: Path) -> None:
+    pins = write(
+        tmp_path,
+        "pins.yaml",
+        "policy_base_url: [http://a:8000/v1, http://b:8000/v1]\npolicy_api_key: k\n"
+        "policy_model_name: served\n",
+    )
+    vllm = CONFIGS / "vllm_model.yaml"
+    config = load_any_config(
+        [vllm, CONFIGS / "example_single_tool_call.yaml", pins], environ=ENV, cwd=tmp_path
+    )
+    model = config.models["policy_model"]
+    assert (model.base_url, model.name, model.api, model.api_key) == (
+        "http://a:8000/v1",
+        "served",
+        "chat_completions",
+        "k",
+    )
+
+
+def test_an_unsupported_server_type_is_named(tmp_path: Path) -> None:
+    bad = write(tmp_path, "bad.yaml", "my_thing:\n  judge_servers:\n    judge:\n      port: 1\n")
+    with pytest.raises(
+        ConfigError, match="instance 'my_thing': unsupported server type 'judge_servers'"
+    ) as caught:
+        load_any_config([*SEED, bad], environ=ENV, cwd=tmp_path)
+    assert "Extra inputs" not in str(caught.value)
+    assert "bad.yaml" in str(caught.value)
+
+
+def test_another_agent_type_is_a_remote_agent(tmp_path: Path) -> None:
+    other = write(
+        tmp_path,
+        "swe.yaml",
+        "swe_agent:\n  responses_api_agents:\n    mini_swe_agent:\n"
+        "      host: 10.0.0.5\n      port: 9000\n",
+    )
+    config = load_any_config([other], environ=ENV, cwd=tmp_path)
+    remote = config.agent("swe_agent").remote_agent
+    assert remote is not None
+    assert remote.url == "http://10.0.0.5:9000"
+
+
+def test_gymstreams_own_format_keeps_working_beside_nemo_gyms(tmp_path: Path) -> None:
+    own = write(
+        tmp_path,
+        "own.yaml",
+        "agents:\n  example_single_tool_call_simple_agent:\n"
+        "    environment: example_single_tool_call\n",
+    )
+    alone = load_any_config([own], environ=ENV, cwd=tmp_path)
+    assert alone.agent("example_single_tool_call_simple_agent").resources_server is None
+    mixed = load_any_config([*SEED, own], environ=ENV, cwd=tmp_path)
+    assert mixed.agent("example_single_tool_call_simple_agent").resources_server is None
+    assert "example_single_tool_call_environment_server" in mixed.agents
+
+
+def test_the_head_servers_addresses_fill_what_the_files_lack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    recorded = json.loads(
+        (CONFIGS.parent / "nemo_gym_protocol" / "head_ngrun_01_server_instances.json").read_text()
+    )
+
+    def fake_get(url: str, timeout: float) -> httpx.Response:
+        assert url == "http://head:11000/server_instances"
+        return httpx.Response(
+            200, json=recorded["response"]["body"], request=httpx.Request("GET", url)
+        )
+
+    monkeypatch.setattr(head.httpx, "get", fake_get)
+    urls = head.server_urls("http://head:11000/")
+    config = load_any_config(SEED_MS, environ=ENV, cwd=tmp_path, head_urls=urls)
+    server = config.agent("example_multi_step_simple_agent").resources_server
+    assert server is not None
+    assert server.url == "http://127.0.0.1:19511"
+    remote = config.agent("example_single_tool_call_environment_server").remote_agent
+    assert remote is not None
+    assert remote.url == "http://127.0.0.1:19530"
+
+
+def test_an_unreachable_head_server_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="is `ng_run` running there"):
+        head.server_urls("http://127.0.0.1:9", timeout_s=0.5)
