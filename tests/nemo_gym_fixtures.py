@@ -18,6 +18,8 @@ import pytest
 from nemo_gym_helpers import (
     EXAMPLE_CONFIGS,
     EXAMPLE_INSTANCES,
+    MORE_CONFIGS,
+    MORE_INSTANCES,
     NemoGymServers,
     run_nemo_gym_servers,
 )
@@ -41,5 +43,19 @@ def nemo_gym_examples(
         EXAMPLE_CONFIGS,
         policy_base_url=scripted_model.url,
         log_dir=tmp_path_factory.mktemp("nemo_gym_examples"),
+    ) as servers:
+        yield servers
+
+
+@pytest.fixture(scope="session")
+def nemo_gym_more(
+    scripted_model: ScriptedThread, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NemoGymServers]:
+    """mcqa and example_session_state_mgmt (no gymstream port) with their simple_agents."""
+    with run_nemo_gym_servers(
+        MORE_INSTANCES,
+        MORE_CONFIGS,
+        policy_base_url=scripted_model.url,
+        log_dir=tmp_path_factory.mktemp("nemo_gym_more"),
     ) as servers:
         yield servers

@@ -32,6 +32,9 @@ import yaml
 __all__ = [
     "EXAMPLE_CONFIGS",
     "EXAMPLE_INSTANCES",
+    "MORE_CONFIGS",
+    "MORE_INSTANCES",
+    "MORE_SERVERS",
     "MS_AGENT",
     "MS_RESOURCES",
     "NEMO_GYM_VERSION",
@@ -248,4 +251,31 @@ EXAMPLE_INSTANCES = (
     Instance(STC_AGENT, "responses_api_agents", "simple_agent"),
     Instance(MS_RESOURCES, "resources_servers", "example_multi_step"),
     Instance(MS_AGENT, "responses_api_agents", "simple_agent"),
+)
+
+
+# --- servers gymstream has no port of: mcqa, the stateful example_session_state_mgmt ------------
+
+MORE_CONFIGS = (
+    "responses_api_models/openai_model/configs/openai_model.yaml",
+    "resources_servers/mcqa/configs/mcqa.yaml",
+    "resources_servers/example_session_state_mgmt/configs/example_session_state_mgmt.yaml",
+)
+MORE_SERVERS = {  # resources server folder -> (resources instance, simple_agent instance)
+    "mcqa": ("mcqa", "mcqa_simple_agent"),
+    "example_session_state_mgmt": (
+        "example_session_state_mgmt_resources_server",
+        "example_session_state_mgmt_simple_agent",
+    ),
+}
+MORE_INSTANCES = (
+    Instance("policy_model", "responses_api_models", "openai_model"),
+    *(
+        instance
+        for folder, (resources, agent) in MORE_SERVERS.items()
+        for instance in (
+            Instance(resources, "resources_servers", folder),
+            Instance(agent, "responses_api_agents", "simple_agent"),
+        )
+    ),
 )
