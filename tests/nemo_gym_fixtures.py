@@ -20,6 +20,7 @@ from nemo_gym_helpers import (
     EXAMPLE_INSTANCES,
     MORE_CONFIGS,
     MORE_INSTANCES,
+    Instance,
     NemoGymServers,
     run_nemo_gym_servers,
 )
@@ -34,17 +35,27 @@ def scripted_model() -> Iterator[ScriptedThread]:
         yield scripted
 
 
+def _server_set(
+    instances: tuple[Instance, ...],
+    configs: tuple[str, ...],
+    scripted: ScriptedThread,
+    factory: pytest.TempPathFactory,
+    name: str,
+) -> Iterator[NemoGymServers]:
+    with run_nemo_gym_servers(
+        instances, configs, policy_base_url=scripted.url, log_dir=factory.mktemp(name)
+    ) as servers:
+        yield servers
+
+
 @pytest.fixture(scope="session")
 def nemo_gym_examples(
     scripted_model: ScriptedThread, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[NemoGymServers]:
-    with run_nemo_gym_servers(
-        EXAMPLE_INSTANCES,
-        EXAMPLE_CONFIGS,
-        policy_base_url=scripted_model.url,
-        log_dir=tmp_path_factory.mktemp("nemo_gym_examples"),
-    ) as servers:
-        yield servers
+    """Both seed examples (resources servers + simple_agents) and the policy model."""
+    yield from _server_set(
+        EXAMPLE_INSTANCES, EXAMPLE_CONFIGS, scripted_model, tmp_path_factory, "nemo_gym_examples"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -52,10 +63,6 @@ def nemo_gym_more(
     scripted_model: ScriptedThread, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[NemoGymServers]:
     """mcqa and example_session_state_mgmt (no gymstream port) with their simple_agents."""
-    with run_nemo_gym_servers(
-        MORE_INSTANCES,
-        MORE_CONFIGS,
-        policy_base_url=scripted_model.url,
-        log_dir=tmp_path_factory.mktemp("nemo_gym_more"),
-    ) as servers:
-        yield servers
+    yield from _server_set(
+        MORE_INSTANCES, MORE_CONFIGS, scripted_model, tmp_path_factory, "nemo_gym_more"
+    )
