@@ -42,6 +42,8 @@ from gymstream.localkafka import (
 from gymstream.localkafka.lock import file_lock
 from gymstream.localkafka.settings import LocalKafkaSettings
 
+pytest_plugins = ["nemo_gym_fixtures"]  # real NeMo Gym 0.7.0 servers (tests/compat)
+
 BOOTSTRAP_ENV = "GYMSTREAM_TEST_BOOTSTRAP"
 _SESSION_FILE = "kafka-session.json"
 _DOCKER_IMAGE = "confluentinc/cp-kafka:7.6.0"  # the image testcontainers' KafkaContainer targets

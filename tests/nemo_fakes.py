@@ -24,6 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gymstream.rollout.tool_answers import ToolText, tool_output_text
+
 PROTOCOL = Path(__file__).resolve().parent / "data" / "nemo_gym_protocol"
 """A copy of the shared recordings (``nemo-gym-protocol/``) that the tests use, so a clean clone
 has them."""
@@ -40,7 +42,7 @@ def recording(name: str) -> dict[str, Any]:
 
 def fastapi_text(body: Any) -> str:
     """A body as FastAPI's JSONResponse renders it (compact, UTF-8 kept)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    return tool_output_text(body)
 
 
 @dataclass
@@ -173,6 +175,10 @@ def native_app(
         result = tool(session, body)
         if inspect.isawaitable(result):
             result = await result
+        if isinstance(result, ToolText):  # a typed tool's 422 body, verbatim
+            out = web.Response(status=422, text=result.text, content_type="application/json")
+            out.set_cookie(cookie_name, sid)
+            return out
         return answer(sid, result)
 
     app = web.Application()

@@ -1,10 +1,33 @@
-"""The example_multi_step tools: get_synonym_value (sum of code points), extract_synonym_values."""
+"""The example_multi_step tools: get_synonym_value (sum of code points), extract_synonym_values.
+
+Request models as NeMo Gym 0.7.0's server declares them (pydantic, lax: ``"5"`` is an int,
+extra keys are ignored); a violation answers NeMo Gym's 422 text (``typed_tool``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TOOLS", "extract_synonym_values", "get_synonym_value", "synonym_value"]
+import pydantic
+
+from gymstream.rollout.tool_answers import typed_tool
+
+__all__ = [
+    "TOOLS",
+    "ExtractSynonymValuesRequest",
+    "GetSynonymValueRequest",
+    "extract_synonym_values",
+    "get_synonym_value",
+    "synonym_value",
+]
+
+
+class GetSynonymValueRequest(pydantic.BaseModel):
+    synonym: str
+
+
+class ExtractSynonymValuesRequest(pydantic.BaseModel):
+    synonym_values: list[int]
 
 
 def synonym_value(synonym: str) -> int:
@@ -12,30 +35,17 @@ def synonym_value(synonym: str) -> int:
     return sum(map(ord, synonym))
 
 
-def get_synonym_value(session: Any, arguments: dict[str, Any]) -> dict[str, int]:
-    """``{"synonym_value": sum(ord(c) for c in synonym)}``; ``ValueError`` if not a string."""
-    synonym = arguments.get("synonym")
-    if not isinstance(synonym, str):
-        raise ValueError(f"get_synonym_value needs 'synonym' as a string, got {synonym!r}")
-    return {"synonym_value": synonym_value(synonym)}
+def get_synonym_value(session: Any, body: GetSynonymValueRequest) -> dict[str, int]:
+    """``{"synonym_value": sum(ord(c) for c in synonym)}``."""
+    return {"synonym_value": synonym_value(body.synonym)}
 
 
-def extract_synonym_values(session: Any, arguments: dict[str, Any]) -> dict[str, bool]:
-    """``{"success": true}``; the values are read back from the call by the verifier.
-
-    Raises ``ValueError`` unless ``synonym_values`` is a list of integers (the schema's type).
-    """
-    values = arguments.get("synonym_values")
-    if not isinstance(values, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in values
-    ):
-        raise ValueError(
-            f"extract_synonym_values needs 'synonym_values' as a list of integers, got {values!r}"
-        )
+def extract_synonym_values(session: Any, body: ExtractSynonymValuesRequest) -> dict[str, bool]:
+    """``{"success": true}``; the verifier reads the values back from the call's arguments."""
     return {"success": True}
 
 
 TOOLS = {
-    "get_synonym_value": get_synonym_value,
-    "extract_synonym_values": extract_synonym_values,
+    "get_synonym_value": typed_tool(GetSynonymValueRequest, get_synonym_value),
+    "extract_synonym_values": typed_tool(ExtractSynonymValuesRequest, extract_synonym_values),
 }

@@ -1,50 +1,65 @@
-"""The example_multi_step verifier: the last extract_synonym_values call vs the expected values."""
+"""The example_multi_step verifier: the last extract_synonym_values call vs the expected values.
+
+NeMo Gym 0.7.0's arithmetic, on the call's arguments as decoded (``[1.0]`` equals ``[1]``;
+``"711"`` does not equal ``711``), with ``parsed_synonym_values`` as its pydantic model coerces
+them (``list[int]``, lax: ``["711"]`` is reported as ``[711]``).
+
+Deliberate differences (docs/nemo_gym_compat.md): where NeMo Gym's verifier crashes (an HTTP 500,
+so a failed rollout that NeMo Gym retries and then drops) we score the model's mistake instead:
+arguments that are not JSON, not an object, lack ``synonym_values``, or whose values are not a
+list of integers count as ``[]``; an empty ``expected_synonym_values`` (NeMo Gym divides by its
+length) gives ``set_overlap`` 1.0 for an empty answer and 0.0 otherwise.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-import msgspec
+import pydantic
 
 __all__ = ["last_extracted_values", "verify"]
 
+_INTS = pydantic.TypeAdapter(list[int])
 
-def last_extracted_values(response: dict[str, Any]) -> list[int]:
-    """The ``synonym_values`` of the LAST ``extract_synonym_values`` call, ``[]`` if none.
 
-    Departure from NeMo Gym, which crashes (an HTTP 500, so a failed rollout) on such calls:
-    arguments that are not JSON, or whose ``synonym_values`` is not a list of integers, count as
-    ``[]``. The model produced them, so they score 0 instead of looking like infrastructure trouble.
-    """
+def last_extracted_values(response: dict[str, Any]) -> tuple[list[Any], list[int]]:
+    """``(values as decoded, values as list[int])`` of the LAST ``extract_synonym_values`` call;
+    ``([], [])`` when there is none or when NeMo Gym's verifier would crash on it."""
     for item in reversed(response.get("output") or []):
-        if item.get("type") == "function_call" and item.get("name") == "extract_synonym_values":
+        if (
+            isinstance(item, dict)
+            and item.get("type") == "function_call"
+            and item.get("name") == "extract_synonym_values"
+        ):
+            arguments: Any = item.get("arguments")  # None fails as in NeMo Gym (TypeError)
             try:
-                arguments = msgspec.json.decode(item.get("arguments") or "")
-            except msgspec.DecodeError:
-                return []
-            values = arguments.get("synonym_values") if isinstance(arguments, dict) else None
-            if isinstance(values, list) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in values
+                values = json.loads(arguments)["synonym_values"]
+                return values, _INTS.validate_python(values)
+            except (
+                json.JSONDecodeError,
+                TypeError,
+                KeyError,
+                IndexError,
+                pydantic.ValidationError,
             ):
-                return values
-            return []
-    return []
+                return [], []
+    return [], []
 
 
 async def verify(row: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
-    """NeMo Gym's example_multi_step metrics, computed exactly as its server does.
+    """NeMo Gym's example_multi_step metrics, computed as its server does (see the module doc).
 
     ``accuracy``: the values equal ``expected_synonym_values`` as an ordered list; ``reward`` is
-    ``float(accuracy)``; ``set_overlap``: share of the expected values present (an empty expected
-    list, which NeMo Gym would divide by, gives 1.0 for an empty answer and 0.0 otherwise);
-    ``order_instruction_following_failure``: right values, wrong order;
-    ``original_term_minefield_hit``: the answer contains the term itself (label or its value).
+    ``float(accuracy)``; ``set_overlap``: share of the expected values present;
+    ``order_instruction_following_failure``: not accurate but every expected value present;
+    ``original_term_minefield_hit``: the values contain the term itself (label or its value).
     Raises ``KeyError`` when the row lacks ``expected_synonym_values`` (the agent reports a
-    VerifierError).
+    VerifierError; NeMo Gym answers 422).
     """
     expected: list[int] = list(row["expected_synonym_values"])
-    actual = last_extracted_values(response)
-    accuracy = actual == expected
+    actual, parsed = last_extracted_values(response)
+    accuracy = expected == actual
     if expected:
         set_overlap = len(set(actual) & set(expected)) / len(expected)
     else:
@@ -54,7 +69,7 @@ async def verify(row: dict[str, Any], response: dict[str, Any]) -> dict[str, Any
     )
     return {
         "reward": float(accuracy),
-        "parsed_synonym_values": actual,
+        "parsed_synonym_values": parsed,
         "accuracy": accuracy,
         "set_overlap": set_overlap,
         "original_term_minefield_hit": minefield_hit,

@@ -1,4 +1,4 @@
-"""example_single_tool_call: one get_weather tool; every completed rollout scores 1.0."""
+"""example_single_tool_call: one get_weather tool; 1.0 when the model called it, else 0.0."""
 
 from __future__ import annotations
 

@@ -1,22 +1,25 @@
-"""The example_single_tool_call tool: get_weather, with NeMo Gym's exact answer text."""
+"""The example_single_tool_call tool: get_weather, with NeMo Gym 0.7.0's model and answer text."""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TOOLS", "get_weather"]
+import pydantic
+
+from gymstream.rollout.tool_answers import typed_tool
+
+__all__ = ["TOOLS", "GetWeatherRequest", "get_weather"]
 
 
-def get_weather(session: Any, arguments: dict[str, Any]) -> dict[str, str]:
-    """``{"city": <city>, "weather_description": "The weather in <city> is cold."}``.
+class GetWeatherRequest(pydantic.BaseModel):
+    """NeMo Gym's request model: ``city`` must be a string; other keys are ignored."""
 
-    Raises ``ValueError`` when ``city`` is missing or not a string; the agent shows the model
-    the message, as NeMo Gym shows its validation error.
-    """
-    city = arguments.get("city")
-    if not isinstance(city, str):
-        raise ValueError(f"get_weather needs 'city' as a string, got {city!r}")
-    return {"city": city, "weather_description": f"The weather in {city} is cold."}
+    city: str
 
 
-TOOLS = {"get_weather": get_weather}
+def get_weather(session: Any, body: GetWeatherRequest) -> dict[str, str]:
+    """``{"city": <city>, "weather_description": "The weather in <city> is cold."}``."""
+    return {"city": body.city, "weather_description": f"The weather in {body.city} is cold."}
+
+
+TOOLS = {"get_weather": typed_tool(GetWeatherRequest, get_weather)}

@@ -1,4 +1,4 @@
-"""The example_single_tool_call verifier: reward 1.0 for every completed rollout (plumbing)."""
+"""The example_single_tool_call verifier: 1.0 when the model called get_weather, else 0.0."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ __all__ = ["verify"]
 
 
 async def verify(row: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
-    """Reward 1.0 whatever the model did, as NeMo Gym 0.7.0's example verifier does.
-
-    Note: the committed ``data/example_rollouts.jsonl`` was recorded by an older verifier that gave
-    0.0 to rollouts without a ``get_weather`` call; the contract (NeMo Gym 0.7.0) is 1.0 for all.
-    """
-    return {"reward": 1.0}
+    """NeMo Gym 0.7.0's rule: reward 1.0 when ``response.output`` holds a ``function_call``
+    named ``get_weather`` (whatever its arguments or output), else 0.0; no other metrics."""
+    called = any(
+        isinstance(item, dict)
+        and item.get("type") == "function_call"
+        and item.get("name") == "get_weather"
+        for item in response.get("output") or []
+    )
+    return {"reward": float(called)}

@@ -7,8 +7,9 @@ returns the NeMo Gym verifier result plus timings. It follows the contract step 
 2. call the model with ``input`` + every output item so far, append the model's output items;
 3. stop when the turn has no ``function_call``, when the response is ``incomplete``, or after
    ``max_steps`` model calls; otherwise run each function call against the tool of that name and
-   append a ``function_call_output`` (tool result as JSON text). The tools of the last turn run
-   before the ``max_steps`` stop, as in NeMo Gym, so every call in the trajectory has its output.
+   append a ``function_call_output`` (NeMo Gym's text for it: ``tool_answers``). The tools of
+   the last turn run before the ``max_steps`` stop, as in NeMo Gym, so every call in the
+   trajectory has its output.
 4. verify the whole-trajectory Response (``output`` = every item of every turn, ``usage`` summed).
 
 ``max_steps``: NeMo Gym's unset means unlimited; we cap at ``DEFAULT_MAX_STEPS`` (16) model calls
@@ -35,8 +36,15 @@ from gymstream.nemo.output_row import PARAMS, verify_result
 from gymstream.nemo.token_ids import prefix_breaks
 from gymstream.rollout.environment import AnyEnvironment, Environment, SessionEnvironment
 from gymstream.rollout.model.client import ModelClient
+from gymstream.rollout.tool_answers import (
+    NOT_FOUND_TEXT,
+    ToolText,
+    decode_arguments,
+    invalid_arguments_text,
+    tool_output_text,
+)
 
-__all__ = ["DEFAULT_MAX_STEPS", "RolloutResult", "run_rollout", "sum_usage", "tool_output_text"]
+__all__ = ["DEFAULT_MAX_STEPS", "RolloutResult", "run_rollout", "sum_usage"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,15 +68,6 @@ class RolloutResult(msgspec.Struct, kw_only=True):
     turns: int
     tool_calls: int = 0
     tool_errors: int = 0
-
-
-def tool_output_text(result: Any) -> str:
-    """A tool result as the JSON text NeMo Gym puts in ``function_call_output.output``.
-
-    Python's ``json.dumps`` defaults (``", "`` and ``": "`` separators, ASCII escapes), which is
-    the exact form of NeMo Gym's recorded rollouts, e.g. ``{"synonym_value": 711}``.
-    """
-    return json.dumps(result)
 
 
 def sum_usage(usages: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -104,21 +103,23 @@ def _input_items(params: Mapping[str, Any]) -> list[Any]:
 
 
 async def _call_tool(env: Environment, session: Any, item: Mapping[str, Any]) -> tuple[str, bool]:
-    """Run one function call; returns (output text, ok). Never raises for the model's mistakes."""
+    """Run one function call; returns (output text, ok). Never raises for the model's mistakes.
+
+    The texts are NeMo Gym's (``tool_answers``): arguments ``json.loads`` rejects, an unknown
+    tool (404 body), a tool's ``ToolText`` (e.g. a 422 body from ``typed_tool``) or its result
+    as compact JSON. Arguments that decode to a non-object reach the tool, as they reach NeMo
+    Gym's server (whose pydantic model rejects them).
+    """
     name = item.get("name")
-    raw = item.get("arguments")
+    try:
+        arguments = decode_arguments(item.get("arguments"))
+    except (json.JSONDecodeError, TypeError) as exc:
+        return invalid_arguments_text(exc), False
+    except RecursionError:  # NeMo Gym's agent would crash; the model sees it and may recover
+        return f"Error: the arguments for tool {name!r} are nested too deeply to read", False
     tool = env.tools.get(name) if isinstance(name, str) else None
     if tool is None:
-        known = ", ".join(sorted(env.tools))
-        return f"Error: there is no tool named {name!r}. Available tools: {known}.", False
-    try:
-        arguments = json.loads(raw) if isinstance(raw, str) and raw.strip() else {}
-    except json.JSONDecodeError as exc:
-        return f"Error: the arguments for tool {name!r} are not valid JSON ({exc}): {raw!r}", False
-    except RecursionError:  # the model's mistake like any bad JSON: it sees it and may recover
-        return f"Error: the arguments for tool {name!r} are nested too deeply to read", False
-    if not isinstance(arguments, dict):
-        return f"Error: the arguments for tool {name!r} must be a JSON object, got {raw!r}", False
+        return NOT_FOUND_TEXT, False
     try:
         result = tool(session, arguments)
         if inspect.isawaitable(result):
@@ -130,9 +131,11 @@ async def _call_tool(env: Environment, session: Any, item: Mapping[str, Any]) ->
             env.name,
             type(exc).__name__,
             exc,
-            raw,
+            item.get("arguments"),
         )
         return f"Error: tool {name!r} failed: {type(exc).__name__}: {exc}", False
+    if isinstance(result, ToolText):
+        return result.text, False
     try:
         return tool_output_text(result), True
     except (TypeError, ValueError) as exc:

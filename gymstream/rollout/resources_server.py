@@ -24,6 +24,7 @@ import msgspec
 
 from gymstream.errors import ServerResponseError
 from gymstream.rollout.server_client import ServerClient
+from gymstream.rollout.tool_answers import decode_arguments, invalid_arguments_text
 
 __all__ = ["ResourcesServerEnvironment", "ResourcesSession"]
 
@@ -67,9 +68,9 @@ class ResourcesServerEnvironment:
     async def call_tool(self, session: ResourcesSession, name: str, arguments: Any) -> str:
         """The ``function_call_output`` text of one call: the server's body, whatever the status."""
         try:
-            parsed = json.loads(arguments)
+            parsed = decode_arguments(arguments)
         except (json.JSONDecodeError, TypeError) as exc:
-            return json.dumps({"error": f"Invalid tool call arguments: {exc!r}"})
+            return invalid_arguments_text(exc)
         answer = await self.client.post(f"/{name}", _ENCODER.encode(parsed), session.cookies)
         session.cookies.update(answer.cookies)
         return answer.text

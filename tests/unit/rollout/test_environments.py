@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 import yaml
+from compat_rows import function_call
 
 from gymstream.errors import ConfigError, EnvironmentNotFoundError
 from gymstream.rollout.environment import Environment, list_environments, load_environment
-from gymstream.rollout.loop import tool_output_text
+from gymstream.rollout.tool_answers import ToolText, tool_output_text
 
 ENVIRONMENTS = Path(__file__).resolve().parents[3] / "environments"
 
@@ -67,7 +68,11 @@ def test_tool_outputs_match_nemo_gym_text_exactly(name: str) -> None:
     assert recorded, "the reference rollouts hold tool calls"
     for tool_name, arguments, text in recorded:
         result = env.tools[tool_name](env.new_session(rows[0]), arguments)
-        assert tool_output_text(result) == text
+        # the recordings predate 0.7.0 (json.dumps spacing): same JSON, 0.7.0's compact text
+        assert json.loads(tool_output_text(result)) == json.loads(text)
+        assert tool_output_text(result) == json.dumps(
+            json.loads(text), separators=(",", ":"), ensure_ascii=False
+        )
 
 
 def test_synonym_value_is_sum_of_code_points() -> None:
@@ -82,20 +87,35 @@ def test_synonym_value_is_sum_of_code_points() -> None:
         ("get_synonym_value", {}),
         ("get_synonym_value", {"synonym": 3}),
         ("extract_synonym_values", {"synonym_values": "711"}),
-        ("extract_synonym_values", {"synonym_values": [1, "2"]}),
-        ("extract_synonym_values", {"synonym_values": [True]}),
+        ("extract_synonym_values", {"synonym_values": [1, 2.5]}),
+        ("extract_synonym_values", ["711"]),
     ],
 )
-def test_multi_step_tools_reject_bad_arguments(tool: str, arguments: dict[str, Any]) -> None:
+def test_multi_step_tools_answer_422_texts_for_bad_arguments(tool: str, arguments: Any) -> None:
     env = load_environment("example_multi_step")
-    with pytest.raises(ValueError, match=tool):
-        env.tools[tool](None, arguments)
+    result = env.tools[tool](None, arguments)
+    assert isinstance(result, ToolText)
+    detail = json.loads(result.text)["detail"]
+    assert detail
+    assert all(error["loc"][0] == "body" for error in detail)
 
 
-def test_get_weather_rejects_missing_city() -> None:
+def test_multi_step_tools_coerce_as_pydantic_lax_mode_does() -> None:
+    env = load_environment("example_multi_step")
+    assert env.tools["extract_synonym_values"](None, {"synonym_values": [1, "2", True]}) == {
+        "success": True
+    }
+
+
+def test_get_weather_without_city_answers_fastapis_422_text() -> None:
     env = load_environment("example_single_tool_call")
-    with pytest.raises(ValueError, match="city"):
-        env.tools["get_weather"](None, {})
+    result = env.tools["get_weather"](None, {"town": "sf"})
+    assert isinstance(result, ToolText)
+    # the recorded answer of NeMo Gym 0.7.0's server (nemo-gym-protocol/stc_04)
+    assert result.text == (
+        '{"detail":[{"type":"missing","loc":["body","city"],"msg":"Field required",'
+        '"input":{"town":"sf"}}]}'
+    )
 
 
 async def test_multi_step_verifier_reproduces_recorded_rollouts() -> None:
@@ -128,12 +148,7 @@ def multi_step_row(expected: list[int]) -> dict[str, Any]:
 
 
 def extract_call(arguments: str) -> dict[str, Any]:
-    return {
-        "type": "function_call",
-        "name": "extract_synonym_values",
-        "call_id": "c",
-        "arguments": arguments,
-    }
+    return function_call("extract_synonym_values", arguments)
 
 
 @pytest.mark.parametrize(
@@ -186,7 +201,19 @@ def extract_call(arguments: str) -> dict[str, Any]:
                 "original_term_minefield_hit": False,
             },
         ),
-        # unparseable arguments count as []
+        # arguments NeMo Gym decodes as is: 1.0 equals 1, reported as list[int]
+        (
+            [extract_call('{"synonym_values": [711.0, "407"]}')],
+            {
+                "reward": 0.0,
+                "parsed_synonym_values": [711, 407],
+                "accuracy": False,
+                "set_overlap": 0.5,
+                "order_instruction_following_failure": False,
+                "original_term_minefield_hit": False,
+            },
+        ),
+        # unparseable arguments count as [] (NeMo Gym: a 500; docs/nemo_gym_compat.md)
         (
             [extract_call("{not json")],
             {
@@ -207,14 +234,19 @@ async def test_multi_step_verifier_metrics(
     assert {k: result[k] for k in expected} == expected
 
 
-async def test_single_tool_call_verifier_gives_one_to_every_rollout() -> None:
+async def test_single_tool_call_verifier_rewards_a_get_weather_call_only() -> None:
     env = load_environment("example_single_tool_call")
     recorded = read_jsonl(
         ENVIRONMENTS / "example_single_tool_call" / "data" / "example_rollouts.jsonl"
     )
     for row in recorded:
+        called = any(
+            i["type"] == "function_call" and i["name"] == "get_weather"
+            for i in row["response"]["output"]
+        )
         result = await env.verify(row, row["response"])
-        assert result == {"reward": 1.0}
+        assert result == {"reward": float(called)}
+        assert result["reward"] == row["reward"]  # the recording's own reward
 
 
 def test_config_yaml_declares_the_simple_agent() -> None:
