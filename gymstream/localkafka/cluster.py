@@ -23,6 +23,7 @@ from gymstream.errors import KafkaSetupError
 from gymstream.localkafka import config, probe, process, storage
 from gymstream.localkafka.jars import KAFKA_VERSION, check_java, fetch_jars
 from gymstream.localkafka.lock import file_lock
+from gymstream.localkafka.states import ClusterStatus, NodeStatus
 
 __all__ = [
     "Cluster",
@@ -33,32 +34,6 @@ __all__ = [
     "status",
     "stop_cluster",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStatus:
-    """One node as seen from its data directory (``port`` is its client port)."""
-
-    node_id: int
-    pid: int | None
-    port: int
-    controller_port: int
-    running: bool
-    log: Path
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterStatus:
-    """What ``status(data_dir)`` found; ``bootstrap`` is None when nothing was started."""
-
-    data_dir: Path
-    bootstrap: str | None
-    nodes: tuple[NodeStatus, ...]
-
-    @property
-    def running(self) -> bool:
-        """True if the directory has a cluster and every node of it runs."""
-        return bool(self.nodes) and all(n.running for n in self.nodes)
 
 
 @dataclass
