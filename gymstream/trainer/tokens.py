@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from gymstream.errors import TrajectoryError
 from gymstream.nemo.output_row import AGENT_REF, ROLLOUT_INDEX, TASK_INDEX
@@ -51,7 +51,6 @@ __all__ = [
 
 # NeMo Gym's names (openai_utils.TokenIDLogProbMixin), on an item of ``response.output``: named
 # once, in gymstream.nemo.token_ids (re-exported here for trainers).
-_TOKEN_FIELDS: Final = TOKEN_FIELDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,11 +151,11 @@ def _turns(row: Mapping[str, Any], where: str) -> list[_Turn]:
     for index, item in enumerate(output):
         if not isinstance(item, Mapping):
             continue
-        present = [name for name in _TOKEN_FIELDS if name in item]
+        present = [name for name in TOKEN_FIELDS if name in item]
         if not present:
             continue
-        if len(present) < len(_TOKEN_FIELDS):
-            missing = ", ".join(name for name in _TOKEN_FIELDS if name not in item)
+        if len(present) < len(TOKEN_FIELDS):
+            missing = ", ".join(name for name in TOKEN_FIELDS if name not in item)
             raise TrajectoryError(f"{where}: response.output[{index}] lacks {missing}")
         field = f"{where}: response.output[{index}]"
         prompt = _ints(item[PROMPT_TOKEN_IDS], f"{field}.{PROMPT_TOKEN_IDS}")
