@@ -18,6 +18,7 @@ import base64
 import os
 import random
 import socket
+from pathlib import Path
 
 __all__ = [
     "CONTROLLER_PORT_OFFSET",
@@ -199,8 +200,25 @@ def check_ports_free(
     return None
 
 
-def find_free_base_port(brokers: int, low: int = 20_000, high: int = 45_000) -> int:
-    """A random base port whose client and controller ports are all free right now (for tests)."""
+def ephemeral_low(default: int = 32_768) -> int:
+    """The lowest port the OS hands out for outgoing connections and ``bind(0)`` (Linux:
+    ``net.ipv4.ip_local_port_range``): a broker port at or above it may be taken by any client
+    socket while the broker is stopped, and then cannot be started again."""
+    try:
+        text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text("utf-8")
+        return int(text.split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
+def find_free_base_port(brokers: int, low: int = 20_000, high: int | None = None) -> int:
+    """A random base port whose client and controller ports are all free right now (for tests).
+
+    The whole block (client ports and the controllers' at +100) stays below the OS's ephemeral
+    range, so that a node stopped by a test can be started again on the same ports.
+    """
+    if high is None:
+        high = max(low + 1, ephemeral_low() - 101 - brokers)
     for _ in range(200):
         base = random.randrange(low, high)
         if check_ports_free(base, list(range(1, brokers + 1))) is None:

@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from gymstream.errors import KafkaSetupError
-from gymstream.localkafka import KAFKA_VERSION, jars_ready, start_cluster, status
+from gymstream.localkafka import (
+    KAFKA_VERSION,
+    find_free_base_port,
+    jars_ready,
+    start_cluster,
+    status,
+)
 from gymstream.localkafka.config import (
     bootstrap_servers,
     check_ports_free,
@@ -238,3 +244,13 @@ def test_status_of_an_empty_directory(tmp_path: Path) -> None:
     assert state.nodes == ()
     assert state.bootstrap is None
     assert not state.running
+
+
+def test_free_base_ports_stay_below_the_ephemeral_range() -> None:
+    """A test stops and restarts nodes: their ports must not be ones a client socket may take."""
+    from gymstream.localkafka.config import ephemeral_low
+
+    top = ephemeral_low()
+    for _ in range(50):
+        base = find_free_base_port(3)
+        assert base + 100 + 3 < top  # the last controller port of the block
