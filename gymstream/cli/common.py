@@ -198,8 +198,9 @@ def run(coro: Coroutine[Any, Any, T], *, bootstrap: str = "") -> T:
         if bootstrap and _listening(bootstrap):
             raise fail(
                 f"Kafka at {bootstrap} accepts connections but the Kafka handshake failed ({exc}): "
-                "check that GYMSTREAM_KAFKA_SECURITY_PROTOCOL and the SASL/SSL settings match the "
-                "broker's listener, or that the broker has finished starting",
+                "check that GYMSTREAM_KAFKA_SECURITY_PROTOCOL and the GYMSTREAM_KAFKA_SASL_* / "
+                "_SSL_* settings (mechanism, credentials, CA file) match the broker's listener, or "
+                "that the broker has finished starting",
                 1,
             ) from None
         raise fail(

@@ -25,6 +25,7 @@ from gymstream.localkafka import (
     stop_cluster,
 )
 from gymstream.localkafka.config import MAX_BROKERS
+from gymstream.localkafka.listeners import DEV_PASSWORD, DEV_USER
 from gymstream.localkafka.settings import LocalKafkaSettings
 
 app = typer.Typer(
@@ -154,12 +155,14 @@ def start(
             show_default=False,
         ),
     ] = None,
-    oauth_port: Annotated[
+    security_port: Annotated[
         int | None,
         typer.Option(
-            "--oauth-port",
-            help="Also serve SASL_PLAINTEXT/OAUTHBEARER on this port (node i: +i-1), accepting "
-            "unsigned JWTs: for trying GYMSTREAM_KAFKA_SASL_OAUTH_* settings, never production.",
+            "--security-port",
+            help="Also serve development SASL_PLAINTEXT (this port), SSL (+10) and SASL_SSL (+20) "
+            "listeners (node i: +i-1) for trying the GYMSTREAM_KAFKA_* security settings: PLAIN "
+            f"and SCRAM-SHA-256/512 with user {DEV_USER} / password {DEV_PASSWORD}, OAUTHBEARER "
+            "with unsigned JWTs, a self-signed certificate (its PEM is printed). Never production.",
             min=1024,
             max=65000,
             show_default=False,
@@ -184,7 +187,7 @@ def start(
             heap_mb=settings.heap_mb,
             timeout_s=timeout or settings.start_timeout_s,
             controller_port=controller_port or settings.controller_port,
-            oauth_port=oauth_port,
+            security_port=security_port,
         )
     )
     how = "were already running" if already else f"started in {time.monotonic() - began:.1f} s"
@@ -194,8 +197,15 @@ def start(
         f"stop with `{stop_hint}`",
         err=True,
     )
-    if cluster.oauth_bootstrap:
-        typer.echo(f"OAUTHBEARER (unsecured tokens) at {cluster.oauth_bootstrap}", err=True)
+    if cluster.security.enabled:
+        for kind in ("SASL", "TLS", "SASLTLS"):
+            protocol = cluster.security.security_protocol(kind)
+            typer.echo(f"{protocol} at {cluster.listener_bootstrap(kind)}", err=True)
+        typer.echo(
+            f"SASL user {DEV_USER}, password {DEV_PASSWORD} (PLAIN, SCRAM-SHA-256/512; "
+            f"OAUTHBEARER: unsigned JWTs); TLS CA file {cluster.ca_file}",
+            err=True,
+        )
     typer.echo(cluster.bootstrap)
 
 

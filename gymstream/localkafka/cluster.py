@@ -22,8 +22,10 @@ from pathlib import Path
 from gymstream.errors import KafkaSetupError
 from gymstream.localkafka import config, probe, process, storage
 from gymstream.localkafka.jars import KAFKA_VERSION, check_java, fetch_jars
+from gymstream.localkafka.listeners import DevListeners, ListenerKind
 from gymstream.localkafka.lock import file_lock
 from gymstream.localkafka.states import ClusterStatus, NodeStatus
+from gymstream.localkafka.tls import ensure_certificate, tls_files
 
 __all__ = [
     "Cluster",
@@ -51,20 +53,20 @@ class Cluster:
     heap_mb: int
     pids: dict[int, int | None] = field(default_factory=dict)
     controller_base: int | None = None  # node 1's controller port; None: port + 100
-    oauth_base: int | None = None  # node 1's OAUTHBEARER listener (unsecured tokens), if any
+    security: DevListeners = field(default_factory=DevListeners)  # dev SASL/TLS listeners
 
     @property
     def bootstrap(self) -> str:
         return config.bootstrap_servers(self.port, self.node_ids)
 
+    def listener_bootstrap(self, kind: ListenerKind) -> str:
+        """One security listener's bootstrap servers (ValueError: started without them)."""
+        return self.security.bootstrap(kind, self.node_ids, config.HOST)
+
     @property
-    def oauth_bootstrap(self) -> str | None:
-        """The OAUTHBEARER listeners' bootstrap servers (None: the cluster has none)."""
-        return (
-            None
-            if self.oauth_base is None
-            else config.bootstrap_servers(self.oauth_base, self.node_ids)
-        )
+    def ca_file(self) -> Path:
+        """The PEM file a client trusts for the TLS listeners (exists with --security-port)."""
+        return tls_files(self.data_dir).ca_pem
 
     @property
     def node_ids(self) -> list[int]:
@@ -124,7 +126,7 @@ class Cluster:
                 "java": self.java,
                 "heap_mb": self.heap_mb,
                 "controller_port": self.controller_base,
-                "oauth_port": self.oauth_base,
+                "security_port": self.security.base,
                 "pids": {str(n): pid for n, pid in self.pids.items()},
             },
         )
@@ -228,7 +230,7 @@ def _load(data_dir: Path) -> Cluster | None:
             heap_mb=int(str(state["heap_mb"])),
             pids={int(k): (int(v) if v is not None else None) for k, v in raw_pids.items()},
             controller_base=_optional_port(state.get("controller_port")),
-            oauth_base=_optional_port(state.get("oauth_port")),
+            security=DevListeners(_optional_port(state.get("security_port"))),
         )
     except (KeyError, ValueError) as exc:
         raise KafkaSetupError(
@@ -251,7 +253,7 @@ def start_cluster(
     heap_mb: int = 512,
     timeout_s: float = 60.0,
     controller_port: int | None = None,
-    oauth_port: int | None = None,
+    security_port: int | None = None,
 ) -> Cluster:
     """Start (or finish starting) the cluster in ``data_dir`` and wait until all nodes serve.
 
@@ -260,7 +262,8 @@ def start_cluster(
     default cache. Raises KafkaSetupError (Java missing or < 17, Maven missing, port taken,
     a node not up within timeout_s -- with the end of its log). ``controller_port`` is node 1's
     KRaft controller port (node i uses it + i - 1); None puts the controllers at ``port + 100``.
-    ``oauth_port`` adds a SASL_PLAINTEXT/OAUTHBEARER listener per node (unsecured tokens).
+    ``security_port`` adds development SASL_PLAINTEXT, SSL and SASL_SSL listeners per node
+    (see listeners.py; a SCRAM user only where the storage is formatted with them).
     """
     if not 1 <= brokers <= config.MAX_BROKERS:
         raise KafkaSetupError(f"brokers must be between 1 and {config.MAX_BROKERS}, not {brokers}")
@@ -274,23 +277,24 @@ def start_cluster(
         running = _load(data_dir)
         alive = {n: p for n, p in running.pids.items() if running.is_running(n)} if running else {}
         if running is not None and alive:
-            wanted = (port, brokers, controller_port, oauth_port)
+            wanted = (port, brokers, controller_port, security_port)
             if (
                 running.port,
                 running.brokers,
                 running.controller_base,
-                running.oauth_base,
+                running.security.base,
             ) != wanted:
                 raise KafkaSetupError(
                     f"the cluster in {data_dir} already runs ({running.brokers} broker(s) on "
                     f"{running.bootstrap}): stop it first (gymstream kafka stop --data-dir "
-                    f"{data_dir}) to change --port, --controller-port, --oauth-port or --brokers"
+                    f"{data_dir}) to change --port, --controller-port, --security-port or --brokers"
                 )
             if len(alive) == brokers:
                 return running
         cluster_id = storage.recorded_cluster_id(data_dir, brokers)
         todo = [n for n in range(1, brokers + 1) if n not in alive]
-        problem = config.check_ports_free(port, todo, controller_port, oauth_port)
+        security = DevListeners(security_port)
+        problem = config.check_ports_free(port, todo, controller_port, security)
         if problem is not None:
             raise KafkaSetupError(problem)
         java_path = check_java(java)
@@ -307,6 +311,7 @@ def start_cluster(
                 "controller_port": controller_port,
             },
         )
+        tls = ensure_certificate(data_dir, java_path) if security.enabled else None
         log4j = resources.files("gymstream.localkafka").joinpath("log4j2.properties")
         (data_dir / "log4j2.properties").write_text(log4j.read_text("utf-8"), "utf-8")
         for node_id in todo:
@@ -314,13 +319,15 @@ def start_cluster(
             (node_dir / "data").mkdir(parents=True, exist_ok=True)
             (node_dir / "server.properties").write_text(
                 config.render_properties(
-                    node_id, brokers, port, str(node_dir / "data"), controller_port, oauth_port
+                    node_id, brokers, port, str(node_dir / "data"), controller_port, security, tls
                 ),
                 "utf-8",
             )
-        storage.format_nodes(data_dir, todo, cluster_id, java_path, libs, timeout_s)
+        storage.format_nodes(
+            data_dir, todo, cluster_id, java_path, libs, timeout_s, security.format_arguments()
+        )
         cluster = Cluster(data_dir, brokers, port, libs, java_path, heap_mb, dict(alive))
-        cluster.controller_base, cluster.oauth_base = controller_port, oauth_port
+        cluster.controller_base, cluster.security = controller_port, security
         cluster._start_nodes(todo, timeout_s)
         return cluster
 

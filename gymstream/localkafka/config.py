@@ -6,8 +6,8 @@ combined broker+controller):
 - node i serves clients on ``P + i - 1``            (P .. P+N-1; the bootstrap list)
 - node i's controller listens on ``C + i - 1`` (C .. C+N-1), where C is the controller base port
   (``--controller-port``; default P + 100)
-- with ``--oauth-port O``, node i also serves SASL_PLAINTEXT/OAUTHBEARER on ``O + i - 1``, with
-  Kafka's unsecured token validator (unsigned JWTs: for trying OAuth settings, never production)
+- with ``--security-port B``, node i also serves SASL_PLAINTEXT, SSL and SASL_SSL listeners at
+  ``B + i - 1``, ``B + 10 + i - 1`` and ``B + 20 + i - 1`` (development only: see listeners.py)
 
 Everything listens on 127.0.0.1 only.
 """
@@ -19,6 +19,9 @@ import os
 import random
 import socket
 from pathlib import Path
+
+from gymstream.localkafka.listeners import DevListeners
+from gymstream.localkafka.tls import STORE_PASSWORD, TlsFiles
 
 __all__ = [
     "CONTROLLER_PORT_OFFSET",
@@ -96,7 +99,8 @@ def render_properties(
     base_port: int,
     log_dir: str,
     controller_base: int | None = None,
-    oauth_base: int | None = None,
+    security: DevListeners | None = None,
+    tls: TlsFiles | None = None,
 ) -> str:
     """server.properties for one combined broker+controller node of a ``brokers``-node cluster.
 
@@ -136,29 +140,13 @@ def render_properties(
         "broker.heartbeat.interval.ms": "500",
         "broker.session.timeout.ms": "3000",
     }
-    if oauth_base is not None:
-        props.update(_oauth_properties(node_id, oauth_base, props))
+    if security is not None and security.enabled:
+        if tls is None:
+            raise ValueError("security listeners need the cluster's TLS files")
+        props.update(security.properties(node_id, HOST, props, tls.keystore, STORE_PASSWORD))
     lines = [f"# written by gymstream.localkafka for node {node_id} of {brokers}; do not edit"]
     lines += [f"{key}={value}" for key, value in props.items()]
     return "\n".join(lines) + "\n"
-
-
-def _oauth_properties(node_id: int, oauth_base: int, props: dict[str, str]) -> dict[str, str]:
-    """An extra OAUTH listener (SASL_PLAINTEXT, OAUTHBEARER, Kafka's unsecured validator)."""
-    address = f"OAUTH://{HOST}:{oauth_base + node_id - 1}"
-    login = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule"
-    return {
-        "listeners": f"{props['listeners']},{address}",
-        "advertised.listeners": f"{props['advertised.listeners']},{address}",
-        "listener.security.protocol.map": (
-            f"{props['listener.security.protocol.map']},OAUTH:SASL_PLAINTEXT"
-        ),
-        "sasl.enabled.mechanisms": "OAUTHBEARER",
-        "listener.name.oauth.sasl.enabled.mechanisms": "OAUTHBEARER",
-        "listener.name.oauth.oauthbearer.sasl.jaas.config": (
-            f'{login} required unsecuredLoginStringClaim_sub="broker";'
-        ),
-    }
 
 
 def port_in_use(port: int, host: str = HOST) -> bool:
@@ -184,16 +172,16 @@ def check_ports_free(
     base_port: int,
     node_ids: list[int],
     controller_base: int | None = None,
-    oauth_base: int | None = None,
+    security: DevListeners | None = None,
 ) -> str | None:
-    """None if every port of these nodes (client, controller, OAuth) is free, else the error."""
+    """None if every port of these nodes (client, controller, security) is free, else the error."""
     for node_id in node_ids:
         ports = [
             ("client", client_port(base_port, node_id)),
             ("controller", controller_port(base_port, node_id, controller_base)),
         ]
-        if oauth_base is not None:
-            ports.append(("oauth", oauth_base + node_id - 1))
+        if security is not None:
+            ports += security.ports(node_id)
         for role, port in ports:
             if port_in_use(port):
                 return port_taken_message(port, role, node_id)

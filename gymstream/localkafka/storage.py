@@ -104,9 +104,18 @@ def recorded_cluster_id(data_dir: Path, brokers: int) -> str | None:
 
 
 def format_nodes(
-    data_dir: Path, node_ids: list[int], cluster_id: str, java: str, libs: Path, timeout_s: float
+    data_dir: Path,
+    node_ids: list[int],
+    cluster_id: str,
+    java: str,
+    libs: Path,
+    timeout_s: float,
+    extra_arguments: list[str] | None = None,
 ) -> None:
-    """Run kafka-storage format for nodes without meta.properties (in parallel; ~1 s each)."""
+    """Run kafka-storage format for nodes without meta.properties (in parallel; ~1 s each).
+
+    ``extra_arguments`` go to every format command (e.g. ``--add-scram`` for the SCRAM user).
+    """
     todo = [
         n for n in node_ids if not (node_dir(data_dir, n) / "data" / "meta.properties").exists()
     ]
@@ -127,6 +136,7 @@ def format_nodes(
             cluster_id,
             "-c",
             str(folder / "server.properties"),
+            *(extra_arguments or []),
         ]
         running[node_id] = subprocess.Popen(
             command,

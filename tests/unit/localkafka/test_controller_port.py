@@ -11,6 +11,8 @@ import pytest
 from gymstream.errors import KafkaSetupError
 from gymstream.localkafka import start_cluster, status
 from gymstream.localkafka.config import check_ports_free, controller_port, render_properties
+from gymstream.localkafka.listeners import DEV_PASSWORD, DEV_USER, DevListeners
+from gymstream.localkafka.tls import TlsFiles
 
 
 def _props(text: str) -> dict[str, str]:
@@ -60,14 +62,38 @@ def test_status_of_a_stopped_cluster_shows_its_controller_port(tmp_path: Path) -
     assert [(n.port, n.controller_port) for n in nodes] == [(9092, 30000), (9093, 30001)]
 
 
-def test_an_oauth_port_adds_an_oauthbearer_listener() -> None:
-    props = _props(render_properties(2, 2, 9092, "/d", oauth_base=29600))
-    assert props["listeners"].endswith(",OAUTH://127.0.0.1:29601")
-    assert props["advertised.listeners"].endswith(",OAUTH://127.0.0.1:29601")
-    assert props["listener.security.protocol.map"].endswith(",OAUTH:SASL_PLAINTEXT")
-    assert props["listener.name.oauth.sasl.enabled.mechanisms"] == "OAUTHBEARER"
-    assert (
-        "OAuthBearerLoginModule required"
-        in props["listener.name.oauth.oauthbearer.sasl.jaas.config"]
+def test_a_security_port_adds_three_listeners_per_node() -> None:
+    tls = TlsFiles(keystore=Path("/d/tls/broker.p12"), ca_pem=Path("/d/tls/ca.pem"))
+    props = _props(render_properties(2, 2, 9092, "/d", security=DevListeners(29600), tls=tls))
+    added = ",SASL://127.0.0.1:29601,TLS://127.0.0.1:29611,SASLTLS://127.0.0.1:29621"
+    assert props["listeners"].endswith(added)
+    assert props["advertised.listeners"].endswith(added)
+    assert props["listener.security.protocol.map"].endswith(
+        ",SASL:SASL_PLAINTEXT,TLS:SSL,SASLTLS:SASL_SSL"
     )
-    assert "OAUTH" not in render_properties(2, 2, 9092, "/d")
+    for listener in ("sasl", "sasltls"):
+        mechanisms = props[f"listener.name.{listener}.sasl.enabled.mechanisms"].split(",")
+        assert set(mechanisms) == {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"}
+        plain = props[f"listener.name.{listener}.plain.sasl.jaas.config"]
+        assert f'user_{DEV_USER}="{DEV_PASSWORD}"' in plain
+    for listener in ("tls", "sasltls"):
+        assert props[f"listener.name.{listener}.ssl.keystore.location"] == "/d/tls/broker.p12"
+    assert "SASL" not in render_properties(2, 2, 9092, "/d")
+
+
+def test_the_scram_user_is_created_when_the_storage_is_formatted() -> None:
+    arguments = DevListeners(29600).format_arguments()
+    assert arguments[0::2] == ["--add-scram", "--add-scram"]
+    assert {a.split("=", 1)[0] for a in arguments[1::2]} == {"SCRAM-SHA-256", "SCRAM-SHA-512"}
+    assert all(f"name={DEV_USER},password={DEV_PASSWORD}" in a for a in arguments[1::2])
+    assert DevListeners(None).format_arguments() == []
+
+
+def test_security_ports_are_checked_free() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        problem = check_ports_free(port + 1000, [1], security=DevListeners(port - 10))
+    assert problem is not None
+    assert f"port {port} (TLS listener port of node 1)" in problem
