@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_COMPRESSION",
     "EventLoopSettings",
     "KafkaSettings",
+    "MetricsSettings",
     "ModelSettings",
     "RetrySettings",
     "RolloutSettings",
@@ -296,6 +297,20 @@ class RolloutSettings:
             worker=WorkerSettings(),
             server=ServerSettings(),
         )
+
+
+class MetricsSettings(BaseSettings):
+    """Prometheus metrics and ``/healthz`` of a long-running command (worker, sink, collect)."""
+
+    model_config = SettingsConfigDict(env_prefix="GYMSTREAM_METRICS_", frozen=True, extra="ignore")
+
+    port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve /metrics and /healthz on this port (default: off; 0 picks a free one).",
+    )
+    host: str = Field("0.0.0.0", description="Address the metrics server listens on.")  # noqa: S104
 
 
 def process_environment() -> dict[str, str]:
