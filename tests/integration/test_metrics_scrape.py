@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import (
     AGENT_ONE,
+    QUICK_MODEL_ENV,
     ROOT,
     cli_env,
     count_lines,
@@ -202,3 +203,47 @@ def test_healthz_is_503_without_partitions_and_200_with_them(
         for proc in workers:
             if proc.poll() is None:
                 stop_gracefully(proc)
+
+
+def test_a_model_outage_is_a_gauge_and_not_ready_until_the_model_answers(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    model = start_scripted_in_thread(latency_ms=5)
+    port = model.port
+    env = cli_env(kafka_bootstrap, model.url, **QUICK_MODEL_ENV)
+    assert gymstream("topics", "apply", "--agent", AGENT_ONE, env=env).returncode == 0
+    data = single_tool_input(tmp_path / "in.jsonl", rows=ROWS)
+    assert gymstream("produce", str(data), "--run-id", "o1", env=env).returncode == 0
+    log = tmp_path / "worker.log"
+    worker = start_worker(AGENT_ONE, env, log, "--metrics-port", "0", "--concurrency", "8")
+    try:
+        metrics_port = _wait_port(log)
+        wait_until(lambda: model.server.stats["requests"] >= 40, 60, "some model requests")
+        model.stop()
+
+        def down() -> bool:
+            status, body = _healthz(metrics_port)
+            checks = body["checks"]
+            return (
+                status == 503
+                and isinstance(checks, dict)
+                and "model endpoint down" in checks[f"worker/{AGENT_ONE}"]
+            )
+
+        wait_until(down, 60, "/healthz to say the model is down")
+        assert _value(_scrape(metrics_port), "gymstream_model_outage", agent=AGENT_ONE) == 1
+        model = start_scripted_in_thread(port=port, latency_ms=5)  # back, same address
+        wait_until(lambda: _healthz(metrics_port)[0] == 200, 60, "ready again")
+
+        def all_done() -> bool:
+            done = _value(_scrape(metrics_port), "gymstream_rollouts_succeeded_total")
+            return done == ROWS
+
+        wait_until(all_done, 120, f"{ROWS} rollouts")
+        end = _scrape(metrics_port)
+        assert _value(end, "gymstream_model_outage", agent=AGENT_ONE) == 0
+        assert _value(end, "gymstream_rollouts_failed_total") == 0  # the outage waited
+    finally:
+        code = stop_gracefully(worker, timeout=30)
+        model.stop()
+    assert code == 0, log.read_text()[-2000:]
