@@ -2,7 +2,8 @@
 
 Every setting is also a CLI option; values are validated once at startup and passed down.
 Environment variables: ``GYMSTREAM_KAFKA_*``, ``GYMSTREAM_MODEL_*`` (the API key falls back to
-``OPENAI_API_KEY``), ``GYMSTREAM_WORKER_*``, ``GYMSTREAM_TOPIC_*``, ``GYMSTREAM_EVENT_LOOP``.
+``OPENAI_API_KEY``), ``GYMSTREAM_WORKER_*``, ``GYMSTREAM_TOPIC_*``, ``GYMSTREAM_EVENT_LOOP``,
+``GYMSTREAM_METRICS_*``.
 """
 
 from __future__ import annotations
@@ -310,7 +311,10 @@ class MetricsSettings(BaseSettings):
         le=65535,
         description="Serve /metrics and /healthz on this port (default: off; 0 picks a free one).",
     )
-    host: str = Field("0.0.0.0", description="Address the metrics server listens on.")  # noqa: S104
+    host: str = Field(
+        "0.0.0.0",  # noqa: S104  # scraped from other hosts; opt-in (no port, no server)
+        description="Address the metrics server listens on.",
+    )
 
 
 def process_environment() -> dict[str, str]:

@@ -21,11 +21,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gymstream.errors import ConfigError
 from gymstream.observe.metrics import Metrics
 
-__all__ = ["DEFAULT_HOST", "observed", "serve_metrics"]
+__all__ = ["observed", "serve_metrics"]
 
 log = logging.getLogger("gymstream.observe.server")
-
-DEFAULT_HOST = "0.0.0.0"  # noqa: S104  # scraped from other hosts; opt-in (no port, no server)
 
 
 def _app(metrics: Metrics) -> web.Application:
@@ -49,9 +47,7 @@ def _app(metrics: Metrics) -> web.Application:
 
 
 @contextlib.asynccontextmanager
-async def serve_metrics(
-    metrics: Metrics, port: int, host: str = DEFAULT_HOST
-) -> AsyncIterator[int]:
+async def serve_metrics(metrics: Metrics, port: int, host: str) -> AsyncIterator[int]:
     """Serve ``metrics`` on ``host:port`` for the duration; yields the bound port (0 picks one)."""
     runner = web.AppRunner(_app(metrics), access_log=None, handle_signals=False)
     await runner.setup()
@@ -72,7 +68,7 @@ async def serve_metrics(
 
 
 @contextlib.asynccontextmanager
-async def observed(port: int | None, host: str = DEFAULT_HOST) -> AsyncIterator[Metrics | None]:
+async def observed(port: int | None, host: str) -> AsyncIterator[Metrics | None]:
     """A fresh ``Metrics`` served on ``port`` while the block runs; ``None`` without a port."""
     if port is None:
         yield None

@@ -166,7 +166,7 @@ async def test_a_taken_port_is_one_config_error_and_no_port_serves_nothing() -> 
         with pytest.raises(ConfigError, match=f"--metrics-port {port}: cannot listen"):
             async with serve_metrics(Metrics(), port, "127.0.0.1"):
                 pass
-    async with observed(None) as nothing:
+    async with observed(None, "127.0.0.1") as nothing:
         assert nothing is None
     async with observed(0, "127.0.0.1") as served:
         assert isinstance(served, Metrics)
