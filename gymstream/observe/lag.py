@@ -4,6 +4,7 @@ second, and after the last commit), never per message."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ __all__ = ["LAG_INTERVAL_S", "LagMeter", "consumer_lag"]
 
 LAG_INTERVAL_S = 1.0
 """How often a command re-measures its lag (at a commit; the high watermark needs no request)."""
+POSITION_WAIT_S = 0.5
+"""A measurement that has to wait longer for a position is dropped (the last one stays)."""
 
 
 async def consumer_lag(consumer: Any, committed: Callable[[Any], int | None] | None = None) -> Lag:
@@ -54,10 +57,13 @@ class LagMeter:
         *,
         force: bool = False,
     ) -> None:
-        """Measure now if ``interval_s`` has passed (or ``force``); a Kafka error keeps the last."""
+        """Measure now if ``interval_s`` has passed (or ``force``); a Kafka error, or a position
+        not known within ``POSITION_WAIT_S``, keeps the last measurement."""
         now = time.monotonic()
         if not force and now - self._measured < self.interval_s:
             return
         self._measured = now
-        with contextlib.suppress(KafkaError):
-            self.lag = await consumer_lag(consumer, committed)
+        # a position being reset (a seek) is waited for up to the request timeout: never here
+        with contextlib.suppress(KafkaError, TimeoutError):
+            async with asyncio.timeout(POSITION_WAIT_S):
+                self.lag = await consumer_lag(consumer, committed)

@@ -38,7 +38,7 @@ ROWS = 300
 @pytest.fixture
 def model() -> Iterator[ScriptedThread]:
     # slow enough (two model calls per rollout, 8 in flight) that the run lasts a few seconds
-    server = start_scripted_in_thread(latency_ms=30)
+    server = start_scripted_in_thread(latency_ms=50)
     try:
         yield server
     finally:
@@ -95,13 +95,13 @@ def test_worker_and_sink_metrics_move_mid_run_and_settle_at_the_end(
     try:
         worker_port = _wait_port(worker_log)
         wait_until(lambda: _healthz(worker_port)[0] == 200, 60, "the worker to be assigned")
+        out = tmp_path / "out.jsonl"
+        sink_args = ["sink", "-o", str(out), "--run-id", "m1", "--follow", "--verbose"]
+        sink = spawn([*sink_args, "--metrics-port", "0"], env, sink_log)  # waits for the run
+        sink_port = _wait_port(sink_log)
         data = single_tool_input(tmp_path / "in.jsonl", rows=ROWS)
         produced = gymstream("produce", str(data), "--run-id", "m1", env=env)
         assert produced.returncode == 0, produced.stderr
-        out = tmp_path / "out.jsonl"
-        sink_args = ["sink", "-o", str(out), "--run-id", "m1", "--follow", "--verbose"]
-        sink = spawn([*sink_args, "--metrics-port", "0"], env, sink_log)
-        sink_port = _wait_port(sink_log)
 
         # mid-run: gated by progress (rows on disk), not by time
         wait_until(lambda: count_lines(out) >= 30, 120, "30 rows written")
@@ -113,7 +113,15 @@ def test_worker_and_sink_metrics_move_mid_run_and_settle_at_the_end(
             assert _value(mid, "gymstream_rollouts_in_flight", agent=AGENT_ONE) >= 1
         assert _value(mid, "gymstream_model_seconds_count", agent=AGENT_ONE) == mid_done
 
-        wait_until(lambda: count_lines(out) >= ROWS, 180, f"{ROWS} rows written")
+        lag_seen: list[float] = []
+
+        def all_written() -> bool:
+            lag_seen.append(sum(_lag(_scrape(worker_port), "worker").values()))
+            return count_lines(out) >= ROWS
+
+        wait_until(all_written, 180, f"{ROWS} rows written")
+        # measured about every second, the run lasts longer than that: the lag was there
+        assert max(lag_seen) > 0
 
         def settled() -> bool:
             samples = _scrape(worker_port)
