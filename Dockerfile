@@ -24,9 +24,12 @@ WORKDIR /home/gymstream
 ENV GYMSTREAM_KAFKA_BOOTSTRAP=kafka:19092 \
     GYMSTREAM_MODEL_BASE_URL=http://model:8000/v1 \
     GYMSTREAM_MODEL_NAME=scripted \
+    GYMSTREAM_METRICS_PORT=9464 \
     PYTHONUNBUFFERED=1
-# Until the processes serve /healthz (issue 12 item 1): healthy while the first bootstrap
-# server accepts connections from this container.
-HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-    CMD python -c "import os, socket; h, _, p = os.environ['GYMSTREAM_KAFKA_BOOTSTRAP'].split(',')[0].rpartition(':'); socket.create_connection((h, int(p)), 3).close()"
+# worker, sink and collect serve Prometheus metrics on /metrics and readiness on /healthz at
+# GYMSTREAM_METRICS_PORT: healthy when the process has its partitions and (workers) the model
+# answers; /healthz answers 503 otherwise, which urlopen raises on.
+EXPOSE 9464
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('GYMSTREAM_METRICS_PORT', '9464'), timeout=4).close()"
 ENTRYPOINT ["gymstream"]

@@ -21,10 +21,11 @@ from gymstream.kafka.clients import client_options
 from gymstream.kafka.topics import ApplyReport, TopicLayout, apply_topics
 from gymstream.nemo.outputs import OutputPaths, claim_output, hold_output
 from gymstream.nemo.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
+from gymstream.observe.server import observed
 from gymstream.produce.producer import ProduceOptions, ProduceReport, produce
 from gymstream.produce.waiting import waiting_rollouts
 from gymstream.rollout.aggregate import server_metrics, write_entries
-from gymstream.settings import KafkaSettings, RolloutSettings
+from gymstream.settings import KafkaSettings, MetricsSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport, run_sink
 from gymstream.worker.loop import WorkerStats
 from gymstream.worker.processes import WorkerProcesses
@@ -107,13 +108,19 @@ async def collect(
     worker_processes: int = 0,
     on_progress: Callable[[SinkReport], None] | None = None,
     on_reject: Callable[[Any], None] | None = None,
+    metrics: MetricsSettings | None = None,
 ) -> CollectReport:
     """Collect every rollout of ``options.input_path`` into ``output``; see the module doc.
 
     ``worker_processes``: 0 runs each agent's worker in this process; N > 0 spawns N
     ``gymstream worker`` processes per agent (``processes.py``) to use more cores.
+    ``metrics`` with a port: this process serves /metrics and /healthz there (its sink and its
+    in-process workers); spawned worker processes serve their own on the next ports.
     """
-    with hold_output(output):  # one writer per output, from before the claim
+    port, host = (None, "") if metrics is None else (metrics.port, metrics.host)
+    async with contextlib.AsyncExitStack() as held:
+        held.enter_context(hold_output(output))  # one writer per output, from before the claim
+        observer = await held.enter_async_context(observed(port, host))
         started = time.perf_counter()
         report = CollectReport()
         report.resumed, options = resume_options(
@@ -135,6 +142,7 @@ async def collect(
                 per_agent=worker_processes,
                 concurrency=concurrency,
                 model_overrides=model_overrides,
+                metrics_port=None if not port else port + 1,
             )
             if worker_processes > 0
             else None
@@ -155,13 +163,20 @@ async def collect(
                     settings=settings,
                     model_overrides=model_overrides,
                     concurrency=concurrency,
+                    metrics=observer,
                 ),
                 name=f"worker-{agent}",
             )
 
         sink_task = asyncio.create_task(
             run_sink(
-                kafka, layout, output, options.run_id, stop=stop_sink, on_progress=on_progress
+                kafka,
+                layout,
+                output,
+                options.run_id,
+                stop=stop_sink,
+                on_progress=on_progress,
+                metrics=observer,
             ),
             name="sink",
         )

@@ -2,7 +2,8 @@
 
 Every setting is also a CLI option; values are validated once at startup and passed down.
 Environment variables: ``GYMSTREAM_KAFKA_*``, ``GYMSTREAM_MODEL_*`` (the API key falls back to
-``OPENAI_API_KEY``), ``GYMSTREAM_WORKER_*``, ``GYMSTREAM_TOPIC_*``, ``GYMSTREAM_EVENT_LOOP``.
+``OPENAI_API_KEY``), ``GYMSTREAM_WORKER_*``, ``GYMSTREAM_TOPIC_*``, ``GYMSTREAM_EVENT_LOOP``,
+``GYMSTREAM_METRICS_*``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "DEFAULT_COMPRESSION",
     "EventLoopSettings",
     "KafkaSettings",
+    "MetricsSettings",
     "ModelSettings",
     "RetrySettings",
     "RolloutSettings",
@@ -296,6 +298,23 @@ class RolloutSettings:
             worker=WorkerSettings(),
             server=ServerSettings(),
         )
+
+
+class MetricsSettings(BaseSettings):
+    """Prometheus metrics and ``/healthz`` of a long-running command (worker, sink, collect)."""
+
+    model_config = SettingsConfigDict(env_prefix="GYMSTREAM_METRICS_", frozen=True, extra="ignore")
+
+    port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Serve /metrics and /healthz on this port (default: off; 0 picks a free one).",
+    )
+    host: str = Field(
+        "0.0.0.0",  # noqa: S104  # scraped from other hosts; opt-in (no port, no server)
+        description="Address the metrics server listens on.",
+    )
 
 
 def process_environment() -> dict[str, str]:

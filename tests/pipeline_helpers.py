@@ -21,6 +21,18 @@ AGENT_MULTI = "example_multi_step_simple_agent"
 CLI = [sys.executable, "-m", "gymstream.cli.main"]
 
 
+QUICK_MODEL_ENV = {
+    "GYMSTREAM_MODEL_TIMEOUT_S": "1",
+    "GYMSTREAM_MODEL_CONNECT_TIMEOUT_S": "1",
+    "GYMSTREAM_RETRY_MAX_ATTEMPTS": "2",
+    "GYMSTREAM_RETRY_BACKOFF_INITIAL_S": "0.05",
+    "GYMSTREAM_RETRY_BACKOFF_MAX_S": "0.2",
+    "GYMSTREAM_RETRY_ROLLOUT_DEADLINE_S": "30",
+    "GYMSTREAM_WORKER_SHUTDOWN_GRACE_S": "5",
+}
+"""Model faults show quickly: a short model timeout, quick retries, a short grace."""
+
+
 def cli_env(bootstrap: str, model_url: str | None = None, **extra: str) -> dict[str, str]:
     """The environment of a test's CLI stages: its own topic prefix (tests share one broker),
     the scripted model when given, quick commits; ``extra`` adds or overrides variables."""

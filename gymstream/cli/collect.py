@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from gymstream.cli.common import (
     BootstrapOpt,
     ConfigOpt,
+    MetricsPortOpt,
     ModelApiOpt,
     ModelBaseUrlOpt,
     ModelNameOpt,
@@ -32,6 +33,7 @@ from gymstream.cli.common import (
     gym_config,
     kafka_settings,
     layout_for,
+    metrics_settings,
     rollout_settings,
     run,
     setup_logging,
@@ -59,7 +61,7 @@ from gymstream.config import GymConfig
 from gymstream.kafka.topics import TopicLayout
 from gymstream.nemo.outputs import OutputPaths
 from gymstream.produce.producer import ProduceOptions
-from gymstream.settings import KafkaSettings, RolloutSettings
+from gymstream.settings import KafkaSettings, MetricsSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport
 
 __all__ = ["collect_command", "finish", "problem", "progress_bar", "run_collect"]
@@ -118,6 +120,7 @@ def run_collect(
     overwrite: bool,
     show_progress: bool = True,
     worker_processes: int = 0,
+    metrics: MetricsSettings | None = None,
 ) -> CollectReport:
     """Run ``gymstream.collect.collect`` with a progress bar, then print both summaries."""
     with progress_bar(show_progress) as bar:
@@ -135,6 +138,7 @@ def run_collect(
                 worker_processes=worker_processes,
                 on_progress=bar,
                 on_reject=print_reject,
+                metrics=metrics,
             ),
             bootstrap=kafka.bootstrap,
         )
@@ -191,6 +195,7 @@ def collect_command(
     config: ConfigOpt = None,
     nemo_gym_head: NemoGymHeadOpt = None,
     verbose: VerboseOpt = False,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Collect rollouts end to end: apply topics, produce, run workers and the sink.
 
@@ -200,6 +205,7 @@ def collect_command(
     setup_logging(verbose)
     check_input(input_path)
     kafka = kafka_settings(bootstrap)
+    metrics = metrics_settings(metrics_port)
     layout = layout_for(topic_prefix, topics_file)
     cfg = gym_config(config, nemo_gym_head)
     paths = OutputPaths(output)
@@ -233,6 +239,7 @@ def collect_command(
         overwrite=overwrite,
         show_progress=not no_progress,
         worker_processes=worker_processes,
+        metrics=metrics,
     )
     finish(report, paths)
 

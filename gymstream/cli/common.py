@@ -23,6 +23,7 @@ from gymstream.nemo.head import server_urls
 from gymstream.settings import (
     EventLoopSettings,
     KafkaSettings,
+    MetricsSettings,
     RolloutSettings,
     TopicSettings,
     process_environment,
@@ -99,6 +100,18 @@ ModelTokenIdsOpt = Annotated[
     ),
 ]
 
+MetricsPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve Prometheus metrics on /metrics and readiness on /healthz on this port "
+        "(default: $GYMSTREAM_METRICS_PORT, else off).",
+        show_default=False,
+    ),
+]
+
 
 def settings_error(exc: ValidationError, prefix: str) -> typer.Exit:
     """One line for a bad setting: which variable, what is wrong, what to do (exit code 2)."""
@@ -125,6 +138,14 @@ def kafka_settings_help() -> str:
         what = f" {info.description}" if info.description else ""
         lines.append(f"GYMSTREAM_KAFKA_{name.upper()}{what}{default}")
     return "\n\n".join(lines)
+
+
+def metrics_settings(port: int | None) -> MetricsSettings:
+    """GYMSTREAM_METRICS_* with --metrics-port over the port; a bad value is one line."""
+    try:
+        return MetricsSettings(port=port) if port is not None else MetricsSettings()
+    except ValidationError as exc:
+        raise settings_error(exc, "GYMSTREAM_METRICS_") from None
 
 
 def layout_for(prefix: str | None, topics_file: Path | None) -> TopicLayout:

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from gymstream.cli.common import (
     BootstrapOpt,
+    MetricsPortOpt,
     OverwriteOpt,
     PrefixOpt,
     TopicsFileOpt,
@@ -19,6 +20,7 @@ from gymstream.cli.common import (
     fail,
     kafka_settings,
     layout_for,
+    metrics_settings,
     out,
     run,
     setup_logging,
@@ -26,6 +28,7 @@ from gymstream.cli.common import (
 from gymstream.errors import GymstreamError
 from gymstream.eventloop import install_stop_signals
 from gymstream.nemo.outputs import OutputPaths, claim_output, hold_output
+from gymstream.observe.server import observed
 from gymstream.sink.loop import SinkReport, run_sink
 
 __all__ = ["print_sink_summary", "sink_command"]
@@ -64,6 +67,7 @@ def sink_command(
     topic_prefix: PrefixOpt = None,
     topics_file: TopicsFileOpt = None,
     verbose: VerboseOpt = False,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Write a run's scored rollouts to JSONL exactly as NeMo Gym's collector would.
 
@@ -72,6 +76,7 @@ def sink_command(
     """
     setup_logging(verbose)
     kafka = kafka_settings(bootstrap)
+    metrics = metrics_settings(metrics_port)
     layout = layout_for(topic_prefix, topics_file)
     paths = OutputPaths(output)
     with contextlib.ExitStack() as held:
@@ -85,7 +90,10 @@ def sink_command(
         async def main() -> SinkReport:
             stop = asyncio.Event()
             install_stop_signals(stop)
-            return await run_sink(kafka, layout, paths, run_id, stop=stop, follow=follow)
+            async with observed(metrics.port, metrics.host) as observer:
+                return await run_sink(
+                    kafka, layout, paths, run_id, stop=stop, follow=follow, metrics=observer
+                )
 
         report = run(main(), bootstrap=kafka.bootstrap)
     print_sink_summary(report, output)

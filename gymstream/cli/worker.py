@@ -9,6 +9,7 @@ import typer
 from gymstream.cli.common import (
     BootstrapOpt,
     ConfigOpt,
+    MetricsPortOpt,
     ModelApiOpt,
     ModelBaseUrlOpt,
     ModelNameOpt,
@@ -21,12 +22,15 @@ from gymstream.cli.common import (
     gym_config,
     kafka_settings,
     layout_for,
+    metrics_settings,
     out,
     rollout_settings,
     run,
     setup_logging,
 )
 from gymstream.errors import GymstreamError
+from gymstream.observe.server import observed
+from gymstream.worker.loop import WorkerStats
 from gymstream.worker.serve import serve_until_signalled
 
 __all__ = ["worker_command"]
@@ -59,6 +63,7 @@ def worker_command(
             "processes of `collect --worker-processes` die with their parent.",
         ),
     ] = False,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Serve one agent: consume its tasks, run rollouts, publish scored results.
 
@@ -80,19 +85,24 @@ def worker_command(
         "api": model_api,
         "return_token_id_information": model_return_token_ids,
     }
-    stats = run(
-        serve_until_signalled(
-            kafka,
-            layout,
-            cfg,
-            agent,
-            rollout_settings(),
-            overrides,
-            concurrency,
-            stop_on_stdin_eof=stop_on_stdin_eof,
-        ),
-        bootstrap=kafka.bootstrap,
-    )
+    settings = rollout_settings()
+    metrics = metrics_settings(metrics_port)
+
+    async def main() -> WorkerStats:
+        async with observed(metrics.port, metrics.host) as observer:
+            return await serve_until_signalled(
+                kafka,
+                layout,
+                cfg,
+                agent,
+                settings,
+                overrides,
+                concurrency,
+                stop_on_stdin_eof=stop_on_stdin_eof,
+                metrics=observer,
+            )
+
+    stats = run(main(), bootstrap=kafka.bootstrap)
     failures = ", ".join(f"{k}: {v}" for k, v in stats.failures.most_common()) or "none"
     out.print(
         f"worker for {agent}: {stats.taken} taken, {stats.succeeded} succeeded, "

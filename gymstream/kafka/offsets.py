@@ -37,7 +37,7 @@ TP = TypeVar("TP", bound=Hashable)
 class _Partition:
     """One partition's offsets: started in order, in flight, and the positions reached."""
 
-    __slots__ = ("committed", "completed", "in_flight", "last_started", "started")
+    __slots__ = ("committed", "completed", "first", "in_flight", "last_started", "started")
 
     def __init__(self) -> None:
         self.started: deque[int] = deque()  # started offsets not yet passed, increasing
@@ -45,6 +45,7 @@ class _Partition:
         self.last_started = -1
         self.completed: int | None = None  # highest offset passed + 1; None before the first
         self.committed: int | None = None
+        self.first: int | None = None  # the first offset started since the partition was taken
 
     def position(self) -> int | None:
         """Where a consumer may resume, or None while the first started offset is unfinished."""
@@ -82,6 +83,7 @@ class OffsetTracker(Generic[TP]):
         part = self._partitions.get(tp)
         if part is None:
             part = self._partitions[tp] = _Partition()
+            part.first = offset
         if offset <= part.last_started:
             raise ValueError(
                 f"{tp}: offset {offset} started after offset {part.last_started}; offsets must "
@@ -146,6 +148,14 @@ class OffsetTracker(Generic[TP]):
             return self._in_flight
         part = self._partitions.get(tp)
         return 0 if part is None else len(part.in_flight)
+
+    def committed(self, tp: TP) -> int | None:
+        """The position last marked committed on ``tp``; before the first mark, the first offset
+        started on it (where its group's committed position was); None if ``tp`` is untracked."""
+        part = self._partitions.get(tp)
+        if part is None:
+            return None
+        return part.first if part.committed is None else part.committed
 
     def revoke(self, tps: Iterable[TP]) -> dict[TP, int]:
         """Forget ``tps`` (a rebalance took them) and return their final positions to commit.

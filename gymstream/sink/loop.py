@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from typing import IO
+from typing import IO, Any
 
 import msgspec
 from aiokafka import ConsumerRecord, TopicPartition
@@ -33,6 +33,8 @@ from gymstream.nemo.outputs import (
     read_run_file,
     repair_torn_tail,
 )
+from gymstream.observe.lag import LagMeter
+from gymstream.observe.metrics import Metrics, SinkMetrics
 from gymstream.runs.tail import RunsTail
 from gymstream.settings import KafkaSettings
 from gymstream.sink.ledger import SinkLedger, SinkReport
@@ -101,8 +103,13 @@ async def run_sink(
     follow: bool = False,
     on_progress: Callable[[SinkReport], None] | None = None,
     batch_records: int = 5000,
+    metrics: Metrics | None = None,
 ) -> SinkReport:
-    """Write the run's results to ``output`` until the run is complete (or ``stop``)."""
+    """Write the run's results to ``output`` until the run is complete (or ``stop``).
+
+    ``metrics`` (None: off): rows and failures written, duplicates dropped, commit latency, the
+    lag per partition (measured after a commit, at most every second, and at the end); ready
+    for ``/healthz`` while it has partitions assigned."""
     started = time.perf_counter()
     stop = stop or asyncio.Event()
     ledger = _resume(output, run_id)
@@ -115,6 +122,7 @@ async def run_sink(
     # from the start, whatever the group committed before
     rebuild = FromTheStart(consumer, rebuild=report.resumed_rows == 0)
     consumer.subscribe([layout.results, layout.failures], listener=rebuild)
+    watch = None if metrics is None else _SinkWatch(metrics, consumer, report)
     out_handle = output.output.open("ab")
     fail_handle = output.failures.open("ab")
     try:
@@ -129,6 +137,8 @@ async def run_sink(
                 break
             batches = await consumer.getmany(timeout_ms=200, max_records=batch_records)
             if not batches:
+                if watch is not None:
+                    await watch.measure_lag()
                 continue
             rows = ledger.take(_decode(batches, layout.results))
             if rows.output:
@@ -142,9 +152,15 @@ async def run_sink(
                 fail_handle.close()
                 move_to_history(output, run_id, rows.superseded)
                 fail_handle = output.failures.open("ab")
+            began = time.perf_counter()
             await consumer.commit()  # only now: the rows above are on disk
+            if watch is not None:
+                watch.committed(time.perf_counter() - began)
+                await watch.measure_lag()
             if on_progress is not None:
                 on_progress(report)
+        if watch is not None:
+            await watch.measure_lag(force=True)
     finally:
         out_handle.close()
         fail_handle.close()
@@ -155,3 +171,29 @@ async def run_sink(
     )
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+class _SinkWatch:
+    """The sink's metrics and readiness (only with a metrics port)."""
+
+    def __init__(self, metrics: Metrics, consumer: Any, report: SinkReport) -> None:
+        self.record: SinkMetrics = metrics.sink()
+        self.record.baseline(report.written, report.failed, report.duplicates)
+        self.consumer = consumer
+        self.report = report
+        self.meter = LagMeter()
+        metrics.watch_sink(lambda: self.meter.lag)
+        metrics.readiness.add("sink", self.not_ready)
+
+    def not_ready(self) -> str | None:
+        if not self.consumer.assignment():
+            return "no partition of the results and failures topics assigned yet"
+        return None
+
+    def committed(self, seconds: float) -> None:
+        self.record.commit.observe(seconds)
+        report = self.report
+        self.record.progress(report.written, report.failed, report.duplicates)
+
+    async def measure_lag(self, *, force: bool = False) -> None:
+        await self.meter.measure(self.consumer, force=force)

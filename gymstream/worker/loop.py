@@ -45,6 +45,7 @@ from gymstream.errors import ConfigError
 from gymstream.kafka.clients import build_consumer, build_producer
 from gymstream.kafka.offsets import OffsetTracker
 from gymstream.kafka.topics import TopicLayout
+from gymstream.observe.metrics import Metrics
 from gymstream.rollout.environment import AnyEnvironment
 from gymstream.rollout.model.client import ModelClient
 from gymstream.rollout.remote_agent import RemoteAgent
@@ -54,6 +55,7 @@ from gymstream.worker.failure_log import FailureLog
 from gymstream.worker.outage import ModelOutage
 from gymstream.worker.outcome import OutcomeStep, Where
 from gymstream.worker.runner import TaskRunner
+from gymstream.worker.watch import WorkerWatch
 
 __all__ = ["WorkerStats", "new_worker_id", "run_worker"]
 
@@ -97,6 +99,7 @@ class _Worker:
         live_versions: LiveVersions,
         runner: TaskRunner,
         on_outcome: Callable[[str, float | None, str | None], None] | None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.kafka = kafka
         self.layout = layout
@@ -120,6 +123,19 @@ class _Worker:
         # rollouts between taking their task and having their output ready; ``all_tasks`` also
         # holds those still publishing, which need no slot (the model is not waiting on them)
         self.running = 0
+        self.watch = (
+            None
+            if metrics is None
+            else WorkerWatch(
+                metrics,
+                agent,
+                self.topic,
+                outage=runner.outage,
+                in_flight=lambda: len(self.all_tasks),
+                consumer=lambda: self.consumer,
+                tracker=self.tracker,
+            )
+        )
 
     # --- the main loop -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> WorkerStats:
@@ -207,11 +223,15 @@ class _Worker:
                 await self._commit()
                 last_commit = time.monotonic()
                 self.runner.failure_log.flush(due_only=True)
+                if self.watch is not None:
+                    await self.watch.measure_lag()
 
     def _start(self, tp: TopicPartition, message: Any) -> None:
         self.tracker.start(tp, message.offset)
         self.stats.taken += 1
         self.running += 1
+        if self.watch is not None:
+            self.watch.record.started.inc()
         task = asyncio.create_task(self._process(tp, message, self.generation[tp]))
         self.all_tasks.add(task)
         self.tasks_by_tp[tp].add(task)
@@ -232,6 +252,7 @@ class _Worker:
                 positions = {tp: pos for tp, pos in positions.items() if tp in only}
             if not positions:
                 return
+            began = time.perf_counter()
             try:
                 await self.consumer.commit(positions)
             except KafkaError as exc:
@@ -251,6 +272,8 @@ class _Worker:
             if self.commit_failing:
                 self.commit_failing = False
                 log.warning("offset commits succeed again")
+            if self.watch is not None:
+                self.watch.record.commit.observe(time.perf_counter() - began)
             self.tracker.mark_committed(positions)
             self.stats.commits += 1
 
@@ -262,6 +285,8 @@ class _Worker:
             log.info("settling %d rollouts in flight", len(self.all_tasks))
             await asyncio.wait(set(self.all_tasks), timeout=self.settings.shutdown_grace_s)
         await self._commit()
+        if self.watch is not None:
+            await self.watch.measure_lag(force=True)  # the final state
         for task in list(self.all_tasks):
             task.cancel()
         if self.all_tasks:
@@ -288,6 +313,8 @@ class _Worker:
             self.stats.reward_sum += outgoing.reward
         else:
             self.stats.failures[failure_class] += 1
+        if self.watch is not None:
+            self.watch.record.finished(failure_class, outgoing.timings, outgoing.usage)
         if self.on_outcome is not None:
             reward = outgoing.reward if failure_class is None else None
             self.on_outcome(self.agent, reward, failure_class)
@@ -330,11 +357,13 @@ async def run_worker(
     retry: RetrySettings,
     worker_id: str | None = None,
     on_outcome: Callable[[str, float | None, str | None], None] | None = None,
+    metrics: Metrics | None = None,
 ) -> WorkerStats:
     """Serve one agent until ``stop`` is set; returns what was done.
 
     ``on_outcome(agent, reward or None, failure class or None)`` is called after each rollout's
-    output is acknowledged by Kafka (used by progress bars).
+    output is acknowledged by Kafka (used by progress bars). ``metrics``: record into it and
+    register the worker's gauges and readiness check (``worker.watch``); None records nothing.
     """
     step = OutcomeStep(
         agent=agent,
@@ -360,5 +389,5 @@ async def run_worker(
             backoff_max_s=retry.backoff_max_s,
         ),
     )
-    worker = _Worker(kafka, layout, agent, settings, live_versions, runner, on_outcome)
+    worker = _Worker(kafka, layout, agent, settings, live_versions, runner, on_outcome, metrics)
     return await worker.run(stop)

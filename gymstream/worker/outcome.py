@@ -13,7 +13,7 @@ No Kafka, no clock, no logging: the caller passes the times and logs what the re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -75,6 +75,10 @@ class Outgoing:
     reward: float = 0.0
     task: TaskMessage | None = None
     where: Where | None = None
+    timings: dict[str, float] | None = None
+    usage: dict[str, Any] | None = None
+    """A result's timings (model_s, tools_s, verify_s, total_s) and the model's summed usage,
+    for the metrics (``observe``); None on failures."""
 
     @property
     def failure_class(self) -> str | None:
@@ -166,6 +170,9 @@ class OutcomeStep:
         """The result message of a finished rollout; ``total_s`` joins the rollout's timings."""
         verify = result.verify_result
         reward = float(verify.get("reward", 0.0))
+        timings = {**result.timings, "total_s": total_s}
+        response = verify.get("response")
+        usage = response.get("usage") if isinstance(response, dict) else None
         envelope = ResultMessage(
             run_id=task.run_id,
             rollout_id=task.rollout_id,
@@ -179,11 +186,18 @@ class OutcomeStep:
             finished_ms=finished_ms,
             worker_id=self.worker_id,
             policy_version=policy_version,
-            timings={**result.timings, "total_s": total_s},
+            timings=timings,
         )
         key = group_key(task.run_id, task.agent, task.task_index)
         return Outgoing(
-            self.results_topic, key, ENCODER.encode(envelope), reward=reward, task=task, where=where
+            self.results_topic,
+            key,
+            ENCODER.encode(envelope),
+            reward=reward,
+            task=task,
+            where=where,
+            timings=timings,
+            usage=usage if isinstance(usage, dict) else None,
         )
 
     def failed(

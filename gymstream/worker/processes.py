@@ -11,6 +11,10 @@ parent holds open, and stops (settles, commits, leaves) when it closes (``--stop
 which the kernel does when the parent dies, even by kill -9. Nothing is left on disk either: the
 configuration and the logs are unlinked temporary files, which the children reach through an
 inherited descriptor (``/dev/fd/N``), so there is no directory to clean after a crash.
+
+Metrics: with ``metrics_port`` P, the children serve /metrics and /healthz on P, P+1, ... in the
+order they start (``collect --metrics-port`` passes its own port + 1: the parent keeps its port
+for the sink); each child is one Prometheus target.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class WorkerProcesses:
         concurrency: int | None,
         model_overrides: Mapping[str, Any] | None,
         verbose: bool = False,
+        metrics_port: int | None = None,
     ) -> None:
         self._config = tempfile.TemporaryFile()  # noqa: SIM115  # closed in stop()
         self._config.write(yaml.safe_dump(config.model_dump(exclude_none=True)).encode())
@@ -66,6 +71,7 @@ class WorkerProcesses:
         if verbose:
             self._common.append("--verbose")
         self._per_agent = per_agent
+        self._metrics_port = metrics_port  # the next child's
         self.procs: dict[str, list[subprocess.Popen[bytes]]] = {}
         self._logs: dict[tuple[str, int], IO[bytes]] = {}
 
@@ -74,9 +80,13 @@ class WorkerProcesses:
         procs = self.procs[agent] = []
         for i in range(self._per_agent):
             log = self._logs[agent, i] = tempfile.TemporaryFile()  # noqa: SIM115  # see stop()
+            own: list[str] = []
+            if self._metrics_port is not None:
+                own = ["--metrics-port", str(self._metrics_port)]
+                self._metrics_port += 1
             procs.append(
                 subprocess.Popen(  # our own command, arguments from our settings
-                    [*command, *self._common],
+                    [*command, *self._common, *own],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.PIPE,  # never written: its end is the parent's death

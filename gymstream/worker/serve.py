@@ -16,6 +16,7 @@ from typing import Any
 from gymstream.config import GymConfig, resolve_model
 from gymstream.eventloop import install_stop_signals
 from gymstream.kafka.topics import TopicLayout
+from gymstream.observe.metrics import Metrics
 from gymstream.rollout.connect import open_environment
 from gymstream.rollout.model.client import build_model_client
 from gymstream.settings import KafkaSettings, RolloutSettings
@@ -37,10 +38,12 @@ async def serve_agent(
     model_overrides: Mapping[str, Any] | None = None,
     concurrency: int | None = None,
     on_outcome: Callable[[str, float | None, str | None], None] | None = None,
+    metrics: Metrics | None = None,
 ) -> WorkerStats:
     """Run ``agent``'s worker until ``stop`` is set. Raises ConfigError for an unknown agent.
 
-    ``concurrency`` (the CLI's) wins over the agent's configured one.
+    ``concurrency`` (the CLI's) wins over the agent's configured one; ``metrics`` (None: off)
+    receives the worker's metrics and readiness.
     """
     agent_config = config.agent(agent)
     model_settings = resolve_model(config, agent, model_overrides or {}, settings.model)
@@ -63,6 +66,7 @@ async def serve_agent(
                 settings=worker,
                 retry=retry,
                 on_outcome=on_outcome,
+                metrics=metrics,
             )
         finally:
             await client.aclose()
@@ -78,6 +82,7 @@ async def serve_until_signalled(
     concurrency: int | None,
     *,
     stop_on_stdin_eof: bool = False,
+    metrics: Metrics | None = None,
 ) -> WorkerStats:
     """Serve ``agent`` until SIGTERM or SIGINT (what a worker process runs); with
     ``stop_on_stdin_eof`` also when standard input reaches its end: a parent that spawned us
@@ -95,6 +100,7 @@ async def serve_until_signalled(
         settings=settings,
         model_overrides=model_overrides,
         concurrency=concurrency,
+        metrics=metrics,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from pipeline_helpers import (
     AGENT_ONE,
+    QUICK_MODEL_ENV,
     cli_env,
     gymstream,
     read_jsonl,
@@ -37,16 +38,7 @@ MODEL_FAILURE_CLASSES = {"model_timeout", "model_http_5xx"}
 
 def pipeline_env(bootstrap: str, model_url: str, **extra: str) -> dict[str, str]:
     """Environment for the CLI stages: short model timeout, quick retries."""
-    quick = {
-        "GYMSTREAM_MODEL_TIMEOUT_S": "1",
-        "GYMSTREAM_MODEL_CONNECT_TIMEOUT_S": "1",
-        "GYMSTREAM_RETRY_MAX_ATTEMPTS": "2",
-        "GYMSTREAM_RETRY_BACKOFF_INITIAL_S": "0.05",
-        "GYMSTREAM_RETRY_BACKOFF_MAX_S": "0.2",
-        "GYMSTREAM_RETRY_ROLLOUT_DEADLINE_S": "30",
-        "GYMSTREAM_WORKER_SHUTDOWN_GRACE_S": "5",
-    }
-    return cli_env(bootstrap, model_url, **{**quick, **extra})
+    return cli_env(bootstrap, model_url, **{**QUICK_MODEL_ENV, **extra})
 
 
 def produce(env: dict[str, str], tmp_path: Path, run_id: str) -> None:

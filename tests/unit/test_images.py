@@ -99,3 +99,44 @@ def test_the_image_runs_as_a_non_root_user_with_a_healthcheck(dockerfile: str) -
     assert users, "no USER in the final stage"
     assert users[-1] not in ("root", "0")
     assert re.search(r"^HEALTHCHECK\s", final_stage, re.MULTILINE)
+
+
+def test_the_healthchecks_ask_healthz_on_the_metrics_port(dockerfile: str) -> None:
+    final_stage = dockerfile.rsplit("\nFROM ", 1)[-1]
+    check = final_stage.split("HEALTHCHECK", 1)[1]
+    assert "/healthz" in check
+    assert "GYMSTREAM_METRICS_PORT" in check
+    assert re.search(r"GYMSTREAM_METRICS_PORT=9464", final_stage)
+    services = _compose()["services"]
+    for name in ("worker-single-tool-call", "worker-multi-step", "sink"):
+        test = " ".join(services[name]["healthcheck"]["test"])
+        assert "127.0.0.1:9464/healthz" in test, name
+
+
+async def test_the_image_healthcheck_command_follows_healthz(dockerfile: str) -> None:
+    """The HEALTHCHECK's command, run as Docker would, against a real metrics server."""
+    import asyncio
+    import os
+    import shlex
+    import sys
+
+    from gymstream.observe.metrics import Metrics
+    from gymstream.observe.server import serve_metrics
+
+    command = shlex.split(dockerfile.split("HEALTHCHECK", 1)[1].split(" CMD ", 1)[1].strip())
+    assert command[0] == "python"
+    metrics = Metrics()
+    async with serve_metrics(metrics, 0, "127.0.0.1") as port:
+
+        async def exit_code() -> int:
+            env = {**os.environ, "GYMSTREAM_METRICS_PORT": str(port)}
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, *command[1:], env=env, stderr=asyncio.subprocess.DEVNULL
+            )
+            return await proc.wait()
+
+        assert await exit_code() != 0  # nothing registered: 503
+        metrics.readiness.add("sink", lambda: None)
+        assert await exit_code() == 0
+        metrics.readiness.add("sink", lambda: "no partition assigned")
+        assert await exit_code() != 0

@@ -1,0 +1,1 @@
+"""Observability: the Prometheus metrics of every long-running process, /metrics and /healthz."""
