@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "DEFAULT_BOOTSTRAP",
     "DEFAULT_COMPRESSION",
+    "DisplaySettings",
     "EventLoopSettings",
     "KafkaSettings",
     "ModelSettings",
@@ -296,6 +297,19 @@ class RolloutSettings:
             worker=WorkerSettings(),
             server=ServerSettings(),
         )
+
+
+class DisplaySettings(BaseSettings):
+    """How a command talks to its operator: the log format and the progress line's period."""
+
+    model_config = SettingsConfigDict(env_prefix="GYMSTREAM_", frozen=True, extra="ignore")
+
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text (default) or json: one JSON object per log record."
+    )
+    progress_interval_s: float = Field(
+        10.0, gt=0, description="Seconds between progress lines when stderr is not a terminal."
+    )
 
 
 def process_environment() -> dict[str, str]:

@@ -12,8 +12,9 @@ No Kafka, no clock, no logging: the caller passes the times and logs what the re
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -31,6 +32,7 @@ __all__ = [
     "Where",
     "classify",
     "pick_policy_version",
+    "usage_tokens",
 ]
 
 
@@ -89,6 +91,21 @@ class Classified(NamedTuple):
     terminal: bool
     http_status: int | None = None
     attempts: int = 1
+
+
+_TOKEN_KEYS = ("input_tokens", "output_tokens", "total_tokens")
+
+
+def usage_tokens(verify: Mapping[str, Any]) -> dict[str, int]:
+    """The token counts of a verify result's ``response.usage`` (Responses names), for the
+    summaries; empty when the model reported none."""
+    response = verify.get("response")
+    usage = response.get("usage") if isinstance(response, Mapping) else None
+    if not isinstance(usage, Mapping):
+        return {}
+    return {
+        key: value for key in _TOKEN_KEYS if type(value := usage.get(key)) is int and value >= 0
+    }
 
 
 def classify(exc: BaseException) -> Classified:
@@ -180,6 +197,7 @@ class OutcomeStep:
             worker_id=self.worker_id,
             policy_version=policy_version,
             timings={**result.timings, "total_s": total_s},
+            tokens=usage_tokens(verify),
         )
         key = group_key(task.run_id, task.agent, task.task_index)
         return Outgoing(
