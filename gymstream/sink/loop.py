@@ -101,8 +101,13 @@ async def run_sink(
     follow: bool = False,
     on_progress: Callable[[SinkReport], None] | None = None,
     batch_records: int = 5000,
+    drain: asyncio.Event | None = None,
 ) -> SinkReport:
-    """Write the run's results to ``output`` until the run is complete (or ``stop``)."""
+    """Write the run's results to ``output`` until the run is complete (or ``stop``).
+
+    ``drain`` (a graceful stop, once nothing more is being published): when set, the sink stops
+    at its first poll that brings nothing, having written and committed what arrived before.
+    """
     started = time.perf_counter()
     stop = stop or asyncio.Event()
     ledger = _resume(output, run_id)
@@ -129,6 +134,8 @@ async def run_sink(
                 break
             batches = await consumer.getmany(timeout_ms=200, max_records=batch_records)
             if not batches:
+                if drain is not None and drain.is_set():
+                    break  # caught up with what was published
                 continue
             rows = ledger.take(_decode(batches, layout.results))
             if rows.output:
