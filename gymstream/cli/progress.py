@@ -51,6 +51,7 @@ class Figures:
     done: int
     total: int | None = None
     failed: int = 0
+    failed_word: str = "failed"
     in_flight: int | None = None
     queued: int | None = None
     """Sent but not yet done (collect: published, not yet in the output)."""
@@ -103,7 +104,7 @@ def progress_line(label: str, figures: Figures, rate: float) -> str:
     eta = Rates.eta_s(figures, rate)
     if eta is not None:
         parts.append(f"ETA {_duration(eta)}")
-    parts.append(f"{figures.failed} failed")
+    parts.append(f"{figures.failed} {figures.failed_word}")
     if figures.in_flight is not None:
         parts.append(f"{figures.in_flight} in flight")
     if figures.queued is not None:

@@ -44,13 +44,14 @@ def tokens_text(tokens: Mapping[str, int]) -> str:
     return ", ".join(parts) or "none reported"
 
 
-def throughput_line(rollouts: int, elapsed_s: float, tokens: Mapping[str, int]) -> str:
-    """``throughput: 12.5 rollouts/s (300 in 24.0 s); tokens: ...``."""
+def throughput_line(
+    rollouts: int, elapsed_s: float, tokens: Mapping[str, int] | None = None
+) -> str:
+    """``throughput: 12.5 rollouts/s (300 in 24.0 s); tokens: ...`` (no tokens part when
+    ``tokens`` is None)."""
     rate = rollouts / elapsed_s if elapsed_s > 0 else 0.0
-    return (
-        f"throughput: {rate:.1f} rollouts/s ({rollouts} in {elapsed_s:.1f} s); "
-        f"tokens: {tokens_text(tokens)}"
-    )
+    line = f"throughput: {rate:.1f} rollouts/s ({rollouts} in {elapsed_s:.1f} s)"
+    return line if tokens is None else f"{line}; tokens: {tokens_text(tokens)}"
 
 
 def _order(name: str) -> tuple[int, str]:

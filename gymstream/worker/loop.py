@@ -97,6 +97,7 @@ class _Worker:
         live_versions: LiveVersions,
         runner: TaskRunner,
         on_outcome: Callable[[str, float | None, str | None], None] | None,
+        stats: WorkerStats | None = None,
     ) -> None:
         self.kafka = kafka
         self.layout = layout
@@ -107,7 +108,7 @@ class _Worker:
         self.on_outcome = on_outcome
         self.topic = layout.tasks(agent)
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-        self.stats = WorkerStats()
+        self.stats = stats or WorkerStats()
         self.tasks_by_tp: dict[TopicPartition, set[asyncio.Task[None]]] = defaultdict(set)
         self.all_tasks: set[asyncio.Task[None]] = set()
         self.producer: Any = None
@@ -330,11 +331,13 @@ async def run_worker(
     retry: RetrySettings,
     worker_id: str | None = None,
     on_outcome: Callable[[str, float | None, str | None], None] | None = None,
+    stats: WorkerStats | None = None,
 ) -> WorkerStats:
     """Serve one agent until ``stop`` is set; returns what was done.
 
     ``on_outcome(agent, reward or None, failure class or None)`` is called after each rollout's
-    output is acknowledged by Kafka (used by progress bars).
+    output is acknowledged by Kafka (used by progress bars). ``stats``: the (new) stats object
+    to fill, which the caller may read while the worker runs (live progress).
     """
     step = OutcomeStep(
         agent=agent,
@@ -360,5 +363,5 @@ async def run_worker(
             backoff_max_s=retry.backoff_max_s,
         ),
     )
-    worker = _Worker(kafka, layout, agent, settings, live_versions, runner, on_outcome)
+    worker = _Worker(kafka, layout, agent, settings, live_versions, runner, on_outcome, stats)
     return await worker.run(stop)

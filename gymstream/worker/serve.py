@@ -37,10 +37,12 @@ async def serve_agent(
     model_overrides: Mapping[str, Any] | None = None,
     concurrency: int | None = None,
     on_outcome: Callable[[str, float | None, str | None], None] | None = None,
+    stats: WorkerStats | None = None,
 ) -> WorkerStats:
     """Run ``agent``'s worker until ``stop`` is set. Raises ConfigError for an unknown agent.
 
-    ``concurrency`` (the CLI's) wins over the agent's configured one.
+    ``concurrency`` (the CLI's) wins over the agent's configured one; ``stats`` is filled as
+    the worker goes (``run_worker``).
     """
     agent_config = config.agent(agent)
     model_settings = resolve_model(config, agent, model_overrides or {}, settings.model)
@@ -63,6 +65,7 @@ async def serve_agent(
                 settings=worker,
                 retry=retry,
                 on_outcome=on_outcome,
+                stats=stats,
             )
         finally:
             await client.aclose()
@@ -78,6 +81,7 @@ async def serve_until_signalled(
     concurrency: int | None,
     *,
     stop_on_stdin_eof: bool = False,
+    stats: WorkerStats | None = None,
 ) -> WorkerStats:
     """Serve ``agent`` until SIGTERM or SIGINT (what a worker process runs); with
     ``stop_on_stdin_eof`` also when standard input reaches its end: a parent that spawned us
@@ -95,6 +99,7 @@ async def serve_until_signalled(
         settings=settings,
         model_overrides=model_overrides,
         concurrency=concurrency,
+        stats=stats,
     )
 
 
