@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import (
     AGENT_ONE,
-    CLI,
+    alive,
     assert_exactly_once,
+    child_pids,
     cli_env,
     count_lines,
     read_jsonl,
@@ -41,21 +42,7 @@ def env(kafka_bootstrap: str) -> Iterator[dict[str, str]]:
         server.stop()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _children(pid: int) -> set[int]:
-    try:
-        return {int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
-    except OSError:
-        return set()
-
-
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
 @pytest.mark.parametrize("worker_processes", [0, 1])
 def test_sigterm_settles_and_the_resume_gives_every_rollout_once(
     env: dict[str, str], tmp_path: Path, worker_processes: int
@@ -70,7 +57,7 @@ def test_sigterm_settles_and_the_resume_gives_every_rollout_once(
     collect = spawn(args, env, log)
     try:
         wait_until(lambda: count_lines(out) >= 20, 120, "20 rows in the output")
-        workers = _children(collect.pid) if worker_processes else set()
+        workers = child_pids(collect.pid) if worker_processes else set()
         collect.send_signal(signal.SIGTERM)
         code = collect.wait(timeout=120)
     finally:
@@ -88,7 +75,7 @@ def test_sigterm_settles_and_the_resume_gives_every_rollout_once(
     assert 20 <= len(first) < len(EXPECTED), len(first)
     if worker_processes:  # the signal reached the worker processes: they are gone
         assert workers
-        wait_until(lambda: not any(_alive(p) for p in workers), 60, "the workers to exit")
+        wait_until(lambda: not any(alive(p) for p in workers), 60, "the workers to exit")
     # the line says how to resume: run exactly that command
     line = next(x for x in text.splitlines() if RESUME in x)
     assert f"{RESUME}{run_id}: gymstream " in line, line
@@ -98,4 +85,3 @@ def test_sigterm_settles_and_the_resume_gives_every_rollout_once(
     assert resumed.wait(timeout=180) == 0, (tmp_path / "resume.log").read_text()
     assert_exactly_once(read_jsonl(out), EXPECTED)
     assert count_lines(tmp_path / "out_failures.jsonl") == 0
-    assert CLI[0]  # spawned with the same interpreter as the CLI helpers
