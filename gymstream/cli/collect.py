@@ -251,6 +251,8 @@ def collect_command(
 
 def problem(report: CollectReport, failures: Path | None = None) -> tuple[str, int] | None:
     """What went wrong in a collect run, as (message, exit code), or None when complete."""
+    if report.interrupted:
+        return "interrupted before the run was complete: run it again with the same --run-id", 130
     if report.produced is not None and report.produced.stopped_at is not None:
         return f"stopped at the first bad row (--fail-fast): {report.produced.stopped_at}", 2
     if report.missing != 0:

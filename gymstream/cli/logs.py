@@ -59,6 +59,15 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]  # of TextIO, as typeshed has it
+    """Writes to whatever ``sys.stderr`` is now: a live display redirects it, so a log line
+    goes above the live line instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def choose_format(value: LogFormat | None) -> None:
     """The global ``--log-format`` (None: the environment's, or text)."""
     global _chosen
@@ -81,7 +90,7 @@ def configure_logging(verbose: bool, log_format: LogFormat) -> None:
         return  # someone else (a test harness) owns the root logger: as logging.basicConfig
     if _handler is not None:
         root.removeHandler(_handler)
-    _handler = logging.StreamHandler(sys.stderr)
+    _handler = _Stderr()
     text = logging.Formatter(TEXT_FORMAT)
     _handler.setFormatter(JsonFormatter() if log_format == "json" else text)
     root.addHandler(_handler)

@@ -182,10 +182,11 @@ class _Periodic(threading.Thread):
         while not self.stopped.wait(self.interval_s):
             self.emit()
 
-    def stop(self) -> None:
+    def stop(self, *, last_line: bool = True) -> None:
         self.stopped.set()
         self.join()
-        self.emit()
+        if last_line:
+            self.emit()
 
 
 @contextlib.contextmanager
@@ -193,18 +194,26 @@ def show_progress(
     label: str, figures: Callable[[], Figures], *, enabled: bool = True
 ) -> Iterator[None]:
     """Show ``figures()`` live while the block runs (see the module doc); nothing when not
-    ``enabled``."""
+    ``enabled``. When the block raises (a command failing with its one clear line), the live
+    line is erased and no last progress line is logged."""
     if not enabled:
         yield
         return
     settings = display_settings()
     if console.is_terminal and settings.log_format == "text":
-        with Live(_Live(label, figures), console=console, refresh_per_second=4, transient=False):
-            yield
+        live = Live(_Live(label, figures), console=console, refresh_per_second=4)
+        with live:
+            try:
+                yield
+            except BaseException:
+                live.transient = True  # a failure's one line is not buried under a bar
+                raise
         return
     periodic = _Periodic(label, figures, settings.progress_interval_s)
     periodic.start()
     try:
         yield
-    finally:
-        periodic.stop()
+    except BaseException:
+        periodic.stop(last_line=False)  # a failure says one line, not a progress line too
+        raise
+    periodic.stop()

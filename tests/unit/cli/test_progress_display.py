@@ -224,3 +224,14 @@ def test_the_resume_command_keeps_the_options_and_adds_a_made_up_run_id() -> Non
     )
     given = ["collect", "--input", "d.jsonl", "--run-id=mine"]
     assert resume_command(given, "mine") == "gymstream collect --input d.jsonl --run-id=mine"
+
+
+def test_a_failing_command_logs_no_last_progress_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A configuration mistake is one line: the error, not a progress line as well."""
+    monkeypatch.setattr(progress, "console", Console(file=io.StringIO(), force_terminal=False))
+    caplog.set_level(logging.INFO, logger=logs.PROGRESS_LOGGER)
+    with pytest.raises(typer.Exit), show_progress("job", lambda: Figures(done=1)):
+        raise typer.Exit(2)
+    assert not [r for r in caplog.records if r.name == logs.PROGRESS_LOGGER]
