@@ -46,6 +46,9 @@ class CollectReport:
     workers: dict[str, WorkerStats] = field(default_factory=dict)
     resumed: bool = False
     elapsed_s: float = 0.0
+    interrupted: bool = False
+    """``stop`` was set before the run was complete: what arrived is written, the rest waits
+    for a resume with the same run id."""
 
     @property
     def missing(self) -> int:
@@ -109,6 +112,8 @@ async def collect(
     on_progress: Callable[[SinkReport], None] | None = None,
     on_reject: Callable[[Any], None] | None = None,
     metrics: MetricsSettings | None = None,
+    stop: asyncio.Event | None = None,
+    produce_report: ProduceReport | None = None,
 ) -> CollectReport:
     """Collect every rollout of ``options.input_path`` into ``output``; see the module doc.
 
@@ -116,6 +121,11 @@ async def collect(
     ``gymstream worker`` processes per agent (``processes.py``) to use more cores.
     ``metrics`` with a port: this process serves /metrics and /healthz there (its sink and its
     in-process workers); spawned worker processes serve their own on the next ports.
+    ``stop`` (SIGTERM/SIGINT): a graceful stop, ``report.interrupted``: production stops, the
+    workers settle their rollouts in flight (``shutdown_grace_s``) and commit, the sink writes
+    and commits what they published (bounded by the same grace), then this returns; the same
+    run id resumes exactly (``resume_options``). ``produce_report`` is filled as production
+    goes (live progress reads it).
     """
     port, host = (None, "") if metrics is None else (metrics.port, metrics.host)
     async with contextlib.AsyncExitStack() as held:
@@ -168,6 +178,9 @@ async def collect(
                 name=f"worker-{agent}",
             )
 
+        stop = stop or asyncio.Event()
+        drain_sink = asyncio.Event()
+        produced = produce_report or ProduceReport(run_id=options.run_id)
         sink_task = asyncio.create_task(
             run_sink(
                 kafka,
@@ -177,18 +190,31 @@ async def collect(
                 stop=stop_sink,
                 on_progress=on_progress,
                 metrics=observer,
+                drain=drain_sink,
             ),
             name="sink",
         )
+        producing = asyncio.create_task(
+            produce(
+                kafka, layout, options, on_reject=on_reject, on_agent=start_agent, report=produced
+            ),
+            name="produce",
+        )
         try:
-            report.produced = await produce(
-                kafka, layout, options, on_reject=on_reject, on_agent=start_agent
-            )
-            if report.produced.stopped_at is not None:
-                stop_sink.set()
+            if await _finished_first(producing, stop):
+                report.produced = producing.result()
+                if report.produced.stopped_at is not None:
+                    stop_sink.set()
+                for agent in report.produced.expected:
+                    # a resume may publish nothing for an agent whose rollouts still wait in
+                    # its task topic (skip_waiting): its workers must run all the same
+                    if agent not in worker_tasks and (
+                        spawned is None or agent not in spawned.procs
+                    ):
+                        await start_agent(agent)
             # the sink ends by itself once every expected rollout is accounted for;
             # a worker that dies early would leave it waiting, so watch them too
-            while not sink_task.done():
+            while not sink_task.done() and not stop.is_set():
                 dead = [t for t in worker_tasks.values() if t.done()]
                 for task in dead:
                     error = task.exception()
@@ -196,14 +222,26 @@ async def collect(
                         raise error
                 if spawned is not None:
                     spawned.check()
-                await asyncio.wait({sink_task}, timeout=0.5)
-            report.sink = sink_task.result()
-            entries = await server_metrics(
-                config, output.output, settings=settings.server, retry=settings.retry
-            )
-            if entries is not None:  # every agent is a NeMo Gym server's: its own metrics file
-                write_entries(entries, output.metrics)
+                await _finished_first(sink_task, stop, timeout_s=0.5)
+            if not sink_task.done():  # stopped: settle, write what arrived, commit
+                report.interrupted = True
+                report.produced = produced
+                await _stop_producing(producing)
+                grace_s = settings.worker.shutdown_grace_s
+                await _settle(stop_workers, worker_tasks, report, spawned)
+                drain_sink.set()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(sink_task), grace_s)
+                stop_sink.set()
+            report.sink = await sink_task
+            if not report.interrupted:
+                entries = await server_metrics(
+                    config, output.output, settings=settings.server, retry=settings.retry
+                )
+                if entries is not None:  # every agent is a NeMo Gym server's: its own file
+                    write_entries(entries, output.metrics)
         finally:
+            producing.cancel()
             stop_sink.set()
             stop_workers.set()
             if not sink_task.done():
@@ -216,3 +254,45 @@ async def collect(
                 await asyncio.to_thread(spawned.stop)
             report.elapsed_s = time.perf_counter() - started
         return report
+
+
+async def _finished_first(
+    task: asyncio.Task[Any], stop: asyncio.Event, *, timeout_s: float | None = None
+) -> bool:
+    """Wait for ``task`` or ``stop`` (or ``timeout_s``); True when ``task`` is done."""
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    return task.done()
+
+
+async def _stop_producing(producing: asyncio.Task[ProduceReport]) -> None:
+    """Cancel production (what is sent stays in the task topics: a resume skips it)."""
+    producing.cancel()
+    try:
+        await producing
+    except asyncio.CancelledError:
+        pass
+    except Exception:  # stopping anyway: say what production had run into
+        log.exception("production failed while stopping")
+
+
+async def _settle(
+    stop_workers: asyncio.Event,
+    worker_tasks: Mapping[str, asyncio.Task[WorkerStats]],
+    report: CollectReport,
+    spawned: WorkerProcesses | None,
+) -> None:
+    """Stop the workers: each settles its rollouts in flight within its grace, commits and
+    leaves its group; worker processes get SIGTERM and do the same."""
+    log.warning("stopping: workers settle their rollouts in flight, the sink writes what arrived")
+    stop_workers.set()
+    for agent, task in worker_tasks.items():
+        try:
+            report.workers[agent] = await task
+        except Exception:
+            log.exception("the worker for %s failed while stopping", agent)
+    if spawned is not None:
+        await asyncio.to_thread(spawned.stop)

@@ -19,6 +19,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "DEFAULT_BOOTSTRAP",
     "DEFAULT_COMPRESSION",
+    "DisplaySettings",
     "EventLoopSettings",
     "KafkaSettings",
     "MetricsSettings",
@@ -314,6 +315,19 @@ class MetricsSettings(BaseSettings):
     host: str = Field(
         "0.0.0.0",  # noqa: S104  # scraped from other hosts; opt-in (no port, no server)
         description="Address the metrics server listens on.",
+    )
+
+
+class DisplaySettings(BaseSettings):
+    """How a command talks to its operator: the log format and the progress line's period."""
+
+    model_config = SettingsConfigDict(env_prefix="GYMSTREAM_", frozen=True, extra="ignore")
+
+    log_format: Literal["text", "json"] = Field(
+        "text", description="text (default) or json: one JSON object per log record."
+    )
+    progress_interval_s: float = Field(
+        10.0, gt=0, description="Seconds between progress lines when stderr is not a terminal."
     )
 
 

@@ -197,3 +197,21 @@ async def in_process_worker(
         run.stats = await asyncio.wait_for(task, 30)
         await client.aclose()
         server.stop()
+
+
+def child_pids(pid: int) -> set[int]:
+    """The processes ``pid`` started (Linux /proc), or the empty set once it is gone."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return set()
+    return {int(x) for x in text.split()}
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie (a dead child that nobody reaped yet counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

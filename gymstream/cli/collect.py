@@ -1,4 +1,4 @@
-"""`gymstream collect`: NeMo Gym's collector over Kafka, with a progress bar and summaries.
+"""`gymstream collect`: NeMo Gym's collector over Kafka, with live progress and summaries.
 
 ``run_collect`` (shared with `gymstream demo`) runs ``gymstream.collect.collect`` and prints
 the summaries; ``problem`` decides the exit: a --fail-fast stop or missing rollouts.
@@ -6,15 +6,13 @@ the summaries; ``problem`` decides the exit: a --fail-fast stop or missing rollo
 
 from __future__ import annotations
 
-import contextlib
-import time
-from collections.abc import Iterator
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from gymstream.cli import progress
 from gymstream.cli.common import (
     BootstrapOpt,
     ConfigOpt,
@@ -28,7 +26,6 @@ from gymstream.cli.common import (
     PrefixOpt,
     TopicsFileOpt,
     VerboseOpt,
-    console,
     fail,
     gym_config,
     kafka_settings,
@@ -54,57 +51,40 @@ from gymstream.cli.dataset import (
     produce_options,
     repeats_value,
 )
+from gymstream.cli.interrupt import Interrupt, resume_command
 from gymstream.cli.produce import print_produce_summary, print_reject
-from gymstream.cli.sink import all_failed_problem, print_sink_summary
+from gymstream.cli.sink import all_failed_problem, print_sink_summary, reward_note
 from gymstream.collect import CollectReport, collect
 from gymstream.config import GymConfig
 from gymstream.kafka.topics import TopicLayout
 from gymstream.nemo.outputs import OutputPaths
-from gymstream.produce.producer import ProduceOptions
+from gymstream.produce.producer import ProduceOptions, ProduceReport
 from gymstream.settings import KafkaSettings, MetricsSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport
 
-__all__ = ["collect_command", "finish", "problem", "progress_bar", "run_collect"]
+__all__ = ["collect_command", "collect_figures", "finish", "problem", "run_collect"]
 
 
-class _Progress:
-    """done / total, rate, running mean reward per agent."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.task = progress.add_task("collecting", total=None)
-        self.started = time.perf_counter()
-
-    def __call__(self, report: SinkReport) -> None:
-        means = "  ".join(
-            f"{agent.removesuffix('_simple_agent')}: {report.reward_sum[agent] / n:.2f}"
-            for agent, n in sorted(report.written.items())
-            if n
-        )
-        rate = report.accounted / max(1e-9, time.perf_counter() - self.started)
-        self.progress.update(
-            self.task,
-            completed=report.accounted,
-            total=report.expected_total,
-            description=f"{rate:7.1f}/s  mean reward  {means}",
-        )
-
-
-@contextlib.contextmanager
-def progress_bar(enabled: bool) -> Iterator[_Progress | None]:
-    """A live bar on stderr fed by the sink's progress (None when disabled)."""
-    if not enabled:
-        yield None
-        return
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as progress:
-        yield _Progress(progress)
+def collect_figures(produced: ProduceReport, sink: SinkReport | None) -> progress.Figures:
+    """A collect run's progress: rollouts accounted for, of those expected (of those sent so
+    far while producing); queued: sent, not yet in the output (waiting or in flight)."""
+    sent = sum(produced.published.values())
+    if sink is None:
+        return progress.Figures(done=0, queued=sent, note=f"{produced.rows} rows read")
+    total = sink.expected_total
+    new = sink.accounted - sink.resumed_rows
+    note = reward_note(sink)
+    if total is None:
+        total = sent + sum(produced.skipped.values())
+        note = f"producing: {produced.rows} rows read" + (f"; {note}" if note else "")
+    return progress.Figures(
+        done=sink.accounted,
+        total=total,
+        failed=sum(sink.failed.values()),
+        queued=max(0, sent - new),
+        before=sink.resumed_rows,
+        note=note,
+    )
 
 
 def run_collect(
@@ -121,27 +101,45 @@ def run_collect(
     show_progress: bool = True,
     worker_processes: int = 0,
     metrics: MetricsSettings | None = None,
+    interrupt: Interrupt | None = None,
 ) -> CollectReport:
-    """Run ``gymstream.collect.collect`` with a progress bar, then print both summaries."""
-    with progress_bar(show_progress) as bar:
-        report = run(
-            collect(
-                kafka,
-                layout,
-                cfg,
-                options,
-                paths,
-                settings=settings or rollout_settings(),
-                model_overrides=model_overrides,
-                concurrency=concurrency,
-                overwrite=overwrite,
-                worker_processes=worker_processes,
-                on_progress=bar,
-                on_reject=print_reject,
-                metrics=metrics,
-            ),
-            bootstrap=kafka.bootstrap,
+    """Run ``gymstream.collect.collect`` with live progress, then print both summaries.
+
+    SIGTERM/SIGINT stop it gracefully (``interrupt``; ``report.interrupted`` says it happened).
+    """
+    settings = settings or rollout_settings()
+    interrupt = interrupt or Interrupt(settings.worker.shutdown_grace_s)
+    produced = ProduceReport(run_id=options.run_id)
+    latest: list[SinkReport] = []
+
+    def keep(report: SinkReport) -> None:
+        latest[:] = [report]
+
+    def figures() -> progress.Figures:
+        return collect_figures(produced, latest[0] if latest else None)
+
+    async def main() -> CollectReport:
+        interrupt.install()
+        return await collect(
+            kafka,
+            layout,
+            cfg,
+            options,
+            paths,
+            settings=settings,
+            model_overrides=model_overrides,
+            concurrency=concurrency,
+            overwrite=overwrite,
+            worker_processes=worker_processes,
+            on_progress=keep,
+            on_reject=print_reject,
+            stop=interrupt.stop,
+            produce_report=produced,
+            metrics=metrics,
         )
+
+    with progress.show_progress(f"collect {options.run_id}", figures, enabled=show_progress):
+        report = run(main(), bootstrap=kafka.bootstrap)
     if report.produced is not None:
         print_produce_summary(report.produced)
     if report.sink is not None:
@@ -188,7 +186,7 @@ def collect_command(
             "(one per core is fastest for big runs).",
         ),
     ] = 0,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar.")] = False,
+    no_progress: progress.NoProgressOpt = False,
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
     topics_file: TopicsFileOpt = None,
@@ -201,6 +199,9 @@ def collect_command(
 
     The counterpart of NeMo Gym's `ng_collect_rollouts`. Exits non-zero when any rollout is
     missing. Run it again with the same --run-id to resume: only what the output lacks is redone.
+    SIGTERM/SIGINT: stop producing, settle the rollouts in flight, write and commit what
+    arrived, print the summary and exit 143/130 with the command that resumes; a second
+    signal stops at once.
     """
     setup_logging(verbose)
     check_input(input_path)
@@ -223,6 +224,7 @@ def collect_command(
         rollout_seed=rollout_seed,
         agent_map=agent_map_value(agent_map, agent_name, override_agents),
     )
+    interrupt = Interrupt(rollout_settings().worker.shutdown_grace_s)
     report = run_collect(
         kafka,
         layout,
@@ -240,12 +242,24 @@ def collect_command(
         show_progress=not no_progress,
         worker_processes=worker_processes,
         metrics=metrics,
+        interrupt=interrupt,
     )
+    if report.interrupted:
+        written = report.sink.accounted if report.sink is not None else 0
+        resume = resume_command(sys.argv[1:], options.run_id)
+        raise fail(
+            f"interrupted ({interrupt.signal.name if interrupt.signal else 'stop'}): {written} "
+            f"rollouts of run {options.run_id} are in the output; resume with the same "
+            f"--run-id {options.run_id}: {resume}",
+            interrupt.exit_code,
+        )
     finish(report, paths)
 
 
 def problem(report: CollectReport, failures: Path | None = None) -> tuple[str, int] | None:
     """What went wrong in a collect run, as (message, exit code), or None when complete."""
+    if report.interrupted:
+        return "interrupted before the run was complete: run it again with the same --run-id", 130
     if report.produced is not None and report.produced.stopped_at is not None:
         return f"stopped at the first bad row (--fail-fast): {report.produced.stopped_at}", 2
     if report.missing != 0:

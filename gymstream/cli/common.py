@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 import sys
 from collections.abc import Coroutine
@@ -15,12 +14,14 @@ from rich.console import Console
 from rich.text import Text
 
 from gymstream import eventloop
+from gymstream.cli import logs
 from gymstream.config import GymConfig
 from gymstream.errors import GymstreamError
 from gymstream.kafka.topics import TopicLayout, load_layout
 from gymstream.nemo.config import load_any_config
 from gymstream.nemo.head import server_urls
 from gymstream.settings import (
+    DisplaySettings,
     EventLoopSettings,
     KafkaSettings,
     MetricsSettings,
@@ -179,13 +180,20 @@ def gym_config(config: str | None, nemo_gym_head: str | None = None) -> GymConfi
         raise fail(str(exc)) from None
 
 
+def display_settings() -> DisplaySettings:
+    """Log format and progress period from the environment, ``--log-format`` over the first;
+    a bad value is one clear line."""
+    try:
+        settings = DisplaySettings()
+    except ValidationError as exc:
+        raise settings_error(exc, "GYMSTREAM_") from None
+    chosen = logs.chosen_format()
+    return settings if chosen is None else settings.model_copy(update={"log_format": chosen})
+
+
 def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("aiokafka").setLevel(logging.INFO if verbose else logging.CRITICAL)
+    """Log to stderr, as text or JSON lines (``cli/logs.py``)."""
+    logs.configure_logging(verbose, display_settings().log_format)
 
 
 def _listening(bootstrap: str, timeout_s: float = 2.0) -> bool:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from gymstream.cli import kafka, model
+from gymstream.cli import kafka, logs, model
 from gymstream.cli.collect import collect_command
 from gymstream.cli.common import kafka_settings_help
 from gymstream.cli.demo import demo_command
@@ -46,8 +46,19 @@ def _main(
             "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    log_format: Annotated[
+        logs.LogFormat | None,
+        typer.Option(
+            "--log-format",
+            help="text, or json: one JSON object per log line (time, level, logger, message, "
+            "extra fields) for log shippers; progress lines too. Default: $GYMSTREAM_LOG_FORMAT "
+            "or text.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Collect reinforcement-learning rollouts for LLMs over Apache Kafka, NeMo Gym compatible."""
+    logs.choose_format(log_format)
 
 
 app.command("demo")(demo_command)

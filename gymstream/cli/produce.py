@@ -40,12 +40,13 @@ from gymstream.cli.dataset import (
     produce_options,
     repeats_value,
 )
+from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
 from gymstream.collect import resume_options, skip_waiting
 from gymstream.errors import GymstreamError, RowError
 from gymstream.nemo.outputs import OutputPaths
 from gymstream.produce.producer import ProduceReport, produce_paced
 
-__all__ = ["print_produce_summary", "print_reject", "produce_command"]
+__all__ = ["print_produce_summary", "print_reject", "produce_command", "produce_figures"]
 
 AheadOpt = Annotated[
     int | None,
@@ -76,9 +77,23 @@ def print_produce_summary(report: ProduceReport) -> None:
     for agent in sorted(report.expected):
         table.add_row(agent, str(report.published[agent]), str(report.skipped[agent]))
     out.print(table)
+    published = sum(report.published.values())
+    rate = published / report.elapsed_s if report.elapsed_s > 0 else 0.0
     out.print(
-        f"{report.rows} rows read, {sum(report.published.values())} rollouts published, "
-        f"{report.rejected} rows rejected, in {report.elapsed_s:.1f} s"
+        f"{report.rows} rows read, {published} rollouts published, "
+        f"{report.rejected} rows rejected, in {report.elapsed_s:.1f} s ({rate:.0f} rollouts/s)"
+    )
+
+
+def produce_figures(report: ProduceReport) -> Figures:
+    """Produce's progress: rollouts sent (no total: the input is streamed, not counted first),
+    rows read and rejected so far (reading and validating moves it too)."""
+    return Figures(
+        done=sum(report.published.values()),
+        failed=report.rejected,
+        failed_word="rejected",
+        unit="rollouts sent",
+        note=f"{report.rows} rows read, {sum(report.skipped.values())} skipped (done before)",
     )
 
 
@@ -126,6 +141,7 @@ def produce_command(
     topic_prefix: PrefixOpt = None,
     topics_file: TopicsFileOpt = None,
     config: ConfigOpt = None,
+    no_progress: NoProgressOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Publish a dataset's rows to the per-agent task topics (acks=all, idempotent)."""
@@ -159,17 +175,22 @@ def produce_command(
             raise fail(str(exc)) from None
         if resumed:  # what still waits in the task topics is not published again
             options = run(skip_waiting(kafka, layout, options), bootstrap=kafka.bootstrap)
-    report = run(
-        produce_paced(
-            kafka,
-            layout,
-            options,
-            max_groups_ahead=max_groups_ahead,
-            pace_consumer=pace_consumer,
-            on_reject=print_reject,
-        ),
-        bootstrap=kafka.bootstrap,
-    )
+    live = ProduceReport(run_id=options.run_id)
+    with show_progress(
+        f"produce {options.run_id}", lambda: produce_figures(live), enabled=not no_progress
+    ):
+        report = run(
+            produce_paced(
+                kafka,
+                layout,
+                options,
+                max_groups_ahead=max_groups_ahead,
+                pace_consumer=pace_consumer,
+                on_reject=print_reject,
+                report=live,
+            ),
+            bootstrap=kafka.bootstrap,
+        )
     print_produce_summary(report)
     if report.stopped_at is not None:
         raise fail(f"stopped at the first bad row (--fail-fast): {report.stopped_at}")

@@ -25,13 +25,15 @@ from gymstream.cli.common import (
     run,
     setup_logging,
 )
+from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
+from gymstream.cli.summary import latency_table, throughput_line
 from gymstream.errors import GymstreamError
 from gymstream.eventloop import install_stop_signals
 from gymstream.nemo.outputs import OutputPaths, claim_output, hold_output
 from gymstream.observe.server import observed
 from gymstream.sink.loop import SinkReport, run_sink
 
-__all__ = ["print_sink_summary", "sink_command"]
+__all__ = ["print_sink_summary", "reward_note", "sink_command", "sink_figures"]
 
 
 def print_sink_summary(report: SinkReport, output: Path) -> None:
@@ -54,6 +56,34 @@ def print_sink_summary(report: SinkReport, output: Path) -> None:
         f"for ({report.resumed_rows} from before a restart), {report.duplicates} duplicates "
         f"dropped, in {report.elapsed_s:.1f} s" + (f"; failures: {classes}" if classes else "")
     )
+    new = report.accounted - report.resumed_rows
+    out.print(throughput_line(new, report.elapsed_s, report.tokens))
+    latency = latency_table(report.timings)
+    if latency is not None:
+        out.print(latency)
+
+
+def sink_figures(report: SinkReport | None) -> Figures:
+    """A sink's progress: rollouts accounted for of those expected, failures, mean rewards."""
+    if report is None:
+        return Figures(done=0, note="waiting for the first results")
+    return Figures(
+        done=report.accounted,
+        total=report.expected_total,
+        failed=sum(report.failed.values()),
+        before=report.resumed_rows,
+        note=reward_note(report),
+    )
+
+
+def reward_note(report: SinkReport) -> str:
+    """``mean reward  agent_a: 0.50  agent_b: 1.00`` (names without ``_simple_agent``)."""
+    means = "  ".join(
+        f"{agent.removesuffix('_simple_agent')}: {report.reward_sum[agent] / n:.2f}"
+        for agent, n in sorted(report.written.items())
+        if n
+    )
+    return f"mean reward  {means}" if means else ""
 
 
 def sink_command(
@@ -66,6 +96,7 @@ def sink_command(
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
     topics_file: TopicsFileOpt = None,
+    no_progress: NoProgressOpt = False,
     verbose: VerboseOpt = False,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
@@ -87,15 +118,31 @@ def sink_command(
         except GymstreamError as exc:
             raise fail(str(exc)) from None
 
+        latest: list[SinkReport] = []
+
         async def main() -> SinkReport:
             stop = asyncio.Event()
             install_stop_signals(stop)
             async with observed(metrics.port, metrics.host) as observer:
                 return await run_sink(
-                    kafka, layout, paths, run_id, stop=stop, follow=follow, metrics=observer
+                    kafka,
+                    layout,
+                    paths,
+                    run_id,
+                    stop=stop,
+                    follow=follow,
+                    metrics=observer,
+                    on_progress=keep,
                 )
 
-        report = run(main(), bootstrap=kafka.bootstrap)
+        def keep(report: SinkReport) -> None:
+            latest[:] = [report]
+
+        def figures() -> Figures:
+            return sink_figures(latest[0] if latest else None)
+
+        with show_progress(f"sink {run_id}", figures, enabled=not no_progress):
+            report = run(main(), bootstrap=kafka.bootstrap)
     print_sink_summary(report, output)
     if not report.complete and not follow:
         raise fail("stopped before the run was complete; run the same command to resume", 1)

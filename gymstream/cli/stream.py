@@ -22,6 +22,7 @@ from gymstream.cli.common import (
     run,
     setup_logging,
 )
+from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
 from gymstream.eventloop import install_stop_signals
 from gymstream.kafka.topics import TopicLayout
 from gymstream.settings import KafkaSettings
@@ -30,7 +31,7 @@ from gymstream.trainer.selection import StreamStats
 from gymstream.trainer.stream import StreamOptions, open_stream
 from gymstream.wire.codec import ENCODER
 
-__all__ = ["stream_command"]
+__all__ = ["stream_command", "stream_figures"]
 
 _COMMIT_EVERY = 100  # lines: a killed command repeats at most this many on its next start
 
@@ -114,6 +115,7 @@ def stream_command(
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
     topics_file: TopicsFileOpt = None,
+    no_progress: NoProgressOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Print a run's rollouts as JSON lines: NeMo Gym output rows, or groups of them.
@@ -150,10 +152,16 @@ def stream_command(
         raise fail(str(exc).splitlines()[-1].strip()) from None
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
-    stats, stopped = run(
-        _print_units(kafka, layout, options, max_units, sys.stdout.buffer),
-        bootstrap=kafka.bootstrap,
-    )
+    live: list[StreamStats] = []
+    with show_progress(
+        "stream",
+        lambda: stream_figures(live[0] if live else None, options),
+        enabled=not no_progress,
+    ):
+        stats, stopped = run(
+            _print_units(kafka, layout, options, max_units, sys.stdout.buffer, live),
+            bootstrap=kafka.bootstrap,
+        )
     _summary(stats, options)
     if stopped:
         raise typer.Exit(130)
@@ -195,8 +203,10 @@ async def _print_units(
     options: StreamOptions,
     max_units: int | None,
     out: BinaryIO,
+    live: list[StreamStats] | None = None,
 ) -> tuple[StreamStats, bool]:
-    """Print until the run is complete, ``max_units`` lines, a signal, or a closed pipe.
+    """Print until the run is complete, ``max_units`` lines, a signal, or a closed pipe;
+    ``live`` gets the stream's stats once it is open (for progress).
 
     A unit is acknowledged once its line is flushed; acknowledgements are saved every
     ``_COMMIT_EVERY`` lines, whenever the stream waits, and at the end.
@@ -206,6 +216,8 @@ async def _print_units(
     per_rollout = options.unit == "rollout"
     written = 0
     async with open_stream(kafka, layout, options) as stream:
+        if live is not None:
+            live[:] = [stream.stats]
         while not stop.is_set() and (max_units is None or written < max_units):
             unit = await stream.next_group(timeout_s=0.5)
             if unit is None:
@@ -231,6 +243,17 @@ def _silence_stdout() -> None:
     """After a broken pipe, send what Python flushes at exit nowhere (no second error)."""
     with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def stream_figures(stats: StreamStats | None, options: StreamOptions) -> Figures:
+    """A stream's progress: lines printed, what was dropped (no total: it follows the run)."""
+    unit = "rollouts" if options.unit == "rollout" else "groups"
+    if stats is None:
+        return Figures(done=0, unit=unit, note="opening the stream")
+    dropped = sum(stats.dropped.values())
+    return Figures(
+        done=stats.delivered_total, unit=unit, note=f"{dropped} dropped" if dropped else ""
+    )
 
 
 def _summary(stats: StreamStats, options: StreamOptions) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import typer
@@ -28,12 +29,27 @@ from gymstream.cli.common import (
     run,
     setup_logging,
 )
+from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
+from gymstream.cli.summary import throughput_line
 from gymstream.errors import GymstreamError
 from gymstream.observe.server import observed
 from gymstream.worker.loop import WorkerStats
 from gymstream.worker.serve import serve_until_signalled
 
-__all__ = ["worker_command"]
+__all__ = ["worker_command", "worker_figures"]
+
+
+def worker_figures(stats: WorkerStats) -> Figures:
+    """A worker's progress: rollouts done (no total: it serves until stopped), failures, in
+    flight (taken, not yet done), mean reward."""
+    failed = sum(stats.failures.values())
+    mean = stats.reward_sum / stats.succeeded if stats.succeeded else None
+    return Figures(
+        done=stats.done,
+        failed=failed,
+        in_flight=max(0, stats.taken - stats.done),
+        note="" if mean is None else f"mean reward {mean:.2f}",
+    )
 
 
 def worker_command(
@@ -53,6 +69,7 @@ def worker_command(
     topics_file: TopicsFileOpt = None,
     config: ConfigOpt = None,
     nemo_gym_head: NemoGymHeadOpt = None,
+    no_progress: NoProgressOpt = False,
     verbose: VerboseOpt = False,
     stop_on_stdin_eof: Annotated[
         bool,
@@ -87,6 +104,8 @@ def worker_command(
     }
     settings = rollout_settings()
     metrics = metrics_settings(metrics_port)
+    stats = WorkerStats()
+    started = time.perf_counter()
 
     async def main() -> WorkerStats:
         async with observed(metrics.port, metrics.host) as observer:
@@ -100,11 +119,14 @@ def worker_command(
                 concurrency,
                 stop_on_stdin_eof=stop_on_stdin_eof,
                 metrics=observer,
+                stats=stats,
             )
 
-    stats = run(main(), bootstrap=kafka.bootstrap)
+    with show_progress(f"worker {agent}", lambda: worker_figures(stats), enabled=not no_progress):
+        run(main(), bootstrap=kafka.bootstrap)
     failures = ", ".join(f"{k}: {v}" for k, v in stats.failures.most_common()) or "none"
     out.print(
         f"worker for {agent}: {stats.taken} taken, {stats.succeeded} succeeded, "
         f"failures: {failures}"
     )
+    out.print(throughput_line(stats.done, time.perf_counter() - started))

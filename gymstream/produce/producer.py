@@ -75,6 +75,7 @@ async def produce(
     on_reject: Callable[[RowError], None] | None = None,
     on_published: Callable[[int], None] | None = None,
     on_agent: Callable[[str], Any] | None = None,
+    report: ProduceReport | None = None,
 ) -> ProduceReport:
     """Publish every valid rollout of the input; report bad rows through ``on_reject``.
 
@@ -83,9 +84,11 @@ async def produce(
     where (``stopped_at``); the manifest is then left in state ``producing``.
     ``on_agent(agent)`` (may be async) is called before the first task of each agent is sent,
     so that ``collect`` can start that agent's workers.
+    ``report``: the (new) report to fill, which the caller may read while this runs (live
+    progress: rows read, rollouts sent); a new one by default.
     """
     check_paths(options)
-    report = ProduceReport(run_id=options.run_id)
+    report = report or ProduceReport(run_id=options.run_id)
     started = time.perf_counter()
     producer = build_producer(kafka)
     rejects = JsonlFile(options.rejects_path, lazy=True)

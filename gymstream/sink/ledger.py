@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gymstream.nemo.output_row import failure_row
+from gymstream.sink.latency import Timings
 from gymstream.wire.codec import ENCODER
 from gymstream.wire.messages import FailureMessage, ResultMessage
 from gymstream.wire.records import RunManifest
@@ -40,6 +41,10 @@ class SinkReport:
     expected: dict[str, int] | None = None
     complete: bool = False
     elapsed_s: float = 0.0
+    timings: Timings = field(default_factory=Timings)
+    """Latency histograms of the results written now (bounded memory: ``latency.py``)."""
+    tokens: Counter[str] = field(default_factory=Counter)
+    """Token usage summed over the results written now."""
 
     @property
     def expected_total(self) -> int | None:
@@ -114,6 +119,8 @@ class SinkLedger:
                 rows.output.append(bytes(message.output))
                 report.written[message.agent] += 1
                 report.reward_sum[message.agent] += message.reward
+                report.timings.add(message.timings)
+                report.tokens.update(message.tokens)
             else:
                 if message.attempt < self.retried.get(rid, 0):
                     continue  # an earlier attempt's failure; a new attempt is coming

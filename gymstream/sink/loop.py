@@ -104,12 +104,16 @@ async def run_sink(
     on_progress: Callable[[SinkReport], None] | None = None,
     batch_records: int = 5000,
     metrics: Metrics | None = None,
+    drain: asyncio.Event | None = None,
 ) -> SinkReport:
     """Write the run's results to ``output`` until the run is complete (or ``stop``).
 
     ``metrics`` (None: off): rows and failures written, duplicates dropped, commit latency, the
     lag per partition (measured after a commit, at most every second, and at the end); ready
-    for ``/healthz`` while it has partitions assigned."""
+    for ``/healthz`` while it has partitions assigned. ``drain`` (a graceful stop, once nothing
+    more is being published): when set, the sink stops at its first poll that brings nothing,
+    having written and committed what arrived before.
+    """
     started = time.perf_counter()
     stop = stop or asyncio.Event()
     ledger = _resume(output, run_id)
@@ -139,6 +143,8 @@ async def run_sink(
             if not batches:
                 if watch is not None:
                     await watch.measure_lag()
+                if drain is not None and drain.is_set():
+                    break  # caught up with what was published
                 continue
             rows = ledger.take(_decode(batches, layout.results))
             if rows.output:

@@ -47,6 +47,9 @@ class ResultMessage(msgspec.Struct, kw_only=True, frozen=True):
     worker_id: str = ""
     policy_version: int | None = None
     timings: dict[str, float] = msgspec.field(default_factory=dict)
+    tokens: dict[str, int] = msgspec.field(default_factory=dict)
+    """The rollout's token usage, summed over its model calls (``input_tokens``,
+    ``output_tokens``, ``total_tokens``: the Responses usage); empty when the model sent none."""
 
 
 class FailureClass(StrEnum):

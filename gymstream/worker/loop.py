@@ -100,6 +100,7 @@ class _Worker:
         runner: TaskRunner,
         on_outcome: Callable[[str, float | None, str | None], None] | None,
         metrics: Metrics | None = None,
+        stats: WorkerStats | None = None,
     ) -> None:
         self.kafka = kafka
         self.layout = layout
@@ -110,7 +111,7 @@ class _Worker:
         self.on_outcome = on_outcome
         self.topic = layout.tasks(agent)
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
-        self.stats = WorkerStats()
+        self.stats = stats or WorkerStats()
         self.tasks_by_tp: dict[TopicPartition, set[asyncio.Task[None]]] = defaultdict(set)
         self.all_tasks: set[asyncio.Task[None]] = set()
         self.producer: Any = None
@@ -358,12 +359,15 @@ async def run_worker(
     worker_id: str | None = None,
     on_outcome: Callable[[str, float | None, str | None], None] | None = None,
     metrics: Metrics | None = None,
+    stats: WorkerStats | None = None,
 ) -> WorkerStats:
     """Serve one agent until ``stop`` is set; returns what was done.
 
     ``on_outcome(agent, reward or None, failure class or None)`` is called after each rollout's
     output is acknowledged by Kafka (used by progress bars). ``metrics``: record into it and
     register the worker's gauges and readiness check (``worker.watch``); None records nothing.
+    ``stats``: the (new) stats object to fill, which the caller may read while the worker runs
+    (live progress).
     """
     step = OutcomeStep(
         agent=agent,
@@ -389,5 +393,7 @@ async def run_worker(
             backoff_max_s=retry.backoff_max_s,
         ),
     )
-    worker = _Worker(kafka, layout, agent, settings, live_versions, runner, on_outcome, metrics)
+    worker = _Worker(
+        kafka, layout, agent, settings, live_versions, runner, on_outcome, metrics, stats
+    )
     return await worker.run(stop)

@@ -12,6 +12,7 @@ No Kafka, no clock, no logging: the caller passes the times and logs what the re
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -31,6 +32,7 @@ __all__ = [
     "Where",
     "classify",
     "pick_policy_version",
+    "usage_tokens",
 ]
 
 
@@ -76,9 +78,9 @@ class Outgoing:
     task: TaskMessage | None = None
     where: Where | None = None
     timings: dict[str, float] | None = None
-    usage: dict[str, Any] | None = None
-    """A result's timings (model_s, tools_s, verify_s, total_s) and the model's summed usage,
-    for the metrics (``observe``); None on failures."""
+    usage: dict[str, int] | None = None
+    """A result's timings (model_s, tools_s, verify_s, total_s) and the model's summed token
+    counts (``usage_tokens``), for the metrics (``observe``); None on failures."""
 
     @property
     def failure_class(self) -> str | None:
@@ -93,6 +95,21 @@ class Classified(NamedTuple):
     terminal: bool
     http_status: int | None = None
     attempts: int = 1
+
+
+_TOKEN_KEYS = ("input_tokens", "output_tokens", "total_tokens")
+
+
+def usage_tokens(verify: Mapping[str, Any]) -> dict[str, int]:
+    """The token counts of a verify result's ``response.usage`` (Responses names), for the
+    summaries; empty when the model reported none."""
+    response = verify.get("response")
+    usage = response.get("usage") if isinstance(response, Mapping) else None
+    if not isinstance(usage, Mapping):
+        return {}
+    return {
+        key: value for key in _TOKEN_KEYS if type(value := usage.get(key)) is int and value >= 0
+    }
 
 
 def classify(exc: BaseException) -> Classified:
@@ -171,8 +188,7 @@ class OutcomeStep:
         verify = result.verify_result
         reward = float(verify.get("reward", 0.0))
         timings = {**result.timings, "total_s": total_s}
-        response = verify.get("response")
-        usage = response.get("usage") if isinstance(response, dict) else None
+        tokens = usage_tokens(verify)
         envelope = ResultMessage(
             run_id=task.run_id,
             rollout_id=task.rollout_id,
@@ -187,6 +203,7 @@ class OutcomeStep:
             worker_id=self.worker_id,
             policy_version=policy_version,
             timings=timings,
+            tokens=tokens,
         )
         key = group_key(task.run_id, task.agent, task.task_index)
         return Outgoing(
@@ -197,7 +214,7 @@ class OutcomeStep:
             task=task,
             where=where,
             timings=timings,
-            usage=usage if isinstance(usage, dict) else None,
+            usage=tokens or None,
         )
 
     def failed(

@@ -39,11 +39,13 @@ async def serve_agent(
     concurrency: int | None = None,
     on_outcome: Callable[[str, float | None, str | None], None] | None = None,
     metrics: Metrics | None = None,
+    stats: WorkerStats | None = None,
 ) -> WorkerStats:
     """Run ``agent``'s worker until ``stop`` is set. Raises ConfigError for an unknown agent.
 
     ``concurrency`` (the CLI's) wins over the agent's configured one; ``metrics`` (None: off)
-    receives the worker's metrics and readiness.
+    receives the worker's metrics and readiness; ``stats`` is filled as the worker goes
+    (``run_worker``).
     """
     agent_config = config.agent(agent)
     model_settings = resolve_model(config, agent, model_overrides or {}, settings.model)
@@ -67,6 +69,7 @@ async def serve_agent(
                 retry=retry,
                 on_outcome=on_outcome,
                 metrics=metrics,
+                stats=stats,
             )
         finally:
             await client.aclose()
@@ -83,6 +86,7 @@ async def serve_until_signalled(
     *,
     stop_on_stdin_eof: bool = False,
     metrics: Metrics | None = None,
+    stats: WorkerStats | None = None,
 ) -> WorkerStats:
     """Serve ``agent`` until SIGTERM or SIGINT (what a worker process runs); with
     ``stop_on_stdin_eof`` also when standard input reaches its end: a parent that spawned us
@@ -101,6 +105,7 @@ async def serve_until_signalled(
         model_overrides=model_overrides,
         concurrency=concurrency,
         metrics=metrics,
+        stats=stats,
     )
 
 

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from pipeline_helpers import (
     AGENT_ONE,
+    alive,
     assert_exactly_once,
+    child_pids,
     cli_env,
     count_lines,
     gymstream,
@@ -106,24 +108,6 @@ def test_sink_killed_mid_write(env: dict[str, str], tmp_path: Path) -> None:
     assert_exactly_once(rows, EXPECTED)
 
 
-def _children(pid: int) -> set[int]:
-    """The processes ``pid`` started (Linux /proc), or the empty set once it is gone."""
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return set()
-    return {int(x) for x in text.split()}
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie (a dead child that nobody reaped yet counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
 def test_collect_killed_takes_its_worker_processes_and_leaves_no_temp_files(
     env: dict[str, str], tmp_path: Path
@@ -144,11 +128,11 @@ def test_collect_killed_takes_its_worker_processes_and_leaves_no_temp_files(
     )
     try:
         wait_until(partial(_has_rows, out, 20), 120, "20 rows written by collect")
-        workers = _children(collect.pid)
+        workers = child_pids(collect.pid)
         assert len(workers) >= 2, workers
     finally:
         kill_hard(collect)
-    wait_until(lambda: not any(_alive(p) for p in workers), 60, "the workers to stop")
+    wait_until(lambda: not any(alive(p) for p in workers), 60, "the workers to stop")
     assert list(temp.iterdir()) == []
 
 

@@ -175,3 +175,28 @@ def test_show_rows_lists_rows_sorted_by_agent_task_rollout(
         [WEATHER, "0", "0", "0.5", "2"],
         [WEATHER, "1", "0", "1.0", "2"],
     ]
+
+
+def test_sink_summary_adds_throughput_tokens_and_latency_percentiles(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    report = SinkReport(
+        "r1", written=Counter({WEATHER: 100}), accounted=110, resumed_rows=10, elapsed_s=4.0
+    )
+    report.tokens.update({"input_tokens": 12_000, "output_tokens": 3_400})
+    for i in range(1, 101):  # 10 ms .. 1 s; model time half of it, no tool time
+        report.timings.add({"total_s": i / 100, "model_s": i / 200, "tools_s": 0.0})
+    print_sink_summary(report, Path("out.jsonl"))
+    printed = capsys.readouterr().out
+    assert "throughput: 25.0 rollouts/s (100 in 4.0 s); tokens: 12,000 in, 3,400 out" in printed
+    assert "latency over 100 rollouts" in printed
+    rollout = next(line for line in printed.splitlines() if "│ rollout" in line)
+    cells = [cell.strip() for cell in rollout.split("│")[1:-1]]
+    # p50 505 ms, p90 901 ms, p99 990 ms (NeMo Gym's interpolation), within the 2% buckets
+    assert cells[0] == "rollout"
+    assert [float(c.removesuffix(" ms")) for c in cells[1:4]] == pytest.approx(
+        [505.0, 901.0, 990.1], rel=0.02
+    )
+    assert cells[4:] == ["1.00 s", "50.50 s"]
+    names = [line.split("│")[1].strip() for line in printed.splitlines() if line.startswith("│")]
+    assert names[-3:] == ["rollout", "model", "tools"]

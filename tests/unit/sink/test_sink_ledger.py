@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 from message_helpers import failure_message, result_message
 
 from gymstream.sink.ledger import SinkLedger, SinkReport
@@ -142,3 +143,19 @@ def test_a_result_supersedes_a_failure_and_says_so() -> None:
     assert rows.superseded == {rid(0), rid(1)}  # one from the file, one from this batch
     assert book.report.superseded == 2
     assert book.report.accounted == 4
+
+
+def test_written_results_feed_the_latency_histograms_and_token_totals_repeats_do_not() -> None:
+    book = ledger()
+    first = msgspec.structs.replace(
+        result(0), timings={"total_s": 2.0, "model_s": 1.5}, tokens={"output_tokens": 10}
+    )
+    second = msgspec.structs.replace(
+        result(1), timings={"total_s": 4.0}, tokens={"output_tokens": 5, "input_tokens": 3}
+    )
+    book.take([first, second, first])  # the repeat is dropped, and not counted twice
+    report = book.report
+    assert report.tokens == {"output_tokens": 15, "input_tokens": 3}
+    total = report.timings.by_name["total_s"]
+    assert (total.count, total.min, total.max) == (2, 2.0, 4.0)
+    assert report.timings.by_name["model_s"].count == 1

@@ -28,6 +28,7 @@ from gymstream.worker.outcome import (
     Where,
     classify,
     pick_policy_version,
+    usage_tokens,
 )
 
 STEP = OutcomeStep(
@@ -237,7 +238,11 @@ def test_a_deadline_is_a_retriable_failure() -> None:
 # --- succeeded ------------------------------------------------------------------------------
 def test_a_finished_rollout_is_a_result_envelope() -> None:
     result = RolloutResult(
-        verify_result={"reward": 0.5, "response": {"id": "r"}, "hits": 3},
+        verify_result={
+            "reward": 0.5,
+            "response": {"id": "r", "usage": {"input_tokens": 7, "output_tokens": 3}},
+            "hits": 3,
+        },
         timings={"model_s": 1.5, "tools_s": 0.25, "verify_s": 0.125},
         turns=1,
     )
@@ -265,6 +270,7 @@ def test_a_finished_rollout_is_a_result_envelope() -> None:
         "worker_id": "host-1-abcd",
         "policy_version": 4,
         "timings": {"model_s": 1.5, "tools_s": 0.25, "verify_s": 0.125, "total_s": 2.0},
+        "tokens": {"input_tokens": 7, "output_tokens": 3},
     }
     output = json.loads(bytes(envelope.output))
     assert (output["reward"], output["_ng_task_index"], output["_ng_rollout_index"]) == (0.5, 5, 2)
@@ -368,3 +374,22 @@ def test_pick_policy_version(
 ) -> None:
     task = make_task(policy_version=task_version)
     assert pick_policy_version(live, task, default) == expected
+
+
+@pytest.mark.parametrize(
+    ("verify", "tokens"),
+    [
+        (
+            {"response": {"usage": {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7}}},
+            {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7},
+        ),
+        ({"response": {"usage": None}}, {}),
+        ({"response": {"usage": {"input_tokens": "5", "output_tokens": -1}}}, {}),
+        ({"response": "not an object"}, {}),
+        ({}, {}),
+    ],
+)
+def test_usage_tokens_reads_only_counts_the_model_sent(
+    verify: dict[str, object], tokens: dict[str, int]
+) -> None:
+    assert usage_tokens(verify) == tokens
