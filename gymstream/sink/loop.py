@@ -25,6 +25,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from gymstream.kafka.clients import build_consumer
 from gymstream.kafka.topics import TopicLayout
+from gymstream.kafka.watch import BrokerWatch, watch_consumer
 from gymstream.nemo.metrics import write_metrics
 from gymstream.nemo.outputs import (
     OutputPaths,
@@ -117,10 +118,14 @@ async def run_sink(
     consumer.subscribe([layout.results, layout.failures], listener=rebuild)
     out_handle = output.output.open("ab")
     fail_handle = output.failures.open("ab")
+    watch: BrokerWatch | None = None
     try:
         # started inside the try: a failed start (no broker) still closes both clients
         await runs.start()
         await consumer.start()
+        watch = watch_consumer(
+            consumer, who="sink", bootstrap=kafka.bootstrap, interval_s=kafka.watch_interval_s
+        )
         manifest = None
         while not stop.is_set():
             if manifest_key(run_id) in await runs.poll(timeout_ms=0):
@@ -146,6 +151,8 @@ async def run_sink(
             if on_progress is not None:
                 on_progress(report)
     finally:
+        if watch is not None:
+            await watch.stop()
         out_handle.close()
         fail_handle.close()
         await consumer.stop()

@@ -45,6 +45,7 @@ from gymstream.errors import ConfigError
 from gymstream.kafka.clients import build_consumer, build_producer
 from gymstream.kafka.offsets import OffsetTracker
 from gymstream.kafka.topics import TopicLayout
+from gymstream.kafka.watch import watch_consumer
 from gymstream.rollout.environment import AnyEnvironment
 from gymstream.rollout.model.client import ModelClient
 from gymstream.rollout.remote_agent import RemoteAgent
@@ -54,6 +55,7 @@ from gymstream.worker.failure_log import FailureLog
 from gymstream.worker.outage import ModelOutage
 from gymstream.worker.outcome import OutcomeStep, Where
 from gymstream.worker.runner import TaskRunner
+from gymstream.worker.slow import SlowCalls, TimedModel
 
 __all__ = ["WorkerStats", "new_worker_id", "run_worker"]
 
@@ -147,9 +149,16 @@ class _Worker:
                 await self.consumer.stop()
                 raise
             await self.live_versions.start()
+            watch = watch_consumer(
+                self.consumer,
+                who=f"worker {self.agent}",
+                bootstrap=self.kafka.bootstrap,
+                interval_s=self.kafka.watch_interval_s,
+            )
             try:
                 await self._loop(stop)
             finally:
+                await watch.stop()
                 await self._shutdown()
                 await self.live_versions.stop()
         finally:
@@ -344,16 +353,18 @@ async def run_worker(
         max_message_bytes=settings.max_message_bytes,
     )
     live_versions = LiveVersions(kafka, layout)
+    url = str(getattr(model, "url", "(the configured URL)"))
+    slow = SlowCalls(settings.slow_model_call_s, settings.slow_model_calls, url=url)
     runner = TaskRunner(
         step,
         env,
-        model,
+        TimedModel(model, slow),
         model_name,
         max_steps=agent_config.max_steps,
         deadline_s=retry.rollout_deadline_s,
         default_policy_version=settings.policy_version,
         live_version=live_versions.get,
-        failure_log=FailureLog(str(getattr(model, "url", "(the configured URL)"))),
+        failure_log=FailureLog(url),
         outage=ModelOutage(
             retry.outage_budget_s,
             backoff_initial_s=retry.backoff_initial_s,
