@@ -56,6 +56,7 @@ from gymstream.worker.outage import ModelOutage
 from gymstream.worker.outcome import OutcomeStep, Where
 from gymstream.worker.runner import TaskRunner
 from gymstream.worker.slow import SlowCalls, TimedModel
+from gymstream.worker.stall import StallWatch
 
 __all__ = ["WorkerStats", "new_worker_id", "run_worker"]
 
@@ -116,6 +117,7 @@ class _Worker:
         self.consumer: Any = None
         self.commit_lock = asyncio.Lock()
         self.commit_failing = False  # logged once per streak of refused commits
+        self.fenced = False  # frozen past the session timeout: said once, by ``_stalled``
         # bumped when a partition is revoked: work started before belongs to the old owner
         self.generation: Counter[TopicPartition] = Counter()
         self.slot_freed = asyncio.Event()
@@ -155,9 +157,12 @@ class _Worker:
                 bootstrap=self.kafka.bootstrap,
                 interval_s=self.kafka.watch_interval_s,
             )
+            stall = StallWatch(self.settings.session_timeout_ms / 1000, self._stalled)
+            stall.start()
             try:
                 await self._loop(stop)
             finally:
+                await stall.stop()
                 await watch.stop()
                 await self._shutdown()
                 await self.live_versions.stop()
@@ -249,6 +254,8 @@ class _Worker:
                 # worker retried every 200 ms, 20 warnings in 5 s blaming max_poll_interval_ms
                 if not self.commit_failing:
                     self.commit_failing = True
+                    if self.fenced:
+                        return  # ``_stalled`` said it, with its cause
                     log.warning(
                         "offset commit refused (%s): this worker no longer owns those "
                         "partitions (the group rebalanced: it was stopped, stalled or cut off); "
@@ -257,11 +264,23 @@ class _Worker:
                         type(exc).__name__,
                     )
                 return
-            if self.commit_failing:
-                self.commit_failing = False
+            if self.commit_failing and not self.fenced:
                 log.warning("offset commits succeed again")
+            self.commit_failing = self.fenced = False
             self.tracker.mark_committed(positions)
             self.stats.commits += 1
+
+    def _stalled(self, seconds: float) -> None:
+        """The process was frozen past its session timeout: its partitions have moved."""
+        self.fenced = True
+        log.warning(
+            "this worker was stopped for %.1f s, past its session timeout (%.0f s): the group "
+            "gave its partitions to other workers, so it no longer owns those partitions; the "
+            "rollouts it had in flight are redone there and the sink drops the repeats "
+            "(nothing is doubled); it rejoins the group now",
+            seconds,
+            self.settings.session_timeout_ms / 1000,
+        )
 
     async def _shutdown(self) -> None:
         """Stop taking work, settle in-flight rollouts within the grace period, commit, leave."""
