@@ -46,7 +46,13 @@ def model_url() -> Iterator[str]:
 def test_a_stopped_worker_whose_partitions_moved_says_so_once(
     kafka_bootstrap: str, model_url: str, tmp_path: Path
 ) -> None:
-    env = cli_env(kafka_bootstrap, model_url, GYMSTREAM_WORKER_SESSION_TIMEOUT_MS="6000")
+    # every model call here (100 ms) counts as slow: a streak the workers must say once
+    env = cli_env(
+        kafka_bootstrap,
+        model_url,
+        GYMSTREAM_WORKER_SESSION_TIMEOUT_MS="6000",
+        GYMSTREAM_WORKER_SLOW_MODEL_CALL_S="0.05",
+    )
     assert gymstream("topics", "apply", "--agent", AGENT_ONE, env=env).returncode == 0
     data = single_tool_input(tmp_path / "in.jsonl", rows=ROWS)
     produced = gymstream(
@@ -86,3 +92,7 @@ def test_a_stopped_worker_whose_partitions_moved_says_so_once(
     assert "gave its partitions to other workers" in said[0]
     assert "max_poll_interval_ms" not in text, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
+    for log in (zombie_log, other_log):
+        slow = [x for x in log.read_text().splitlines() if "model calls slower than" in x]
+        assert len(slow) == 1, slow
+        assert "model calls slower than 0.05 s: 3 in the last minute" in slow[0]
