@@ -89,6 +89,12 @@ class KafkaSettings(BaseSettings):
     )
     ssl_password: SecretStr | None = Field(None, description="Password of ssl_keyfile.")
     ssl_check_hostname: bool = Field(True, description="Check the broker's certificate host.")
+    watch_interval_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often workers and sinks check that Kafka answers: one warning when it "
+        "stops, one (with the outage's length) when it is back.",
+    )
 
     @field_validator("sasl_mechanism")
     @classmethod
@@ -252,6 +258,12 @@ class WorkerSettings(BaseSettings):
         "bounds it by group.min.session.timeout.ms).",
     )
     heartbeat_interval_ms: int = Field(1_000, ge=100)
+    slow_model_call_s: float = Field(
+        30.0, gt=0, description="A model call longer than this is slow (logged per streak)."
+    )
+    slow_model_calls: int = Field(
+        3, ge=1, description="Slow model calls within a minute that start a logged streak."
+    )
 
 
 class TopicSettings(BaseSettings):

@@ -2,21 +2,18 @@
 
 Files for ``OUT.jsonl``: ``OUT.jsonl`` (one NeMo Gym output row per successful rollout),
 ``OUT_failures.jsonl`` (typed failures, NeMo Gym's ``_ng_failure_*`` keys), ``OUT_run.json`` (the
-run id the file belongs to, so a resume can check it) and ``OUT_aggregate_metrics.json``. The rows
-themselves are built by ``output_row``; this module writes and reads the files.
+run id the file belongs to, so a resume can check it) and ``OUT_aggregate_metrics.json`` (written
+by ``metrics``). The rows themselves are built by ``output_row``; this module writes and reads the
+files.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import math
 import os
 import socket
-import statistics
 import time
-from array import array
-from collections import defaultdict
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,17 +22,23 @@ from typing import Any
 import msgspec
 
 from gymstream.errors import ConfigError
-from gymstream.nemo.output_row import TASK_INDEX, agent_of, is_collector_key, row_rollout_id
+from gymstream.nemo.output_row import (
+    ROLLOUT_INDEX,
+    TASK_INDEX,
+    agent_of,
+    row_rollout_id,
+)
+from gymstream.nemo.rollout_set import RolloutSet
 from gymstream.wire.codec import ENCODER
 
 __all__ = [
     "OutputPaths",
-    "aggregate_metrics",
     "claim_output",
     "hold_output",
     "iter_rows",
     "move_to_history",
     "read_done_ids",
+    "read_rollouts",
     "read_run_file",
     "repair_torn_tail",
     "write_run_file",
@@ -257,56 +260,9 @@ def read_done_ids(path: Path, run_id: str) -> set[str]:
     return done
 
 
-def _numeric(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def _summary(values: array[float]) -> dict[str, float]:
-    return {
-        "mean": statistics.fmean(values),
-        "max": max(values),
-        "min": min(values),
-        "median": statistics.median(values),
-        "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
-    }
-
-
-def aggregate_metrics(path: Path) -> dict[str, Any]:
-    """Per agent: mean/max/min/median/std of every numeric field; per task: reward stats.
-
-    Values are kept as C doubles (8 bytes each, against ~40 for a list of floats): the median
-    needs them all, and a run can have millions of rows.
-    """
-    per_agent: dict[str, dict[str, array[float]]] = defaultdict(
-        lambda: defaultdict(lambda: array("d"))
-    )
-    per_task: dict[str, dict[int, array[float]]] = defaultdict(
-        lambda: defaultdict(lambda: array("d"))
-    )
+def read_rollouts(path: Path) -> RolloutSet:
+    """The rollouts in an output or failures file, about a bit each (the sink's restart)."""
+    done = RolloutSet()
     for row in iter_rows(path):
-        agent = agent_of(row)
-        for key, value in row.items():
-            if is_collector_key(key):
-                continue
-            number = _numeric(value)
-            if number is not None:
-                per_agent[agent][key].append(number)
-        reward = _numeric(row.get("reward"))
-        if reward is not None:
-            per_task[agent][int(row[TASK_INDEX])].append(reward)
-    out: dict[str, Any] = {}
-    for agent in sorted(per_agent):
-        fields = per_agent[agent]
-        out[agent] = {
-            "rollouts": len(fields.get("reward", [])),
-            "metrics": {k: _summary(v) for k, v in sorted(fields.items())},
-            "tasks": {
-                str(task): {"rollouts": len(r), **_summary(r)}
-                for task, r in sorted(per_task[agent].items())
-            },
-        }
-    return out
+        done.add(agent_of(row), int(row[TASK_INDEX]), int(row[ROLLOUT_INDEX]))
+    return done

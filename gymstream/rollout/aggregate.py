@@ -6,7 +6,7 @@ agent with ``agent_ref``, ``_ng_environment_server`` (the server asked), ``agent
 ``key_metrics``, ``group_level_metrics``, ``repeat_level_metrics`` (and ``perf_summary`` when
 the server gives one), computed by that server from the run's rows stripped as NeMo Gym strips
 them (no ``response`` but its ``usage`` / ``incomplete_details``, no request). A run with a
-native agent keeps gymstream's own summary (``nemo.outputs.aggregate_metrics``).
+native agent keeps gymstream's own summary (``nemo.metrics.write_metrics``).
 """
 
 from __future__ import annotations

@@ -13,8 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from gymstream.nemo.output_row import failure_row
+from gymstream.nemo.rollout_set import RolloutSet
 from gymstream.sink.latency import Timings
 from gymstream.wire.codec import ENCODER
+from gymstream.wire.keys import rollout_id
 from gymstream.wire.messages import FailureMessage, ResultMessage
 from gymstream.wire.records import RunManifest
 
@@ -70,51 +72,55 @@ class Rows:
 class SinkLedger:
     """Which rollouts of ``report.run_id`` are in the files, and the report that counts them.
 
-    ``written_ids`` and ``failed_ids`` are the rollout ids already in the output and failures
-    files (on a restart, what ``read_done_ids`` found); a result supersedes a failure of the same
-    rollout, whose row the loop then moves to the history file (``Rows.superseded``).
-    ``retried`` maps a rollout id to the attempt ``retry-failures`` republished it with:
-    a failure of an earlier attempt is ignored, since a new attempt is coming.
+    ``written`` and ``failed`` are the rollouts already in the output and failures files (on a
+    restart, what ``read_rollouts`` found), kept as ``RolloutSet``s: about a bit per rollout,
+    so the sink's memory does not grow ~250 bytes per rollout with the run. A result supersedes
+    a failure of the same rollout, whose row the loop then moves to the history file
+    (``Rows.superseded``). ``retried`` maps a rollout id to the attempt ``retry-failures``
+    republished it with: a failure of an earlier attempt is ignored, since a new attempt is
+    coming.
     """
 
     def __init__(
         self,
         report: SinkReport,
-        written_ids: set[str] | None = None,
-        failed_ids: set[str] | None = None,
+        written: RolloutSet | None = None,
+        failed: RolloutSet | None = None,
         retried: Mapping[str, int] | None = None,
     ) -> None:
         self.report = report
-        self.written_ids = set(written_ids or ())
-        failed = set(failed_ids or ())
-        self.superseded_on_disk = failed & self.written_ids
+        self.written = written if written is not None else RolloutSet()
+        self.failed = failed if failed is not None else RolloutSet()
+        run_id = report.run_id
+        both = [r for r in self.failed if r in self.written]
+        self.superseded_on_disk = {rollout_id(run_id, *r) for r in both}
         """Rollouts in both files on start (a crash while moving): move their failures."""
-        self.failed_ids = failed - self.written_ids
+        for rollout in both:
+            self.failed.discard(*rollout)
         self.retried = dict(retried or {})
         report.resumed_rows = report.accounted = self.accounted
-        report.outputs = len(self.written_ids)
+        report.outputs = len(self.written)
 
     @property
     def accounted(self) -> int:
         """Rollouts of the run in the files: written or failed."""
-        return len(self.written_ids) + len(self.failed_ids)
+        return len(self.written) + len(self.failed)
 
     def take(self, messages: Iterable[ResultMessage | FailureMessage]) -> Rows:
         """The rows to append for ``messages`` (in the order read), counted in the report."""
         rows = Rows()
         report = self.report
+        written, failed = self.written, self.failed
         for message in messages:
             if message.run_id != report.run_id:
                 continue
-            rid = message.rollout_id
+            key = (message.agent, message.task_index, message.rollout_index)
             if isinstance(message, ResultMessage):
-                if rid in self.written_ids:
+                if not written.add(*key):
                     report.duplicates += 1
                     continue
-                self.written_ids.add(rid)
-                if rid in self.failed_ids:
-                    self.failed_ids.discard(rid)
-                    rows.superseded.add(rid)
+                if failed.discard(*key):
+                    rows.superseded.add(message.rollout_id)
                     report.superseded += 1
                 rows.output.append(bytes(message.output))
                 report.written[message.agent] += 1
@@ -122,17 +128,16 @@ class SinkLedger:
                 report.timings.add(message.timings)
                 report.tokens.update(message.tokens)
             else:
-                if message.attempt < self.retried.get(rid, 0):
+                if message.attempt < self.retried.get(message.rollout_id, 0):
                     continue  # an earlier attempt's failure; a new attempt is coming
-                if rid in self.written_ids or rid in self.failed_ids:
+                if key in written or not failed.add(*key):
                     report.duplicates += 1
                     continue
-                self.failed_ids.add(rid)
                 rows.failures.append(ENCODER.encode(failure_row(message)))
                 report.failed[message.agent] += 1
                 report.failure_classes[message.failure_class] += 1
         report.accounted = self.accounted
-        report.outputs = len(self.written_ids)
+        report.outputs = len(written)
         return rows
 
     def check_complete(self, manifest: RunManifest | None, *, follow: bool = False) -> bool:

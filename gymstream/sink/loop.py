@@ -1,7 +1,7 @@
 """Sink: results and failures topics -> NeMo Gym JSONL files, effectively once.
 
 For each batch: append the new rows, flush and fsync both files, THEN commit the consumed
-offsets. A crash between the two repeats some results on restart; the set of rollout ids already
+offsets. A crash between the two repeats some results on restart; the set of rollouts already
 in the files (rebuilt on start, after cutting a torn last line) drops them, so the output never
 loses or doubles a row. A sink whose files hold no row of the run rebuilds them from the start
 of the topics (``rebuild.FromTheStart``). The run is complete when its manifest says
@@ -25,11 +25,12 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from gymstream.kafka.clients import build_consumer
 from gymstream.kafka.topics import TopicLayout
+from gymstream.kafka.watch import BrokerWatch, watch_consumer
+from gymstream.nemo.metrics import write_metrics
 from gymstream.nemo.outputs import (
     OutputPaths,
-    aggregate_metrics,
     move_to_history,
-    read_done_ids,
+    read_rollouts,
     read_run_file,
     repair_torn_tail,
 )
@@ -39,7 +40,7 @@ from gymstream.runs.tail import RunsTail
 from gymstream.settings import KafkaSettings
 from gymstream.sink.ledger import SinkLedger, SinkReport
 from gymstream.sink.rebuild import FromTheStart
-from gymstream.wire.codec import DECODE_FAILURE, DECODE_RESULT, ENCODER
+from gymstream.wire.codec import DECODE_FAILURE, DECODE_RESULT
 from gymstream.wire.keys import manifest_key
 from gymstream.wire.messages import FailureMessage, ResultMessage
 
@@ -54,11 +55,11 @@ def _resume(output: OutputPaths, run_id: str) -> SinkLedger:
     report.torn_bytes = repair_torn_tail(output.output) + repair_torn_tail(output.failures)
     if report.torn_bytes:
         log.warning("cut a torn last line (%d bytes) left by a crash", report.torn_bytes)
-    written_ids = read_done_ids(output.output, run_id)
-    failed_ids = read_done_ids(output.failures, run_id)
+    written = read_rollouts(output.output)
+    failed = read_rollouts(output.failures)
     # a retried rollout counts only with an outcome of its new attempt (see resume.py)
     retried: dict[str, int] = dict((read_run_file(output) or {}).get("retried", {}))
-    ledger = SinkLedger(report, written_ids, failed_ids, retried)
+    ledger = SinkLedger(report, written, failed, retried)
     if ledger.superseded_on_disk:
         moved = move_to_history(output, run_id, ledger.superseded_on_disk)
         log.warning(
@@ -129,10 +130,14 @@ async def run_sink(
     watch = None if metrics is None else _SinkWatch(metrics, consumer, report)
     out_handle = output.output.open("ab")
     fail_handle = output.failures.open("ab")
+    broker_watch: BrokerWatch | None = None
     try:
         # started inside the try: a failed start (no broker) still closes both clients
         await runs.start()
         await consumer.start()
+        broker_watch = watch_consumer(
+            consumer, who="sink", bootstrap=kafka.bootstrap, interval_s=kafka.watch_interval_s
+        )
         manifest = None
         while not stop.is_set():
             if manifest_key(run_id) in await runs.poll(timeout_ms=0):
@@ -168,13 +173,13 @@ async def run_sink(
         if watch is not None:
             await watch.measure_lag(force=True)
     finally:
+        if broker_watch is not None:
+            await broker_watch.stop()
         out_handle.close()
         fail_handle.close()
         await consumer.stop()
         await runs.stop()
-    output.metrics.write_bytes(
-        msgspec.json.format(ENCODER.encode(aggregate_metrics(output.output)), indent=2)
-    )
+    write_metrics(output.output, output.metrics)
     report.elapsed_s = time.perf_counter() - started
     return report
 

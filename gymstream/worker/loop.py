@@ -45,6 +45,7 @@ from gymstream.errors import ConfigError
 from gymstream.kafka.clients import build_consumer, build_producer
 from gymstream.kafka.offsets import OffsetTracker
 from gymstream.kafka.topics import TopicLayout
+from gymstream.kafka.watch import watch_consumer
 from gymstream.observe.metrics import Metrics
 from gymstream.rollout.environment import AnyEnvironment
 from gymstream.rollout.model.client import ModelClient
@@ -55,6 +56,8 @@ from gymstream.worker.failure_log import FailureLog
 from gymstream.worker.outage import ModelOutage
 from gymstream.worker.outcome import OutcomeStep, Where
 from gymstream.worker.runner import TaskRunner
+from gymstream.worker.slow import SlowCalls, TimedModel
+from gymstream.worker.stall import StallWatch
 from gymstream.worker.watch import WorkerWatch
 
 __all__ = ["WorkerStats", "new_worker_id", "run_worker"]
@@ -118,6 +121,7 @@ class _Worker:
         self.consumer: Any = None
         self.commit_lock = asyncio.Lock()
         self.commit_failing = False  # logged once per streak of refused commits
+        self.fenced = False  # frozen past the session timeout: said once, by ``_stalled``
         # bumped when a partition is revoked: work started before belongs to the old owner
         self.generation: Counter[TopicPartition] = Counter()
         self.slot_freed = asyncio.Event()
@@ -164,9 +168,19 @@ class _Worker:
                 await self.consumer.stop()
                 raise
             await self.live_versions.start()
+            broker_watch = watch_consumer(
+                self.consumer,
+                who=f"worker {self.agent}",
+                bootstrap=self.kafka.bootstrap,
+                interval_s=self.kafka.watch_interval_s,
+            )
+            stall = StallWatch(self.settings.session_timeout_ms / 1000, self._stalled)
+            stall.start()
             try:
                 await self._loop(stop)
             finally:
+                await stall.stop()
+                await broker_watch.stop()
                 await self._shutdown()
                 await self.live_versions.stop()
         finally:
@@ -262,6 +276,8 @@ class _Worker:
                 # worker retried every 200 ms, 20 warnings in 5 s blaming max_poll_interval_ms
                 if not self.commit_failing:
                     self.commit_failing = True
+                    if self.fenced:
+                        return  # ``_stalled`` said it, with its cause
                     log.warning(
                         "offset commit refused (%s): this worker no longer owns those "
                         "partitions (the group rebalanced: it was stopped, stalled or cut off); "
@@ -270,13 +286,25 @@ class _Worker:
                         type(exc).__name__,
                     )
                 return
-            if self.commit_failing:
-                self.commit_failing = False
+            if self.commit_failing and not self.fenced:
                 log.warning("offset commits succeed again")
             if self.watch is not None:
                 self.watch.record.commit.observe(time.perf_counter() - began)
+            self.commit_failing = self.fenced = False
             self.tracker.mark_committed(positions)
             self.stats.commits += 1
+
+    def _stalled(self, seconds: float) -> None:
+        """The process was frozen past its session timeout: its partitions have moved."""
+        self.fenced = True
+        log.warning(
+            "this worker was stopped for %.1f s, past its session timeout (%.0f s): the group "
+            "gave its partitions to other workers, so it no longer owns those partitions; the "
+            "rollouts it had in flight are redone there and the sink drops the repeats "
+            "(nothing is doubled); it rejoins the group now",
+            seconds,
+            self.settings.session_timeout_ms / 1000,
+        )
 
     async def _shutdown(self) -> None:
         """Stop taking work, settle in-flight rollouts within the grace period, commit, leave."""
@@ -377,16 +405,18 @@ async def run_worker(
         max_message_bytes=settings.max_message_bytes,
     )
     live_versions = LiveVersions(kafka, layout)
+    url = str(getattr(model, "url", "(the configured URL)"))
+    slow = SlowCalls(settings.slow_model_call_s, settings.slow_model_calls, url=url)
     runner = TaskRunner(
         step,
         env,
-        model,
+        TimedModel(model, slow),
         model_name,
         max_steps=agent_config.max_steps,
         deadline_s=retry.rollout_deadline_s,
         default_policy_version=settings.policy_version,
         live_version=live_versions.get,
-        failure_log=FailureLog(str(getattr(model, "url", "(the configured URL)"))),
+        failure_log=FailureLog(url),
         outage=ModelOutage(
             retry.outage_budget_s,
             backoff_initial_s=retry.backoff_initial_s,

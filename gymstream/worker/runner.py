@@ -35,6 +35,13 @@ __all__ = ["TaskRunner"]
 log = logging.getLogger("gymstream.worker.runner")
 
 
+@dataclass
+class PublishStreak:
+    """Whether publishes are failing now: said once when they start and once when they stop."""
+
+    failing: bool = False
+
+
 @dataclass(frozen=True)
 class TaskRunner:
     """What a worker does with one task; ``live_version(run_id)`` is the trainer's version."""
@@ -49,6 +56,7 @@ class TaskRunner:
     live_version: Callable[[str], int | None]
     failure_log: FailureLog
     outage: ModelOutage = field(default_factory=lambda: ModelOutage(budget_s=600.0))
+    publishing: PublishStreak = field(default_factory=PublishStreak)
 
     async def outcome(self, value: bytes, where: Where) -> Outgoing:
         """The message to publish for the task message ``value`` read at ``where``."""
@@ -133,12 +141,18 @@ class TaskRunner:
         while True:
             try:
                 await (await producer.send(out.topic, out.value, key=out.key))
+                if self.publishing.failing:
+                    self.publishing.failing = False
+                    log.warning("publishing works again")
                 return
             except MessageSizeTooLargeError as exc:
                 log.error("message %s too large for Kafka: %s", out.key.decode(), exc)
                 out = self.step.too_large(out, exc, finished_ms=_now_ms())
             except KafkaError as exc:
-                log.warning("publishing failed (%s); retrying in %.1f s", exc, delay_s)
+                # once per streak, not per retry and message (the broker watch says the outage)
+                if not self.publishing.failing:
+                    self.publishing.failing = True
+                    log.warning("publishing failed (%s); retrying until Kafka takes it", exc)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
 

@@ -188,7 +188,10 @@ def private_broker(tmp_path: Path) -> Iterator[Cluster]:
 def test_single_broker_restart_mid_run(
     private_broker: Cluster, model_url: str, tmp_path: Path
 ) -> None:
-    env = pipeline_env(private_broker.bootstrap, model_url)
+    # the broker watch probes every 0.5 s here: the restart's few seconds cannot slip between
+    env = pipeline_env(private_broker.bootstrap, model_url) | {
+        "GYMSTREAM_KAFKA_WATCH_INTERVAL_S": "0.5"
+    }
     timings: dict[str, float] = {}
 
     def restart() -> float:
@@ -206,6 +209,14 @@ def test_single_broker_restart_mid_run(
         f"down (stopped -> serving again) {timings['down_s']:.2f} s"
     )
     assert figures["out"] == len(EXPECTED)
+    # the outage is said once when it starts and once, with its length, when it ends
+    for name, who in (("worker.log", f"worker {AGENT_ONE}"), ("sink.log", "sink")):
+        lines = (tmp_path / name).read_text().splitlines()
+        gone = [x for x in lines if f"{who}: Kafka at {private_broker.bootstrap} stopped" in x]
+        back = [x for x in lines if f"{who}: Kafka at {private_broker.bootstrap} answers" in x]
+        assert (len(gone), len(back)) == (1, 1), "\n".join(lines[-40:])
+        assert re.search(r"after \d+\.\d s away", back[0]), back[0]
+        assert sum("publishing failed" in x for x in lines) <= 1, "\n".join(lines[-40:])
 
 
 # --- three brokers, one stopped ----------------------------------------------------------------

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from gymstream.errors import ConfigError
+from gymstream.nemo.metrics import aggregate_metrics
 from gymstream.nemo.outputs import (
     OutputPaths,
-    aggregate_metrics,
     claim_output,
     read_done_ids,
     read_run_file,

@@ -7,6 +7,7 @@ import json
 import msgspec
 from message_helpers import failure_message, result_message
 
+from gymstream.nemo.rollout_set import RolloutSet
 from gymstream.sink.ledger import SinkLedger, SinkReport
 from gymstream.wire.keys import rollout_id
 from gymstream.wire.messages import FailureMessage, ResultMessage
@@ -27,12 +28,16 @@ def failure(task: int, *, agent: str = "a", attempt: int = 0, run: str = RUN) ->
     return failure_message(task, agent=agent, attempt=attempt, row={"t": task}, run=run)
 
 
+def rollouts(*tasks: int, agent: str = "a") -> RolloutSet:
+    return RolloutSet((agent, task, 0) for task in tasks)
+
+
 def ledger(
-    written_ids: set[str] | None = None,
-    failed_ids: set[str] | None = None,
+    written: RolloutSet | None = None,
+    failed: RolloutSet | None = None,
     retried: dict[str, int] | None = None,
 ) -> SinkLedger:
-    return SinkLedger(SinkReport(run_id=RUN), written_ids, failed_ids, retried)
+    return SinkLedger(SinkReport(run_id=RUN), written, failed, retried)
 
 
 def produced(**expected: int) -> RunManifest:
@@ -57,7 +62,7 @@ def test_results_become_output_rows_once_and_repeats_count_as_duplicates() -> No
 
 
 def test_rollouts_already_in_the_files_are_not_written_again() -> None:
-    book = ledger(written_ids={rid(0)}, failed_ids={rid(1), rid(0)})
+    book = ledger(written=rollouts(0), failed=rollouts(1, 0))
     assert book.report.resumed_rows == 2  # the failed rid(0) was superseded by its result
     assert book.report.accounted == 2
     rows = book.take([result(0), failure(1), result(2)])
@@ -86,8 +91,8 @@ def test_a_result_supersedes_a_failure_but_not_the_other_way_round() -> None:
     rows = book.take([failure(0), result(0), result(1), failure(1)])
     assert [json.loads(r)["task"] for r in rows.output] == [0, 1]
     assert len(rows.failures) == 1  # written before the result came; the files keep both
-    assert book.failed_ids == set()
-    assert book.written_ids == {rid(0), rid(1)}
+    assert set(book.failed) == set()
+    assert set(book.written) == {("a", 0, 0), ("a", 1, 0)}
     assert book.report.duplicates == 1  # failure(1) after its result
     assert book.report.accounted == 2
 
@@ -137,7 +142,7 @@ def test_following_never_completes() -> None:
 
 
 def test_a_result_supersedes_a_failure_and_says_so() -> None:
-    book = ledger(written_ids={rid(5)}, failed_ids={rid(0), rid(5)})
+    book = ledger(written=rollouts(5), failed=rollouts(0, 5))
     assert book.superseded_on_disk == {rid(5)}  # in both files on start: its failure moves
     rows = book.take([failure(1), result(0), result(1), result(2)])
     assert rows.superseded == {rid(0), rid(1)}  # one from the file, one from this batch
