@@ -36,6 +36,7 @@ from gymstream.nemo.outputs import (
 from gymstream.runs.tail import RunsTail
 from gymstream.settings import KafkaSettings
 from gymstream.sink.ledger import SinkLedger, SinkReport
+from gymstream.sink.progress import ProgressPublisher, SinkCounts
 from gymstream.sink.rebuild import FromTheStart
 from gymstream.wire.codec import DECODE_FAILURE, DECODE_RESULT, ENCODER
 from gymstream.wire.keys import manifest_key
@@ -101,12 +102,15 @@ async def run_sink(
     follow: bool = False,
     on_progress: Callable[[SinkReport], None] | None = None,
     batch_records: int = 5000,
+    progress_interval_s: float = 1.0,
 ) -> SinkReport:
     """Write the run's results to ``output`` until the run is complete (or ``stop``)."""
     started = time.perf_counter()
     stop = stop or asyncio.Event()
     ledger = _resume(output, run_id)
     report = ledger.report
+    counts = SinkCounts(ledger)  # published for `gymstream status` (sink/progress.py)
+    publisher = ProgressPublisher(kafka, layout, counts, progress_interval_s)
     runs = RunsTail(kafka, layout, [manifest_key(run_id)])
     consumer = build_consumer(
         kafka, group_id=layout.sink_group(run_id), max_poll_records=batch_records
@@ -121,6 +125,7 @@ async def run_sink(
         # started inside the try: a failed start (no broker) still closes both clients
         await runs.start()
         await consumer.start()
+        await publisher.start()
         manifest = None
         while not stop.is_set():
             if manifest_key(run_id) in await runs.poll(timeout_ms=0):
@@ -142,12 +147,16 @@ async def run_sink(
                 fail_handle.close()
                 move_to_history(output, run_id, rows.superseded)
                 fail_handle = output.failures.open("ab")
+                counts.superseded(rows.superseded)
             await consumer.commit()  # only now: the rows above are on disk
+            await publisher.maybe_publish()
             if on_progress is not None:
                 on_progress(report)
+        await publisher.publish()
     finally:
         out_handle.close()
         fail_handle.close()
+        await publisher.stop()
         await consumer.stop()
         await runs.stop()
     output.metrics.write_bytes(
