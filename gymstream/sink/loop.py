@@ -126,6 +126,7 @@ async def run_sink(
         await runs.start()
         await consumer.start()
         await publisher.start()
+        await publisher.publish()  # what the files hold on start (status sees the sink at once)
         manifest = None
         while not stop.is_set():
             if manifest_key(run_id) in await runs.poll(timeout_ms=0):

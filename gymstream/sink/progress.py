@@ -3,8 +3,8 @@
 ``SinkCounts`` (pure) keeps, per agent, the rollouts of the run in the output and failures
 files: counted once from the ids found on start, then kept by what each batch adds (a result
 that supersedes a failure moves one count from failed to written). ``ProgressPublisher`` sends
-a ``SinkProgress`` record under ``sink/<run id>`` after a commit, at most once per
-``interval_s``, and once more when the sink's loop ends. The record is for observers only: a
+a ``SinkProgress`` record under ``sink/<run id>`` on start, after a commit (at most once per
+``interval_s``), and once more when the sink's loop ends. The record is for observers only: a
 send that fails is logged and tried again at the next commit; it never stops the sink.
 """
 
