@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,17 @@ from pipeline_helpers import (
     gymstream,
     in_process_worker,
     single_tool_input,
+    spawn,
 )
 
 from gymstream.kafka.topics import apply_topics, load_layout
 from gymstream.nemo.outputs import OutputPaths
+from gymstream.produce.producer import publish_manifest
 from gymstream.settings import KafkaSettings, WorkerSettings
 from gymstream.sink.loop import run_sink
 from gymstream.wire.codec import ENCODER
 from gymstream.wire.keys import progress_key
-from gymstream.wire.records import StreamProgress
+from gymstream.wire.records import RunManifest, StreamProgress
 
 pytestmark = pytest.mark.kafka
 
@@ -157,3 +160,42 @@ async def test_an_unknown_run_id_is_one_line_and_exit_2(kafka_bootstrap: str) ->
     listing = await asyncio.to_thread(gymstream, "status", "--json", env=env)
     assert listing.returncode == 0, listing.stderr
     assert json.loads(listing.stdout)["runs"] == []
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+async def test_watch_refreshes_a_line_per_run_until_interrupted(
+    kafka_bootstrap: str, tmp_path: Path, as_json: bool
+) -> None:
+    """Not a terminal: a line per refresh (a document per line with --json); SIGINT ends it
+    cleanly (exit 0)."""
+    env = cli_env(kafka_bootstrap)
+    layout = load_layout(prefix=env["GYMSTREAM_TOPIC_PREFIX"])
+    kafka = KafkaSettings(bootstrap=kafka_bootstrap)
+    await apply_topics(kafka.client_options(), layout, [AGENT_ONE])
+    producer = make_producer(kafka_bootstrap)
+    await producer.start()
+    try:
+        manifest = RunManifest(run_id=RUN, state="produced", expected={AGENT_ONE: 3})
+        await publish_manifest(producer, layout, manifest)
+    finally:
+        await producer.stop()
+    log = tmp_path / "watch.log"
+    args = ["status", "--run-id", RUN, "--watch", "0.2", *(["--json"] if as_json else [])]
+    proc = spawn(args, env, log)
+    try:
+        await wait_until(lambda: count_lines(log) >= 3, 60, "three refreshes")
+        proc.send_signal(signal.SIGINT)
+        code = await asyncio.to_thread(proc.wait, 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, log.read_text()
+    lines = log.read_text().splitlines()
+    assert len(lines) >= 3
+    for line in lines:
+        if as_json:
+            [run] = json.loads(line)["runs"]
+            assert (run["run_id"], run["expected"], run["written"]) == (RUN, 3, None)
+        else:
+            assert f"run {RUN} produced: written ?, failed ? of 3, in flight ?" in line
+            assert line.endswith("task lag 0, 0 worker(s), complete no")
