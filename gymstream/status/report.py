@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from gymstream.nemo.rollouts import DEFAULT_REPEATS_KEY
 from gymstream.wire.records import RunManifest, SinkProgress, StreamProgress
 
 __all__ = [
@@ -184,7 +185,7 @@ def _sum(values: Sequence[int | None]) -> int | None:
 
 def run_agents(manifest: RunManifest, sink: SinkProgress | None) -> set[str]:
     """The agents a run names: in its manifest (expected, repeats) and its sink's counts."""
-    named = set(manifest.expected) | {a for a in manifest.repeats if a != "_default"}
+    named = set(manifest.expected) | {a for a in manifest.repeats if a != DEFAULT_REPEATS_KEY}
     if sink is not None:
         named |= set(sink.written) | set(sink.failed)
     return named
@@ -222,8 +223,9 @@ def _expected_units(manifest: RunManifest, position: StreamProgress) -> int | No
     if position.unit == "rollout":
         return sum(manifest.expected.values())
     units = 0
+    repeats = manifest.repeats
     for agent, n in manifest.expected.items():
-        size = position.group_size or manifest.repeats.get(agent, manifest.repeats.get("_default"))
+        size = position.group_size or repeats.get(agent, repeats.get(DEFAULT_REPEATS_KEY))
         if not size:
             return None
         units += -(-n // size)
