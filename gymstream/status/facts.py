@@ -64,8 +64,8 @@ class StatusProbe:
     async def start(self) -> None:
         try:
             for client in (self._offsets, self._admin):
+                self._started.append(client)  # before start: a failed start still closes it
                 await client.start()
-                self._started.append(client)
             await self._tail.start()
             self._started.append(self._tail)
             await self._tail.read_to_end(self._timeout_s)
