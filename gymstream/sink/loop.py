@@ -153,7 +153,7 @@ async def run_sink(
             await publisher.maybe_publish()
             if on_progress is not None:
                 on_progress(report)
-        await publisher.publish()
+        await publisher.publish(wait=True)
     finally:
         out_handle.close()
         fail_handle.close()

@@ -4,16 +4,19 @@
 files: counted once from the ids found on start, then kept by what each batch adds (a result
 that supersedes a failure moves one count from failed to written). ``ProgressPublisher`` sends
 a ``SinkProgress`` record under ``sink/<run id>`` on start, after a commit (at most once per
-``interval_s``), and once more when the sink's loop ends. The record is for observers only: a
-send that fails is logged and tried again at the next commit; it never stops the sink.
+``interval_s``), and once more when the sink's loop ends (that one awaited). The record is for
+observers only: a send that fails is logged and the next commit sends newer counts; it never
+stops or holds up the sink.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -61,7 +64,13 @@ class SinkCounts:
 
 
 class ProgressPublisher:
-    """Sends the sink's ``SinkProgress`` to the runs topic, at most once per ``interval_s``."""
+    """Sends the sink's ``SinkProgress`` to the runs topic, at most once per ``interval_s``.
+
+    A record on its way does not hold the sink up: ``maybe_publish`` hands the record to the
+    producer and returns; the outcome of a send is looked at before the next one (a failure is
+    logged; while one is still unacknowledged no other is sent, so a broker outage never piles
+    records up). ``publish(wait=True)`` (the last counts) returns once Kafka has them.
+    """
 
     def __init__(
         self, kafka: KafkaSettings, layout: TopicLayout, counts: SinkCounts, interval_s: float
@@ -72,6 +81,7 @@ class ProgressPublisher:
         self._interval_s = interval_s
         self._last = float("-inf")
         self._started = False
+        self._sent: asyncio.Future[Any] | None = None
 
     async def start(self) -> None:
         await self._producer.start()
@@ -82,17 +92,33 @@ class ProgressPublisher:
         if time.monotonic() - self._last >= self._interval_s:
             await self.publish()
 
-    async def publish(self) -> None:
-        if not self._started:
+    async def publish(self, *, wait: bool = False) -> None:
+        if not self._started or not self._settled(wait=wait):
             return
         record = self._counts.record()
         try:
-            await self._producer.send_and_wait(
+            self._sent = await self._producer.send(
                 self._topic, ENCODER.encode(record), key=sink_progress_key(record.run_id)
             )
             self._last = time.monotonic()
+            if wait:
+                await self._sent
         except Exception as exc:  # boundary: observers' record only, the sink goes on
             log.warning("could not publish the sink's progress to %s: %s", self._topic, exc)
+
+    def _settled(self, *, wait: bool) -> bool:
+        """Whether the last send is done (its failure logged); with ``wait`` always go on."""
+        sent, self._sent = self._sent, None
+        if sent is None:
+            return True
+        if not sent.done():
+            self._sent = sent
+            return wait
+        if not sent.cancelled() and sent.exception() is not None:
+            log.warning(
+                "could not publish the sink's progress to %s: %s", self._topic, sent.exception()
+            )
+        return True
 
     async def stop(self) -> None:
         """Close the producer (the caller publishes the last counts first)."""

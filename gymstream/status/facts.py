@@ -134,7 +134,13 @@ class StatusProbe:
         )
 
     async def _group(self, group_id: str) -> GroupFacts:
-        """The group's state, members and committed offsets (a group never seen is "Dead")."""
+        """The group's state, members and committed offsets (a group never seen is "Dead").
+
+        One group per request, on purpose: aiokafka 0.14 reads a DescribeGroups v3 answer with
+        the v2 schema, which lacks v3's ``authorized_operations`` after each group's members;
+        for one group those 4 bytes come last and go unread, but a second group in the same
+        answer would be read from the wrong place (tests/integration/test_status.py reads a
+        live group's members through this)."""
         [response] = await self._admin.describe_consumer_groups([group_id])
         state: str | None = None
         members: list[tuple[str, str, str]] = []

@@ -23,9 +23,12 @@ from pipeline_helpers import (
 
 from gymstream.kafka.topics import apply_topics, load_layout
 from gymstream.nemo.outputs import OutputPaths
-from gymstream.produce.producer import publish_manifest
+from gymstream.produce.plan import ProduceOptions
+from gymstream.produce.producer import produce, publish_manifest
 from gymstream.settings import KafkaSettings, WorkerSettings
 from gymstream.sink.loop import run_sink
+from gymstream.status.facts import StatusProbe
+from gymstream.status.report import build_document
 from gymstream.wire.codec import ENCODER
 from gymstream.wire.keys import progress_key
 from gymstream.wire.records import RunManifest, StreamProgress
@@ -43,11 +46,21 @@ async def status(env: dict[str, str], *args: str) -> dict[str, Any]:
     the sink of this test run on this event loop meanwhile)."""
     done = await asyncio.to_thread(gymstream, "status", "--json", "--run-id", RUN, *args, env=env)
     assert done.returncode == 0, done.stderr
-    document = json.loads(done.stdout)
+    return only_run(json.loads(done.stdout))
+
+
+def only_run(document: dict[str, Any]) -> dict[str, Any]:
     assert document["schema_version"] == 1
     [run] = document["runs"]
     assert run["run_id"] == RUN
     return dict(run)
+
+
+async def refreshed(probe: StatusProbe) -> dict[str, Any]:
+    """What the command prints at a --watch refresh, made in this process (the command's
+    start-up costs seconds on a loaded machine; the CLI itself is run before and after)."""
+    document = build_document(await probe.gather(RUN), generated_ms=0, topic_prefix="")
+    return only_run(json.loads(ENCODER.encode(document)))
 
 
 async def test_status_follows_a_live_run_to_its_end(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -57,10 +70,10 @@ async def test_status_follows_a_live_run_to_its_end(kafka_bootstrap: str, tmp_pa
     kafka = KafkaSettings(bootstrap=kafka_bootstrap, client_id=WORKER_CLIENT)
     await apply_topics(kafka.client_options(), layout, [AGENT_ONE])
     data = single_tool_input(tmp_path / "in.jsonl", ROWS)
-    produced = await asyncio.to_thread(
-        gymstream, "produce", str(data), "--run-id", RUN, "--num-repeats", str(REPEATS), env=env
+    options = ProduceOptions(
+        input_path=data, run_id=RUN, known_agents=[AGENT_ONE], num_repeats=REPEATS
     )
-    assert produced.returncode == 0, produced.stderr
+    assert sum((await produce(kafka, layout, options)).expected.values()) == EXPECTED
 
     # produced, nothing consumed yet: every task waits; no sink has counted anything
     before = await status(env)
@@ -76,34 +89,34 @@ async def test_status_follows_a_live_run_to_its_end(kafka_bootstrap: str, tmp_pa
     paths = OutputPaths(tmp_path / "out.jsonl")
     sink = asyncio.create_task(run_sink(kafka, layout, paths, RUN, progress_interval_s=0.1))
     try:
+        async with StatusProbe(kafka, layout) as probe:
 
-        async def sink_reported() -> bool:
-            return bool((await status(env))["sink"]["reported"])
+            async def sink_reported() -> bool:
+                return bool((await refreshed(probe))["sink"]["reported"])
 
-        await wait_until(sink_reported, 60, "the sink's first counts")
-        started = await status(env)
-        assert (started["written"], started["failed"], started["in_flight"]) == (0, 0, 12)
+            await wait_until(sink_reported, 60, "the sink's first counts")
+            started = await refreshed(probe)
+            assert (started["written"], started["failed"], started["in_flight"]) == (0, 0, 12)
 
-        settings = WorkerSettings(concurrency=2, commit_interval_s=0.05)
-        async with in_process_worker(kafka, layout, settings, model_latency_ms=150):
-            seen: list[dict[str, Any]] = []
+            settings = WorkerSettings(concurrency=2, commit_interval_s=0.05)
+            async with in_process_worker(kafka, layout, settings, model_latency_ms=150):
+                seen: list[dict[str, Any]] = []
 
-            async def some_written_with_the_worker_in_its_group() -> bool:
-                run = await status(env)
-                seen.append(run)
-                return bool(run["written"]) and bool(run["agents"][0]["workers"]["members"])
+                async def some_written_with_the_worker_in_its_group() -> bool:
+                    run = await refreshed(probe)
+                    seen.append(run)
+                    return bool(run["written"]) and bool(run["agents"][0]["workers"]["members"])
 
-            await wait_until(some_written_with_the_worker_in_its_group, 60, "a rollout written")
-            for run in seen:  # every snapshot while it ran is plausible
-                assert run["published"] == run["expected"] == EXPECTED
-                if run["written"] is not None:
+                await wait_until(some_written_with_the_worker_in_its_group, 60, "a rollout")
+                for run in seen:  # every snapshot while it ran is plausible
+                    assert run["published"] == run["expected"] == EXPECTED
                     assert 0 <= run["written"] <= EXPECTED
                     assert run["written"] + run["failed"] + run["in_flight"] == EXPECTED
-            members = seen[-1]["agents"][0]["workers"]["members"]
-            assert [m["client_id"] for m in members] == [WORKER_CLIENT]
-            assert seen[-1]["agents"][0]["workers"]["hosts"]
-            assert seen[-1]["agents"][0]["workers"]["state"] == "Stable"
-            report = await asyncio.wait_for(sink, 120)
+                workers = seen[-1]["agents"][0]["workers"]
+                assert [m["client_id"] for m in workers["members"]] == [WORKER_CLIENT]
+                assert workers["hosts"]
+                assert workers["state"] == "Stable"
+                report = await asyncio.wait_for(sink, 120)
     finally:
         sink.cancel()
     assert report.complete
@@ -119,7 +132,10 @@ async def test_status_follows_a_live_run_to_its_end(kafka_bootstrap: str, tmp_pa
     finally:
         await producer.stop()
 
-    after = await status(env)
+    # the JSON and the human table, both through the CLI (at once: each start-up takes seconds)
+    after, table = await asyncio.gather(
+        status(env), asyncio.to_thread(gymstream, "status", "--run-id", RUN, env=env)
+    )
     written, failed = count_lines(paths.output), count_lines(paths.failures)
     assert written + failed == EXPECTED
     assert (after["written"], after["failed"], after["in_flight"]) == (written, failed, 0)
@@ -141,8 +157,7 @@ async def test_status_follows_a_live_run_to_its_end(kafka_bootstrap: str, tmp_pa
     assert trainer["expected_units"] == ROWS  # groups of REPEATS, from the manifest
     assert on_topics >= EXPECTED
 
-    # the human table and the one line per refresh say the same
-    table = await asyncio.to_thread(gymstream, "status", "--run-id", RUN, env=env)
+    # the human table says the same
     assert table.returncode == 0, table.stderr
     assert f"run {RUN}: complete, {written} written, {failed} failed of {EXPECTED}" in table.stdout
 
