@@ -14,6 +14,7 @@ from gymstream.cli.demo import demo_command
 from gymstream.cli.produce import produce_command
 from gymstream.cli.retry import retry_failures_command
 from gymstream.cli.sink import sink_command
+from gymstream.cli.status import StatusCommand, status_command
 from gymstream.cli.stream import stream_command
 from gymstream.cli.topics import topics_app
 from gymstream.cli.worker import worker_command
@@ -68,6 +69,7 @@ app.command("worker")(worker_command)
 app.command("sink")(sink_command)
 app.command("retry-failures")(retry_failures_command)
 app.command("stream")(stream_command)
+app.command("status", cls=StatusCommand)(status_command)
 app.add_typer(topics_app, name="topics")
 app.add_typer(kafka.app, name="kafka")
 app.add_typer(model.app, name="model")

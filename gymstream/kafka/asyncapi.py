@@ -22,7 +22,7 @@ import yaml
 
 from gymstream.kafka.topics import TopicLayout, TopicSpec, load_layout
 from gymstream.wire.messages import FailureMessage, ResultMessage, TaskMessage
-from gymstream.wire.records import PolicyVersion, RunManifest, StreamProgress
+from gymstream.wire.records import PolicyVersion, RunManifest, SinkProgress, StreamProgress
 
 __all__ = ["ASYNCAPI_VERSION", "asyncapi_document", "asyncapi_yaml"]
 
@@ -35,6 +35,7 @@ _STRUCTS: tuple[type[msgspec.Struct], ...] = (
     RunManifest,
     PolicyVersion,
     StreamProgress,
+    SinkProgress,
 )
 # message name -> (struct, Kafka key as gymstream.wire.keys makes it, summary)
 _MESSAGES: dict[str, tuple[type[msgspec.Struct], str, str]] = {
@@ -68,6 +69,11 @@ _MESSAGES: dict[str, tuple[type[msgspec.Struct], str, str]] = {
         "`progress/<run>/<consumer>` (wire.keys.progress_key)",
         "A trainer stream's committed position and progress.",
     ),
+    "sinkProgress": (
+        SinkProgress,
+        "`sink/<run>` (wire.keys.sink_progress_key)",
+        "What a run's sink has written and failed, per agent (read by gymstream status).",
+    ),
 }
 # channel -> (address, messages, description)
 _CHANNELS: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -80,8 +86,8 @@ _CHANNELS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "failures": ("{prefix}.failures", ("failure",), "Typed failures: the dead-letter topic."),
     "runs": (
         "{prefix}.runs",
-        ("runManifest", "policyVersion", "streamProgress"),
-        "Compacted: the latest manifest, policy version and stream progress per key.",
+        ("runManifest", "policyVersion", "streamProgress", "sinkProgress"),
+        "Compacted: the latest manifest, policy version, stream and sink progress per key.",
     ),
 }
 # operation -> (action, channel, messages, who)
@@ -95,11 +101,12 @@ _OPERATIONS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
     "publishManifests": ("send", "runs", ("runManifest",), "gymstream produce / collect"),
     "publishPolicyVersions": ("send", "runs", ("policyVersion",), "a trainer (runs.policy)"),
     "publishProgress": ("send", "runs", ("streamProgress",), "a trainer stream (trainer API)"),
+    "publishSinkProgress": ("send", "runs", ("sinkProgress",), "gymstream sink / collect"),
     "readRuns": (
         "receive",
         "runs",
-        ("runManifest", "policyVersion", "streamProgress"),
-        "sink, stream, workers (policy version), produce (pacing)",
+        ("runManifest", "policyVersion", "streamProgress", "sinkProgress"),
+        "sink, stream, workers (policy version), produce (pacing), status",
     ),
 }
 

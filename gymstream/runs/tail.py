@@ -2,11 +2,12 @@
 
 The runs topic holds, latest value per key (keys from ``wire.keys``): each run's ``RunManifest``
 under the bare run id, the trainer's ``PolicyVersion`` under ``control/<run>``, and each trainer
-stream's ``StreamProgress`` under ``progress/<run>/<consumer>``. A ``RunsTail`` reads it from the
-beginning, without a consumer group, keeping the latest value of the keys it was asked for; it
-decodes them (``manifest``, ``manifests``, ``policy_version``, ``progress``) and can keep them
-current in the background (``follow``). The sink, the trainer stream, the policy-version follower
-and the pacer all read the topic through it.
+stream's ``StreamProgress`` under ``progress/<run>/<consumer>``, and the sink's ``SinkProgress``
+under ``sink/<run>``. A ``RunsTail`` reads it from the beginning, without a consumer group,
+keeping the latest value of the keys it was asked for; it decodes them (``manifest``,
+``manifests``, ``policy_version``, ``progress``, ``stream_positions``, ``sink_progress``) and can
+keep them current in the background (``follow``). The sink, the trainer stream, the
+policy-version follower, the pacer and ``gymstream status`` all read the topic through it.
 """
 
 from __future__ import annotations
@@ -24,15 +25,23 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from gymstream.kafka.clients import build_consumer, topic_partitions
 from gymstream.kafka.topics import TopicLayout
 from gymstream.settings import KafkaSettings
-from gymstream.wire.codec import DECODE_MANIFEST, DECODE_POLICY_VERSION, DECODE_PROGRESS
+from gymstream.wire.codec import (
+    DECODE_MANIFEST,
+    DECODE_POLICY_VERSION,
+    DECODE_PROGRESS,
+    DECODE_SINK_PROGRESS,
+)
 from gymstream.wire.keys import (
     CONTROL_PREFIX,
     PROGRESS_PREFIX,
+    SINK_PREFIX,
     manifest_key,
     policy_version_key,
     progress_key,
+    progress_run_prefix,
+    sink_progress_key,
 )
-from gymstream.wire.records import PolicyVersion, RunManifest, StreamProgress
+from gymstream.wire.records import PolicyVersion, RunManifest, SinkProgress, StreamProgress
 
 __all__ = ["Changes", "RunsTail", "read_manifests"]
 
@@ -185,7 +194,7 @@ class RunsTail:
         """Every run's manifest held, oldest first (by ``created_ms``, then run id)."""
         found = []
         for key in list(self.latest):
-            if key.startswith((CONTROL_PREFIX, PROGRESS_PREFIX)):
+            if key.startswith((CONTROL_PREFIX, PROGRESS_PREFIX, SINK_PREFIX)):
                 continue
             manifest = self._decode(key, DECODE_MANIFEST)
             if manifest is not None:
@@ -197,6 +206,17 @@ class RunsTail:
 
     def progress(self, run_id: str, consumer: str) -> StreamProgress | None:
         return self._decode(progress_key(run_id, consumer), DECODE_PROGRESS)
+
+    def stream_positions(self, run_id: str) -> list[StreamProgress]:
+        """Every trainer stream's position held for the run, by consumer name."""
+        prefix = progress_run_prefix(run_id)
+        keys = [k for k in self.latest if k.startswith(prefix)]
+        found = [self._decode(k, DECODE_PROGRESS) for k in keys]
+        mine = (p for p in found if p is not None and p.run_id == run_id)
+        return sorted(mine, key=lambda p: p.consumer)
+
+    def sink_progress(self, run_id: str) -> SinkProgress | None:
+        return self._decode(sink_progress_key(run_id), DECODE_SINK_PROGRESS)
 
     def _decode(self, key: bytes, decoder: msgspec.json.Decoder[_T]) -> _T | None:
         value = self.latest.get(key)

@@ -39,6 +39,7 @@ from gymstream.observe.metrics import Metrics, SinkMetrics
 from gymstream.runs.tail import RunsTail
 from gymstream.settings import KafkaSettings
 from gymstream.sink.ledger import SinkLedger, SinkReport
+from gymstream.sink.progress import ProgressPublisher, SinkCounts
 from gymstream.sink.rebuild import FromTheStart
 from gymstream.wire.codec import DECODE_FAILURE, DECODE_RESULT
 from gymstream.wire.keys import manifest_key
@@ -106,6 +107,7 @@ async def run_sink(
     batch_records: int = 5000,
     metrics: Metrics | None = None,
     drain: asyncio.Event | None = None,
+    progress_interval_s: float = 1.0,
 ) -> SinkReport:
     """Write the run's results to ``output`` until the run is complete (or ``stop``).
 
@@ -119,6 +121,8 @@ async def run_sink(
     stop = stop or asyncio.Event()
     ledger = _resume(output, run_id)
     report = ledger.report
+    counts = SinkCounts(ledger)  # published for `gymstream status` (sink/progress.py)
+    publisher = ProgressPublisher(kafka, layout, counts, progress_interval_s)
     runs = RunsTail(kafka, layout, [manifest_key(run_id)])
     consumer = build_consumer(
         kafka, group_id=layout.sink_group(run_id), max_poll_records=batch_records
@@ -138,6 +142,8 @@ async def run_sink(
         broker_watch = watch_consumer(
             consumer, who="sink", bootstrap=kafka.bootstrap, interval_s=kafka.watch_interval_s
         )
+        await publisher.start()
+        await publisher.publish()  # what the files hold on start (status sees the sink at once)
         manifest = None
         while not stop.is_set():
             if manifest_key(run_id) in await runs.poll(timeout_ms=0):
@@ -163,20 +169,24 @@ async def run_sink(
                 fail_handle.close()
                 move_to_history(output, run_id, rows.superseded)
                 fail_handle = output.failures.open("ab")
+                counts.superseded(rows.superseded)
             began = time.perf_counter()
             await consumer.commit()  # only now: the rows above are on disk
             if watch is not None:
                 watch.committed(time.perf_counter() - began)
                 await watch.measure_lag()
+            await publisher.maybe_publish()
             if on_progress is not None:
                 on_progress(report)
         if watch is not None:
             await watch.measure_lag(force=True)
+        await publisher.publish(wait=True)
     finally:
         if broker_watch is not None:
             await broker_watch.stop()
         out_handle.close()
         fail_handle.close()
+        await publisher.stop()
         await consumer.stop()
         await runs.stop()
     write_metrics(output.output, output.metrics)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from gymstream.wire.messages import FailureMessage, ResultMessage, TaskMessage
-from gymstream.wire.records import PolicyVersion, RunManifest, StreamProgress
+from gymstream.wire.records import PolicyVersion, RunManifest, SinkProgress, StreamProgress
 
 __all__ = [
     "DECODE_FAILURE",
@@ -13,6 +13,7 @@ __all__ = [
     "DECODE_POLICY_VERSION",
     "DECODE_PROGRESS",
     "DECODE_RESULT",
+    "DECODE_SINK_PROGRESS",
     "DECODE_TASK",
     "ENCODER",
 ]
@@ -24,3 +25,4 @@ DECODE_FAILURE = msgspec.json.Decoder(FailureMessage)
 DECODE_MANIFEST = msgspec.json.Decoder(RunManifest)
 DECODE_POLICY_VERSION = msgspec.json.Decoder(PolicyVersion)
 DECODE_PROGRESS = msgspec.json.Decoder(StreamProgress)
+DECODE_SINK_PROGRESS = msgspec.json.Decoder(SinkProgress)

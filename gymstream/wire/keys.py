@@ -6,7 +6,8 @@
   one partition;
 - a poison message (no rollout id of its own) ``poison:<topic>/<partition>/<offset>``;
 - runs-topic keys: the manifest under the bare run id, the trainer's policy version under
-  ``control/<run>``, a trainer stream's position under ``progress/<run>/<consumer>``.
+  ``control/<run>``, a trainer stream's position under ``progress/<run>/<consumer>``, the sink's
+  counts under ``sink/<run>``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 __all__ = [
     "CONTROL_PREFIX",
     "PROGRESS_PREFIX",
+    "SINK_PREFIX",
+    "agent_of",
     "group_key",
     "group_key_prefix",
     "location",
@@ -21,12 +24,15 @@ __all__ = [
     "poison_id",
     "policy_version_key",
     "progress_key",
+    "progress_run_prefix",
     "rollout_id",
+    "sink_progress_key",
     "task_key",
 ]
 
 CONTROL_PREFIX = b"control/"
 PROGRESS_PREFIX = b"progress/"
+SINK_PREFIX = b"sink/"
 
 
 def rollout_id(run_id: str, agent: str, task_index: int, rollout_index: int) -> str:
@@ -72,3 +78,18 @@ def policy_version_key(run_id: str) -> bytes:
 def progress_key(run_id: str, consumer: str) -> bytes:
     """The runs-topic key of one trainer stream's position and progress."""
     return PROGRESS_PREFIX + f"{run_id}/{consumer}".encode()
+
+
+def progress_run_prefix(run_id: str) -> bytes:
+    """What the runs-topic keys of every trainer stream position of the run start with."""
+    return PROGRESS_PREFIX + f"{run_id}/".encode()
+
+
+def sink_progress_key(run_id: str) -> bytes:
+    """The runs-topic key of the counts a run's sink has written (``SinkProgress``)."""
+    return SINK_PREFIX + run_id.encode()
+
+
+def agent_of(run_id: str, rollout: str) -> str:
+    """The agent part of a rollout id of ``run_id`` (``rollout_id``'s inverse, for the agent)."""
+    return rollout.removeprefix(f"{run_id}/").rsplit("/", 2)[0]

@@ -1,4 +1,4 @@
-"""Records of the compacted runs topic: run manifests, policy versions, trainer progress.
+"""Records of the compacted runs topic: run manifests, policy versions, trainer and sink progress.
 
 Their keys are made in ``gymstream.wire.keys``; the one reader of the topic is ``gymstream.runs``.
 """
@@ -9,7 +9,14 @@ from typing import Literal
 
 import msgspec
 
-__all__ = ["ALL_ROLLOUTS", "ClosedRanges", "PolicyVersion", "RunManifest", "StreamProgress"]
+__all__ = [
+    "ALL_ROLLOUTS",
+    "ClosedRanges",
+    "PolicyVersion",
+    "RunManifest",
+    "SinkProgress",
+    "StreamProgress",
+]
 
 
 class RunManifest(msgspec.Struct, kw_only=True, frozen=True):
@@ -67,4 +74,22 @@ class StreamProgress(msgspec.Struct, kw_only=True, frozen=True):
     closed_units: int = 0
     acknowledged_units: int = 0
     policy_version: int | None = None
+    updated_ms: int = 0
+
+
+class SinkProgress(msgspec.Struct, kw_only=True, frozen=True):
+    """What a run's sink has in its output files (runs topic, key ``sink/<run id>``).
+
+    ``written`` / ``failed``: per agent, the rollouts of the run in the output file and in the
+    failures file (from before a restart too), as of the sink's last commit: the files are
+    fsynced before the sink publishes this. ``complete``: the sink saw the run complete.
+    Published by every sink (``sink`` and ``collect``) at most about once a second and when it
+    stops; ``gymstream status`` reads it.
+    """
+
+    run_id: str
+    written: dict[str, int] = msgspec.field(default_factory=dict)
+    failed: dict[str, int] = msgspec.field(default_factory=dict)
+    duplicates: int = 0
+    complete: bool = False
     updated_ms: int = 0

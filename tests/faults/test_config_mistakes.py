@@ -31,6 +31,11 @@ CASES: dict[str, tuple[list[str], dict[str, str], str]] = {
         "topic {prefix}.tasks." + AGENT_ONE + " does not exist: create it with "
         "`gymstream topics apply --agent " + AGENT_ONE + "`",
     ),
+    "status_before_topics_apply": (
+        ["status"],
+        {},
+        "topic {prefix}.runs does not exist: create the topics with `gymstream topics apply`",
+    ),
     "missing_ssl_cafile": (
         ["sink", "--output", "{tmp}/out.jsonl", "--run-id", "r"],
         {"GYMSTREAM_KAFKA_SECURITY_PROTOCOL": "SSL", "GYMSTREAM_KAFKA_SSL_CAFILE": "/no/ca.pem"},

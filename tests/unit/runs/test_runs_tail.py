@@ -12,8 +12,8 @@ from gymstream.kafka.topics import TopicLayout, load_layout
 from gymstream.runs.tail import Changes, RunsTail
 from gymstream.settings import KafkaSettings
 from gymstream.wire.codec import ENCODER
-from gymstream.wire.keys import manifest_key, policy_version_key, progress_key
-from gymstream.wire.records import PolicyVersion, RunManifest, StreamProgress
+from gymstream.wire.keys import manifest_key, policy_version_key, progress_key, sink_progress_key
+from gymstream.wire.records import PolicyVersion, RunManifest, SinkProgress, StreamProgress
 
 KAFKA = KafkaSettings(bootstrap="127.0.0.1:9")  # never contacted: the consumer is a fake
 
@@ -155,3 +155,31 @@ async def test_changes_wake_a_waiter_once_the_predicate_holds() -> None:
     await asyncio.wait_for(waiter, 1)
     with pytest.raises(TimeoutError):
         await changes.wait_until(lambda: False, timeout_s=0.01)
+
+
+def test_sink_progress_and_stream_positions_are_read_per_run_and_never_as_manifests(
+    layout: TopicLayout,
+) -> None:
+    tail = RunsTail(KAFKA, layout)
+
+    def position(run_id: str, consumer: str) -> StreamProgress:
+        return StreamProgress(run_id=run_id, consumer=consumer, unit="group", group_size=2)
+
+    sink = SinkProgress(run_id="r1", written={"a": 3}, failed={"a": 1}, complete=True)
+    tail.latest = {
+        manifest_key("r1"): ENCODER.encode(manifest("r1", created_ms=10)),
+        sink_progress_key("r1"): ENCODER.encode(sink),
+        progress_key("r1", "zeta"): ENCODER.encode(position("r1", "zeta")),
+        progress_key("r1", "alpha"): ENCODER.encode(position("r1", "alpha")),
+        # a run whose id extends r1's: its positions are not r1's
+        progress_key("r1/x", "alpha"): ENCODER.encode(position("r1/x", "alpha")),
+        progress_key("r2", "alpha"): ENCODER.encode(position("r2", "alpha")),
+    }
+    assert [m.run_id for m in tail.manifests()] == ["r1"]
+    assert tail.sink_progress("r1") == sink
+    assert tail.sink_progress("r2") is None
+    assert [(p.run_id, p.consumer) for p in tail.stream_positions("r1")] == [
+        ("r1", "alpha"),
+        ("r1", "zeta"),
+    ]
+    assert tail.stream_positions("absent") == []

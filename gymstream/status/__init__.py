@@ -1,0 +1,1 @@
+"""`gymstream status`: how far each run is (facts from Kafka, the report, the stable JSON)."""
