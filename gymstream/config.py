@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gymstream.errors import ConfigError, EnvironmentNotFoundError
-from gymstream.settings import ModelSettings
+from gymstream.settings import ModelSettings, VllmOptions
 
 __all__ = [
     "DEFAULT_MAX_STEPS",
@@ -92,6 +92,8 @@ class ModelEndpoint(BaseModel):
     api_key: str | None = None
     timeout_s: float | None = None
     return_token_id_information: bool | None = None
+    base_urls: tuple[str, ...] | None = None
+    vllm: VllmOptions | None = None
 
 
 class GymConfig(BaseModel):
@@ -181,6 +183,8 @@ def resolve_model(
         fields.update({k: v for k, v in declared.model_dump().items() if v is not None})
     fields.update({k: getattr(from_env, k) for k in from_env.model_fields_set})
     fields.update({k: v for k, v in overrides.items() if v is not None})
+    if "base_urls" in fields and fields.get("base_url") not in fields["base_urls"]:
+        del fields["base_urls"]  # another endpoint was given: the YAML's server list is not its
     try:
         return ModelSettings.model_validate(fields)
     except ValidationError as exc:

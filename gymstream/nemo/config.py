@@ -13,7 +13,9 @@ environment mapping the boundary passes in (``gymstream.settings.process_environ
   (unset: NeMo Gym means unlimited, gymstream caps at ``DEFAULT_MAX_STEPS``);
 - any other agent type, and every ``environment_servers`` instance: a remote agent (``POST /run``);
 - ``responses_api_models``: ``openai_model`` -> the Responses API at ``openai_base_url``;
-  ``vllm_model`` -> Chat Completions at ``base_url`` (the first, when it is a list);
+  ``vllm_model`` -> Chat Completions at ``base_url`` (a list: each rollout sticks to one
+  server, round robin) with its request options (``extra_body``, ``chat_template_kwargs``,
+  ``sampling_overrides``, ``uses_reasoning_parser``; see ``gymstream.rollout.model.vllm``);
 - ``resources_servers``: the address an agent's HTTP environment calls (``host`` + ``port``).
 
 An instance of an unknown server type is a ``ConfigError`` that names it. Addresses missing from
@@ -145,28 +147,48 @@ def _model(impl: str, options: DictConfig, where: str) -> dict[str, Any]:
             "api": "responses",
         }
     elif impl == "vllm_model":
-        base_url = _value(options, "base_url", where)
-        if isinstance(base_url, list):
-            base_url = base_url[0] if base_url else None
-        fields = {
-            "base_url": base_url,
-            "api_key": _value(options, "api_key", where),
-            "name": _value(options, "model", where),
-            "api": "chat_completions",
-        }
-        # NeMo Gym's own switch for the token ids and log-probs that trainers need
-        token_ids = _value(options, "return_token_id_information", where)
-        if token_ids is not None:
-            return {
-                **{k: str(v) for k, v in fields.items() if v is not None},
-                "return_token_id_information": bool(token_ids),
-            }
+        return _vllm_model(options, where)
     else:
         raise ConfigError(
             f"{where}: model server type '{impl}' is not supported "
             "(gymstream calls openai_model and vllm_model endpoints directly)"
         )
     return {k: str(v) for k, v in fields.items() if v is not None}
+
+
+_VLLM_OPTIONS = (
+    "extra_body",
+    "chat_template_kwargs",
+    "forward_request_chat_template_kwargs",
+    "sampling_overrides",
+    "uses_reasoning_parser",
+)
+
+
+def _vllm_model(options: DictConfig, where: str) -> dict[str, Any]:
+    """A ``vllm_model``: Chat Completions at its ``base_url`` (a list: every server, each rollout
+    sticks to one), and the options of 0.7.0's that change the request body (``VllmOptions``)."""
+    base_url = _value(options, "base_url", where)
+    urls = [str(u) for u in base_url] if isinstance(base_url, list) else []
+    fields: dict[str, Any] = {
+        k: str(v)
+        for k, v in {
+            "base_url": urls[0] if urls else base_url,
+            "api_key": _value(options, "api_key", where),
+            "name": _value(options, "model", where),
+        }.items()
+        if v is not None
+    }
+    fields["api"] = "chat_completions"
+    if len(urls) > 1:
+        fields["base_urls"] = urls
+    # NeMo Gym's own switch for the token ids and log-probs that trainers need
+    token_ids = _value(options, "return_token_id_information", where)
+    if token_ids is not None:
+        fields["return_token_id_information"] = bool(token_ids)
+    vllm = {key: _value(options, key, where) for key in _VLLM_OPTIONS}
+    fields["vllm"] = {k: v for k, v in vllm.items() if v is not None}
+    return fields
 
 
 def _ref(node: Any, kind: str, where: str) -> str:

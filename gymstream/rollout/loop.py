@@ -36,6 +36,7 @@ from gymstream.nemo.output_row import PARAMS, verify_result
 from gymstream.nemo.token_ids import prefix_breaks
 from gymstream.rollout.environment import AnyEnvironment, Environment, SessionEnvironment
 from gymstream.rollout.model.client import ModelClient
+from gymstream.rollout.model.spread import model_session
 from gymstream.rollout.tool_answers import (
     NOT_FOUND_TEXT,
     ToolText,
@@ -160,7 +161,20 @@ async def run_rollout(
     then set to ``model_name``. Raises ``RowError`` when the row has no request object,
     ``ModelCallError``/``ModelResponseError`` from the model, ``VerifierError`` from the verifier,
     ``ToolError`` when a tool returns something that cannot be JSON-encoded (an environment bug).
+    Every model call of the rollout is one ``model_session`` (one server of several).
     """
+    with model_session():
+        return await _run(row, env, model, model_name, max_steps, overrides)
+
+
+async def _run(
+    row: dict[str, Any],
+    env: AnyEnvironment,
+    model: ModelClient,
+    model_name: str,
+    max_steps: int,
+    overrides: Mapping[str, Any] | None,
+) -> RolloutResult:
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
     row_params = row.get(PARAMS)

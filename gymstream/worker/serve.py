@@ -17,7 +17,7 @@ from gymstream.config import GymConfig, resolve_model
 from gymstream.eventloop import install_stop_signals
 from gymstream.kafka.topics import TopicLayout
 from gymstream.rollout.connect import open_environment
-from gymstream.rollout.model.client import build_model_client
+from gymstream.rollout.model.spread import open_model_client
 from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.worker.loop import WorkerStats, run_worker
 
@@ -49,7 +49,7 @@ async def serve_agent(
         update={"concurrency": concurrency or agent_config.concurrency}
     )
     async with open_environment(agent, agent_config, settings.server, retry) as env:
-        client = build_model_client(model_settings, retry)
+        client = open_model_client(model_settings, retry)
         try:
             return await run_worker(
                 kafka,

@@ -23,6 +23,10 @@ Mapping (what a caller must know):
   last output item ride back on the assistant message of that turn (as NeMo Gym's converter
   does); an answer's fields go on the last output item it produces (an empty ``message`` item
   when it produced none).
+- A NeMo Gym ``vllm_model`` (``vllm`` options): a turn with no output at all becomes one empty
+  ``message`` item, and with ``uses_reasoning_parser`` the reasoning (the server's field and any
+  ``<think>`` tags in the content) becomes a ``reasoning`` item of ``summary_text`` parts, as
+  NeMo Gym's converter makes them (``model.vllm``).
 Unsupported requests (streaming, non-function tools, unknown item types) raise
 ``ModelResponseError`` with failure_class ``model_request_unsupported``: retrying cannot help.
 """
@@ -38,6 +42,8 @@ import msgspec
 
 from gymstream.errors import ModelResponseError
 from gymstream.nemo.token_ids import PROMPT_TOKEN_IDS, ROUTED_EXPERTS, TOKEN_FIELDS
+from gymstream.rollout.model.vllm import reasoning_texts
+from gymstream.settings import VllmOptions
 from gymstream.wire.messages import FailureClass
 
 __all__ = ["chat_to_response", "responses_to_chat_request", "usage_from_chat"]
@@ -273,10 +279,32 @@ def _message_item(base_id: str, text: str) -> dict[str, Any]:
     }
 
 
+def _reasoning_item(base_id: str, message: dict[str, Any], vllm: VllmOptions | None) -> Any:
+    """(the turn's reasoning item or None, its content): vllm_model's summary texts with
+    ``uses_reasoning_parser``, else the server's reasoning field as reasoning text."""
+    if vllm is not None and vllm.uses_reasoning_parser:
+        texts, content = reasoning_texts(message)
+        if not texts:
+            return None, content
+        summary = [{"type": "summary_text", "text": t} for t in texts]
+        return {"id": f"rs_{base_id}", "type": "reasoning", "summary": summary}, content
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if not reasoning:
+        return None, message.get("content")
+    item = {
+        "id": f"rs_{base_id}",
+        "type": "reasoning",
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": reasoning}],
+    }
+    return item, message.get("content")
+
+
 def chat_to_response(
     chat: Mapping[str, Any],
     request: Mapping[str, Any],
     tokens: Mapping[str, Any] | None = None,
+    vllm: VllmOptions | None = None,
 ) -> dict[str, Any]:
     """A Chat Completions answer -> a Responses API ``Response`` object (as a dict).
 
@@ -295,20 +323,11 @@ def chat_to_response(
         )
     base_id = str(chat.get("id") or uuid.uuid4().hex)
     output: list[dict[str, Any]] = []
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if reasoning:
-        output.append(
-            {
-                "id": f"rs_{base_id}",
-                "type": "reasoning",
-                "summary": [],
-                "content": [{"type": "reasoning_text", "text": reasoning}],
-                "status": "completed",
-            }
-        )
-    content = message.get("content")
+    reasoning, content = _reasoning_item(base_id, message, vllm)
+    if reasoning is not None:
+        output.append({**reasoning, "status": "completed"})
     if content:
-        if isinstance(content, list):
+        if isinstance(content, list):  # chat content parts
             content = "".join(p.get("text") or "" for p in content if isinstance(p, dict))
         output.append(_message_item(base_id, content))
     for index, call in enumerate(message.get("tool_calls") or []):
@@ -324,9 +343,9 @@ def chat_to_response(
                 "status": "completed",
             }
         )
+    if not output and (tokens is not None or vllm is not None):
+        output.append(_message_item(base_id, ""))  # as NeMo Gym's converter does
     if tokens is not None:
-        if not output:  # NeMo Gym's converter makes an empty message of an empty turn
-            output.append(_message_item(base_id, ""))
         output[-1].update(tokens)
     finish = choices[0].get("finish_reason") if isinstance(choices, list) else None
     incomplete: dict[str, Any] | None = None

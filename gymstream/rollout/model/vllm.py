@@ -1,0 +1,96 @@
+"""NeMo Gym 0.7.0's ``vllm_model`` rules for the Chat Completions body, and for its answer.
+
+``prepare_chat(chat, params, options)`` does what vllm_model's
+``_preprocess_chat_completion_create_params`` does to the body it sends to vLLM, in its order:
+
+1. each function tool's ``strict`` is removed (vLLM does not implement it, and chat templates
+   that render unknown keys would put it into the prompt);
+2. ``chat_template_kwargs``: the config's, then the request's own top-level ones only with
+   ``forward_request_chat_template_kwargs`` (else they are dropped), then
+   ``metadata.chat_template_kwargs`` (a JSON string, per row) over both;
+3. ``extra_body``: the config's, updated with ``metadata.extra_body`` (a JSON string, per row:
+   NeMo Gym's collector puts its per-rollout ``seed`` there), merged *under* the body (the
+   body's own keys, token-id requests included, win);
+4. a null ``top_logprobs`` is left out;
+5. ``sampling_overrides`` last: they replace whatever the request says.
+
+``reasoning_texts(message, options)``: with ``uses_reasoning_parser``, what vllm_model makes of
+an answer: the server's ``reasoning_content`` (or ``reasoning``) and every
+``<think>...</think>`` in the content become the reasoning texts, the content loses the tags.
+
+Metadata that is not a JSON object string is a ``ModelResponseError`` (failure class
+``model_request_unsupported``: the row is wrong, a retry cannot help); NeMo Gym answers 500.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from gymstream.errors import ModelResponseError
+from gymstream.settings import VllmOptions
+from gymstream.wire.messages import FailureClass
+
+__all__ = ["prepare_chat", "reasoning_texts"]
+
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+
+
+def _metadata_object(metadata: Mapping[str, Any], key: str) -> dict[str, Any]:
+    text = metadata.get(key) or "{}"
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except json.JSONDecodeError as exc:
+        value = exc
+    if not isinstance(value, dict):
+        raise ModelResponseError(
+            f"responses_create_params.metadata.{key} must be a JSON object in a string "
+            f"(NeMo Gym's vllm_model reads it so), got {text!r:.200}",
+            failure_class=FailureClass.MODEL_REQUEST_UNSUPPORTED,
+        )
+    return value
+
+
+def prepare_chat(
+    chat: dict[str, Any], params: Mapping[str, Any], options: VllmOptions
+) -> dict[str, Any]:
+    """The body vllm_model would send for ``chat`` (built from the Responses ``params``)."""
+    for tool in chat.get("tools") or []:
+        if tool.get("type") == "function":
+            (tool.get("function") or {}).pop("strict", None)
+    metadata = params.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+
+    template_kwargs = copy.deepcopy(options.chat_template_kwargs or {})
+    own = chat.pop("chat_template_kwargs", None)
+    if own and options.forward_request_chat_template_kwargs:
+        template_kwargs.update(own)
+    template_kwargs.update(_metadata_object(metadata, "chat_template_kwargs"))
+    if template_kwargs:
+        chat["chat_template_kwargs"] = template_kwargs
+
+    extra_body = copy.deepcopy(options.extra_body or {})
+    extra_body.update(_metadata_object(metadata, "extra_body"))
+    if chat.get("top_logprobs", 0) is None:
+        del chat["top_logprobs"]
+    if extra_body:
+        chat = extra_body | chat
+    if options.sampling_overrides:
+        chat.update(options.sampling_overrides)
+    return chat
+
+
+def reasoning_texts(message: dict[str, Any]) -> tuple[list[str], Any]:
+    """(reasoning texts, content without ``<think>`` tags) of a chat answer's message, as
+    vllm_model with ``uses_reasoning_parser`` reads it."""
+    content = message.get("content")
+    text = content if isinstance(content, str) else ""
+    field = message.get("reasoning_content") or message.get("reasoning")
+    if field:
+        text = f"<think>{field}</think>{text}"
+    if not text:
+        return [], content
+    return list(_THINK.findall(text)), _THINK.sub("", text)
