@@ -69,6 +69,8 @@ class AgentConfig(BaseModel):
     ``environment`` names a native environment (in-process, the fast path); with
     ``resources_server`` set the agent loop calls that NeMo Gym resources server over HTTP
     instead, and with ``remote_agent`` set the whole rollout is that server's ``POST /run``.
+    ``skip_verification`` (NeMo Gym's agent option): no verify call, the reward is
+    ``skip_verification_reward`` and the row says ``verification_skipped: true``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -79,6 +81,8 @@ class AgentConfig(BaseModel):
     concurrency: int = Field(256, ge=1)
     resources_server: ServerRef | None = None
     remote_agent: ServerRef | None = None
+    skip_verification: bool = False
+    skip_verification_reward: float = 0.0
 
 
 class ModelEndpoint(BaseModel):

@@ -38,6 +38,8 @@ __all__ = [
     "MS_AGENT",
     "MS_RESOURCES",
     "NEMO_GYM_VERSION",
+    "SKIP_AGENT",
+    "SKIP_VERIFICATION_YAML",
     "STC_AGENT",
     "STC_RESOURCES",
     "Instance",
@@ -236,13 +238,16 @@ def run_nemo_gym_servers(
 
 # --- the server set of the two seed examples -----------------------------------------------
 
+SKIP_VERIFICATION_YAML = _REPO / "tests" / "data" / "nemo_gym_skip_verification.yaml"
 EXAMPLE_CONFIGS = (
     "responses_api_models/openai_model/configs/openai_model.yaml",
     "resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml",
     "resources_servers/example_multi_step/configs/example_multi_step.yaml",
+    str(SKIP_VERIFICATION_YAML),
 )
 STC_RESOURCES = "example_single_tool_call"
 STC_AGENT = "example_single_tool_call_simple_agent"
+SKIP_AGENT = "example_single_tool_call_skip_agent"  # skip_verification: true, reward 0.25
 MS_RESOURCES = "example_multi_step_resources_server"
 MS_AGENT = "example_multi_step_simple_agent"
 EXAMPLE_INSTANCES = (
@@ -251,6 +256,7 @@ EXAMPLE_INSTANCES = (
     Instance(STC_AGENT, "responses_api_agents", "simple_agent"),
     Instance(MS_RESOURCES, "resources_servers", "example_multi_step"),
     Instance(MS_AGENT, "responses_api_agents", "simple_agent"),
+    Instance(SKIP_AGENT, "responses_api_agents", "simple_agent"),
 )
 
 

@@ -10,7 +10,8 @@ environment mapping the boundary passes in (``gymstream.settings.process_environ
 
 - ``responses_api_agents`` / ``simple_agent``: gymstream's own agent loop against the instance's
   ``resources_server`` (an HTTP environment) and ``model_server``, with its ``max_steps``
-  (unset: NeMo Gym means unlimited, gymstream caps at ``DEFAULT_MAX_STEPS``);
+  (unset: NeMo Gym means unlimited, gymstream caps at ``DEFAULT_MAX_STEPS``) and its
+  ``skip_verification`` / ``skip_verification_reward`` (or the config's top-level ones);
 - any other agent type, and every ``environment_servers`` instance: a remote agent (``POST /run``);
 - ``responses_api_models``: ``openai_model`` -> the Responses API at ``openai_base_url``;
   ``vllm_model`` -> Chat Completions at ``base_url`` (a list: each rollout sticks to one
@@ -191,6 +192,22 @@ def _vllm_model(options: DictConfig, where: str) -> dict[str, Any]:
     return fields
 
 
+_SKIP_KEYS = ("skip_verification", "skip_verification_reward")
+
+
+def _skip_verification(merged: DictConfig, options: DictConfig, where: str) -> dict[str, Any]:
+    """An agent's ``skip_verification`` / ``skip_verification_reward``; the config's top-level
+    keys of the same names fill an agent that sets none (NeMo Gym's ``ng_run`` does so)."""
+    out: dict[str, Any] = {}
+    for key in _SKIP_KEYS:
+        value = _value(options, key, where)
+        if value is None:
+            value = _value(merged, key, key)
+        if value is not None:
+            out[key] = value
+    return out
+
+
 def _ref(node: Any, kind: str, where: str) -> str:
     if not isinstance(node, DictConfig) or not isinstance(node.get("name"), str):
         raise ConfigError(f"{where}: needs {kind}: {{type: ..., name: <instance>}}")
@@ -226,6 +243,7 @@ def translate(merged: DictConfig, head_urls: Mapping[str, str] | None = None) ->
                 "resources_server": ServerRef(
                     instance=resources, server_type=RESOURCES, url=url_of(resources)
                 ),
+                **_skip_verification(merged, options, where),
             }
         elif server_type in (AGENTS, ENVIRONMENTS):
             agents[name] = {
