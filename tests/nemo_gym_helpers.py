@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -44,6 +45,7 @@ __all__ = [
     "STC_RESOURCES",
     "Instance",
     "NemoGymServers",
+    "nemo_gym_merge",
     "nemo_gym_python",
     "run_nemo_gym_servers",
 ]
@@ -147,6 +149,22 @@ def _merged_config(
     if done.returncode != 0:
         pytest.fail(f"NeMo Gym could not merge {config_files}:\n{done.stderr[-3000:]}")
     return done.stdout
+
+
+def nemo_gym_merge(config_files: Sequence[str], cwd: Path) -> dict[str, Any]:
+    """NeMo Gym's own merge of ``config_files`` (``ng_run "+config_paths=[...]"``) run in
+    ``cwd``, as a dict; a failure quotes NeMo Gym's error."""
+    done = subprocess.run(
+        [str(nemo_gym_python()), "-c", _MERGE_SCRIPT, *config_files],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"NeMo Gym could not merge {config_files}:\n{done.stderr[-3000:]}")
+    merged: dict[str, Any] = yaml.safe_load(done.stdout)
+    return merged
 
 
 def _wait_healthy(servers: NemoGymServers, deadline: float) -> None:

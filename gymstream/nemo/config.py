@@ -2,8 +2,10 @@
 
 ``--config A.yaml,B.yaml`` may list NeMo Gym files (``<instance>: {<server type>:
 {<implementation>: {...}}}``), gymstream's own (``agents:`` / ``models:`` only) or both; the shape
-of each file tells them apart. NeMo Gym files are merged in order with OmegaConf, then
-``env.yaml`` from the working directory over them (NeMo Gym's order), and ``${...}``
+of each file tells them apart. A NeMo Gym file's ``config_paths`` are followed
+(``gymstream.nemo.config_paths``: NeMo Gym's lookup and merge order). NeMo Gym files are merged in
+order with OmegaConf, then ``env.yaml`` from the working directory over them (NeMo Gym's order),
+and ``${...}``
 interpolations resolve with OmegaConf's semantics. ``${oc.env:NAME,default}`` reads the
 environment mapping the boundary passes in (``gymstream.settings.process_environment``), never
 ``os.environ`` itself. Each instance becomes:
@@ -42,12 +44,14 @@ from gymstream.config import (
     read_yaml,
 )
 from gymstream.errors import ConfigError
+from gymstream.nemo.config_paths import expand_config_paths
 
 __all__ = [
     "ENV_YAML",
     "SERVER_TYPES",
     "is_nemo_gym_file",
     "load_any_config",
+    "merge_files",
     "translate",
 ]
 
@@ -92,6 +96,13 @@ def _merged(paths: Sequence[Path], env_yaml: Path | None, environ: Mapping[str, 
     if not isinstance(merged, DictConfig):  # pragma: no cover - every file is a mapping
         raise ConfigError("the merged NeMo Gym config is not a mapping")
     return merged
+
+
+def merge_files(paths: Sequence[Path], *, cwd: Path, environ: Mapping[str, str]) -> DictConfig:
+    """NeMo Gym files merged as NeMo Gym merges them: their ``config_paths`` followed, then
+    ``cwd/env.yaml`` over all; interpolations are resolved when values are read."""
+    files = expand_config_paths(paths, cwd=cwd, environ=environ)
+    return _merged(files, cwd / ENV_YAML, environ)
 
 
 def _value(node: DictConfig, key: str, where: str) -> Any:
@@ -273,8 +284,9 @@ def load_any_config(
     if not nemo:
         return load_config(own)
     files = ",".join(str(p) for p in nemo)
+    merged = merge_files(nemo, cwd=cwd or Path.cwd(), environ=environ)  # its errors name a file
     try:
-        translated = translate(_merged(nemo, (cwd or Path.cwd()) / ENV_YAML, environ), head_urls)
+        translated = translate(merged, head_urls)
     except ConfigError as exc:
         raise ConfigError(f"{files}: {exc}") from exc
     if not own:
