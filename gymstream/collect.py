@@ -23,7 +23,7 @@ from gymstream.nemo.outputs import OutputPaths, claim_output, hold_output
 from gymstream.nemo.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
 from gymstream.produce.producer import ProduceOptions, ProduceReport, produce
 from gymstream.produce.waiting import waiting_rollouts
-from gymstream.rollout.aggregate import server_metrics, write_entries
+from gymstream.rollout.aggregate import write_server_metrics
 from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport, run_sink
 from gymstream.worker.loop import WorkerStats
@@ -183,11 +183,9 @@ async def collect(
                     spawned.check()
                 await asyncio.wait({sink_task}, timeout=0.5)
             report.sink = sink_task.result()
-            entries = await server_metrics(
-                config, output.output, settings=settings.server, retry=settings.retry
+            await write_server_metrics(
+                config, output, settings=settings.server, retry=settings.retry
             )
-            if entries is not None:  # every agent is a NeMo Gym server's: its own metrics file
-                write_entries(entries, output.metrics)
         finally:
             stop_sink.set()
             stop_workers.set()

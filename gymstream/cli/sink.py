@@ -12,20 +12,24 @@ from rich.table import Table
 
 from gymstream.cli.common import (
     BootstrapOpt,
+    NemoGymHeadOpt,
     OverwriteOpt,
     PrefixOpt,
     TopicsFileOpt,
     VerboseOpt,
     fail,
+    gym_config,
     kafka_settings,
     layout_for,
     out,
+    rollout_settings,
     run,
     setup_logging,
 )
 from gymstream.errors import GymstreamError
 from gymstream.eventloop import install_stop_signals
 from gymstream.nemo.outputs import OutputPaths, claim_output, hold_output
+from gymstream.rollout.aggregate import write_server_metrics
 from gymstream.sink.loop import SinkReport, run_sink
 
 __all__ = ["print_sink_summary", "sink_command"]
@@ -64,6 +68,17 @@ def sink_command(
     topic_prefix: PrefixOpt = None,
     topics_file: TopicsFileOpt = None,
     verbose: VerboseOpt = False,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            help="The run's NeMo Gym YAML files (as for collect/worker): at the end of a complete "
+            "run, each agent's server computes <stem>_aggregate_metrics.json (/aggregate_metrics), "
+            "as NeMo Gym's collector does. Without it: gymstream's own summary.",
+            show_default=False,
+        ),
+    ] = None,
+    nemo_gym_head: NemoGymHeadOpt = None,
 ) -> None:
     """Write a run's scored rollouts to JSONL exactly as NeMo Gym's collector would.
 
@@ -73,6 +88,8 @@ def sink_command(
     setup_logging(verbose)
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
+    servers = gym_config(config, nemo_gym_head) if config else None
+    settings = rollout_settings() if servers else None
     paths = OutputPaths(output)
     with contextlib.ExitStack() as held:
         try:
@@ -85,7 +102,12 @@ def sink_command(
         async def main() -> SinkReport:
             stop = asyncio.Event()
             install_stop_signals(stop)
-            return await run_sink(kafka, layout, paths, run_id, stop=stop, follow=follow)
+            report = await run_sink(kafka, layout, paths, run_id, stop=stop, follow=follow)
+            if servers is not None and settings is not None and report.complete:
+                await write_server_metrics(
+                    servers, paths, settings=settings.server, retry=settings.retry
+                )
+            return report
 
         report = run(main(), bootstrap=kafka.bootstrap)
     print_sink_summary(report, output)

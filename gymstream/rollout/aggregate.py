@@ -22,11 +22,11 @@ import msgspec
 from gymstream.config import GymConfig, ServerRef
 from gymstream.errors import ServerResponseError
 from gymstream.nemo.output_row import PARAMS, agent_of
-from gymstream.nemo.outputs import iter_rows
+from gymstream.nemo.outputs import OutputPaths, iter_rows
 from gymstream.rollout.server_client import ServerClient
 from gymstream.settings import RetrySettings, ServerSettings
 
-__all__ = ["server_metrics", "stripped", "write_entries"]
+__all__ = ["server_metrics", "stripped", "write_entries", "write_server_metrics"]
 
 # simple_agent's /aggregate_metrics with skip_verification: NeMo Gym's empty AggregateMetrics()
 _SKIPPED_METRICS: dict[str, Any] = {
@@ -110,6 +110,19 @@ def _entry(agent: str, ref: ServerRef, metrics: dict[str, Any]) -> dict[str, Any
 def _skips_verification(config: GymConfig, agent: str) -> bool:
     declared = config.agents.get(agent)
     return declared is not None and declared.skip_verification and declared.remote_agent is None
+
+
+async def write_server_metrics(
+    config: GymConfig, output: OutputPaths, *, settings: ServerSettings, retry: RetrySettings
+) -> bool:
+    """At the end of a complete run (``collect`` and ``sink`` alike): NeMo Gym's own
+    ``<stem>_aggregate_metrics.json`` when every agent of the rows is a NeMo Gym server's
+    (``server_metrics``); False, the file untouched, otherwise."""
+    entries = await server_metrics(config, output.output, settings=settings, retry=retry)
+    if entries is None:
+        return False
+    write_entries(entries, output.metrics)
+    return True
 
 
 def write_entries(entries: list[dict[str, Any]], path: Path) -> None:
