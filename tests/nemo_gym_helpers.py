@@ -139,9 +139,14 @@ def _merged_config(
 ) -> str:
     pins_path = log_dir / "pins.yaml"
     pins_path.write_text(yaml.safe_dump(pins), "utf-8")
+    return _run_merge(python, [*config_files, str(pins_path)], site)
+
+
+def _run_merge(python: Path, config_files: Sequence[str], cwd: Path) -> str:
+    """NeMo Gym's parser over ``config_files`` in ``cwd``: the merged config as YAML text."""
     done = subprocess.run(
-        [str(python), "-c", _MERGE_SCRIPT, *config_files, str(pins_path)],
-        cwd=site,
+        [str(python), "-c", _MERGE_SCRIPT, *config_files],
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=False,
@@ -154,16 +159,7 @@ def _merged_config(
 def nemo_gym_merge(config_files: Sequence[str], cwd: Path) -> dict[str, Any]:
     """NeMo Gym's own merge of ``config_files`` (``ng_run "+config_paths=[...]"``) run in
     ``cwd``, as a dict; a failure quotes NeMo Gym's error."""
-    done = subprocess.run(
-        [str(nemo_gym_python()), "-c", _MERGE_SCRIPT, *config_files],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"NeMo Gym could not merge {config_files}:\n{done.stderr[-3000:]}")
-    merged: dict[str, Any] = yaml.safe_load(done.stdout)
+    merged: dict[str, Any] = yaml.safe_load(_run_merge(nemo_gym_python(), config_files, cwd))
     return merged
 
 

@@ -25,12 +25,12 @@ Metadata that is not a JSON object string is a ``ModelResponseError`` (failure c
 from __future__ import annotations
 
 import copy
-import json
 import re
 from collections.abc import Mapping
 from typing import Any
 
 from gymstream.errors import ModelResponseError
+from gymstream.nemo.overrides import metadata_object
 from gymstream.settings import VllmOptions
 from gymstream.wire.messages import FailureClass
 
@@ -40,18 +40,13 @@ _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 
 def _metadata_object(metadata: Mapping[str, Any], key: str) -> dict[str, Any]:
-    text = metadata.get(key) or "{}"
     try:
-        value = json.loads(text) if isinstance(text, str) else None
-    except json.JSONDecodeError as exc:
-        value = exc
-    if not isinstance(value, dict):
+        return metadata_object(metadata, key)
+    except ValueError as exc:
         raise ModelResponseError(
-            f"responses_create_params.metadata.{key} must be a JSON object in a string "
-            f"(NeMo Gym's vllm_model reads it so), got {text!r:.200}",
+            f"responses_create_params.metadata.{key} {exc} (NeMo Gym's vllm_model reads it so)",
             failure_class=FailureClass.MODEL_REQUEST_UNSUPPORTED,
-        )
-    return value
+        ) from None
 
 
 def prepare_chat(
