@@ -46,9 +46,35 @@ TOOL = {
 METADATA = {"extra_body": '{"seed": 7, "top_k": 9}', "chat_template_kwargs": '{"style": "long"}'}
 
 
-def request(text: str, *, tools: bool = True) -> dict[str, Any]:
+def _reasoning(text: str) -> dict[str, Any]:
+    return {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": text}]}
+
+
+def _said(text: str) -> dict[str, Any]:
+    part = {"type": "output_text", "text": text, "annotations": []}
+    return {
+        "type": "message",
+        "role": "assistant",
+        "content": [part],
+        "id": "m",
+        "status": "completed",
+    }
+
+
+HISTORY = [  # an earlier turn with reasoning, text and a tool call, then its output
+    _reasoning("Which city? Tokyo."),
+    _said("Let me look."),
+    {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": '{"city":"T"}'},
+    {"type": "function_call_output", "call_id": "c1", "output": '{"sky":"clear"}'},
+    _reasoning("Now I know."),  # a turn of reasoning and a tool call only
+    {"type": "function_call", "call_id": "c2", "name": "get_weather", "arguments": '{"city":"K"}'},
+    {"type": "function_call_output", "call_id": "c2", "output": '{"sky":"rain"}'},
+]
+
+
+def request(text: str, *, tools: bool = True, history: bool = False) -> dict[str, Any]:
     params: dict[str, Any] = {
-        "input": [{"role": "user", "content": text}],
+        "input": [{"role": "user", "content": text}, *(HISTORY if history else [])],
         "temperature": 1.0,
         "max_output_tokens": 64,
         "metadata": METADATA,
@@ -145,14 +171,27 @@ def _theirs(setup: Setup, params: dict[str, Any], client: httpx.Client) -> dict[
     return result
 
 
-@pytest.mark.parametrize("tools", [True, False], ids=["tool_call", "text"])
-async def test_the_chat_body_vllm_gets_is_nemo_gyms(setup: Setup, tools: bool) -> None:
+@pytest.mark.parametrize(
+    ("tools", "history"),
+    [(True, False), (False, False), (True, True)],
+    ids=["tool_call", "text", "history_with_reasoning"],
+)
+async def test_the_chat_body_vllm_gets_is_nemo_gyms(
+    setup: Setup, tools: bool, history: bool
+) -> None:
     setup.bodies()
     with httpx.Client(timeout=60) as client:
-        _theirs(setup, request("Weather in Tokyo?", tools=tools), client)
+        _theirs(setup, request("Weather in Tokyo?", tools=tools, history=history), client)
     ((_, theirs),) = setup.bodies()
-    await _ours(setup, request("Weather in Tokyo?", tools=tools))
+    await _ours(setup, request("Weather in Tokyo?", tools=tools, history=history))
     ((_, ours),) = setup.bodies()
+    if history:  # the reasoning goes back beside the text, as vllm_model's parser mode sends it
+        assistant = [m for m in ours["messages"] if m["role"] == "assistant"]
+        assert [m.get("reasoning_content") for m in assistant] == [
+            "Which city? Tokyo.",
+            "Now I know.",
+        ]
+        assert assistant[0]["content"] == "Let me look."
     # the options, as vllm_model merges them: metadata over the config, the body over
     # extra_body, sampling_overrides over everything
     assert theirs["chat_template_kwargs"] == {"enable_thinking": True, "style": "long"}

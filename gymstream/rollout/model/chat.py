@@ -10,7 +10,8 @@ Mapping (what a caller must know):
   open-model chat templates know only system/user/assistant/tool).
 - ``function_call`` items become ``tool_calls`` of an assistant message (merged into the assistant
   message just before them, as one turn); ``function_call_output`` items become ``tool`` messages.
-- ``reasoning`` items are dropped from the prompt (chat servers do not take them back).
+- ``reasoning`` items are dropped from the prompt (chat servers do not take them back), but for
+  a NeMo Gym vllm_model (``think``), which sends their summaries back as ``<think>`` text.
 - ``max_output_tokens`` -> ``max_tokens``; ``reasoning.effort`` -> ``reasoning_effort``;
   ``text.format`` -> ``response_format``; function tools are re-nested under ``function``.
 - Responses-only keys (store, include, truncation, metadata, ...) are dropped; unknown keys pass
@@ -42,7 +43,7 @@ import msgspec
 
 from gymstream.errors import ModelResponseError
 from gymstream.nemo.token_ids import PROMPT_TOKEN_IDS, ROUTED_EXPERTS, TOKEN_FIELDS
-from gymstream.rollout.model.vllm import reasoning_texts
+from gymstream.rollout.model.vllm import add_assistant, fold_reasoning, reasoning_texts
 from gymstream.settings import VllmOptions
 from gymstream.wire.messages import FailureClass
 
@@ -126,7 +127,9 @@ def _carry_tokens(item: Mapping[str, Any], messages: list[dict[str, Any]]) -> No
                 messages[-1][key] = item[key]
 
 
-def _messages(params: Mapping[str, Any], token_ids: bool = False) -> list[dict[str, Any]]:
+def _messages(
+    params: Mapping[str, Any], token_ids: bool = False, think: bool = False
+) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     instructions = params.get("instructions")
     if instructions:
@@ -145,7 +148,11 @@ def _messages(params: Mapping[str, Any], token_ids: bool = False) -> list[dict[s
                 role = "system"
             if role not in ("system", "user", "assistant"):
                 raise _unsupported(f"message role {item.get('role')!r}")
-            messages.append({"role": role, "content": _content_to_chat(item.get("content"))})
+            content = _content_to_chat(item.get("content"))
+            if think and role == "assistant":
+                add_assistant(messages, content)
+            else:
+                messages.append({"role": role, "content": content})
         elif kind == "function_call":
             if not item.get("call_id") or not item.get("name"):
                 raise _unsupported("a function_call item without call_id or name")
@@ -167,6 +174,8 @@ def _messages(params: Mapping[str, Any], token_ids: bool = False) -> list[dict[s
                 output = _content_to_chat(output)
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": output})
         elif kind == "reasoning":
+            if think:
+                fold_reasoning(item, messages)
             continue
         else:
             raise _unsupported(f"input item type {kind!r}")
@@ -205,11 +214,14 @@ def _response_format(text: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def responses_to_chat_request(
-    params: Mapping[str, Any], *, token_ids: bool = False
+    params: Mapping[str, Any], *, token_ids: bool = False, think: bool = False
 ) -> dict[str, Any]:
     """A Responses API request body -> the equivalent Chat Completions request body.
 
-    ``token_ids``: carry each turn's token fields back on its assistant message.
+    ``token_ids``: carry each turn's token fields back on its assistant message. ``think``
+    (a NeMo Gym vllm_model): each turn's items make one assistant message and its reasoning
+    summaries go back as ``<think>`` text (``model.vllm.fold_reasoning``), as NeMo Gym's
+    converter does; else reasoning items are left out.
 
     Raises ``ModelResponseError`` (failure_class ``model_request_unsupported``) for what has no
     chat equivalent: streaming, ``previous_response_id``, non-function tools, unknown items.
@@ -222,7 +234,7 @@ def responses_to_chat_request(
     for key, value in params.items():
         if key not in _DROPPED_KEYS and value is not None:
             chat[key] = value
-    chat["messages"] = _messages(params, token_ids)
+    chat["messages"] = _messages(params, token_ids, think)
     tools = params.get("tools")
     if tools:
         chat["tools"] = _tools(tools)

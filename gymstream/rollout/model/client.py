@@ -169,7 +169,8 @@ class HttpModelClient:
         if self._token_ids:
             return await self._create_with_token_ids(params)
         if self._api == "chat_completions":
-            chat = self._vllm_body(responses_to_chat_request(params), params)
+            chat = responses_to_chat_request(params, think=self._vllm is not None)
+            chat = self._vllm_body(chat, params)
             answer = await self._post(_ENCODER.encode(chat), "choices")
             return chat_to_response(answer, params, vllm=self._vllm)
         return await self._post(_ENCODER.encode(params), "output")
@@ -180,7 +181,7 @@ class HttpModelClient:
             response = await self._post(_ENCODER.encode(params), "output")
             tokens.check_response_tokens(response, self._shown_url)
             return response
-        chat = responses_to_chat_request(params, token_ids=True)
+        chat = responses_to_chat_request(params, token_ids=True, think=self._vllm is not None)
         chat.update(tokens.TOKEN_REQUEST)
         chat = self._vllm_body(chat, params)
         answer = await self._post(_ENCODER.encode(chat), "choices")

@@ -4,7 +4,9 @@
 ``_preprocess_chat_completion_create_params`` does to the body it sends to vLLM, in its order:
 
 1. each function tool's ``strict`` is removed (vLLM does not implement it, and chat templates
-   that render unknown keys would put it into the prompt);
+   that render unknown keys would put it into the prompt); with ``uses_reasoning_parser`` the
+   ``<think>`` tags of earlier turns (``fold_reasoning``) leave the assistant content for its
+   ``reasoning_content`` / ``reasoning``;
 2. ``chat_template_kwargs``: the config's, then the request's own top-level ones only with
    ``forward_request_chat_template_kwargs`` (else they are dropped), then
    ``metadata.chat_template_kwargs`` (a JSON string, per row) over both;
@@ -34,7 +36,7 @@ from gymstream.nemo.overrides import metadata_object
 from gymstream.settings import VllmOptions
 from gymstream.wire.messages import FailureClass
 
-__all__ = ["prepare_chat", "reasoning_texts"]
+__all__ = ["add_assistant", "fold_reasoning", "prepare_chat", "reasoning_texts"]
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
@@ -56,6 +58,8 @@ def prepare_chat(
     for tool in chat.get("tools") or []:
         if tool.get("type") == "function":
             (tool.get("function") or {}).pop("strict", None)
+    if options.uses_reasoning_parser:
+        _parse_history(chat.get("messages") or [])
     metadata = params.get("metadata")
     metadata = metadata if isinstance(metadata, Mapping) else {}
 
@@ -89,3 +93,48 @@ def reasoning_texts(message: dict[str, Any]) -> tuple[list[str], Any]:
     if not text:
         return [], content
     return list(_THINK.findall(text)), _THINK.sub("", text)
+
+
+def _open_assistant(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    last = messages[-1] if messages else None
+    if (
+        last is None
+        or last["role"] != "assistant"
+        or not isinstance(last.get("content"), str | None)
+    ):
+        return None
+    return last
+
+
+def fold_reasoning(item: Mapping[str, Any], messages: list[dict[str, Any]]) -> None:
+    """A ``reasoning`` item of an earlier turn, as NeMo Gym's converter sends it back: its
+    summary texts as ``<think>...</think>`` in the turn's assistant message (one is opened when
+    the turn has none yet); ``prepare_chat`` moves them to ``reasoning_content`` when the
+    server parses reasoning."""
+    texts = [s.get("text") for s in item.get("summary") or [] if isinstance(s, Mapping)]
+    think = "".join(f"<think>{t}</think>" for t in texts if t) or None
+    add_assistant(messages, think)
+
+
+def add_assistant(messages: list[dict[str, Any]], content: Any) -> None:
+    """An assistant turn's content, as NeMo Gym's converter buffers a turn: appended to the
+    assistant message just before it (reasoning, text and tool calls make one message)."""
+    last = _open_assistant(messages)
+    if last is None or not isinstance(content, str | None):
+        messages.append({"role": "assistant", "content": content or None})
+        return
+    last["content"] = ((last.get("content") or "") + (content or "")) or None
+
+
+def _parse_history(messages: list[dict[str, Any]]) -> None:
+    """vllm_model with ``uses_reasoning_parser``: ``<think>`` tags leave the assistant content;
+    the first one's text is the message's ``reasoning_content`` and ``reasoning`` (both, as
+    0.7.0's default ``reasoning_field: both``)."""
+    for message in messages:
+        content = message.get("content")
+        if message.get("role") != "assistant" or not isinstance(content, str):
+            continue
+        found = _THINK.findall(content)
+        message["content"] = _THINK.sub("", content)
+        if found:
+            message["reasoning_content"] = message["reasoning"] = found[0]
