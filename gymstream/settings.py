@@ -213,6 +213,7 @@ class VllmOptions(BaseModel):
     forward_request_chat_template_kwargs: bool = False
     sampling_overrides: dict[str, Any] | None = None
     uses_reasoning_parser: bool = False
+    replace_developer_role_with_system: bool = False
 
 
 class ModelSettings(BaseSettings):

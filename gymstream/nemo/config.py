@@ -174,6 +174,7 @@ _VLLM_OPTIONS = (
     "forward_request_chat_template_kwargs",
     "sampling_overrides",
     "uses_reasoning_parser",
+    "replace_developer_role_with_system",
 )
 
 

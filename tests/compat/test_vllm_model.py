@@ -74,7 +74,11 @@ HISTORY = [  # an earlier turn with reasoning, text and a tool call, then its ou
 
 def request(text: str, *, tools: bool = True, history: bool = False) -> dict[str, Any]:
     params: dict[str, Any] = {
-        "input": [{"role": "user", "content": text}, *(HISTORY if history else [])],
+        "input": [
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": text},
+            *(HISTORY if history else []),
+        ],
         "temperature": 1.0,
         "max_output_tokens": 64,
         "metadata": METADATA,
@@ -254,6 +258,7 @@ async def test_each_rollout_sticks_to_one_server_and_both_are_used(setup: Setup)
     by_rollout: dict[str, set[int]] = {}
     for index, body in setup.bodies():
         question = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        assert body["messages"][0] == {"role": "developer", "content": "Be brief."}  # NeMo Gym's
         by_rollout.setdefault(question, set()).add(index)
         assert body["seed"] == 7  # every turn carries the options
         assert body["chat_template_kwargs"]["style"] == "long"

@@ -7,11 +7,12 @@ trajectory a trainer sees has the same shape whichever API the model spoke.
 
 Mapping (what a caller must know):
 - ``instructions`` becomes a leading system message; role ``developer`` becomes ``system`` (most
-  open-model chat templates know only system/user/assistant/tool).
+  open-model chat templates know only system/user/assistant/tool), but for a NeMo Gym
+  vllm_model, which sends ``developer`` unless ``replace_developer_role_with_system``.
 - ``function_call`` items become ``tool_calls`` of an assistant message (merged into the assistant
   message just before them, as one turn); ``function_call_output`` items become ``tool`` messages.
 - ``reasoning`` items are dropped from the prompt (chat servers do not take them back), but for
-  a NeMo Gym vllm_model (``think``), which sends their summaries back as ``<think>`` text.
+  a NeMo Gym vllm_model (``vllm``), which sends their summaries back as ``<think>`` text.
 - ``max_output_tokens`` -> ``max_tokens``; ``reasoning.effort`` -> ``reasoning_effort``;
   ``text.format`` -> ``response_format``; function tools are re-nested under ``function``.
 - Responses-only keys (store, include, truncation, metadata, ...) are dropped; unknown keys pass
@@ -128,8 +129,10 @@ def _carry_tokens(item: Mapping[str, Any], messages: list[dict[str, Any]]) -> No
 
 
 def _messages(
-    params: Mapping[str, Any], token_ids: bool = False, think: bool = False
+    params: Mapping[str, Any], token_ids: bool = False, vllm: VllmOptions | None = None
 ) -> list[dict[str, Any]]:
+    think = vllm is not None  # NeMo Gym's converter: one message per turn, reasoning sent back
+    keep_developer = vllm is not None and not vllm.replace_developer_role_with_system
     messages: list[dict[str, Any]] = []
     instructions = params.get("instructions")
     if instructions:
@@ -144,9 +147,9 @@ def _messages(
         kind = item.get("type")
         if kind is None or kind == "message":
             role = item.get("role")
-            if role == "developer":
+            if role == "developer" and not keep_developer:
                 role = "system"
-            if role not in ("system", "user", "assistant"):
+            if role not in ("system", "user", "assistant", "developer"):
                 raise _unsupported(f"message role {item.get('role')!r}")
             content = _content_to_chat(item.get("content"))
             if think and role == "assistant":
@@ -214,14 +217,15 @@ def _response_format(text: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def responses_to_chat_request(
-    params: Mapping[str, Any], *, token_ids: bool = False, think: bool = False
+    params: Mapping[str, Any], *, token_ids: bool = False, vllm: VllmOptions | None = None
 ) -> dict[str, Any]:
     """A Responses API request body -> the equivalent Chat Completions request body.
 
-    ``token_ids``: carry each turn's token fields back on its assistant message. ``think``
-    (a NeMo Gym vllm_model): each turn's items make one assistant message and its reasoning
-    summaries go back as ``<think>`` text (``model.vllm.fold_reasoning``), as NeMo Gym's
-    converter does; else reasoning items are left out.
+    ``token_ids``: carry each turn's token fields back on its assistant message. ``vllm`` (a
+    NeMo Gym vllm_model), as NeMo Gym's converter does: each turn's items make one assistant
+    message and its reasoning summaries go back as ``<think>`` text
+    (``model.vllm.fold_reasoning``), and ``developer`` stays ``developer`` (unless
+    ``replace_developer_role_with_system``); else reasoning items are left out.
 
     Raises ``ModelResponseError`` (failure_class ``model_request_unsupported``) for what has no
     chat equivalent: streaming, ``previous_response_id``, non-function tools, unknown items.
@@ -234,7 +238,7 @@ def responses_to_chat_request(
     for key, value in params.items():
         if key not in _DROPPED_KEYS and value is not None:
             chat[key] = value
-    chat["messages"] = _messages(params, token_ids, think)
+    chat["messages"] = _messages(params, token_ids, vllm)
     tools = params.get("tools")
     if tools:
         chat["tools"] = _tools(tools)

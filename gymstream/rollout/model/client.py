@@ -169,7 +169,7 @@ class HttpModelClient:
         if self._token_ids:
             return await self._create_with_token_ids(params)
         if self._api == "chat_completions":
-            chat = responses_to_chat_request(params, think=self._vllm is not None)
+            chat = responses_to_chat_request(params, vllm=self._vllm)
             chat = self._vllm_body(chat, params)
             answer = await self._post(_ENCODER.encode(chat), "choices")
             return chat_to_response(answer, params, vllm=self._vllm)
@@ -181,7 +181,7 @@ class HttpModelClient:
             response = await self._post(_ENCODER.encode(params), "output")
             tokens.check_response_tokens(response, self._shown_url)
             return response
-        chat = responses_to_chat_request(params, token_ids=True, think=self._vllm is not None)
+        chat = responses_to_chat_request(params, token_ids=True, vllm=self._vllm)
         chat.update(tokens.TOKEN_REQUEST)
         chat = self._vllm_body(chat, params)
         answer = await self._post(_ENCODER.encode(chat), "choices")
