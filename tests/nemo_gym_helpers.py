@@ -257,11 +257,12 @@ EXAMPLE_CONFIGS = (
     "responses_api_models/openai_model/configs/openai_model.yaml",
     "resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml",
     "resources_servers/example_multi_step/configs/example_multi_step.yaml",
-    str(SKIP_VERIFICATION_YAML),
 )
 STC_RESOURCES = "example_single_tool_call"
 STC_AGENT = "example_single_tool_call_simple_agent"
-SKIP_AGENT = "example_single_tool_call_skip_agent"  # skip_verification: true, reward 0.25
+# a simple_agent with skip_verification: true, reward 0.25 (tests/compat/test_simple_agent_rules.py
+# starts it alone, beside nemo_gym_examples' resources server and policy model)
+SKIP_AGENT = "example_single_tool_call_skip_agent"
 MS_RESOURCES = "example_multi_step_resources_server"
 MS_AGENT = "example_multi_step_simple_agent"
 EXAMPLE_INSTANCES = (
@@ -270,7 +271,6 @@ EXAMPLE_INSTANCES = (
     Instance(STC_AGENT, "responses_api_agents", "simple_agent"),
     Instance(MS_RESOURCES, "resources_servers", "example_multi_step"),
     Instance(MS_AGENT, "responses_api_agents", "simple_agent"),
-    Instance(SKIP_AGENT, "responses_api_agents", "simple_agent"),
 )
 
 

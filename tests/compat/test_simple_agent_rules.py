@@ -3,7 +3,8 @@
 - ``skip_verification`` (an agent option): no ``/verify``; the reward is
   ``skip_verification_reward`` and the row says ``verification_skipped: true``; its
   ``/aggregate_metrics`` is NeMo Gym's empty one. The agent comes from a NeMo Gym YAML
-  (tests/data/nemo_gym_skip_verification.yaml), read by NeMo Gym and by gymstream alike.
+  (tests/data/nemo_gym_skip_verification.yaml), read by NeMo Gym and by gymstream alike; it runs
+  alone (``skip_agent``), beside ``nemo_gym_examples``' resources server and policy model.
 - a turn with neither a tool call nor an assistant message (the scripted model's ``ENDINGS``:
   an empty turn, a reasoning-only turn) ends the rollout ``incomplete`` with
   ``ng_termination_reason`` / ``ng_termination_message`` in the response's metadata.
@@ -14,18 +15,22 @@ over the same server and the same scripted model.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from compat_rows import NOT_VERIFIER_FIELDS, example_rows, trajectory
 from nemo_gym_helpers import (
     SKIP_AGENT,
     SKIP_VERIFICATION_YAML,
     STC_AGENT,
     STC_RESOURCES,
+    Instance,
     NemoGymServers,
+    run_nemo_gym_servers,
 )
 
 from gymstream.config import GymConfig
@@ -40,15 +45,41 @@ from gymstream.testing.policy import ENDINGS
 from gymstream.testing.thread import ScriptedThread
 from gymstream.wire.messages import FailureClass
 
+MODEL_YAML = "responses_api_models/openai_model/configs/openai_model.yaml"
+STC_YAML = "resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml"
+
+
+@pytest.fixture(scope="module")
+def skip_agent(
+    nemo_gym_examples: NemoGymServers,
+    scripted_model: ScriptedThread,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[NemoGymServers]:
+    """The skip_verification simple_agent, calling nemo_gym_examples' running servers."""
+    folder = tmp_path_factory.mktemp("skip_agent")
+    running = folder / "running.yaml"
+    ports = nemo_gym_examples.ports
+
+    def at(server_type: str, implementation: str, name: str) -> dict[str, Any]:
+        return {server_type: {implementation: {"host": "127.0.0.1", "port": ports[name]}}}
+
+    stc = at("resources_servers", "example_single_tool_call", STC_RESOURCES)
+    model = at("responses_api_models", "openai_model", "policy_model")
+    running.write_text(yaml.safe_dump({STC_RESOURCES: stc, "policy_model": model}))
+    with run_nemo_gym_servers(
+        [Instance(SKIP_AGENT, "responses_api_agents", "simple_agent")],
+        [MODEL_YAML, STC_YAML, str(SKIP_VERIFICATION_YAML), str(running)],
+        policy_base_url=scripted_model.url,
+        log_dir=folder,
+    ) as servers:
+        servers.ports = {**ports, **servers.ports}  # one view of both sets
+        yield servers
+
 
 def _config(servers: NemoGymServers) -> GymConfig:
     """gymstream's reading of the YAML files NeMo Gym's servers run from (plus their ports)."""
-    files = [
-        servers.site_packages / "responses_api_models/openai_model/configs/openai_model.yaml",
-        servers.site_packages
-        / "resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml",
-        SKIP_VERIFICATION_YAML,
-    ]
+    site = servers.site_packages
+    files = [site / MODEL_YAML, site / STC_YAML, SKIP_VERIFICATION_YAML]
     urls = {name: servers.url(name) for name in servers.ports}
     environ = {"unused": "x"}
     return load_any_config(files, environ=environ, cwd=servers.log_dir, head_urls=urls)
@@ -93,13 +124,13 @@ def _assert_same_row(theirs: dict[str, Any], ours: dict[str, Any]) -> None:
 
 
 async def test_skip_verification_gives_nemo_gyms_row(
-    nemo_gym_examples: NemoGymServers, scripted_model: ScriptedThread
+    skip_agent: NemoGymServers, scripted_model: ScriptedThread
 ) -> None:
-    agent = _config(nemo_gym_examples).agent(SKIP_AGENT)
+    agent = _config(skip_agent).agent(SKIP_AGENT)
     assert (agent.skip_verification, agent.skip_verification_reward) == (True, 0.25)
     for row in example_rows("example_single_tool_call")[:2]:
         theirs, ours = await _both(
-            nemo_gym_examples, scripted_model, SKIP_AGENT, row, agent.skip_verification_reward
+            skip_agent, scripted_model, SKIP_AGENT, row, agent.skip_verification_reward
         )
         assert theirs["reward"] == 0.25
         assert theirs["verification_skipped"] is True
@@ -107,21 +138,21 @@ async def test_skip_verification_gives_nemo_gyms_row(
 
 
 async def test_a_skip_verification_agents_metrics_are_nemo_gyms_empty_ones(
-    nemo_gym_examples: NemoGymServers, scripted_model: ScriptedThread, tmp_path: Path
+    skip_agent: NemoGymServers, scripted_model: ScriptedThread, tmp_path: Path
 ) -> None:
     row = example_rows("example_single_tool_call")[0]
-    _, ours = await _both(nemo_gym_examples, scripted_model, SKIP_AGENT, row, 0.25)
+    _, ours = await _both(skip_agent, scripted_model, SKIP_AGENT, row, 0.25)
     written = {**ours.verify_result, "agent_ref": {"name": SKIP_AGENT}, "_ng_task_index": 0}
     output = tmp_path / "out.jsonl"
     output.write_text(json.dumps(written) + "\n")
     settings, retry = ServerSettings(), RetrySettings()
-    config = _config(nemo_gym_examples)
+    config = _config(skip_agent)
     entries = await server_metrics(config, output, settings=settings, retry=retry)
     assert entries is not None
     (entry,) = entries
     async with httpx.AsyncClient(timeout=60) as http:
         answer = await http.post(
-            f"{nemo_gym_examples.url(SKIP_AGENT)}/aggregate_metrics",
+            f"{skip_agent.url(SKIP_AGENT)}/aggregate_metrics",
             json={"verify_responses": [stripped(written)]},
         )
     theirs = answer.json()

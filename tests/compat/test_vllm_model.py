@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from nemo_gym_helpers import Instance, NemoGymServers, run_nemo_gym_servers
+from nemo_gym_helpers import _START_TIMEOUT_S, Instance, NemoGymServers, run_nemo_gym_servers
 from vllm_fake import VllmFake
 
 from gymstream.config import resolve_model
@@ -26,6 +26,9 @@ from gymstream.rollout.environment import load_environment
 from gymstream.rollout.loop import run_rollout
 from gymstream.rollout.model.spread import SpreadModelClient, model_session, open_model_client
 from gymstream.settings import ModelSettings, RetrySettings
+
+# the module's server set starts inside the first test: its start deadline on top of the timeout
+pytestmark = pytest.mark.timeout(_START_TIMEOUT_S + 180)
 
 MODEL = "policy_model"
 AGENT = "weather_simple_agent"
