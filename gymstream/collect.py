@@ -24,7 +24,7 @@ from gymstream.nemo.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
 from gymstream.observe.server import observed
 from gymstream.produce.producer import ProduceOptions, ProduceReport, produce
 from gymstream.produce.waiting import waiting_rollouts
-from gymstream.rollout.aggregate import server_metrics, write_entries
+from gymstream.rollout.aggregate import write_server_metrics
 from gymstream.settings import KafkaSettings, MetricsSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport, run_sink
 from gymstream.worker.loop import WorkerStats
@@ -235,11 +235,9 @@ async def collect(
                 stop_sink.set()
             report.sink = await sink_task
             if not report.interrupted:
-                entries = await server_metrics(
-                    config, output.output, settings=settings.server, retry=settings.retry
+                await write_server_metrics(
+                    config, output, settings=settings.server, retry=settings.retry
                 )
-                if entries is not None:  # every agent is a NeMo Gym server's: its own file
-                    write_entries(entries, output.metrics)
         finally:
             producing.cancel()
             stop_sink.set()

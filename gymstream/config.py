@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gymstream.errors import ConfigError, EnvironmentNotFoundError
-from gymstream.settings import ModelSettings
+from gymstream.settings import ModelSettings, VllmOptions
 
 __all__ = [
     "DEFAULT_MAX_STEPS",
@@ -69,6 +69,8 @@ class AgentConfig(BaseModel):
     ``environment`` names a native environment (in-process, the fast path); with
     ``resources_server`` set the agent loop calls that NeMo Gym resources server over HTTP
     instead, and with ``remote_agent`` set the whole rollout is that server's ``POST /run``.
+    ``skip_verification`` (NeMo Gym's agent option): no verify call, the reward is
+    ``skip_verification_reward`` and the row says ``verification_skipped: true``.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -79,6 +81,8 @@ class AgentConfig(BaseModel):
     concurrency: int = Field(256, ge=1)
     resources_server: ServerRef | None = None
     remote_agent: ServerRef | None = None
+    skip_verification: bool = False
+    skip_verification_reward: float = 0.0
 
 
 class ModelEndpoint(BaseModel):
@@ -92,6 +96,8 @@ class ModelEndpoint(BaseModel):
     api_key: str | None = None
     timeout_s: float | None = None
     return_token_id_information: bool | None = None
+    base_urls: tuple[str, ...] | None = None
+    vllm: VllmOptions | None = None
 
 
 class GymConfig(BaseModel):
@@ -181,6 +187,8 @@ def resolve_model(
         fields.update({k: v for k, v in declared.model_dump().items() if v is not None})
     fields.update({k: getattr(from_env, k) for k in from_env.model_fields_set})
     fields.update({k: v for k, v in overrides.items() if v is not None})
+    if "base_urls" in fields and fields.get("base_url") not in fields["base_urls"]:
+        del fields["base_urls"]  # another endpoint was given: the YAML's server list is not its
     try:
         return ModelSettings.model_validate(fields)
     except ValidationError as exc:

@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -28,6 +36,7 @@ __all__ = [
     "RolloutSettings",
     "ServerSettings",
     "TopicSettings",
+    "VllmOptions",
     "WorkerSettings",
     "process_environment",
 ]
@@ -199,6 +208,23 @@ class RetrySettings(BaseSettings):
     )
 
 
+class VllmOptions(BaseModel):
+    """A NeMo Gym ``vllm_model``'s options that change what the model is asked (0.7.0's names).
+
+    Applied to every Chat Completions body as NeMo Gym's ``vllm_model`` does (see
+    ``gymstream.rollout.model.vllm``); set only by a NeMo Gym YAML's ``vllm_model`` instance.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    extra_body: dict[str, Any] | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    forward_request_chat_template_kwargs: bool = False
+    sampling_overrides: dict[str, Any] | None = None
+    uses_reasoning_parser: bool = False
+    replace_developer_role_with_system: bool = False
+
+
 class ModelSettings(BaseSettings):
     """An OpenAI-compatible endpoint. The API key is never logged or printed."""
 
@@ -226,6 +252,14 @@ class ModelSettings(BaseSettings):
         ),
         description="Ask the model for each turn's prompt and generation token ids and "
         "log-probs (NeMo Gym's vllm_model option); a turn without them fails the rollout.",
+    )
+    base_urls: tuple[str, ...] = Field(
+        (),
+        description="Several servers of the same model (NeMo Gym's vllm_model base_url list): "
+        "each rollout sticks to one, assigned round robin; empty: base_url only.",
+    )
+    vllm: VllmOptions | None = Field(
+        None, description="A NeMo Gym vllm_model's request options (from its YAML only)."
     )
 
 

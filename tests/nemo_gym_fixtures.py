@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from nemo_gym_helpers import (
+    _START_TIMEOUT_S,
     EXAMPLE_CONFIGS,
     EXAMPLE_INSTANCES,
     MORE_CONFIGS,
@@ -26,6 +27,17 @@ from nemo_gym_helpers import (
 )
 
 from gymstream.testing.thread import ScriptedThread, start_scripted_in_thread
+
+_SERVER_SETS = frozenset({"nemo_gym_examples", "nemo_gym_more"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that may start a NeMo Gym server set may take the set's own start deadline
+    (``_START_TIMEOUT_S``, progress-driven: /health polled, a dead process fails at once) on top
+    of the suite's per-test timeout, which would otherwise cut the start short on a shared box."""
+    for item in items:
+        if _SERVER_SETS & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.timeout(_START_TIMEOUT_S + 180))
 
 
 @pytest.fixture(scope="session")

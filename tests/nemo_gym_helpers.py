@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -38,10 +39,13 @@ __all__ = [
     "MS_AGENT",
     "MS_RESOURCES",
     "NEMO_GYM_VERSION",
+    "SKIP_AGENT",
+    "SKIP_VERIFICATION_YAML",
     "STC_AGENT",
     "STC_RESOURCES",
     "Instance",
     "NemoGymServers",
+    "nemo_gym_merge",
     "nemo_gym_python",
     "run_nemo_gym_servers",
 ]
@@ -135,9 +139,14 @@ def _merged_config(
 ) -> str:
     pins_path = log_dir / "pins.yaml"
     pins_path.write_text(yaml.safe_dump(pins), "utf-8")
+    return _run_merge(python, [*config_files, str(pins_path)], site)
+
+
+def _run_merge(python: Path, config_files: Sequence[str], cwd: Path) -> str:
+    """NeMo Gym's parser over ``config_files`` in ``cwd``: the merged config as YAML text."""
     done = subprocess.run(
-        [str(python), "-c", _MERGE_SCRIPT, *config_files, str(pins_path)],
-        cwd=site,
+        [str(python), "-c", _MERGE_SCRIPT, *config_files],
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=False,
@@ -145,6 +154,13 @@ def _merged_config(
     if done.returncode != 0:
         pytest.fail(f"NeMo Gym could not merge {config_files}:\n{done.stderr[-3000:]}")
     return done.stdout
+
+
+def nemo_gym_merge(config_files: Sequence[str], cwd: Path) -> dict[str, Any]:
+    """NeMo Gym's own merge of ``config_files`` (``ng_run "+config_paths=[...]"``) run in
+    ``cwd``, as a dict; a failure quotes NeMo Gym's error."""
+    merged: dict[str, Any] = yaml.safe_load(_run_merge(nemo_gym_python(), config_files, cwd))
+    return merged
 
 
 def _wait_healthy(servers: NemoGymServers, deadline: float) -> None:
@@ -236,6 +252,7 @@ def run_nemo_gym_servers(
 
 # --- the server set of the two seed examples -----------------------------------------------
 
+SKIP_VERIFICATION_YAML = _REPO / "tests" / "data" / "nemo_gym_skip_verification.yaml"
 EXAMPLE_CONFIGS = (
     "responses_api_models/openai_model/configs/openai_model.yaml",
     "resources_servers/example_single_tool_call/configs/example_single_tool_call.yaml",
@@ -243,6 +260,9 @@ EXAMPLE_CONFIGS = (
 )
 STC_RESOURCES = "example_single_tool_call"
 STC_AGENT = "example_single_tool_call_simple_agent"
+# a simple_agent with skip_verification: true, reward 0.25 (tests/compat/test_simple_agent_rules.py
+# starts it alone, beside nemo_gym_examples' resources server and policy model)
+SKIP_AGENT = "example_single_tool_call_skip_agent"
 MS_RESOURCES = "example_multi_step_resources_server"
 MS_AGENT = "example_multi_step_simple_agent"
 EXAMPLE_INSTANCES = (

@@ -12,7 +12,9 @@ fields, not the scripted model's:
 - ``POST /tokenize`` (at the server root, as vLLM) answers ``{"count", "max_model_len",
   "tokens", "token_strs"}`` for a chat request;
 - ``drop=True`` ignores the logprobs request (``"logprobs": null``), as a server without the
-  feature does.
+  feature does;
+- ``reasoning="..."`` puts that text in the text answer's ``reasoning_content``, as vLLM's
+  reasoning parser does.
 
 Policy: the first turn calls the first tool with ``{"city": "Tokyo"}``; after a tool output it
 answers in text. Every request body and every answer is recorded (``requests``, ``answers``).
@@ -47,9 +49,12 @@ def render_prompt(messages: list[dict[str, Any]]) -> list[int]:
 class VllmFake:
     """The running fake (a thread); ``url`` ends in ``/v1``. ``stop()`` shuts it down."""
 
-    def __init__(self, *, prompt_ids: bool = True, drop: bool = False) -> None:
+    def __init__(
+        self, *, prompt_ids: bool = True, drop: bool = False, reasoning: str | None = None
+    ) -> None:
         self.prompt_ids = prompt_ids
         self.drop = drop
+        self.reasoning = reasoning
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.answers: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -122,6 +127,7 @@ class VllmFake:
             ]
         else:
             message["content"] = "It is sunny in Tokyo."
+            message["reasoning_content"] = self.reasoning
         generation = list(_render(message).encode())
         prompt = render_prompt(messages)
         choice: dict[str, Any] = {

@@ -36,6 +36,7 @@ from gymstream.cli.common import (
     setup_logging,
 )
 from gymstream.cli.dataset import (
+    AddSeedOpt,
     AgentMapOpt,
     AgentNameOpt,
     FailFastOpt,
@@ -167,6 +168,7 @@ def collect_command(
     responses_create_params: ParamsOpt = None,
     run_id: RunIdOpt = None,
     rollout_seed: SeedOpt = None,
+    num_repeats_add_seed: AddSeedOpt = False,
     fail_fast: FailFastOpt = False,
     concurrency: Annotated[
         int | None,
@@ -223,6 +225,7 @@ def collect_command(
         materialized_path=paths.materialized,
         rollout_seed=rollout_seed,
         agent_map=agent_map_value(agent_map, agent_name, override_agents),
+        num_repeats_add_seed=num_repeats_add_seed,
     )
     interrupt = Interrupt(rollout_settings().worker.shutdown_grace_s)
     report = run_collect(

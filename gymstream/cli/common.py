@@ -19,6 +19,7 @@ from gymstream.config import GymConfig
 from gymstream.errors import GymstreamError
 from gymstream.kafka.topics import TopicLayout, load_layout
 from gymstream.nemo.config import load_any_config
+from gymstream.nemo.config_paths import split_config_option
 from gymstream.nemo.head import server_urls
 from gymstream.settings import (
     DisplaySettings,
@@ -65,8 +66,9 @@ ConfigOpt = Annotated[
     typer.Option(
         "--config",
         help="Comma-separated YAML files, merged in order: gymstream's own (agents/models) or "
-        "NeMo Gym's (the same files as ng_run's config_paths; env.yaml in the working directory "
-        "is merged over them). A NeMo Gym simple_agent without max_steps (unlimited there) is "
+        "NeMo Gym's (the same files as ng_run's config_paths, `+config_paths=[a,b]` too, and "
+        "their own config_paths followed; env.yaml in the working directory is merged over "
+        "them). A NeMo Gym simple_agent without max_steps (unlimited there) is "
         "capped at 16 model calls. Default: every environments/*/config.yaml.",
         show_default=False,
     ),
@@ -172,7 +174,7 @@ def rollout_settings() -> RolloutSettings:
 
 def gym_config(config: str | None, nemo_gym_head: str | None = None) -> GymConfig:
     """The merged --config files (or every environment's); a bad file exits with one line."""
-    paths = [Path(p.strip()) for p in config.split(",") if p.strip()] if config else None
+    paths = [Path(p) for p in split_config_option(config)] if config else None
     try:
         urls = server_urls(nemo_gym_head) if nemo_gym_head else None
         return load_any_config(paths, environ=process_environment(), head_urls=urls)

@@ -104,6 +104,18 @@ SeedOpt = Annotated[
 ]
 
 
+AddSeedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--num-repeats-add-seed",
+        help="NeMo Gym's num_repeats_add_seed: put seed = rollout index into each row's "
+        "responses_create_params.metadata.extra_body (a JSON string), which a NeMo Gym "
+        "vllm_model endpoint merges into its request. --rollout-seed is gymstream's older "
+        "way: a top-level seed = BASE + rollout index.",
+    ),
+]
+
+
 def repeats_value(num_repeats: int | None, per_agent: list[str] | None) -> int | dict[str, int]:
     """``--num-repeats`` (default 1), or the per-agent map with it as ``_default``; exit 2."""
     if per_agent:
@@ -163,6 +175,7 @@ def produce_options(
     materialized_path: Path | None = None,
     rollout_seed: int | None = None,
     agent_map: dict[str, str] | None = None,
+    num_repeats_add_seed: bool = False,
 ) -> ProduceOptions:
     """The producer's options from the CLI's (shared by produce and collect)."""
     return ProduceOptions(
@@ -178,6 +191,7 @@ def produce_options(
         materialized_path=materialized_path,
         rollout_seed=rollout_seed,
         agent_map=agent_map or {},
+        num_repeats_add_seed=num_repeats_add_seed,
     )
 
 

@@ -25,6 +25,7 @@ from gymstream.cli.common import (
     setup_logging,
 )
 from gymstream.cli.dataset import (
+    AddSeedOpt,
     AgentMapOpt,
     AgentNameOpt,
     FailFastOpt,
@@ -126,6 +127,7 @@ def produce_command(
         ),
     ] = None,
     rollout_seed: SeedOpt = None,
+    num_repeats_add_seed: AddSeedOpt = False,
     max_groups_ahead: AheadOpt = None,
     pace_consumer: PaceConsumerOpt = "trainer",
     output: Annotated[
@@ -165,6 +167,7 @@ def produce_command(
         rejects_path=rejects or Path(f"{input_path.stem}_rejects.jsonl"),
         rollout_seed=rollout_seed,
         agent_map=agent_map_value(agent_map, agent_name, override_agents),
+        num_repeats_add_seed=num_repeats_add_seed,
     )
     if output is not None:
         if run_id is None:

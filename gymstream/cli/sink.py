@@ -13,15 +13,18 @@ from rich.table import Table
 from gymstream.cli.common import (
     BootstrapOpt,
     MetricsPortOpt,
+    NemoGymHeadOpt,
     OverwriteOpt,
     PrefixOpt,
     TopicsFileOpt,
     VerboseOpt,
     fail,
+    gym_config,
     kafka_settings,
     layout_for,
     metrics_settings,
     out,
+    rollout_settings,
     run,
     setup_logging,
 )
@@ -31,6 +34,7 @@ from gymstream.errors import GymstreamError
 from gymstream.eventloop import install_stop_signals
 from gymstream.nemo.outputs import OutputPaths, claim_output, hold_output
 from gymstream.observe.server import observed
+from gymstream.rollout.aggregate import write_server_metrics
 from gymstream.sink.loop import SinkReport, run_sink
 
 __all__ = ["print_sink_summary", "reward_note", "sink_command", "sink_figures"]
@@ -99,6 +103,17 @@ def sink_command(
     no_progress: NoProgressOpt = False,
     verbose: VerboseOpt = False,
     metrics_port: MetricsPortOpt = None,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            help="The run's NeMo Gym YAML files (as for collect/worker): at the end of a complete "
+            "run, each agent's server computes <stem>_aggregate_metrics.json (/aggregate_metrics), "
+            "as NeMo Gym's collector does. Without it: gymstream's own summary.",
+            show_default=False,
+        ),
+    ] = None,
+    nemo_gym_head: NemoGymHeadOpt = None,
 ) -> None:
     """Write a run's scored rollouts to JSONL exactly as NeMo Gym's collector would.
 
@@ -109,6 +124,8 @@ def sink_command(
     kafka = kafka_settings(bootstrap)
     metrics = metrics_settings(metrics_port)
     layout = layout_for(topic_prefix, topics_file)
+    servers = gym_config(config, nemo_gym_head) if config else None
+    settings = rollout_settings() if servers else None
     paths = OutputPaths(output)
     with contextlib.ExitStack() as held:
         try:
@@ -124,7 +141,7 @@ def sink_command(
             stop = asyncio.Event()
             install_stop_signals(stop)
             async with observed(metrics.port, metrics.host) as observer:
-                return await run_sink(
+                report = await run_sink(
                     kafka,
                     layout,
                     paths,
@@ -134,6 +151,11 @@ def sink_command(
                     metrics=observer,
                     on_progress=keep,
                 )
+            if servers is not None and settings is not None and report.complete:
+                await write_server_metrics(
+                    servers, paths, settings=settings.server, retry=settings.retry
+                )
+            return report
 
         def keep(report: SinkReport) -> None:
             latest[:] = [report]

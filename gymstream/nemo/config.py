@@ -2,18 +2,23 @@
 
 ``--config A.yaml,B.yaml`` may list NeMo Gym files (``<instance>: {<server type>:
 {<implementation>: {...}}}``), gymstream's own (``agents:`` / ``models:`` only) or both; the shape
-of each file tells them apart. NeMo Gym files are merged in order with OmegaConf, then
-``env.yaml`` from the working directory over them (NeMo Gym's order), and ``${...}``
+of each file tells them apart. A NeMo Gym file's ``config_paths`` are followed
+(``gymstream.nemo.config_paths``: NeMo Gym's lookup and merge order). NeMo Gym files are merged in
+order with OmegaConf, then ``env.yaml`` from the working directory over them (NeMo Gym's order),
+and ``${...}``
 interpolations resolve with OmegaConf's semantics. ``${oc.env:NAME,default}`` reads the
 environment mapping the boundary passes in (``gymstream.settings.process_environment``), never
 ``os.environ`` itself. Each instance becomes:
 
 - ``responses_api_agents`` / ``simple_agent``: gymstream's own agent loop against the instance's
   ``resources_server`` (an HTTP environment) and ``model_server``, with its ``max_steps``
-  (unset: NeMo Gym means unlimited, gymstream caps at ``DEFAULT_MAX_STEPS``);
+  (unset: NeMo Gym means unlimited, gymstream caps at ``DEFAULT_MAX_STEPS``) and its
+  ``skip_verification`` / ``skip_verification_reward`` (or the config's top-level ones);
 - any other agent type, and every ``environment_servers`` instance: a remote agent (``POST /run``);
 - ``responses_api_models``: ``openai_model`` -> the Responses API at ``openai_base_url``;
-  ``vllm_model`` -> Chat Completions at ``base_url`` (the first, when it is a list);
+  ``vllm_model`` -> Chat Completions at ``base_url`` (a list: each rollout sticks to one
+  server, round robin) with its request options (``extra_body``, ``chat_template_kwargs``,
+  ``sampling_overrides``, ``uses_reasoning_parser``; see ``gymstream.rollout.model.vllm``);
 - ``resources_servers``: the address an agent's HTTP environment calls (``host`` + ``port``).
 
 An instance of an unknown server type is a ``ConfigError`` that names it. Addresses missing from
@@ -39,12 +44,14 @@ from gymstream.config import (
     read_yaml,
 )
 from gymstream.errors import ConfigError
+from gymstream.nemo.config_paths import expand_config_paths
 
 __all__ = [
     "ENV_YAML",
     "SERVER_TYPES",
     "is_nemo_gym_file",
     "load_any_config",
+    "merge_files",
     "translate",
 ]
 
@@ -89,6 +96,13 @@ def _merged(paths: Sequence[Path], env_yaml: Path | None, environ: Mapping[str, 
     if not isinstance(merged, DictConfig):  # pragma: no cover - every file is a mapping
         raise ConfigError("the merged NeMo Gym config is not a mapping")
     return merged
+
+
+def merge_files(paths: Sequence[Path], *, cwd: Path, environ: Mapping[str, str]) -> DictConfig:
+    """NeMo Gym files merged as NeMo Gym merges them: their ``config_paths`` followed, then
+    ``cwd/env.yaml`` over all; interpolations are resolved when values are read."""
+    files = expand_config_paths(paths, cwd=cwd, environ=environ)
+    return _merged(files, cwd / ENV_YAML, environ)
 
 
 def _value(node: DictConfig, key: str, where: str) -> Any:
@@ -145,28 +159,65 @@ def _model(impl: str, options: DictConfig, where: str) -> dict[str, Any]:
             "api": "responses",
         }
     elif impl == "vllm_model":
-        base_url = _value(options, "base_url", where)
-        if isinstance(base_url, list):
-            base_url = base_url[0] if base_url else None
-        fields = {
-            "base_url": base_url,
-            "api_key": _value(options, "api_key", where),
-            "name": _value(options, "model", where),
-            "api": "chat_completions",
-        }
-        # NeMo Gym's own switch for the token ids and log-probs that trainers need
-        token_ids = _value(options, "return_token_id_information", where)
-        if token_ids is not None:
-            return {
-                **{k: str(v) for k, v in fields.items() if v is not None},
-                "return_token_id_information": bool(token_ids),
-            }
+        return _vllm_model(options, where)
     else:
         raise ConfigError(
             f"{where}: model server type '{impl}' is not supported "
             "(gymstream calls openai_model and vllm_model endpoints directly)"
         )
     return {k: str(v) for k, v in fields.items() if v is not None}
+
+
+_VLLM_OPTIONS = (
+    "extra_body",
+    "chat_template_kwargs",
+    "forward_request_chat_template_kwargs",
+    "sampling_overrides",
+    "uses_reasoning_parser",
+    "replace_developer_role_with_system",
+)
+
+
+def _vllm_model(options: DictConfig, where: str) -> dict[str, Any]:
+    """A ``vllm_model``: Chat Completions at its ``base_url`` (a list: every server, each rollout
+    sticks to one), and the options of 0.7.0's that change the request body (``VllmOptions``)."""
+    base_url = _value(options, "base_url", where)
+    urls = [str(u) for u in base_url] if isinstance(base_url, list) else []
+    fields: dict[str, Any] = {
+        k: str(v)
+        for k, v in {
+            "base_url": urls[0] if urls else base_url,
+            "api_key": _value(options, "api_key", where),
+            "name": _value(options, "model", where),
+        }.items()
+        if v is not None
+    }
+    fields["api"] = "chat_completions"
+    if len(urls) > 1:
+        fields["base_urls"] = urls
+    # NeMo Gym's own switch for the token ids and log-probs that trainers need
+    token_ids = _value(options, "return_token_id_information", where)
+    if token_ids is not None:
+        fields["return_token_id_information"] = bool(token_ids)
+    vllm = {key: _value(options, key, where) for key in _VLLM_OPTIONS}
+    fields["vllm"] = {k: v for k, v in vllm.items() if v is not None}
+    return fields
+
+
+_SKIP_KEYS = ("skip_verification", "skip_verification_reward")
+
+
+def _skip_verification(merged: DictConfig, options: DictConfig, where: str) -> dict[str, Any]:
+    """An agent's ``skip_verification`` / ``skip_verification_reward``; the config's top-level
+    keys of the same names fill an agent that sets none (NeMo Gym's ``ng_run`` does so)."""
+    out: dict[str, Any] = {}
+    for key in _SKIP_KEYS:
+        value = _value(options, key, where)
+        if value is None:
+            value = _value(merged, key, key)
+        if value is not None:
+            out[key] = value
+    return out
 
 
 def _ref(node: Any, kind: str, where: str) -> str:
@@ -204,6 +255,7 @@ def translate(merged: DictConfig, head_urls: Mapping[str, str] | None = None) ->
                 "resources_server": ServerRef(
                     instance=resources, server_type=RESOURCES, url=url_of(resources)
                 ),
+                **_skip_verification(merged, options, where),
             }
         elif server_type in (AGENTS, ENVIRONMENTS):
             agents[name] = {
@@ -233,8 +285,9 @@ def load_any_config(
     if not nemo:
         return load_config(own)
     files = ",".join(str(p) for p in nemo)
+    merged = merge_files(nemo, cwd=cwd or Path.cwd(), environ=environ)  # its errors name a file
     try:
-        translated = translate(_merged(nemo, (cwd or Path.cwd()) / ENV_YAML, environ), head_urls)
+        translated = translate(merged, head_urls)
     except ConfigError as exc:
         raise ConfigError(f"{files}: {exc}") from exc
     if not own:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -9,7 +10,7 @@ import msgspec
 
 from gymstream.nemo.validation import PARAMS_FIELD
 
-__all__ = ["apply_overrides", "parse_override"]
+__all__ = ["apply_overrides", "metadata_object", "parse_override", "with_extra_body_seed"]
 
 _DECODER: Final = msgspec.json.Decoder()
 
@@ -42,4 +43,38 @@ def apply_overrides(row: Mapping[str, Any], overrides: Mapping[str, Any]) -> dic
         raise ValueError(f"row has no {PARAMS_FIELD} object to override")
     merged = dict(row)
     merged[PARAMS_FIELD] = {**params, **overrides}
+    return merged
+
+
+def metadata_object(metadata: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """``metadata[key]`` read as NeMo Gym reads ``extra_body`` / ``chat_template_kwargs`` there:
+    a JSON object in a string (absent or empty: ``{}``). Raises ``ValueError`` otherwise."""
+    text = metadata.get(key) or "{}"
+    try:
+        value = json.loads(text) if isinstance(text, str) else None
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(f"must be a JSON object in a string, got {text!r:.100}")
+    return value
+
+
+def with_extra_body_seed(row: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    """NeMo Gym's ``num_repeats_add_seed``: a new row whose ``metadata.extra_body`` (a JSON
+    object in a string, which a vllm_model merges into its request) has ``seed`` set.
+
+    Raises ``ValueError`` if the row has no params object or its ``metadata.extra_body`` is not
+    a JSON object string (NeMo Gym's collector crashes there).
+    """
+    params = row.get(PARAMS_FIELD)
+    if not isinstance(params, dict):
+        raise ValueError(f"row has no {PARAMS_FIELD} object to add a seed to")
+    metadata = params.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ValueError("metadata must be an object to carry extra_body")
+    extra_body = metadata_object(metadata, "extra_body")
+    extra_body["seed"] = seed
+    encoded = json.dumps(extra_body)  # NeMo Gym's json.dumps, separators and all
+    merged = dict(row)
+    merged[PARAMS_FIELD] = {**params, "metadata": {**metadata, "extra_body": encoded}}
     return merged

@@ -18,9 +18,10 @@ from typing import IO, Any
 
 from gymstream.errors import ConfigError, RowError
 from gymstream.nemo.output_row import materialized_row
-from gymstream.nemo.overrides import apply_overrides
+from gymstream.nemo.overrides import apply_overrides, with_extra_body_seed
 from gymstream.nemo.rollouts import expand
 from gymstream.nemo.rows import InputRow, read_rows
+from gymstream.nemo.validation import PARAMS_FIELD
 from gymstream.runs.pacing import Pacer
 from gymstream.wire.codec import ENCODER
 from gymstream.wire.keys import rollout_id
@@ -64,6 +65,8 @@ class ProduceOptions:
     rollout_seed: int | None = None
     # NeMo Gym's agent_map (gymstream.nemo.routing): re-route rows before they are checked
     agent_map: Mapping[str, str] = field(default_factory=dict)
+    # NeMo Gym's num_repeats_add_seed: metadata.extra_body's seed = the rollout index
+    num_repeats_add_seed: bool = False
 
 
 @dataclass
@@ -211,6 +214,12 @@ def plan_rollouts(
         row = apply_overrides(rollout.row, options.overrides) if options.overrides else rollout.row
         if options.rollout_seed is not None:
             row = apply_overrides(row, {"seed": options.rollout_seed + rollout.rollout_index})
+        if options.num_repeats_add_seed:
+            try:
+                row = with_extra_body_seed(row, rollout.rollout_index)
+            except ValueError as exc:
+                where = f"{PARAMS_FIELD}.metadata.extra_body"
+                raise RowError(options.input_path, rollout.line, where, str(exc)) from None
         yield PlannedRollout(
             rollout.agent, rid, rollout.task_index, rollout.rollout_index, row, rollout.line
         )

@@ -6,7 +6,9 @@ agent with ``agent_ref``, ``_ng_environment_server`` (the server asked), ``agent
 ``key_metrics``, ``group_level_metrics``, ``repeat_level_metrics`` (and ``perf_summary`` when
 the server gives one), computed by that server from the run's rows stripped as NeMo Gym strips
 them (no ``response`` but its ``usage`` / ``incomplete_details``, no request). A run with a
-native agent keeps gymstream's own summary (``nemo.metrics.write_metrics``).
+native agent keeps gymstream's own summary (``nemo.metrics.write_metrics``). An agent loop
+with ``skip_verification`` asks no server: its entry is the empty metrics NeMo Gym's
+``simple_agent`` answers then.
 """
 
 from __future__ import annotations
@@ -20,12 +22,19 @@ import msgspec
 from gymstream.config import GymConfig, ServerRef
 from gymstream.errors import ServerResponseError
 from gymstream.nemo.output_row import PARAMS, agent_of
-from gymstream.nemo.outputs import iter_rows
+from gymstream.nemo.outputs import OutputPaths, iter_rows
 from gymstream.rollout.server_client import ServerClient
 from gymstream.settings import RetrySettings, ServerSettings
 
-__all__ = ["server_metrics", "stripped", "write_entries"]
+__all__ = ["server_metrics", "stripped", "write_entries", "write_server_metrics"]
 
+# simple_agent's /aggregate_metrics with skip_verification: NeMo Gym's empty AggregateMetrics()
+_SKIPPED_METRICS: dict[str, Any] = {
+    "agent_metrics": {},
+    "key_metrics": {},
+    "group_level_metrics": [],
+    "repeat_level_metrics": [],
+}
 _HEAVY = frozenset({PARAMS, "response", "ng_agent_observations", "ng_model_call_capture"})
 _ENCODER = msgspec.json.Encoder()
 
@@ -66,6 +75,9 @@ async def server_metrics(
         return None
     entries: list[dict[str, Any]] = []
     for agent, ref, url in targets:
+        if _skips_verification(config, agent):
+            entries.append(_entry(agent, ref, _SKIPPED_METRICS))
+            continue
         client = ServerClient(ref.instance, url, settings=settings, retry=retry)
         try:
             body = _ENCODER.encode({"verify_responses": rows[agent]})
@@ -82,16 +94,35 @@ async def server_metrics(
                 f"{answer.status}: {answer.text[:300]}",
                 http_status=answer.status,
             )
-        entry: dict[str, Any] = {
-            "agent_ref": {"name": agent},
-            "_ng_environment_server": ref.instance,
-        }
-        for key in ("agent_metrics", "key_metrics", "group_level_metrics", "repeat_level_metrics"):
-            entry[key] = metrics.get(key)
-        if metrics.get("perf_summary") is not None:
-            entry["perf_summary"] = metrics["perf_summary"]
-        entries.append(entry)
+        entries.append(_entry(agent, ref, metrics))
     return entries
+
+
+def _entry(agent: str, ref: ServerRef, metrics: dict[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"agent_ref": {"name": agent}, "_ng_environment_server": ref.instance}
+    for key in ("agent_metrics", "key_metrics", "group_level_metrics", "repeat_level_metrics"):
+        entry[key] = metrics.get(key)
+    if metrics.get("perf_summary") is not None:
+        entry["perf_summary"] = metrics["perf_summary"]
+    return entry
+
+
+def _skips_verification(config: GymConfig, agent: str) -> bool:
+    declared = config.agents.get(agent)
+    return declared is not None and declared.skip_verification and declared.remote_agent is None
+
+
+async def write_server_metrics(
+    config: GymConfig, output: OutputPaths, *, settings: ServerSettings, retry: RetrySettings
+) -> bool:
+    """At the end of a complete run (``collect`` and ``sink`` alike): NeMo Gym's own
+    ``<stem>_aggregate_metrics.json`` when every agent of the rows is a NeMo Gym server's
+    (``server_metrics``); False, the file untouched, otherwise."""
+    entries = await server_metrics(config, output.output, settings=settings, retry=retry)
+    if entries is None:
+        return False
+    write_entries(entries, output.metrics)
+    return True
 
 
 def write_entries(entries: list[dict[str, Any]], path: Path) -> None:

@@ -6,11 +6,16 @@ returns the NeMo Gym verifier result plus timings. It follows the contract step 
 1. seed the environment's session with the row;
 2. call the model with ``input`` + every output item so far, append the model's output items;
 3. stop when the turn has no ``function_call``, when the response is ``incomplete``, or after
-   ``max_steps`` model calls; otherwise run each function call against the tool of that name and
-   append a ``function_call_output`` (NeMo Gym's text for it: ``tool_answers``). The tools of
-   the last turn run before the ``max_steps`` stop, as in NeMo Gym, so every call in the
-   trajectory has its output.
-4. verify the whole-trajectory Response (``output`` = every item of every turn, ``usage`` summed).
+   ``max_steps`` model calls (a turn with neither a ``function_call`` nor an assistant
+   ``message`` ends the rollout ``incomplete`` with simple_agent's ``ng_termination_reason``
+   ``empty_output`` / ``incomplete_reasoning`` and its message in the response's metadata);
+   otherwise run each function call against the tool of that name and append a
+   ``function_call_output`` (NeMo Gym's text for it: ``tool_answers``). The tools of the last
+   turn run before the ``max_steps`` stop, as in NeMo Gym, so every call in the trajectory has
+   its output.
+4. verify the whole-trajectory Response (``output`` = every item of every turn, ``usage`` summed);
+   with NeMo Gym's ``skip_verification``, no verify call: the configured reward and
+   ``verification_skipped: true``.
 
 ``max_steps``: NeMo Gym's unset means unlimited; we cap at ``DEFAULT_MAX_STEPS`` (16) model calls
 so a model that never stops calling tools cannot run forever.
@@ -36,6 +41,7 @@ from gymstream.nemo.output_row import PARAMS, verify_result
 from gymstream.nemo.token_ids import prefix_breaks
 from gymstream.rollout.environment import AnyEnvironment, Environment, SessionEnvironment
 from gymstream.rollout.model.client import ModelClient
+from gymstream.rollout.model.spread import model_session
 from gymstream.rollout.tool_answers import (
     NOT_FOUND_TEXT,
     ToolText,
@@ -49,6 +55,7 @@ __all__ = ["DEFAULT_MAX_STEPS", "RolloutResult", "run_rollout", "sum_usage"]
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_STEPS = 16
+SKIPPED = "verification_skipped"
 """Model calls per rollout when the agent config sets none (NeMo Gym: unlimited)."""
 
 
@@ -102,6 +109,40 @@ def _input_items(params: Mapping[str, Any]) -> list[Any]:
     raise RowError("<row>", 0, "responses_create_params.input", "must be a string or a list")
 
 
+TERMINATION_MESSAGE = (
+    "Ending trajectory: model returned no assistant message or tool calls "
+    "(reasoning-only or empty output) without reported truncation. "
+    "This is the stop-token case (finish_reason='stop'), not length truncation "
+    "(finish_reason='length', handled separately via incomplete_details). "
+    "This indicates either a badly trained model requiring training-level fixes "
+    "or a bug in the inference engine."
+)
+"""simple_agent 0.7.0's ``ng_termination_message``, word for word (trainers may match on it)."""
+
+
+def _is_assistant_message(item: Any) -> bool:
+    return (
+        isinstance(item, dict) and item.get("type") == "message" and item.get("role") == "assistant"
+    )
+
+
+def _ended_incomplete(response: dict[str, Any], turn_items: list[Any]) -> dict[str, Any]:
+    """simple_agent's end of a turn with neither a tool call nor an assistant message: the
+    response becomes ``incomplete`` with ``ng_termination_*`` metadata (logged, as NeMo Gym)."""
+    reason = "incomplete_reasoning" if turn_items else "empty_output"
+    logger.info("rollout ended %s: %s", reason, TERMINATION_MESSAGE)
+    metadata = response.get("metadata")
+    return {
+        **response,
+        "status": "incomplete",
+        "metadata": {
+            **(metadata if isinstance(metadata, dict) else {}),
+            "ng_termination_reason": reason,
+            "ng_termination_message": TERMINATION_MESSAGE,
+        },
+    }
+
+
 async def _call_tool(env: Environment, session: Any, item: Mapping[str, Any]) -> tuple[str, bool]:
     """Run one function call; returns (output text, ok). Never raises for the model's mistakes.
 
@@ -153,6 +194,7 @@ async def run_rollout(
     model_name: str,
     max_steps: int = DEFAULT_MAX_STEPS,
     overrides: Mapping[str, Any] | None = None,
+    skip_verification_reward: float | None = None,
 ) -> RolloutResult:
     """Run one rollout of ``row`` in ``env`` with ``model``; see the module docstring.
 
@@ -160,7 +202,25 @@ async def run_rollout(
     then set to ``model_name``. Raises ``RowError`` when the row has no request object,
     ``ModelCallError``/``ModelResponseError`` from the model, ``VerifierError`` from the verifier,
     ``ToolError`` when a tool returns something that cannot be JSON-encoded (an environment bug).
+    Every model call of the rollout is one ``model_session`` (one server of several).
+    ``skip_verification_reward`` set: NeMo Gym's ``skip_verification`` (no verify call; that
+    reward and ``verification_skipped: true``).
     """
+    with model_session():
+        return await _run(
+            row, env, model, model_name, max_steps, overrides, skip_verification_reward
+        )
+
+
+async def _run(
+    row: dict[str, Any],
+    env: AnyEnvironment,
+    model: ModelClient,
+    model_name: str,
+    max_steps: int,
+    overrides: Mapping[str, Any] | None,
+    skip_verification_reward: float | None,
+) -> RolloutResult:
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
     row_params = row.get(PARAMS)
@@ -194,6 +254,8 @@ async def run_rollout(
             break
         calls = [i for i in turn_items if isinstance(i, dict) and i.get("type") == "function_call"]
         if not calls:
+            if not any(_is_assistant_message(i) for i in turn_items):
+                response = _ended_incomplete(response, turn_items)
             break
         started = time.perf_counter()
         for call in calls:
@@ -214,7 +276,9 @@ async def run_rollout(
     final = {**response, "output": outputs, "usage": sum_usage(usages)}
     started = time.perf_counter()
     try:
-        if native is not None:
+        if skip_verification_reward is not None:  # simple_agent's skip_verification
+            fields = {"reward": skip_verification_reward, SKIPPED: True}
+        elif native is not None:
             fields = await native.verify(row, final)
         elif served is not None:
             fields = await served.verify_session(session, row, final)

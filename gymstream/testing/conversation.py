@@ -30,10 +30,12 @@ _SORTED_ENCODER = msgspec.json.Encoder(order="sorted")
 
 @dataclass(frozen=True)
 class Reply:
-    """One assistant turn: tool calls ``(name, arguments)`` or a final text, never both empty."""
+    """One assistant turn: tool calls ``(name, arguments)`` or a final text; both empty (with
+    or without ``reasoning``) only when a test asks for it (``policy.ENDINGS``)."""
 
     text: str | None = None
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    reasoning: str | None = None
 
 
 @dataclass(frozen=True)

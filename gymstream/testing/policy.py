@@ -7,7 +7,8 @@ from what the conversation already holds, so the same conversation always gets t
 
 ``decide`` picks the turn; ``chat_completion(request, seed, serial)`` wraps it as a Chat
 Completions answer (the server converts it for the Responses endpoint). No tools: a short text
-answer. With ``token_ids`` the answer carries token ids and log-probs in vLLM's shape
+answer. A marker of ``ENDINGS`` in the user text: a turn with neither a message nor a tool call.
+With ``token_ids`` the answer carries token ids and log-probs in vLLM's shape
 (``choice.logprobs.content[i].token`` = ``"token_id:<n>"``; with ``prompt_ids`` also the top-level
 ``prompt_token_ids`` and ``choice.token_ids``), from ``gymstream.testing.tokens``; usage then
 counts those tokens.
@@ -35,11 +36,23 @@ MODEL_ID = "scripted"
 _ENCODER = msgspec.json.Encoder()
 
 
+ENDINGS: Mapping[str, Reply] = {
+    "[scripted:empty]": Reply(),
+    "[scripted:reasoning-only]": Reply(reasoning="I should answer, but I only think."),
+}
+"""A user text with one of these markers gets that turn (no message, no tool call) once the
+turn's tools have run (or at once without tools): how a badly trained model ends a turn."""
+
+
 def decide(request: Mapping[str, Any], seed: int = 0) -> Reply:
     """The next assistant turn for a Chat Completions request (messages + function tools)."""
     conv = read_conversation(request)
     tools = [t.get("function") or {} for t in request.get("tools") or []]
     names = {t.get("name") for t in tools}
+    if conv.calls or not tools:
+        for marker, reply in ENDINGS.items():
+            if marker in conv.user:
+                return reply
     if request.get("tool_choice") != "none":
         if {"get_synonym_value", "extract_synonym_values"} <= names:
             return multi_step(conv, seed)
@@ -91,6 +104,8 @@ def chat_completion(
             }
         )
     message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if reply.reasoning:
+        message["reasoning_content"] = reply.reasoning
     if tool_calls:
         message["tool_calls"] = tool_calls
     prompt_tokens = _estimate_prompt_tokens(request)

@@ -413,6 +413,9 @@ async def run_worker(
         TimedModel(model, slow),
         model_name,
         max_steps=agent_config.max_steps,
+        skip_verification_reward=(
+            agent_config.skip_verification_reward if agent_config.skip_verification else None
+        ),
         deadline_s=retry.rollout_deadline_s,
         default_policy_version=settings.policy_version,
         live_version=live_versions.get,

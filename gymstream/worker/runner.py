@@ -57,6 +57,7 @@ class TaskRunner:
     failure_log: FailureLog
     outage: ModelOutage = field(default_factory=lambda: ModelOutage(budget_s=600.0))
     publishing: PublishStreak = field(default_factory=PublishStreak)
+    skip_verification_reward: float | None = None  # a reward without verifying (NeMo Gym's)
 
     async def outcome(self, value: bytes, where: Where) -> Outgoing:
         """The message to publish for the task message ``value`` read at ``where``."""
@@ -110,6 +111,7 @@ class TaskRunner:
                     self.model,
                     model_name=self.model_name,
                     max_steps=self.max_steps,
+                    skip_verification_reward=self.skip_verification_reward,
                 )
         except TimeoutError as exc:
             raise RolloutDeadlineError(

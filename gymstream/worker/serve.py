@@ -18,7 +18,7 @@ from gymstream.eventloop import install_stop_signals
 from gymstream.kafka.topics import TopicLayout
 from gymstream.observe.metrics import Metrics
 from gymstream.rollout.connect import open_environment
-from gymstream.rollout.model.client import build_model_client
+from gymstream.rollout.model.spread import open_model_client
 from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.worker.loop import WorkerStats, run_worker
 
@@ -54,7 +54,7 @@ async def serve_agent(
         update={"concurrency": concurrency or agent_config.concurrency}
     )
     async with open_environment(agent, agent_config, settings.server, retry) as env:
-        client = build_model_client(model_settings, retry)
+        client = open_model_client(model_settings, retry)
         try:
             return await run_worker(
                 kafka,

@@ -25,6 +25,7 @@ from pipeline_helpers import (
     gymstream,
     multiverifier_input,
     read_jsonl,
+    single_tool_input,
     spawn,
     stop_gracefully,
 )
@@ -204,3 +205,35 @@ def test_a_server_nobody_started_is_a_clear_error_naming_it(
     assert "/health" in message
     assert "ng_run" in message
     assert "Traceback" not in message
+
+
+def test_sink_with_the_yamls_writes_the_servers_aggregate_metrics(
+    kafka_bootstrap: str, scripted_url: str, servers: Servers, tmp_path: Path
+) -> None:
+    """Separate worker, produce and sink: the sink asks each agent's server at the end, as
+    collect does (the same function), for a file of NeMo Gym's shape."""
+    env = cli_env(kafka_bootstrap, scripted_url)
+    data = single_tool_input(tmp_path / "input.jsonl", 3)
+    out = tmp_path / "out.jsonl"
+    config = ["--config", SEED, "--nemo-gym-head", servers.head.url]
+    assert gymstream("topics", "apply", "--config", SEED, env=env).returncode == 0
+    asked = len([s for s in servers.stc.seen if s.path == "/aggregate_metrics"])
+    worker = spawn(["worker", "--agent", AGENT_ONE, *config], env, tmp_path / "worker.log")
+    try:
+        produced = gymstream("produce", str(data), "--run-id", "r1", "--config", SEED, env=env)
+        assert produced.returncode == 0, produced.stderr
+        sunk = gymstream("sink", "--output", str(out), "--run-id", "r1", *config, env=env)
+        assert sunk.returncode == 0, sunk.stderr + sunk.stdout
+    finally:
+        assert stop_gracefully(worker) == 0, (tmp_path / "worker.log").read_text()
+    rows = read_jsonl(out)
+    assert_exactly_once(rows, {(AGENT_ONE, t, 0) for t in range(3)})
+    (entry,) = json.loads((tmp_path / "out_aggregate_metrics.json").read_text())
+    assert entry["agent_ref"] == {"name": AGENT_ONE}
+    assert entry["_ng_environment_server"] == "example_single_tool_call"
+    assert entry["agent_metrics"]["rollouts"] == 3  # the fake server's own count
+    mean = sum(r["reward"] for r in rows) / 3
+    assert entry["key_metrics"] == {"mean/reward": mean}
+    calls = [s for s in servers.stc.seen if s.path == "/aggregate_metrics"]
+    assert len(calls) == asked + 1
+    assert len(calls[-1].body["verify_responses"]) == 3

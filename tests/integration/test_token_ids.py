@@ -52,7 +52,7 @@ def scripted() -> Iterator[Any]:
 def vllm() -> Iterator[Any]:
     started: list[VllmFake] = []
 
-    def start(**options: bool) -> VllmFake:
+    def start(**options: Any) -> VllmFake:
         started.append(VllmFake(**options))
         return started[-1]
 

@@ -7,10 +7,12 @@ trajectory a trainer sees has the same shape whichever API the model spoke.
 
 Mapping (what a caller must know):
 - ``instructions`` becomes a leading system message; role ``developer`` becomes ``system`` (most
-  open-model chat templates know only system/user/assistant/tool).
+  open-model chat templates know only system/user/assistant/tool), but for a NeMo Gym
+  vllm_model, which sends ``developer`` unless ``replace_developer_role_with_system``.
 - ``function_call`` items become ``tool_calls`` of an assistant message (merged into the assistant
   message just before them, as one turn); ``function_call_output`` items become ``tool`` messages.
-- ``reasoning`` items are dropped from the prompt (chat servers do not take them back).
+- ``reasoning`` items are dropped from the prompt (chat servers do not take them back), but for
+  a NeMo Gym vllm_model (``vllm``), which sends their summaries back as ``<think>`` text.
 - ``max_output_tokens`` -> ``max_tokens``; ``reasoning.effort`` -> ``reasoning_effort``;
   ``text.format`` -> ``response_format``; function tools are re-nested under ``function``.
 - Responses-only keys (store, include, truncation, metadata, ...) are dropped; unknown keys pass
@@ -23,6 +25,10 @@ Mapping (what a caller must know):
   last output item ride back on the assistant message of that turn (as NeMo Gym's converter
   does); an answer's fields go on the last output item it produces (an empty ``message`` item
   when it produced none).
+- A NeMo Gym ``vllm_model`` (``vllm`` options): a turn with no output at all becomes one empty
+  ``message`` item, and with ``uses_reasoning_parser`` the reasoning (the server's field and any
+  ``<think>`` tags in the content) becomes a ``reasoning`` item of ``summary_text`` parts, as
+  NeMo Gym's converter makes them (``model.vllm``).
 Unsupported requests (streaming, non-function tools, unknown item types) raise
 ``ModelResponseError`` with failure_class ``model_request_unsupported``: retrying cannot help.
 """
@@ -38,6 +44,8 @@ import msgspec
 
 from gymstream.errors import ModelResponseError
 from gymstream.nemo.token_ids import PROMPT_TOKEN_IDS, ROUTED_EXPERTS, TOKEN_FIELDS
+from gymstream.rollout.model.vllm import add_assistant, fold_reasoning, reasoning_texts
+from gymstream.settings import VllmOptions
 from gymstream.wire.messages import FailureClass
 
 __all__ = ["chat_to_response", "responses_to_chat_request", "usage_from_chat"]
@@ -120,7 +128,11 @@ def _carry_tokens(item: Mapping[str, Any], messages: list[dict[str, Any]]) -> No
                 messages[-1][key] = item[key]
 
 
-def _messages(params: Mapping[str, Any], token_ids: bool = False) -> list[dict[str, Any]]:
+def _messages(
+    params: Mapping[str, Any], token_ids: bool = False, vllm: VllmOptions | None = None
+) -> list[dict[str, Any]]:
+    think = vllm is not None  # NeMo Gym's converter: one message per turn, reasoning sent back
+    keep_developer = vllm is not None and not vllm.replace_developer_role_with_system
     messages: list[dict[str, Any]] = []
     instructions = params.get("instructions")
     if instructions:
@@ -135,11 +147,15 @@ def _messages(params: Mapping[str, Any], token_ids: bool = False) -> list[dict[s
         kind = item.get("type")
         if kind is None or kind == "message":
             role = item.get("role")
-            if role == "developer":
+            if role == "developer" and not keep_developer:
                 role = "system"
-            if role not in ("system", "user", "assistant"):
+            if role not in ("system", "user", "assistant", "developer"):
                 raise _unsupported(f"message role {item.get('role')!r}")
-            messages.append({"role": role, "content": _content_to_chat(item.get("content"))})
+            content = _content_to_chat(item.get("content"))
+            if think and role == "assistant":
+                add_assistant(messages, content)
+            else:
+                messages.append({"role": role, "content": content})
         elif kind == "function_call":
             if not item.get("call_id") or not item.get("name"):
                 raise _unsupported("a function_call item without call_id or name")
@@ -161,6 +177,8 @@ def _messages(params: Mapping[str, Any], token_ids: bool = False) -> list[dict[s
                 output = _content_to_chat(output)
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": output})
         elif kind == "reasoning":
+            if think:
+                fold_reasoning(item, messages)
             continue
         else:
             raise _unsupported(f"input item type {kind!r}")
@@ -199,11 +217,15 @@ def _response_format(text: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def responses_to_chat_request(
-    params: Mapping[str, Any], *, token_ids: bool = False
+    params: Mapping[str, Any], *, token_ids: bool = False, vllm: VllmOptions | None = None
 ) -> dict[str, Any]:
     """A Responses API request body -> the equivalent Chat Completions request body.
 
-    ``token_ids``: carry each turn's token fields back on its assistant message.
+    ``token_ids``: carry each turn's token fields back on its assistant message. ``vllm`` (a
+    NeMo Gym vllm_model), as NeMo Gym's converter does: each turn's items make one assistant
+    message and its reasoning summaries go back as ``<think>`` text
+    (``model.vllm.fold_reasoning``), and ``developer`` stays ``developer`` (unless
+    ``replace_developer_role_with_system``); else reasoning items are left out.
 
     Raises ``ModelResponseError`` (failure_class ``model_request_unsupported``) for what has no
     chat equivalent: streaming, ``previous_response_id``, non-function tools, unknown items.
@@ -216,7 +238,7 @@ def responses_to_chat_request(
     for key, value in params.items():
         if key not in _DROPPED_KEYS and value is not None:
             chat[key] = value
-    chat["messages"] = _messages(params, token_ids)
+    chat["messages"] = _messages(params, token_ids, vllm)
     tools = params.get("tools")
     if tools:
         chat["tools"] = _tools(tools)
@@ -273,10 +295,32 @@ def _message_item(base_id: str, text: str) -> dict[str, Any]:
     }
 
 
+def _reasoning_item(base_id: str, message: dict[str, Any], vllm: VllmOptions | None) -> Any:
+    """(the turn's reasoning item or None, its content): vllm_model's summary texts with
+    ``uses_reasoning_parser``, else the server's reasoning field as reasoning text."""
+    if vllm is not None and vllm.uses_reasoning_parser:
+        texts, content = reasoning_texts(message)
+        if not texts:
+            return None, content
+        summary = [{"type": "summary_text", "text": t} for t in texts]
+        return {"id": f"rs_{base_id}", "type": "reasoning", "summary": summary}, content
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if not reasoning:
+        return None, message.get("content")
+    item = {
+        "id": f"rs_{base_id}",
+        "type": "reasoning",
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": reasoning}],
+    }
+    return item, message.get("content")
+
+
 def chat_to_response(
     chat: Mapping[str, Any],
     request: Mapping[str, Any],
     tokens: Mapping[str, Any] | None = None,
+    vllm: VllmOptions | None = None,
 ) -> dict[str, Any]:
     """A Chat Completions answer -> a Responses API ``Response`` object (as a dict).
 
@@ -295,20 +339,11 @@ def chat_to_response(
         )
     base_id = str(chat.get("id") or uuid.uuid4().hex)
     output: list[dict[str, Any]] = []
-    reasoning = message.get("reasoning_content") or message.get("reasoning")
-    if reasoning:
-        output.append(
-            {
-                "id": f"rs_{base_id}",
-                "type": "reasoning",
-                "summary": [],
-                "content": [{"type": "reasoning_text", "text": reasoning}],
-                "status": "completed",
-            }
-        )
-    content = message.get("content")
+    reasoning, content = _reasoning_item(base_id, message, vllm)
+    if reasoning is not None:
+        output.append({**reasoning, "status": "completed"})
     if content:
-        if isinstance(content, list):
+        if isinstance(content, list):  # chat content parts
             content = "".join(p.get("text") or "" for p in content if isinstance(p, dict))
         output.append(_message_item(base_id, content))
     for index, call in enumerate(message.get("tool_calls") or []):
@@ -324,9 +359,9 @@ def chat_to_response(
                 "status": "completed",
             }
         )
+    if not output and (tokens is not None or vllm is not None):
+        output.append(_message_item(base_id, ""))  # as NeMo Gym's converter does
     if tokens is not None:
-        if not output:  # NeMo Gym's converter makes an empty message of an empty turn
-            output.append(_message_item(base_id, ""))
         output[-1].update(tokens)
     finish = choices[0].get("finish_reason") if isinstance(choices, list) else None
     incomplete: dict[str, Any] | None = None

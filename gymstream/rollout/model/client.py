@@ -47,6 +47,7 @@ from gymstream.errors import ModelCallError, ModelResponseError
 from gymstream.rollout.model import tokens
 from gymstream.rollout.model.chat import chat_to_response, responses_to_chat_request
 from gymstream.rollout.model.transport import AiohttpTransport
+from gymstream.rollout.model.vllm import prepare_chat
 from gymstream.settings import ModelSettings, RetrySettings
 from gymstream.wire.messages import FailureClass
 
@@ -134,6 +135,7 @@ class HttpModelClient:
         )
         self._shown_url = _display_url(self._url)
         self._token_ids = settings.return_token_id_information
+        self._vllm = settings.vllm
         self._tokenize_url = f"{base.removesuffix('/v1')}/tokenize"
         self._retry = retry
         self._timeout = httpx.Timeout(settings.timeout_s, connect=settings.connect_timeout_s)
@@ -167,8 +169,10 @@ class HttpModelClient:
         if self._token_ids:
             return await self._create_with_token_ids(params)
         if self._api == "chat_completions":
-            chat = responses_to_chat_request(params)
-            return chat_to_response(await self._post(_ENCODER.encode(chat), "choices"), params)
+            chat = responses_to_chat_request(params, vllm=self._vllm)
+            chat = self._vllm_body(chat, params)
+            answer = await self._post(_ENCODER.encode(chat), "choices")
+            return chat_to_response(answer, params, vllm=self._vllm)
         return await self._post(_ENCODER.encode(params), "output")
 
     async def _create_with_token_ids(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -177,8 +181,9 @@ class HttpModelClient:
             response = await self._post(_ENCODER.encode(params), "output")
             tokens.check_response_tokens(response, self._shown_url)
             return response
-        chat = responses_to_chat_request(params, token_ids=True)
+        chat = responses_to_chat_request(params, token_ids=True, vllm=self._vllm)
         chat.update(tokens.TOKEN_REQUEST)
+        chat = self._vllm_body(chat, params)
         answer = await self._post(_ENCODER.encode(chat), "choices")
         bundle, generation, log_probs = tokens.read_chat_tokens(answer, self._shown_url)
         if bundle is None:
@@ -186,7 +191,11 @@ class HttpModelClient:
             if prompt is None:
                 prompt = await self._tokenize(chat)
             bundle = tokens.token_fields(prompt, generation, log_probs)
-        return chat_to_response(answer, params, bundle)
+        return chat_to_response(answer, params, bundle, self._vllm)
+
+    def _vllm_body(self, chat: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+        """A NeMo Gym vllm_model's request rules (``model.vllm``), when this endpoint is one."""
+        return chat if self._vllm is None else prepare_chat(chat, params, self._vllm)
 
     async def _tokenize(self, chat: dict[str, Any]) -> list[int]:
         """The prompt ids of ``chat`` from vLLM's ``POST /tokenize`` (same retries)."""

@@ -8,10 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gymstream.config import DEFAULT_MAX_STEPS
+from gymstream.config import DEFAULT_MAX_STEPS, resolve_model
 from gymstream.errors import ConfigError
 from gymstream.nemo import head
 from gymstream.nemo.config import load_any_config
+from gymstream.settings import ModelSettings, VllmOptions
 
 CONFIGS = Path(__file__).resolve().parents[2] / "data" / "nemo_gym_configs"
 SEED = [CONFIGS / n for n in ("openai_model.yaml", "example_single_tool_call.yaml")]
@@ -81,7 +82,7 @@ def test_env_yaml_in_the_working_directory_is_merged_over_the_files(tmp_path: Pa
     assert config.models["policy_model"].name == "m"
 
 
-def test_a_vllm_model_is_chat_completions_at_its_first_base_url(tmp_path: Path) -> None:
+def test_a_vllm_model_is_chat_completions_at_all_its_base_urls(tmp_path: Path) -> None:
     pins = write(
         tmp_path,
         "pins.yaml",
@@ -99,6 +100,40 @@ def test_a_vllm_model_is_chat_completions_at_its_first_base_url(tmp_path: Path) 
         "chat_completions",
         "k",
     )
+    assert model.base_urls == ("http://a:8000/v1", "http://b:8000/v1")
+    assert model.vllm is not None
+    assert model.vllm.uses_reasoning_parser is True  # vllm_model.yaml's
+    assert model.vllm.extra_body is None
+
+
+def test_a_vllm_models_request_options_reach_the_endpoint_and_yield_to_the_cli(
+    tmp_path: Path,
+) -> None:
+    options = write(
+        tmp_path,
+        "options.yaml",
+        "policy_base_url: http://a:8000/v1\npolicy_api_key: k\npolicy_model_name: served\n"
+        "policy_model:\n  responses_api_models:\n    vllm_model:\n"
+        "      extra_body: {top_k: 5}\n      chat_template_kwargs: {enable_thinking: false}\n"
+        "      sampling_overrides: {temperature: 0.5}\n      uses_reasoning_parser: false\n"
+        "      base_url: [http://a:8000/v1, http://b:8000/v1]\n",
+    )
+    files = [CONFIGS / "vllm_model.yaml", CONFIGS / "example_single_tool_call.yaml", options]
+    config = load_any_config(files, environ=ENV, cwd=tmp_path)
+    agent = "example_single_tool_call_simple_agent"
+    settings = resolve_model(config, agent, {}, ModelSettings.model_construct())
+    assert settings.vllm == VllmOptions(
+        extra_body={"top_k": 5},
+        chat_template_kwargs={"enable_thinking": False},
+        sampling_overrides={"temperature": 0.5},
+        uses_reasoning_parser=False,
+    )
+    assert settings.base_urls == ("http://a:8000/v1", "http://b:8000/v1")
+    # another endpoint on the command line: the YAML's server list is not its
+    moved = resolve_model(
+        config, agent, {"base_url": "http://c/v1"}, ModelSettings.model_construct()
+    )
+    assert (moved.base_url, moved.base_urls) == ("http://c/v1", ())
 
 
 def test_an_unsupported_server_type_is_named(tmp_path: Path) -> None:

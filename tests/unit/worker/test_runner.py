@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
@@ -222,3 +224,18 @@ async def test_publish_retries_a_broker_outage_until_the_send_succeeds(
     await asyncio.wait_for(make_runner(Model()).publish(producer, out), 5.0)
     assert producer.sent == [("t.results", b"k", b"v")]
     assert any(r.levelno == logging.WARNING for r in caplog.records)
+
+
+async def test_skip_verification_scores_the_configured_reward_without_verifying() -> None:
+    async def never(row: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+        raise AssertionError("verify must not be called under skip_verification")
+
+    runner = dataclasses.replace(
+        make_runner(Model()),
+        env=SimpleEnvironment(name="fake", tools={}, verify_fn=never),
+        skip_verification_reward=0.25,
+    )
+    out = await runner.outcome(task_bytes(), WHERE)
+    result = DECODE_RESULT.decode(out.value)
+    assert (out.topic, result.reward) == ("t.results", 0.25)
+    assert msgspec.json.decode(result.output)["verification_skipped"] is True

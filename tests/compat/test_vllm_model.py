@@ -1,0 +1,271 @@
+"""NeMo Gym 0.7.0's ``vllm_model`` vs gymstream's Chat Completions client, over two fake vLLMs.
+
+NeMo Gym's real ``vllm_model`` server runs from its own ``vllm_model.yaml`` plus a YAML that
+gives it two ``base_url``s and request options (``extra_body``, ``chat_template_kwargs``,
+``sampling_overrides``); gymstream reads the same files (``--config``). The same Responses
+request through each must reach vLLM as the same Chat Completions body, the answer must come
+back as the same output items (``uses_reasoning_parser``: vLLM's reasoning becomes summary
+text), a session/rollout sticks to one server, and gymstream's rollouts use both servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from nemo_gym_helpers import _START_TIMEOUT_S, Instance, NemoGymServers, run_nemo_gym_servers
+from vllm_fake import VllmFake
+
+from gymstream.config import resolve_model
+from gymstream.nemo.config import load_any_config
+from gymstream.rollout.environment import load_environment
+from gymstream.rollout.loop import run_rollout
+from gymstream.rollout.model.spread import SpreadModelClient, model_session, open_model_client
+from gymstream.settings import ModelSettings, RetrySettings
+
+# the module's server set starts inside the first test: its start deadline on top of the timeout
+pytestmark = pytest.mark.timeout(_START_TIMEOUT_S + 180)
+
+MODEL = "policy_model"
+AGENT = "weather_simple_agent"
+VLLM_YAML = "responses_api_models/vllm_model/configs/vllm_model.yaml"
+REASONING = "The user wants Tokyo's weather."
+OPTIONS = {
+    "extra_body": {"top_k": 5, "repetition_penalty": 1.05, "temperature": 0.1},
+    "chat_template_kwargs": {"enable_thinking": True, "style": "short"},
+    "sampling_overrides": {"temperature": 0.6, "top_p": 0.95},
+}
+TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    "strict": True,
+}
+METADATA = {"extra_body": '{"seed": 7, "top_k": 9}', "chat_template_kwargs": '{"style": "long"}'}
+
+
+def _reasoning(text: str) -> dict[str, Any]:
+    return {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": text}]}
+
+
+def _said(text: str) -> dict[str, Any]:
+    part = {"type": "output_text", "text": text, "annotations": []}
+    return {
+        "type": "message",
+        "role": "assistant",
+        "content": [part],
+        "id": "m",
+        "status": "completed",
+    }
+
+
+HISTORY = [  # an earlier turn with reasoning, text and a tool call, then its output
+    _reasoning("Which city? Tokyo."),
+    _said("Let me look."),
+    {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": '{"city":"T"}'},
+    {"type": "function_call_output", "call_id": "c1", "output": '{"sky":"clear"}'},
+    _reasoning("Now I know."),  # a turn of reasoning and a tool call only
+    {"type": "function_call", "call_id": "c2", "name": "get_weather", "arguments": '{"city":"K"}'},
+    {"type": "function_call_output", "call_id": "c2", "output": '{"sky":"rain"}'},
+]
+
+
+def request(text: str, *, tools: bool = True, history: bool = False) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "input": [
+            {"role": "developer", "content": "Be brief."},
+            {"role": "user", "content": text},
+            *(HISTORY if history else []),
+        ],
+        "temperature": 1.0,
+        "max_output_tokens": 64,
+        "metadata": METADATA,
+    }
+    if tools:
+        params["tools"] = [TOOL]
+    return params
+
+
+class Setup:
+    def __init__(self, fakes: list[VllmFake], servers: NemoGymServers, files: list[Path]):
+        self.fakes = fakes
+        self.servers = servers
+        self.files = files
+
+    def bodies(self) -> list[tuple[int, dict[str, Any]]]:
+        """(fake index, chat body) of every chat request so far, then forget them."""
+        out = [
+            (i, body)
+            for i, fake in enumerate(self.fakes)
+            for path, body in fake.requests
+            if path == "/v1/chat/completions"
+        ]
+        for fake in self.fakes:
+            fake.requests.clear()
+            fake.answers.clear()
+        return out
+
+    def settings(self) -> ModelSettings:
+        config = load_any_config(self.files, environ={}, cwd=self.files[0].parent)
+        return resolve_model(config, AGENT, {}, ModelSettings.model_construct())
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    fakes = [VllmFake(reasoning=REASONING), VllmFake(reasoning=REASONING)]
+    folder = tmp_path_factory.mktemp("vllm_model")
+    options = folder / "options.yaml"
+    model = {"base_url": [f.url for f in fakes], **OPTIONS}
+    options.write_text(yaml.safe_dump({MODEL: {"responses_api_models": {"vllm_model": model}}}))
+    agent = folder / "agent.yaml"  # gymstream serves an agent: one that uses the model
+    refs = {
+        "resources_server": {"type": "resources_servers", "name": "weather"},
+        "model_server": {"type": "responses_api_models", "name": MODEL},
+    }
+    agent.write_text(
+        yaml.safe_dump(
+            {
+                "policy_api_key": "dummy-key",
+                "policy_model_name": "scripted",
+                "weather": {"resources_servers": {"example_single_tool_call": {}}},
+                AGENT: {"responses_api_agents": {"simple_agent": refs}},
+            }
+        )
+    )
+    try:
+        with run_nemo_gym_servers(
+            [Instance(MODEL, "responses_api_models", "vllm_model")],
+            [VLLM_YAML, str(options)],
+            policy_base_url=fakes[0].url,
+            log_dir=folder / "logs",
+        ) as servers:
+            files = [servers.site_packages / VLLM_YAML, options, agent]
+            yield Setup(fakes, servers, files)
+    finally:
+        for fake in fakes:
+            fake.stop()
+
+
+def test_the_yaml_gives_both_servers_and_the_options(setup: Setup) -> None:
+    settings = setup.settings()
+    assert settings.base_urls == tuple(f.url for f in setup.fakes)
+    assert settings.api == "chat_completions"
+    assert settings.vllm is not None
+    assert settings.vllm.extra_body == OPTIONS["extra_body"]
+    assert settings.vllm.sampling_overrides == OPTIONS["sampling_overrides"]
+    assert settings.vllm.uses_reasoning_parser is True  # vllm_model.yaml's own value
+
+
+async def _ours(setup: Setup, params: dict[str, Any]) -> dict[str, Any]:
+    settings = setup.settings()
+    client = open_model_client(settings, RetrySettings(max_attempts=1))
+    try:
+        with model_session():  # the agent loop sets the model name, as here
+            return await client.create({**params, "model": settings.name})
+    finally:
+        await client.aclose()
+
+
+def _theirs(setup: Setup, params: dict[str, Any], client: httpx.Client) -> dict[str, Any]:
+    answer = client.post(f"{setup.servers.url(MODEL)}/v1/responses", json=params)
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+@pytest.mark.parametrize(
+    ("tools", "history"),
+    [(True, False), (False, False), (True, True)],
+    ids=["tool_call", "text", "history_with_reasoning"],
+)
+async def test_the_chat_body_vllm_gets_is_nemo_gyms(
+    setup: Setup, tools: bool, history: bool
+) -> None:
+    setup.bodies()
+    with httpx.Client(timeout=60) as client:
+        _theirs(setup, request("Weather in Tokyo?", tools=tools, history=history), client)
+    ((_, theirs),) = setup.bodies()
+    await _ours(setup, request("Weather in Tokyo?", tools=tools, history=history))
+    ((_, ours),) = setup.bodies()
+    if history:  # the reasoning goes back beside the text, as vllm_model's parser mode sends it
+        assistant = [m for m in ours["messages"] if m["role"] == "assistant"]
+        assert [m.get("reasoning_content") for m in assistant] == [
+            "Which city? Tokyo.",
+            "Now I know.",
+        ]
+        assert assistant[0]["content"] == "Let me look."
+    # the options, as vllm_model merges them: metadata over the config, the body over
+    # extra_body, sampling_overrides over everything
+    assert theirs["chat_template_kwargs"] == {"enable_thinking": True, "style": "long"}
+    assert theirs["seed"] == 7
+    assert theirs["top_k"] == 9
+    assert theirs["repetition_penalty"] == 1.05
+    assert theirs["temperature"] == 0.6
+    assert theirs["top_p"] == 0.95
+    keys = sorted(set(theirs) | set(ours))
+    differ = {k: (theirs.get(k), ours.get(k)) for k in keys if theirs.get(k) != ours.get(k)}
+    # NeMo Gym forwards the Responses metadata to vLLM (which ignores it); gymstream does not
+    assert set(differ) <= {"metadata"}, differ
+    if tools:
+        assert "strict" not in ours["tools"][0]["function"]
+
+
+async def test_the_answer_items_are_nemo_gyms(setup: Setup) -> None:
+    """vLLM's reasoning_content becomes a reasoning item of summary text, as vllm_model's."""
+    with httpx.Client(timeout=60) as client:
+        theirs = _theirs(setup, request("Weather in Tokyo?", tools=False), client)
+    ours = await _ours(setup, request("Weather in Tokyo?", tools=False))
+    setup.bodies()
+
+    def shape(response: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [
+            (
+                item["type"],
+                [s["text"] for s in item.get("summary") or []],
+                [c.get("text") for c in item.get("content") or []],
+            )
+            for item in response["output"]
+        ]
+
+    assert shape(ours) == shape(theirs)
+    assert shape(ours)[0] == ("reasoning", [REASONING], [])
+
+
+def test_nemo_gym_keeps_a_session_on_one_server(setup: Setup) -> None:
+    setup.bodies()
+    with httpx.Client(timeout=60) as client:  # one cookie jar: one NeMo Gym session
+        for _ in range(4):
+            _theirs(setup, request("Weather in Tokyo?"), client)
+    servers = {index for index, _ in setup.bodies()}
+    assert len(servers) == 1
+
+
+async def test_each_rollout_sticks_to_one_server_and_both_are_used(setup: Setup) -> None:
+    setup.bodies()
+    client = open_model_client(setup.settings(), RetrySettings(max_attempts=1))
+    assert isinstance(client, SpreadModelClient)
+    env = load_environment("example_single_tool_call")
+    cities = ["Tokyo", "Paris", "Lima", "Oslo", "Rome", "Kyiv"]
+    try:
+        for city in cities:
+            row = {"responses_create_params": request(f"Weather in {city}?")}
+            result = await run_rollout(row, env, client, model_name="scripted")
+            assert result.turns == 2
+    finally:
+        await client.aclose()
+    by_rollout: dict[str, set[int]] = {}
+    for index, body in setup.bodies():
+        question = next(m["content"] for m in body["messages"] if m["role"] == "user")
+        assert body["messages"][0] == {"role": "developer", "content": "Be brief."}  # NeMo Gym's
+        by_rollout.setdefault(question, set()).add(index)
+        assert body["seed"] == 7  # every turn carries the options
+        assert body["chat_template_kwargs"]["style"] == "long"
+    assert len(by_rollout) == len(cities)
+    assert all(len(servers) == 1 for servers in by_rollout.values()), by_rollout
+    used = [sum(servers == {i} for servers in by_rollout.values()) for i in range(2)]
+    assert used == [3, 3]  # round robin per rollout: exactly even
