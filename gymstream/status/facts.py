@@ -11,12 +11,15 @@ every run, so they are read once per refresh.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Iterable
 from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from gymstream.errors import ConfigError
 from gymstream.kafka.clients import build_consumer, client_options, topic_partitions
@@ -141,7 +144,7 @@ class StatusProbe:
         for one group those 4 bytes come last and go unread, but a second group in the same
         answer would be read from the wrong place (tests/integration/test_status.py reads a
         live group's members through this)."""
-        [response] = await self._admin.describe_consumer_groups([group_id])
+        [response] = await self._retrying(self._admin.describe_consumer_groups, [group_id])
         state: str | None = None
         members: list[tuple[str, str, str]] = []
         for described in response.groups:
@@ -151,10 +154,24 @@ class StatusProbe:
                 continue
             state = str(described[2]) or None
             members = [(str(m[0]), str(m[1]), str(m[2])) for m in described[5]]
-        offsets = await self._admin.list_consumer_group_offsets(group_id)
+        offsets = await self._retrying(self._admin.list_consumer_group_offsets, group_id)
         committed = {
             (tp.topic, tp.partition): meta.offset
             for tp, meta in offsets.items()
             if isinstance(tp, TopicPartition) and meta.offset >= 0
         }
         return GroupFacts(group_id=group_id, state=state, members=members, committed=committed)
+
+    async def _retrying(self, call: Any, *args: Any) -> Any:
+        """``call(*args)``, again after a retriable Kafka error (a fresh cluster has no group
+        coordinator until its offsets topic exists) with backoff, for at most ``timeout_s``."""
+        deadline = time.monotonic() + self._timeout_s
+        delay_s = 0.2
+        while True:
+            try:
+                return await call(*args)
+            except KafkaError as exc:
+                if not exc.retriable or time.monotonic() + delay_s > deadline:
+                    raise
+            await asyncio.sleep(delay_s)
+            delay_s = min(2.0, delay_s * 2)
