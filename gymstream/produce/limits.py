@@ -15,6 +15,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from gymstream.errors import ConfigError
+from gymstream.kafka.clients import client_options
 from gymstream.settings import KafkaSettings
 
 __all__ = ["RECORD_OVERHEAD_BYTES", "topic_max_message_bytes"]
@@ -28,7 +29,7 @@ async def topic_max_message_bytes(kafka: KafkaSettings, topic: str, *, client_li
     """The largest value (bytes) a record on ``topic`` may carry: the topic's
     ``max.message.bytes`` or the producer's ``client_limit``, whichever is smaller, less
     ``RECORD_OVERHEAD_BYTES``. ConfigError when the broker does not say."""
-    admin = AIOKafkaAdminClient(**kafka.client_options())
+    admin = AIOKafkaAdminClient(**client_options(kafka))
     try:
         await admin.start()
         resource = ConfigResource(ConfigResourceType.TOPIC, topic)

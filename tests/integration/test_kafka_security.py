@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pipeline_helpers import ROOT
 
 from gymstream.kafka.clients import build_consumer, build_producer, client_options
 from gymstream.kafka.topics import apply_topics, load_layout
@@ -151,7 +152,10 @@ async def test_each_protocol_and_mechanism_round_trips(
 
 
 def _cli(
-    cluster: Cluster, env_extra: dict[str, str], kind: ListenerKind = "SASL"
+    cluster: Cluster,
+    env_extra: dict[str, str],
+    kind: ListenerKind = "SASL",
+    args: tuple[str, ...] = ("topics", "apply", "--agent", AGENT),
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GYMSTREAM_")}
     env |= {
@@ -163,7 +167,7 @@ def _cli(
         **env_extra,
     }
     return subprocess.run(
-        [sys.executable, "-m", "gymstream.cli.main", "topics", "apply", "--agent", AGENT],
+        [sys.executable, "-m", "gymstream.cli.main", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -178,6 +182,33 @@ def test_topics_apply_authenticates_with_a_token_command(secure_cluster: Cluster
     result = _cli(secure_cluster, {"GYMSTREAM_KAFKA_SASL_OAUTH_TOKEN_COMMAND": command})
     assert result.returncode == 0, result.stderr
     assert "created" in result.stdout
+
+
+def test_produce_asks_the_topic_limits_with_the_token_too(
+    secure_cluster: Cluster, tmp_path: Path
+) -> None:
+    # produce's admin client (max.message.bytes of the task topics) once lacked the token
+    # provider: OAUTHBEARER clusters refused it. Topics first, then the rows, one token command.
+    token = unsecured_jwt("producer", 600)
+    env = {"GYMSTREAM_KAFKA_SASL_OAUTH_TOKEN_COMMAND": f"{sys.executable} -c \"print('{token}')\""}
+    prefix = {"GYMSTREAM_TOPIC_PREFIX": f"secprod{uuid.uuid4().hex[:6]}"}
+    assert _cli(secure_cluster, env | prefix).returncode == 0
+    rows = ROOT / "environments" / "example_single_tool_call" / "data" / "example.jsonl"
+    done = _cli(
+        secure_cluster,
+        env | prefix,
+        args=(
+            "produce",
+            "--input",
+            str(rows),
+            "--agent-name",
+            AGENT,
+            "--run-id",
+            f"s{uuid.uuid4().hex[:6]}",
+        ),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_a_refused_token_is_one_line_not_a_traceback(secure_cluster: Cluster) -> None:
