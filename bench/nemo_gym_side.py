@@ -126,6 +126,7 @@ def _counting(env: dict[str, str]) -> Iterator[None]:
             [str(ROOT / "bench" / "ng_counting"), *filter(None, [os.environ.get("PYTHONPATH")])]
         ),
         "GYMSTREAM_BENCH_COUNT_HTTP": "1",
+        "GYMSTREAM_BENCH_NO_RAY": "1",
         "PYTHONPYCACHEPREFIX": env["PYTHONPYCACHEPREFIX"],
     }
     saved = {k: os.environ.get(k) for k in counting}
@@ -160,9 +161,8 @@ def shared_servers(
     """The scripted model and NeMo Gym's servers, with the environment servers of
     ``environments``: NeMo Gym 0.7.0's collector sends every row to the environment server that
     fronts its agent (the examples' YAML files declare a ``legacy_agent``, a relay to the agent's
-    ``/run``). Each starts a Ray instance of its own, whose start gives up after a fixed 30 s (a
-    loaded machine misses that), so only those the run needs are started, and a failed start is
-    tried again (``START_ATTEMPTS``)."""
+    ``/run``); only those the run needs are started, without the Ray instance NeMo Gym would
+    start in each (``bench/ng_counting``). A failed start is tried again (``START_ATTEMPTS``)."""
     instances = (
         *EXAMPLE_INSTANCES,
         *(
