@@ -36,7 +36,8 @@ import yaml
 
 from bench.analysis import OutputWatcher, middle_rate
 from bench.counted_model import CountedModel
-from bench.procs import CLI, ROOT, Child, cpu_s, self_cpu_s, system_busy_s
+from bench.pipeline import collect_argv
+from bench.procs import ROOT, Child, cpu_s, self_cpu_s, system_busy_s
 
 sys.path.insert(0, str(ROOT / "tests"))  # the NeMo Gym harness of the compatibility tests
 from nemo_gym_helpers import (
@@ -344,19 +345,13 @@ def run_gymstream(shared: Shared, environment: str, n: int, concurrency: int) ->
     window = _Window(shared, pids)
     watcher = OutputWatcher(output).start()
     child = Child(
-        [
-            *CLI,
-            "collect",
+        collect_argv(
+            shared.input(environment, n),
+            output,
+            concurrency,
             "--config",
             shared.config_files(),
-            "--input",
-            str(shared.input(environment, n)),
-            "--output",
-            str(output),
-            "--concurrency",
-            str(concurrency),
-            "--no-progress",
-        ],
+        ),
         env=env,
         log=run_dir / "collect.log",
     )

@@ -93,6 +93,7 @@ def _per_run(run: dict[str, Any], startup_s: float) -> dict[str, Any]:
         "rate_steady": run["rate_steady"],
         "own_cpu_ms": own_s / n * 1000,
         "own_cpu_ms_without_startup": max(0.0, own_s - startup_s) / n * 1000,
+        "own_and_broker_cpu_ms": (own_s + cpu.get("broker", 0.0)) / n * 1000,
         "shared_cpu_ms": sum(cpu.get(k, 0.0) for k in SHARED) / n * 1000,
         "broker_cpu_ms": cpu["broker"] / n * 1000 if "broker" in cpu else None,
         "cpu_ms_by_process": {k: v / n * 1000 for k, v in cpu.items()},
@@ -147,10 +148,29 @@ def summarise(runs: list[dict[str, Any]], startup: dict[str, float]) -> dict[str
         "rate_steady": ratio("rate_steady"),
         "own_cpu": ratio("own_cpu_ms", invert=True),  # NeMo Gym's CPU / gymstream's
         "own_cpu_without_startup": ratio("own_cpu_ms_without_startup", invert=True),
+        "own_and_broker_cpu": ratio("own_and_broker_cpu_ms", invert=True),
         "hops": ratio("hops", invert=True),
     }
     out["rows"] = _same_rows(runs, runs[0]["n"])
     return out
+
+
+# (label, figure, format, ratio) of the table, in order
+ROWS = (
+    ("rollouts/s, whole command", "rate_whole", ",.0f", "rate_whole"),
+    ("rollouts/s, steady (middle 80% of rows)", "rate_steady", ",.0f", "rate_steady"),
+    ("CPU ms/rollout, own processes", "own_cpu_ms", ".2f", "own_cpu"),
+    (
+        "  without the collector's start-up",
+        "own_cpu_ms_without_startup",
+        ".2f",
+        "own_cpu_without_startup",
+    ),
+    ("  own processes + broker", "own_and_broker_cpu_ms", ".2f", "own_and_broker_cpu"),
+    ("CPU ms/rollout, shared: resources server + fake model", "shared_cpu_ms", ".2f", None),
+    ("HTTP requests per rollout", "hops", ".1f", "hops"),
+    ("load average (1 min) at each run's end", "loadavg", ".1f", None),
+)
 
 
 def _f(spread: dict[str, float] | None, spec: str = ",.0f") -> str:
@@ -172,53 +192,18 @@ def render(doc: dict[str, Any], markdown: bool = False) -> str:
         f"concurrency {doc['params']['concurrency']}; Kafka: {m.get('kafka')}",
         "",
     ]
-    for environment, s in doc.get("environments", {}).items():
+    summaries = doc.get("environments", {})
+    if doc.get("runs") and "startup_cpu_s" in m:  # summarised again: old files, new figures
+        summaries = {e: summarise(runs, m["startup_cpu_s"]) for e, runs in doc["runs"].items()}
+    for environment, s in summaries.items():
         ng, gs, r = s["nemo_gym"], s["gymstream"], s["ratio"]
         rows = [
-            (
-                "rollouts/s, whole command",
-                _f(ng["rate_whole"]),
-                _f(gs["rate_whole"]),
-                _x(r["rate_whole"]),
-            ),
-            (
-                "rollouts/s, steady (middle 80% of rows)",
-                _f(ng["rate_steady"]),
-                _f(gs["rate_steady"]),
-                _x(r["rate_steady"]),
-            ),
-            (
-                "CPU ms/rollout, own processes",
-                _f(ng["own_cpu_ms"], ".2f"),
-                _f(gs["own_cpu_ms"], ".2f"),
-                _x(r["own_cpu"]),
-            ),
-            (
-                "  without the collector's start-up",
-                _f(ng["own_cpu_ms_without_startup"], ".2f"),
-                _f(gs["own_cpu_ms_without_startup"], ".2f"),
-                _x(r["own_cpu_without_startup"]),
-            ),
-            ("CPU ms/rollout, Kafka broker", "-", _f(gs.get("broker_cpu_ms"), ".2f"), ""),
-            (
-                "CPU ms/rollout, shared: resources server + fake model",
-                _f(ng["shared_cpu_ms"], ".2f"),
-                _f(gs["shared_cpu_ms"], ".2f"),
-                "",
-            ),
-            (
-                "HTTP requests per rollout",
-                _f(ng["hops"], ".1f"),
-                _f(gs["hops"], ".1f"),
-                _x(r["hops"]),
-            ),
-            (
-                "load average (1 min) at each run's end",
-                _f(ng["loadavg"], ".1f"),
-                _f(gs["loadavg"], ".1f"),
-                "",
-            ),
+            (label, _f(ng.get(key), spec), _f(gs.get(key), spec), _x(r.get(ratio)) if ratio else "")
+            for label, key, spec, ratio in ROWS
         ]
+        rows.insert(
+            4, ("  Kafka broker (gymstream only)", "-", _f(gs.get("broker_cpu_ms"), ".2f"), "")
+        )
         rw = s["rows"]
         same = f"rows {rw['rows']}; rewards {', '.join(rw['rewards'])}; " + (
             "every (task, rollout) has the same reward in every run"
@@ -248,16 +233,10 @@ def render(doc: dict[str, Any], markdown: bool = False) -> str:
 
 
 def _run(args: argparse.Namespace, work: Path, doc: dict[str, Any]) -> None:
-    from bench.__main__ import start_kafka
+    from bench.__main__ import kafka_for
 
     environments = [e for e in args.environments.split(",") if e]
-    cluster = None
-    if args.bootstrap:
-        bootstrap, broker_pid = args.bootstrap, None
-        doc["meta"]["kafka"] = f"{bootstrap} (external, broker CPU not measured)"
-    else:
-        bootstrap, broker_pid, cluster = start_kafka(work)
-        doc["meta"]["kafka"] = "1 local KRaft broker started by the bench"
+    bootstrap, broker_pid, cluster = kafka_for(args.bootstrap, work, doc["meta"])
     try:
         env = Bench(bootstrap, broker_pid, work).base_env()
         with shared_servers(work, env, bootstrap, broker_pid, environments) as shared:

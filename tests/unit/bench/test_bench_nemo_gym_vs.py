@@ -73,6 +73,8 @@ def test_figures_per_side_and_ratios() -> None:
     assert ng["own_cpu_ms_without_startup"]["median"] == pytest.approx(300.0)
     assert gs["own_cpu_ms"]["median"] == pytest.approx(100.0)  # the broker is apart
     assert gs["broker_cpu_ms"]["median"] == pytest.approx(20.0)
+    assert gs["own_and_broker_cpu_ms"]["median"] == pytest.approx(120.0)
+    assert s["ratio"]["own_and_broker_cpu"] == pytest.approx(500.0 / 120.0)
     assert gs["shared_cpu_ms"]["median"] == pytest.approx(30.0)
     assert s["ratio"]["rate_whole"] == pytest.approx(40.0 / 15.0)
     assert s["ratio"]["own_cpu"] == pytest.approx(5.0)
