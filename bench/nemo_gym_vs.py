@@ -246,16 +246,21 @@ def _run(args: argparse.Namespace, work: Path, doc: dict[str, Any]) -> None:
             }
             doc["meta"]["startup_cpu_s"] = startup
             for environment in environments:
-                runs = []
+                runs = doc["runs"][environment] = []
                 for round_ in range(args.repeat):
                     for side, run in (("nemo_gym", run_nemo_gym), ("gymstream", run_gymstream)):
                         print(f"{environment} round {round_ + 1}: {side}", file=sys.stderr)
                         runs.append(run(shared, environment, args.rollouts, args.concurrency))
-                doc["runs"][environment] = runs
+                        _save(args.json, doc)  # each run kept, should a later one not end
                 doc["environments"][environment] = summarise(runs, startup)
     finally:
         if cluster is not None:
             cluster.stop(timeout_s=5)
+
+
+def _save(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,8 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         finished=time.strftime("%Y-%m-%d %H:%M:%S %z"),
         complete=ok,
     )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(doc, indent=2) + "\n")
+    _save(args.json, doc)
     if doc["environments"]:
         print(render(doc, markdown=args.markdown))
     print(f"results: {args.json}; work directory {work}", file=sys.stderr)
