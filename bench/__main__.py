@@ -153,6 +153,17 @@ def start_kafka(work: Path) -> tuple[str, int | None, Any]:
     return cluster.bootstrap, cluster.pids[1], cluster
 
 
+def kafka_for(
+    bootstrap: str | None, work: Path, meta: dict[str, Any]
+) -> tuple[str, int | None, Any]:
+    """A running Kafka (its CPU not measured) or one started here: (bootstrap, pid, cluster)."""
+    if bootstrap:
+        meta["kafka"] = f"{bootstrap} (external, broker CPU not measured)"
+        return bootstrap, None, None
+    meta["kafka"] = "1 local KRaft broker started by the bench"
+    return start_kafka(work)
+
+
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
@@ -331,12 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     ok = False
     try:
-        if args.bootstrap:
-            bootstrap, broker_pid = args.bootstrap, None
-            doc["meta"]["kafka"] = f"{bootstrap} (external, broker CPU not measured)"
-        else:
-            bootstrap, broker_pid, cluster = start_kafka(work)
-            doc["meta"]["kafka"] = "1 local KRaft broker started by the bench"
+        bootstrap, broker_pid, cluster = kafka_for(args.bootstrap, work, doc["meta"])
         bench = Bench(bootstrap, broker_pid, work)
         started_cli = time.perf_counter()
         bench.startup_cpu_s = startup_cpu_s(bench.base_env(), work / "logs" / "start.log")

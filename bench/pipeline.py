@@ -39,6 +39,7 @@ __all__ = [
     "AGENT",
     "Bench",
     "ModelServer",
+    "collect_argv",
     "run_collect",
     "run_produce",
     "run_staged",
@@ -324,17 +325,7 @@ def run_collect(
     broker0, model0 = bench.broker_cpu_s(), model.cpu_s()
     bench0, machine0 = self_cpu_s(), system_busy_s()
     child = Child(
-        [
-            *CLI,
-            "collect",
-            "--input",
-            str(bench.input(n)),
-            "--output",
-            str(output),
-            "--concurrency",
-            str(concurrency),
-            "--no-progress",
-        ],
+        collect_argv(bench.input(n), output, concurrency),
         env=env,
         log=bench.work / "logs" / f"collect{label}.log",
     )
@@ -362,6 +353,22 @@ def run_collect(
         "cpu_ms_per_rollout": _per_rollout_ms(bench, cpu, n),
         "peak_rss_mib": {"collect": usage.peak_rss_mib},
     }
+
+
+def collect_argv(source: Path, output: Path, concurrency: int, *extra: str) -> list[str]:
+    """``gymstream collect`` of ``source`` into ``output``, no progress bar."""
+    return [
+        *CLI,
+        "collect",
+        *extra,
+        "--input",
+        str(source),
+        "--output",
+        str(output),
+        "--concurrency",
+        str(concurrency),
+        "--no-progress",
+    ]
 
 
 def run_produce(bench: Bench, source: Path, rows: int) -> dict[str, Any]:
