@@ -122,6 +122,7 @@ class _Worker:
         self.commit_lock = asyncio.Lock()
         self.commit_failing = False  # logged once per streak of refused commits
         self.fenced = False  # frozen past the session timeout: said once, by ``_stalled``
+        self.stall = StallWatch(self.settings.session_timeout_ms / 1000, self._stalled)
         # bumped when a partition is revoked: work started before belongs to the old owner
         self.generation: Counter[TopicPartition] = Counter()
         self.slot_freed = asyncio.Event()
@@ -174,12 +175,11 @@ class _Worker:
                 bootstrap=self.kafka.bootstrap,
                 interval_s=self.kafka.watch_interval_s,
             )
-            stall = StallWatch(self.settings.session_timeout_ms / 1000, self._stalled)
-            stall.start()
+            self.stall.start()
             try:
                 await self._loop(stop)
             finally:
-                await stall.stop()
+                await self.stall.stop()
                 await broker_watch.stop()
                 await self._shutdown()
                 await self.live_versions.stop()
@@ -274,6 +274,9 @@ class _Worker:
                 # the group moved on (rebalance): the new owner redoes the uncommitted tail,
                 # the sink drops the repeats. Said once until a commit succeeds again: a fenced
                 # worker retried every 200 ms, 20 warnings in 5 s blaming max_poll_interval_ms
+                # after a freeze, the commit may run before the stall watch's next tick: ask it
+                # first, so the line says why (the freeze), not only that commits are refused
+                self.stall.tick()
                 if not self.commit_failing:
                     self.commit_failing = True
                     if self.fenced:
