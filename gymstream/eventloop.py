@@ -11,13 +11,14 @@ uvloop cuts that (docs/performance.md has the figures). It is not available on W
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from gymstream.errors import ConfigError
 
-__all__ = ["ENV_VAR", "loop_factory", "loop_name", "run"]
+__all__ = ["ENV_VAR", "Periodic", "loop_factory", "loop_name", "run"]
 
 ENV_VAR = "GYMSTREAM_EVENT_LOOP"
 T = TypeVar("T")
@@ -59,3 +60,30 @@ def install_stop_signals(stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+
+class Periodic:
+    """Await ``step()`` every ``interval_s`` on the running loop, from ``start()`` to ``stop()``.
+
+    The background ticker of the watches (kafka/watch.py, worker/stall.py): one place that
+    starts the task and cancels it cleanly."""
+
+    def __init__(self, interval_s: float, step: Callable[[], Awaitable[object]]) -> None:
+        self.interval_s = interval_s
+        self.step = step
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            await self.step()
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -11,13 +11,14 @@ answers after that logs how long Kafka was away. A line per state change, never 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from gymstream.eventloop import Periodic
 
 __all__ = ["BrokerWatch", "watch_consumer"]
 
@@ -45,7 +46,7 @@ class BrokerWatch:
         self.timeout_s = timeout_s
         self.down_since: float | None = None
         self.outages = 0
-        self._task: asyncio.Task[None] | None = None
+        self._ticker = Periodic(interval_s, self.check)
 
     async def check(self) -> bool:
         """One probe; logs a change of state. True when Kafka answered."""
@@ -75,20 +76,11 @@ class BrokerWatch:
             self.down_since = None
         return True
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            await self.check()
-
     def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
+        self._ticker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._ticker.stop()
 
 
 async def _own_metadata(consumer: Any) -> None:

@@ -9,10 +9,10 @@ runs on while a process is stopped) exceeds ``limit_s``, so the worker can say s
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Callable
+
+from gymstream.eventloop import Periodic
 
 __all__ = ["StallWatch"]
 
@@ -31,7 +31,7 @@ class StallWatch:
         self.tick_s = tick_s
         self.clock = clock
         self.last = clock()
-        self._task: asyncio.Task[None] | None = None
+        self._ticker = Periodic(tick_s, self._tick)
 
     def tick(self) -> None:
         """Compare the clock with the last tick; call ``on_stall`` after a long gap."""
@@ -41,18 +41,12 @@ class StallWatch:
         if gap > self.limit_s:
             self.on_stall(gap)
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.tick_s)
-            self.tick()
+    async def _tick(self) -> None:
+        self.tick()
 
     def start(self) -> None:
         self.last = self.clock()
-        self._task = asyncio.ensure_future(self._run())
+        self._ticker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._ticker.stop()

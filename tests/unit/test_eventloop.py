@@ -44,3 +44,23 @@ def test_missing_uvloop_falls_back_unless_required(monkeypatch: pytest.MonkeyPat
     assert eventloop.loop_factory("auto") is None
     with pytest.raises(ConfigError, match="pip install uvloop"):
         eventloop.loop_factory("uvloop")
+
+
+async def test_periodic_steps_until_stopped() -> None:
+    steps: list[int] = []
+    enough = asyncio.Event()
+
+    async def step() -> None:
+        steps.append(len(steps))
+        if len(steps) >= 3:
+            enough.set()
+
+    ticker = eventloop.Periodic(0.001, step)
+    ticker.start()
+    await asyncio.wait_for(enough.wait(), 10)  # progress, not a sleep
+    await ticker.stop()
+    seen = len(steps)
+    await asyncio.sleep(0.01)
+    assert seen >= 3
+    assert len(steps) == seen  # stopped: no step after stop()
+    await ticker.stop()  # a second stop is harmless
