@@ -20,8 +20,8 @@ from pathlib import Path
 
 import msgspec
 
-from gymstream.nemo.rollouts import expand
-from gymstream.nemo.rows import InputRow, read_rows
+from gymstream.nemo_gym.rows.reader import InputRow, read_rows
+from gymstream.nemo_gym.rows.rollouts import expand
 
 AGENT = "example_single_tool_call_simple_agent"
 CITIES = ["sf", "nyc", "paris", "tokyo", "lagos", "lima", "oslo", "delhi", "cairo", "perth"]

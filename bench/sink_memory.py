@@ -89,20 +89,20 @@ def _batches(rollouts: int, repeats: int) -> Iterator[list[ResultMessage]]:
 def _ledger_from_files(output: Path, failures: Path) -> SinkLedger:
     report = SinkReport(run_id=RUN)
     try:
-        from gymstream.nemo.outputs import read_rollouts  # type: ignore[attr-defined]
+        from gymstream.nemo_gym.outputs.files import read_rollouts  # type: ignore[attr-defined]
 
         return SinkLedger(report, read_rollouts(output), read_rollouts(failures))
     except ImportError:  # main before the bounded sink: sets of rollout id strings
-        from gymstream.nemo.outputs import read_done_ids
+        from gymstream.nemo_gym.outputs.files import read_done_ids
 
         return SinkLedger(report, read_done_ids(output, RUN), read_done_ids(failures, RUN))
 
 
 def _write_metrics(output: Path, target: Path) -> None:
     try:
-        from gymstream.nemo.metrics import write_metrics
+        from gymstream.nemo_gym.outputs.aggregate import write_metrics
     except ImportError:  # main before the bounded sink
-        from gymstream.nemo.outputs import aggregate_metrics  # type: ignore[attr-defined]
+        from gymstream.nemo_gym.outputs.files import aggregate_metrics  # type: ignore[attr-defined]
 
         target.write_bytes(ENCODER.encode(aggregate_metrics(output)))
         return

@@ -24,7 +24,7 @@ import msgspec
 
 from gymstream.kafka.clients import build_consumer, build_producer, topic_partitions
 from gymstream.kafka.topics import apply_topics, load_layout
-from gymstream.nemo.outputs import OutputPaths
+from gymstream.nemo_gym.outputs.files import OutputPaths
 from gymstream.produce.producer import publish_manifest
 from gymstream.settings import KafkaSettings
 from gymstream.sink.loop import run_sink

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from gymstream.collect import CollectReport
     from gymstream.errors import GymstreamError, TrajectoryError
     from gymstream.kafka.topics import TopicLayout, load_layout
-    from gymstream.nemo.outputs import OutputPaths
+    from gymstream.nemo_gym.outputs.files import OutputPaths
     from gymstream.produce.plan import ProduceOptions
     from gymstream.runs.policy import latest_policy_version, publish_policy_version
     from gymstream.runs.tail import read_manifests
@@ -65,7 +65,7 @@ _HOME = {
     "TrajectoryError": "gymstream.errors",
     "TopicLayout": "gymstream.kafka.topics",
     "load_layout": "gymstream.kafka.topics",
-    "OutputPaths": "gymstream.nemo.outputs",
+    "OutputPaths": "gymstream.nemo_gym.outputs.files",
     "ProduceOptions": "gymstream.produce.plan",
     "latest_policy_version": "gymstream.runs.policy",
     "publish_policy_version": "gymstream.runs.policy",

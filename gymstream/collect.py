@@ -16,15 +16,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gymstream.config import GymConfig
 from gymstream.kafka.clients import client_options
 from gymstream.kafka.topics import ApplyReport, TopicLayout, apply_topics
-from gymstream.nemo.outputs import OutputPaths, claim_output, hold_output
-from gymstream.nemo.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
+from gymstream.nemo_gym.config.agents import GymConfig
+from gymstream.nemo_gym.outputs.files import OutputPaths, claim_output, hold_output
+from gymstream.nemo_gym.outputs.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
+from gymstream.nemo_gym.servers.aggregate_metrics import write_server_metrics
 from gymstream.observe.server import observed
 from gymstream.produce.producer import ProduceOptions, ProduceReport, produce
 from gymstream.produce.waiting import waiting_rollouts
-from gymstream.rollout.aggregate import write_server_metrics
 from gymstream.settings import KafkaSettings, MetricsSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport, run_sink
 from gymstream.worker.loop import WorkerStats

@@ -212,7 +212,8 @@ class VllmOptions(BaseModel):
     """A NeMo Gym ``vllm_model``'s options that change what the model is asked (0.7.0's names).
 
     Applied to every Chat Completions body as NeMo Gym's ``vllm_model`` does (see
-    ``gymstream.rollout.model.vllm``); set only by a NeMo Gym YAML's ``vllm_model`` instance.
+    ``gymstream.nemo_gym.servers.vllm_model``); set only by a NeMo Gym YAML's ``vllm_model``
+    instance.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -327,7 +328,8 @@ class RolloutSettings:
 
     ``model`` is the base of each agent's endpoint: its YAML ``models`` entry and the CLI's
     ``--model-*`` options are laid over the fields the environment set
-    (``gymstream.config.resolve_model``). ``worker.concurrency`` is replaced by the agent's own.
+    (``gymstream.nemo_gym.config.agents.resolve_model``). ``worker.concurrency`` is replaced by
+    the agent's own.
     """
 
     model: ModelSettings

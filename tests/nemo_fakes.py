@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gymstream.rollout.tool_answers import ToolText, tool_output_text
+from gymstream.nemo_gym.servers.tool_answers import ToolText, tool_output_text
 
 PROTOCOL = Path(__file__).resolve().parent / "data" / "nemo_gym_protocol"
 """A copy of the shared recordings (``nemo-gym-protocol/``) that the tests use, so a clean clone

@@ -162,7 +162,7 @@ async def in_process_worker(
     model in a thread; stopped (SIGTERM semantics: settle, commit, leave) on exit."""
     import asyncio
 
-    from gymstream.config import load_config
+    from gymstream.nemo_gym.config.agents import load_config
     from gymstream.rollout.environment import load_environment
     from gymstream.rollout.model.client import build_model_client
     from gymstream.settings import ModelSettings, RetrySettings

@@ -10,7 +10,7 @@ from typing import Any
 
 import pydantic
 
-from gymstream.rollout.tool_answers import typed_tool
+from gymstream.nemo_gym.servers.tool_answers import typed_tool
 
 __all__ = [
     "TOOLS",

@@ -56,9 +56,9 @@ from gymstream.cli.interrupt import Interrupt, resume_command
 from gymstream.cli.produce import print_produce_summary, print_reject
 from gymstream.cli.sink import all_failed_problem, print_sink_summary, reward_note
 from gymstream.collect import CollectReport, collect
-from gymstream.config import GymConfig
 from gymstream.kafka.topics import TopicLayout
-from gymstream.nemo.outputs import OutputPaths
+from gymstream.nemo_gym.config.agents import GymConfig
+from gymstream.nemo_gym.outputs.files import OutputPaths
 from gymstream.produce.producer import ProduceOptions, ProduceReport
 from gymstream.settings import KafkaSettings, MetricsSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport

@@ -15,12 +15,12 @@ from rich.text import Text
 
 from gymstream import eventloop
 from gymstream.cli import logs
-from gymstream.config import GymConfig
 from gymstream.errors import GymstreamError
 from gymstream.kafka.topics import TopicLayout, load_layout
-from gymstream.nemo.config import load_any_config
-from gymstream.nemo.config_paths import split_config_option
-from gymstream.nemo.head import server_urls
+from gymstream.nemo_gym.config.agents import GymConfig
+from gymstream.nemo_gym.config.paths import split_config_option
+from gymstream.nemo_gym.config.translate import load_any_config
+from gymstream.nemo_gym.servers.head import server_urls
 from gymstream.settings import (
     DisplaySettings,
     EventLoopSettings,

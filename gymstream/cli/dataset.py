@@ -14,10 +14,10 @@ from typing import Annotated
 import typer
 
 from gymstream.cli.common import fail
-from gymstream.config import GymConfig
-from gymstream.nemo.overrides import parse_override
-from gymstream.nemo.rollouts import DEFAULT_REPEATS_KEY, parse_repeats
-from gymstream.nemo.routing import DEFAULT_ROUTE, parse_agent_map
+from gymstream.nemo_gym.config.agents import GymConfig
+from gymstream.nemo_gym.rows.overrides import parse_override
+from gymstream.nemo_gym.rows.rollouts import DEFAULT_REPEATS_KEY, parse_repeats
+from gymstream.nemo_gym.rows.routing import DEFAULT_ROUTE, parse_agent_map
 from gymstream.produce.producer import ProduceOptions
 
 __all__ = [

@@ -27,8 +27,8 @@ from gymstream.cli.common import (
 )
 from gymstream.cli.dataset import NumRepeatsOpt, new_run_id
 from gymstream.errors import GymstreamError
-from gymstream.nemo.output_row import AGENT_REF, ROLLOUT_INDEX, TASK_INDEX, agent_of
-from gymstream.nemo.outputs import OutputPaths
+from gymstream.nemo_gym.outputs.files import OutputPaths
+from gymstream.nemo_gym.outputs.output_row import AGENT_REF, ROLLOUT_INDEX, TASK_INDEX, agent_of
 from gymstream.produce.producer import ProduceOptions
 
 __all__ = ["demo_command", "show_rows"]
@@ -36,7 +36,7 @@ __all__ = ["demo_command", "show_rows"]
 
 def _demo_input(path: Path) -> int:
     """The multi-verifier dataset: both example datasets, each row tagged with its agent."""
-    from gymstream.config import environments_root
+    from gymstream.nemo_gym.config.agents import environments_root
 
     rows = 0
     path.parent.mkdir(parents=True, exist_ok=True)

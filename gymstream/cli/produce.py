@@ -44,7 +44,7 @@ from gymstream.cli.dataset import (
 from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
 from gymstream.collect import resume_options, skip_waiting
 from gymstream.errors import GymstreamError, RowError
-from gymstream.nemo.outputs import OutputPaths
+from gymstream.nemo_gym.outputs.files import OutputPaths
 from gymstream.produce.producer import ProduceReport, produce_paced
 
 __all__ = ["print_produce_summary", "print_reject", "produce_command", "produce_figures"]

@@ -17,8 +17,8 @@ from gymstream.cli.common import (
     out,
     run,
 )
-from gymstream.nemo.outputs import OutputPaths, read_run_file
-from gymstream.nemo.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
+from gymstream.nemo_gym.outputs.files import OutputPaths, read_run_file
+from gymstream.nemo_gym.outputs.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
 from gymstream.produce.producer import republish
 
 __all__ = ["retry_failures_command"]

@@ -32,9 +32,9 @@ from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
 from gymstream.cli.summary import latency_table, throughput_line
 from gymstream.errors import GymstreamError
 from gymstream.eventloop import install_stop_signals
-from gymstream.nemo.outputs import OutputPaths, claim_output, hold_output
+from gymstream.nemo_gym.outputs.files import OutputPaths, claim_output, hold_output
+from gymstream.nemo_gym.servers.aggregate_metrics import write_server_metrics
 from gymstream.observe.server import observed
-from gymstream.rollout.aggregate import write_server_metrics
 from gymstream.sink.loop import SinkReport, run_sink
 
 __all__ = ["print_sink_summary", "reward_note", "sink_command", "sink_figures"]

@@ -121,8 +121,9 @@ def _schemas() -> dict[str, Any]:
     output = components["ResultMessage"]["properties"]["output"]
     output.update(
         type="object",
-        description="The NeMo Gym output row (gymstream.nemo.output_row), as written to the "
-        "output JSONL: the input row's keys, `response`, `reward` and the `_ng_*` keys.",
+        description="The NeMo Gym output row (gymstream.nemo_gym.outputs.output_row), as "
+        "written to the output JSONL: the input row's keys, `response`, `reward` and the "
+        "`_ng_*` keys.",
     )
     return dict(sorted(components.items()))
 

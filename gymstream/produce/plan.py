@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from gymstream.errors import ConfigError, RowError
-from gymstream.nemo.output_row import materialized_row
-from gymstream.nemo.overrides import apply_overrides, with_extra_body_seed
-from gymstream.nemo.rollouts import expand
-from gymstream.nemo.rows import InputRow, read_rows
-from gymstream.nemo.validation import PARAMS_FIELD
+from gymstream.nemo_gym.outputs.output_row import materialized_row
+from gymstream.nemo_gym.rows.overrides import apply_overrides, with_extra_body_seed
+from gymstream.nemo_gym.rows.reader import InputRow, read_rows
+from gymstream.nemo_gym.rows.rollouts import expand
+from gymstream.nemo_gym.rows.validation import PARAMS_FIELD
 from gymstream.runs.pacing import Pacer
 from gymstream.wire.codec import ENCODER
 from gymstream.wire.keys import rollout_id
@@ -63,7 +63,7 @@ class ProduceOptions:
     pacer: Pacer | None = None  # pacing: at most pacer.max_ahead groups ahead of the trainer
     # NeMo Gym's optional per-rollout seed: responses_create_params.seed = base + rollout index
     rollout_seed: int | None = None
-    # NeMo Gym's agent_map (gymstream.nemo.routing): re-route rows before they are checked
+    # NeMo Gym's agent_map (gymstream.nemo_gym.rows.routing): re-route rows before they are checked
     agent_map: Mapping[str, str] = field(default_factory=dict)
     # NeMo Gym's num_repeats_add_seed: metadata.extra_body's seed = the rollout index
     num_repeats_add_seed: bool = False

@@ -24,8 +24,8 @@ from aiokafka.errors import MessageSizeTooLargeError
 from gymstream.errors import ConfigError, RowError
 from gymstream.kafka.clients import build_producer
 from gymstream.kafka.topics import TopicLayout
-from gymstream.nemo.resume import RetryTask
-from gymstream.nemo.rollouts import DEFAULT_REPEATS_KEY
+from gymstream.nemo_gym.outputs.resume import RetryTask
+from gymstream.nemo_gym.rows.rollouts import DEFAULT_REPEATS_KEY
 from gymstream.produce.limits import topic_max_message_bytes
 from gymstream.produce.plan import (
     JsonlFile,

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from gymstream.config import AgentConfig, ServerRef
 from gymstream.errors import ConfigError
+from gymstream.nemo_gym.config.agents import AgentConfig, ServerRef
+from gymstream.nemo_gym.servers.agent import RemoteAgent
+from gymstream.nemo_gym.servers.client import ServerClient
+from gymstream.nemo_gym.servers.resources import ResourcesServerEnvironment
 from gymstream.rollout.environment import AnyEnvironment, load_environment
-from gymstream.rollout.remote_agent import RemoteAgent
-from gymstream.rollout.resources_server import ResourcesServerEnvironment
-from gymstream.rollout.server_client import ServerClient
 from gymstream.settings import RetrySettings, ServerSettings
 from gymstream.wire.messages import FailureClass
 

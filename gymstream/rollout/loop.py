@@ -34,21 +34,20 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
-
 from gymstream.errors import GymstreamError, RowError, ToolError, VerifierError
-from gymstream.nemo.output_row import PARAMS, verify_result
-from gymstream.nemo.token_ids import prefix_breaks
-from gymstream.rollout.environment import AnyEnvironment, Environment, SessionEnvironment
-from gymstream.rollout.model.client import ModelClient
-from gymstream.rollout.model.spread import model_session
-from gymstream.rollout.tool_answers import (
+from gymstream.nemo_gym.outputs.output_row import PARAMS, verify_result
+from gymstream.nemo_gym.outputs.result import RolloutResult
+from gymstream.nemo_gym.outputs.token_ids import prefix_breaks
+from gymstream.nemo_gym.servers.tool_answers import (
     NOT_FOUND_TEXT,
     ToolText,
     decode_arguments,
     invalid_arguments_text,
     tool_output_text,
 )
+from gymstream.rollout.environment import AnyEnvironment, Environment, SessionEnvironment
+from gymstream.rollout.model.client import ModelClient
+from gymstream.rollout.model.spread import model_session
 
 __all__ = ["DEFAULT_MAX_STEPS", "RolloutResult", "run_rollout", "sum_usage"]
 
@@ -57,24 +56,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_STEPS = 16
 SKIPPED = "verification_skipped"
 """Model calls per rollout when the agent config sets none (NeMo Gym: unlimited)."""
-
-
-class RolloutResult(msgspec.Struct, kw_only=True):
-    """One finished rollout.
-
-    ``verify_result`` (built by ``nemo.output_row.verify_result``) is the NeMo Gym output row
-    minus the collector's stamps: the request as sent, the whole-trajectory ``response``,
-    ``reward``, ``mask_sample``, ``failure_kind``, ``failure_reason``, the verifier's metrics,
-    and the row's other task fields (a superset of NeMo Gym's, as the contract allows).
-    ``timings`` holds ``model_s``, ``tools_s``, ``verify_s`` (seconds, summed over turns).
-    ``turns`` counts model calls.
-    """
-
-    verify_result: dict[str, Any]
-    timings: dict[str, float]
-    turns: int
-    tool_calls: int = 0
-    tool_errors: int = 0
 
 
 def sum_usage(usages: list[dict[str, Any]]) -> dict[str, Any] | None:

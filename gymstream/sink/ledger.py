@@ -12,8 +12,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from gymstream.nemo.output_row import failure_row
-from gymstream.nemo.rollout_set import RolloutSet
+from gymstream.nemo_gym.outputs.output_row import failure_row
+from gymstream.nemo_gym.outputs.rollout_set import RolloutSet
 from gymstream.sink.latency import Timings
 from gymstream.wire.codec import ENCODER
 from gymstream.wire.keys import rollout_id

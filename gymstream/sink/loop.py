@@ -26,8 +26,8 @@ from aiokafka import ConsumerRecord, TopicPartition
 from gymstream.kafka.clients import build_consumer
 from gymstream.kafka.topics import TopicLayout
 from gymstream.kafka.watch import BrokerWatch, watch_consumer
-from gymstream.nemo.metrics import write_metrics
-from gymstream.nemo.outputs import (
+from gymstream.nemo_gym.outputs.aggregate import write_metrics
+from gymstream.nemo_gym.outputs.files import (
     OutputPaths,
     move_to_history,
     read_rollouts,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from gymstream.nemo.rollouts import DEFAULT_REPEATS_KEY
+from gymstream.nemo_gym.rows.rollouts import DEFAULT_REPEATS_KEY
 from gymstream.wire.records import RunManifest, SinkProgress, StreamProgress
 
 __all__ = [

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from gymstream.errors import ConfigError
-from gymstream.nemo.rollouts import DEFAULT_REPEATS_KEY
+from gymstream.nemo_gym.rows.rollouts import DEFAULT_REPEATS_KEY
 from gymstream.wire.keys import task_key
 from gymstream.wire.messages import FailureMessage, ResultMessage
 from gymstream.wire.records import ALL_ROLLOUTS, ClosedRanges

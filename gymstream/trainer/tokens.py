@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gymstream.errors import TrajectoryError
-from gymstream.nemo.output_row import AGENT_REF, ROLLOUT_INDEX, TASK_INDEX
-from gymstream.nemo.token_ids import (
+from gymstream.nemo_gym.outputs.output_row import AGENT_REF, ROLLOUT_INDEX, TASK_INDEX
+from gymstream.nemo_gym.outputs.token_ids import (
     GENERATION_LOG_PROBS,
     GENERATION_TOKEN_IDS,
     PROMPT_TOKEN_IDS,
@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 # NeMo Gym's names (openai_utils.TokenIDLogProbMixin), on an item of ``response.output``: named
-# once, in gymstream.nemo.token_ids (re-exported here for trainers).
+# once, in gymstream.nemo_gym.outputs.token_ids (re-exported here for trainers).
 
 
 @dataclass(frozen=True, slots=True)

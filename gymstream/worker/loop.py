@@ -40,16 +40,16 @@ from typing import Any
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
 
-from gymstream.config import AgentConfig
 from gymstream.errors import ConfigError
 from gymstream.kafka.clients import build_consumer, build_producer
 from gymstream.kafka.offsets import OffsetTracker
 from gymstream.kafka.topics import TopicLayout
 from gymstream.kafka.watch import watch_consumer
+from gymstream.nemo_gym.config.agents import AgentConfig
+from gymstream.nemo_gym.servers.agent import RemoteAgent
 from gymstream.observe.metrics import Metrics
 from gymstream.rollout.environment import AnyEnvironment
 from gymstream.rollout.model.client import ModelClient
-from gymstream.rollout.remote_agent import RemoteAgent
 from gymstream.runs.policy import LiveVersions
 from gymstream.settings import KafkaSettings, RetrySettings, WorkerSettings
 from gymstream.worker.failure_log import FailureLog

@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 import msgspec
 
 from gymstream.errors import GymstreamError
-from gymstream.nemo.output_row import output_row
-from gymstream.rollout.loop import RolloutResult
+from gymstream.nemo_gym.outputs.output_row import output_row
+from gymstream.nemo_gym.outputs.result import RolloutResult
 from gymstream.wire.codec import DECODE_TASK, ENCODER
 from gymstream.wire.keys import group_key, location, poison_id
 from gymstream.wire.messages import FailureClass, FailureMessage, ResultMessage, TaskMessage

@@ -28,9 +28,9 @@ from typing import IO, Any
 
 import yaml
 
-from gymstream.config import GymConfig
 from gymstream.errors import GymstreamError
 from gymstream.kafka.topics import TopicLayout
+from gymstream.nemo_gym.config.agents import GymConfig
 from gymstream.settings import KafkaSettings
 
 __all__ = ["WorkerProcesses"]

@@ -21,10 +21,11 @@ from typing import Any
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from gymstream.errors import GymstreamError, RolloutDeadlineError
+from gymstream.nemo_gym.outputs.result import RolloutResult
+from gymstream.nemo_gym.servers.agent import RemoteAgent
 from gymstream.rollout.environment import AnyEnvironment
-from gymstream.rollout.loop import RolloutResult, run_rollout
+from gymstream.rollout.loop import run_rollout
 from gymstream.rollout.model.client import ModelClient
-from gymstream.rollout.remote_agent import RemoteAgent
 from gymstream.wire.messages import FailureClass, TaskMessage
 from gymstream.worker.failure_log import FailureLog
 from gymstream.worker.outage import ModelOutage, is_outage

@@ -13,9 +13,9 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gymstream.config import GymConfig, resolve_model
 from gymstream.eventloop import install_stop_signals
 from gymstream.kafka.topics import TopicLayout
+from gymstream.nemo_gym.config.agents import GymConfig, resolve_model
 from gymstream.observe.metrics import Metrics
 from gymstream.rollout.connect import open_environment
 from gymstream.rollout.model.spread import open_model_client

@@ -16,8 +16,8 @@ from nemo_gym_helpers import nemo_gym_merge
 from omegaconf import OmegaConf
 
 from gymstream.errors import ConfigError
-from gymstream.nemo.config import load_any_config, merge_files
-from gymstream.nemo.config_paths import split_config_option
+from gymstream.nemo_gym.config.paths import split_config_option
+from gymstream.nemo_gym.config.translate import load_any_config, merge_files
 
 KEYS = ("by_main", "siblings", "include_of_later", "cycle", "top_level", "deep")
 SERVER = {"resources_servers": {"example_single_tool_call": {"entrypoint": "app.py"}}}

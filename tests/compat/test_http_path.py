@@ -25,11 +25,11 @@ from nemo_gym_helpers import (
     NemoGymServers,
 )
 
+from gymstream.nemo_gym.servers.agent import RemoteAgent
+from gymstream.nemo_gym.servers.client import ServerClient
+from gymstream.nemo_gym.servers.resources import ResourcesServerEnvironment
 from gymstream.rollout.loop import run_rollout
 from gymstream.rollout.model.client import build_model_client
-from gymstream.rollout.remote_agent import RemoteAgent
-from gymstream.rollout.resources_server import ResourcesServerEnvironment
-from gymstream.rollout.server_client import ServerClient
 from gymstream.settings import ModelSettings, RetrySettings, ServerSettings
 from gymstream.testing.thread import ScriptedThread
 from gymstream.wire.messages import FailureClass

@@ -33,13 +33,14 @@ from nemo_gym_helpers import (
     run_nemo_gym_servers,
 )
 
-from gymstream.config import GymConfig
-from gymstream.nemo.config import load_any_config
-from gymstream.rollout.aggregate import server_metrics, stripped
-from gymstream.rollout.loop import RolloutResult, run_rollout
+from gymstream.nemo_gym.config.agents import GymConfig
+from gymstream.nemo_gym.config.translate import load_any_config
+from gymstream.nemo_gym.outputs.result import RolloutResult
+from gymstream.nemo_gym.servers.aggregate_metrics import server_metrics, stripped
+from gymstream.nemo_gym.servers.client import ServerClient
+from gymstream.nemo_gym.servers.resources import ResourcesServerEnvironment
+from gymstream.rollout.loop import run_rollout
 from gymstream.rollout.model.client import build_model_client
-from gymstream.rollout.resources_server import ResourcesServerEnvironment
-from gymstream.rollout.server_client import ServerClient
 from gymstream.settings import ModelSettings, RetrySettings, ServerSettings
 from gymstream.testing.policy import ENDINGS
 from gymstream.testing.thread import ScriptedThread

@@ -20,8 +20,8 @@ import yaml
 from nemo_gym_helpers import _START_TIMEOUT_S, Instance, NemoGymServers, run_nemo_gym_servers
 from vllm_fake import VllmFake
 
-from gymstream.config import resolve_model
-from gymstream.nemo.config import load_any_config
+from gymstream.nemo_gym.config.agents import resolve_model
+from gymstream.nemo_gym.config.translate import load_any_config
 from gymstream.rollout.environment import load_environment
 from gymstream.rollout.loop import run_rollout
 from gymstream.rollout.model.spread import SpreadModelClient, model_session, open_model_client

@@ -16,7 +16,7 @@ from kafka_helpers import end_offsets, make_producer, wait_until
 from message_helpers import failure_message, result_message
 
 from gymstream.kafka.topics import TopicLayout, apply_topics, load_layout
-from gymstream.nemo.outputs import OutputPaths
+from gymstream.nemo_gym.outputs.files import OutputPaths
 from gymstream.produce.producer import publish_manifest
 from gymstream.settings import KafkaSettings
 from gymstream.sink.ledger import SinkReport

@@ -22,7 +22,7 @@ from pipeline_helpers import (
 )
 
 from gymstream.kafka.topics import apply_topics, load_layout
-from gymstream.nemo.outputs import OutputPaths
+from gymstream.nemo_gym.outputs.files import OutputPaths
 from gymstream.produce.plan import ProduceOptions
 from gymstream.produce.producer import produce, publish_manifest
 from gymstream.settings import KafkaSettings, WorkerSettings

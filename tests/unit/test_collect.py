@@ -10,7 +10,7 @@ import pytest
 
 from gymstream.collect import CollectReport, resume_options
 from gymstream.errors import ConfigError
-from gymstream.nemo.outputs import OutputPaths, read_run_file
+from gymstream.nemo_gym.outputs.files import OutputPaths, read_run_file
 from gymstream.produce.producer import ProduceOptions
 from gymstream.sink.loop import SinkReport
 

@@ -43,8 +43,8 @@ from typing import Any
 import msgspec
 
 from gymstream.errors import ModelResponseError
-from gymstream.nemo.token_ids import PROMPT_TOKEN_IDS, ROUTED_EXPERTS, TOKEN_FIELDS
-from gymstream.rollout.model.vllm import add_assistant, fold_reasoning, reasoning_texts
+from gymstream.nemo_gym.outputs.token_ids import PROMPT_TOKEN_IDS, ROUTED_EXPERTS, TOKEN_FIELDS
+from gymstream.nemo_gym.servers.vllm_model import add_assistant, fold_reasoning, reasoning_texts
 from gymstream.settings import VllmOptions
 from gymstream.wire.messages import FailureClass
 

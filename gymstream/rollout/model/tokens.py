@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from gymstream.errors import ModelResponseError
-from gymstream.nemo.token_ids import (
+from gymstream.nemo_gym.outputs.token_ids import (
     GENERATION_LOG_PROBS,
     GENERATION_TOKEN_IDS,
     PROMPT_TOKEN_IDS,

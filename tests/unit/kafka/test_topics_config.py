@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gymstream.config import load_config, resolve_model
 from gymstream.errors import ConfigError
 from gymstream.kafka.topics import _differences, default_topics_text, load_layout
+from gymstream.nemo_gym.config.agents import load_config, resolve_model
 from gymstream.settings import ModelSettings
 
 

@@ -12,8 +12,8 @@ import yaml
 from compat_rows import function_call
 
 from gymstream.errors import ConfigError, EnvironmentNotFoundError
+from gymstream.nemo_gym.servers.tool_answers import ToolText, tool_output_text
 from gymstream.rollout.environment import Environment, list_environments, load_environment
-from gymstream.rollout.tool_answers import ToolText, tool_output_text
 
 ENVIRONMENTS = Path(__file__).resolve().parents[3] / "environments"
 

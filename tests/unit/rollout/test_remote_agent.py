@@ -10,9 +10,9 @@ from aiohttp.test_utils import TestServer
 from nemo_fakes import Behaviour, recorded_app, recording
 
 from gymstream.errors import ServerCallError, ServerResponseError
-from gymstream.nemo.output_row import output_row
-from gymstream.rollout.remote_agent import RemoteAgent
-from gymstream.rollout.server_client import ServerClient
+from gymstream.nemo_gym.outputs.output_row import output_row
+from gymstream.nemo_gym.servers.agent import RemoteAgent
+from gymstream.nemo_gym.servers.client import ServerClient
 from gymstream.settings import RetrySettings, ServerSettings
 from gymstream.wire.messages import FailureClass, TaskMessage
 

@@ -14,9 +14,9 @@ from nemo_fakes import Behaviour, recorded_app, recording
 from test_loop import FakeModel, call, message, response
 
 from gymstream.errors import ServerCallError, ServerResponseError
+from gymstream.nemo_gym.servers.client import ServerClient
+from gymstream.nemo_gym.servers.resources import ResourcesServerEnvironment, ResourcesSession
 from gymstream.rollout.loop import run_rollout
-from gymstream.rollout.resources_server import ResourcesServerEnvironment, ResourcesSession
-from gymstream.rollout.server_client import ServerClient
 from gymstream.settings import RetrySettings, ServerSettings
 from gymstream.wire.messages import FailureClass
 

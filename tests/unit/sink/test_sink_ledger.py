@@ -7,7 +7,7 @@ import json
 import msgspec
 from message_helpers import failure_message, result_message
 
-from gymstream.nemo.rollout_set import RolloutSet
+from gymstream.nemo_gym.outputs.rollout_set import RolloutSet
 from gymstream.sink.ledger import SinkLedger, SinkReport
 from gymstream.wire.keys import rollout_id
 from gymstream.wire.messages import FailureMessage, ResultMessage

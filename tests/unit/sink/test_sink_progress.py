@@ -9,7 +9,7 @@ import pytest
 from message_helpers import RUN, failure_message, result_message
 
 from gymstream.kafka.topics import load_layout
-from gymstream.nemo.rollout_set import RolloutSet
+from gymstream.nemo_gym.outputs.rollout_set import RolloutSet
 from gymstream.settings import KafkaSettings
 from gymstream.sink.ledger import SinkLedger, SinkReport
 from gymstream.sink.progress import ProgressPublisher, SinkCounts

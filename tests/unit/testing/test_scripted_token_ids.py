@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from gymstream.errors import ModelResponseError
-from gymstream.nemo.token_ids import turn_tokens
+from gymstream.nemo_gym.outputs.token_ids import turn_tokens
 from gymstream.rollout.environment import load_environment
 from gymstream.rollout.loop import run_rollout
 from gymstream.rollout.model.client import build_model_client

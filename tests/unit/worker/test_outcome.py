@@ -18,7 +18,7 @@ from gymstream.errors import (
     ToolError,
     VerifierError,
 )
-from gymstream.rollout.loop import RolloutResult
+from gymstream.nemo_gym.outputs.result import RolloutResult
 from gymstream.wire.codec import DECODE_FAILURE, DECODE_RESULT, ENCODER
 from gymstream.wire.messages import FailureClass, FailureMessage, TaskMessage
 from gymstream.worker.outcome import (

@@ -9,8 +9,8 @@ import httpx
 import msgspec
 import pytest
 
-from gymstream.config import load_config, resolve_model
 from gymstream.errors import ModelResponseError
+from gymstream.nemo_gym.config.agents import load_config, resolve_model
 from gymstream.rollout.model.chat import chat_to_response, responses_to_chat_request
 from gymstream.rollout.model.client import HttpModelClient
 from gymstream.rollout.model.tokens import (

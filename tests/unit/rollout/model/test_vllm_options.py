@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from gymstream.errors import ModelResponseError
+from gymstream.nemo_gym.servers.vllm_model import prepare_chat, reasoning_texts
 from gymstream.rollout.model.spread import SpreadModelClient, model_session
-from gymstream.rollout.model.vllm import prepare_chat, reasoning_texts
 from gymstream.settings import VllmOptions
 from gymstream.wire.messages import FailureClass
 

@@ -23,8 +23,8 @@ from typing import Any
 import msgspec
 
 from gymstream.errors import ServerResponseError
-from gymstream.rollout.server_client import ServerClient
-from gymstream.rollout.tool_answers import decode_arguments, invalid_arguments_text
+from gymstream.nemo_gym.servers.client import ServerClient
+from gymstream.nemo_gym.servers.tool_answers import decode_arguments, invalid_arguments_text
 
 __all__ = ["ResourcesServerEnvironment", "ResourcesSession"]
 

@@ -14,21 +14,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from gymstream.nemo.output_row import (
-    ATTEMPT_INDEX,
-    FAILURE_TERMINAL,
-    ROLLOUT_INDEX,
-    TASK_INDEX,
-    agent_of,
-    input_row,
-)
-from gymstream.nemo.outputs import (
+from gymstream.nemo_gym.outputs.files import (
     OutputPaths,
     iter_rows,
     move_to_history,
     read_done_ids,
     read_run_file,
     write_run_file,
+)
+from gymstream.nemo_gym.outputs.output_row import (
+    ATTEMPT_INDEX,
+    FAILURE_TERMINAL,
+    ROLLOUT_INDEX,
+    TASK_INDEX,
+    agent_of,
+    input_row,
 )
 from gymstream.wire.codec import ENCODER
 from gymstream.wire.keys import rollout_id

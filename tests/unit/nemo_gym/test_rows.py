@@ -13,8 +13,8 @@ import msgspec
 import pytest
 
 from gymstream.errors import RowError
-from gymstream.nemo.rollouts import expand
-from gymstream.nemo.rows import InputRow, read_rows
+from gymstream.nemo_gym.rows.reader import InputRow, read_rows
+from gymstream.nemo_gym.rows.rollouts import expand
 
 AGENT = "example_single_tool_call_simple_agent"
 OTHER = "example_multi_step_simple_agent"

@@ -18,9 +18,9 @@ from typing import Any
 import msgspec
 
 from gymstream.errors import RowError, ServerResponseError
-from gymstream.nemo.output_row import PARAMS, verify_result
-from gymstream.rollout.loop import RolloutResult
-from gymstream.rollout.server_client import ServerClient
+from gymstream.nemo_gym.outputs.output_row import PARAMS, verify_result
+from gymstream.nemo_gym.outputs.result import RolloutResult
+from gymstream.nemo_gym.servers.client import ServerClient
 from gymstream.wire.messages import FailureClass
 
 __all__ = ["RemoteAgent"]

@@ -17,7 +17,8 @@ Rules a caller must know:
 - A UTF-8 byte order mark at the start of the file is ignored.
 - Optional request keys that hold ``null`` count as unset, as in the OpenAI API.
 - A row's agent is ``agent_ref.name``; ``default_agent`` serves only rows with no ``agent_ref``.
-- ``agent_map`` (NeMo Gym's, ``gymstream.nemo.routing``) re-routes a row before it is checked.
+- ``agent_map`` (NeMo Gym's, ``gymstream.nemo_gym.rows.routing``) re-routes a row before it is
+  checked.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from typing import IO, Any, Final
 import msgspec
 
 from gymstream.errors import RowError
-from gymstream.nemo.routing import reroute
-from gymstream.nemo.validation import LINE_FIELD, check_row, resolve_agent
+from gymstream.nemo_gym.rows.routing import reroute
+from gymstream.nemo_gym.rows.validation import LINE_FIELD, check_row, resolve_agent
 
 __all__ = ["DEFAULT_MAX_ROW_BYTES", "InputRow", "read_rows"]
 

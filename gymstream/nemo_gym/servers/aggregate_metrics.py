@@ -19,11 +19,11 @@ from typing import Any
 
 import msgspec
 
-from gymstream.config import GymConfig, ServerRef
 from gymstream.errors import ServerResponseError
-from gymstream.nemo.output_row import PARAMS, agent_of
-from gymstream.nemo.outputs import OutputPaths, iter_rows
-from gymstream.rollout.server_client import ServerClient
+from gymstream.nemo_gym.config.agents import GymConfig, ServerRef
+from gymstream.nemo_gym.outputs.files import OutputPaths, iter_rows
+from gymstream.nemo_gym.outputs.output_row import PARAMS, agent_of
+from gymstream.nemo_gym.servers.client import ServerClient
 from gymstream.settings import RetrySettings, ServerSettings
 
 __all__ = ["server_metrics", "stripped", "write_entries", "write_server_metrics"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gymstream.nemo.output_row import (
+from gymstream.nemo_gym.outputs.files import OutputPaths
+from gymstream.nemo_gym.outputs.output_row import (
     agent_of,
     failure_row,
     input_row,
@@ -14,8 +15,7 @@ from gymstream.nemo.output_row import (
     row_rollout_id,
     verify_result,
 )
-from gymstream.nemo.outputs import OutputPaths
-from gymstream.nemo.resume import plan_resume
+from gymstream.nemo_gym.outputs.resume import plan_resume
 from gymstream.wire.codec import ENCODER
 from gymstream.wire.messages import FailureMessage, TaskMessage
 

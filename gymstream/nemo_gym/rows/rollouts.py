@@ -17,8 +17,8 @@ from typing import Any, Final
 
 import msgspec
 
-from gymstream.nemo.rows import InputRow
-from gymstream.nemo.task_index import TaskIndex
+from gymstream.nemo_gym.rows.reader import InputRow
+from gymstream.nemo_gym.rows.task_index import TaskIndex
 
 __all__ = ["DEFAULT_REPEATS_KEY", "Rollout", "expand", "parse_repeats"]
 

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from gymstream.nemo.overrides import apply_overrides, parse_override
+from gymstream.nemo_gym.rows.overrides import apply_overrides, parse_override
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from gymstream.nemo.metrics import EXACT_VALUES, MAX_BUCKETS, Distribution, write_metrics
+from gymstream.nemo_gym.outputs.aggregate import (
+    EXACT_VALUES,
+    MAX_BUCKETS,
+    Distribution,
+    write_metrics,
+)
 
 
 def test_few_distinct_values_give_exact_summaries() -> None:

@@ -7,8 +7,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from gymstream.nemo.rollouts import Rollout, expand, parse_repeats
-from gymstream.nemo.rows import InputRow
+from gymstream.nemo_gym.rows.reader import InputRow
+from gymstream.nemo_gym.rows.rollouts import Rollout, expand, parse_repeats
 
 AGENT = "example_single_tool_call_simple_agent"
 OTHER = "example_multi_step_simple_agent"

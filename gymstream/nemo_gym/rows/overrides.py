@@ -8,7 +8,7 @@ from typing import Any, Final
 
 import msgspec
 
-from gymstream.nemo.validation import PARAMS_FIELD
+from gymstream.nemo_gym.rows.validation import PARAMS_FIELD
 
 __all__ = ["apply_overrides", "metadata_object", "parse_override", "with_extra_body_seed"]
 

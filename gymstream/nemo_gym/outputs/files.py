@@ -22,13 +22,13 @@ from typing import Any
 import msgspec
 
 from gymstream.errors import ConfigError
-from gymstream.nemo.output_row import (
+from gymstream.nemo_gym.outputs.output_row import (
     ROLLOUT_INDEX,
     TASK_INDEX,
     agent_of,
     row_rollout_id,
 )
-from gymstream.nemo.rollout_set import RolloutSet
+from gymstream.nemo_gym.outputs.rollout_set import RolloutSet
 from gymstream.wire.codec import ENCODER
 
 __all__ = [

@@ -3,12 +3,11 @@
 ``--config A.yaml,B.yaml`` may list NeMo Gym files (``<instance>: {<server type>:
 {<implementation>: {...}}}``), gymstream's own (``agents:`` / ``models:`` only) or both; the shape
 of each file tells them apart. A NeMo Gym file's ``config_paths`` are followed
-(``gymstream.nemo.config_paths``: NeMo Gym's lookup and merge order). NeMo Gym files are merged in
-order with OmegaConf, then ``env.yaml`` from the working directory over them (NeMo Gym's order),
-and ``${...}``
-interpolations resolve with OmegaConf's semantics. ``${oc.env:NAME,default}`` reads the
-environment mapping the boundary passes in (``gymstream.settings.process_environment``), never
-``os.environ`` itself. Each instance becomes:
+(``gymstream.nemo_gym.config.paths``: NeMo Gym's lookup and merge order). NeMo Gym files are
+merged in order with OmegaConf, then ``env.yaml`` from the working directory over them (NeMo
+Gym's order), and ``${...}`` interpolations resolve with OmegaConf's semantics.
+``${oc.env:NAME,default}`` reads the environment mapping the boundary passes in
+(``gymstream.settings.process_environment``), never ``os.environ`` itself. Each instance becomes:
 
 - ``responses_api_agents`` / ``simple_agent``: gymstream's own agent loop against the instance's
   ``resources_server`` (an HTTP environment) and ``model_server``, with its ``max_steps``
@@ -18,11 +17,11 @@ environment mapping the boundary passes in (``gymstream.settings.process_environ
 - ``responses_api_models``: ``openai_model`` -> the Responses API at ``openai_base_url``;
   ``vllm_model`` -> Chat Completions at ``base_url`` (a list: each rollout sticks to one
   server, round robin) with its request options (``extra_body``, ``chat_template_kwargs``,
-  ``sampling_overrides``, ``uses_reasoning_parser``; see ``gymstream.rollout.model.vllm``);
+  ``sampling_overrides``, ``uses_reasoning_parser``; see ``gymstream.nemo_gym.servers.vllm_model``);
 - ``resources_servers``: the address an agent's HTTP environment calls (``host`` + ``port``).
 
 An instance of an unknown server type is a ``ConfigError`` that names it. Addresses missing from
-the files come from a NeMo Gym head server (``head_urls``, see ``gymstream.nemo.head``).
+the files come from a NeMo Gym head server (``head_urls``, see ``gymstream.nemo_gym.servers.head``).
 """
 
 from __future__ import annotations
@@ -35,7 +34,8 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from gymstream.config import (
+from gymstream.errors import ConfigError
+from gymstream.nemo_gym.config.agents import (
     DEFAULT_MAX_STEPS,
     GymConfig,
     ServerRef,
@@ -43,8 +43,7 @@ from gymstream.config import (
     load_config,
     read_yaml,
 )
-from gymstream.errors import ConfigError
-from gymstream.nemo.config_paths import expand_config_paths
+from gymstream.nemo_gym.config.paths import expand_config_paths
 
 __all__ = [
     "ENV_YAML",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gymstream.nemo.output_row import TOKEN_PREFIX_BREAKS, verify_result
-from gymstream.nemo.token_ids import prefix_breaks, turn_tokens
+from gymstream.nemo_gym.outputs.output_row import TOKEN_PREFIX_BREAKS, verify_result
+from gymstream.nemo_gym.outputs.token_ids import prefix_breaks, turn_tokens
 
 
 def turn(prompt: list[int], generation: list[int]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gymstream.nemo.task_index import TaskIndex
+from gymstream.nemo_gym.rows.task_index import TaskIndex
 
 
 def _sequence(seed: int, rows: int, distinct: int) -> list[tuple[bytes, int]]:

@@ -8,10 +8,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gymstream.config import DEFAULT_MAX_STEPS, resolve_model
 from gymstream.errors import ConfigError
-from gymstream.nemo import head
-from gymstream.nemo.config import load_any_config
+from gymstream.nemo_gym.config.agents import DEFAULT_MAX_STEPS, resolve_model
+from gymstream.nemo_gym.config.translate import load_any_config
+from gymstream.nemo_gym.servers import head
 from gymstream.settings import ModelSettings, VllmOptions
 
 CONFIGS = Path(__file__).resolve().parents[2] / "data" / "nemo_gym_configs"

@@ -28,8 +28,8 @@ from typing import Any
 
 import msgspec
 
-from gymstream.nemo.output_row import TASK_INDEX, agent_of, is_collector_key
-from gymstream.nemo.outputs import iter_rows
+from gymstream.nemo_gym.outputs.files import iter_rows
+from gymstream.nemo_gym.outputs.output_row import TASK_INDEX, agent_of, is_collector_key
 from gymstream.wire.codec import ENCODER
 
 __all__ = ["EXACT_VALUES", "MAX_BUCKETS", "Distribution", "aggregate_metrics", "write_metrics"]

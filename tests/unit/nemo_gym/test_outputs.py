@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 
 from gymstream.errors import ConfigError
-from gymstream.nemo.metrics import aggregate_metrics
-from gymstream.nemo.outputs import (
+from gymstream.nemo_gym.outputs.aggregate import aggregate_metrics
+from gymstream.nemo_gym.outputs.files import (
     OutputPaths,
     claim_output,
     read_done_ids,
     read_run_file,
     repair_torn_tail,
 )
-from gymstream.nemo.resume import apply_plan, plan_resume
+from gymstream.nemo_gym.outputs.resume import apply_plan, plan_resume
 
 
 def out_row(agent: str, task: int, rollout: int, reward: float = 1.0) -> dict:

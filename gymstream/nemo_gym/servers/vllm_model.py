@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gymstream.errors import ModelResponseError
-from gymstream.nemo.overrides import metadata_object
+from gymstream.nemo_gym.rows.overrides import metadata_object
 from gymstream.settings import VllmOptions
 from gymstream.wire.messages import FailureClass
 

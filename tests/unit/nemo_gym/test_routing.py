@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from gymstream.errors import RowError
-from gymstream.nemo.routing import parse_agent_map, reroute
-from gymstream.nemo.rows import InputRow, read_rows
+from gymstream.nemo_gym.rows.reader import InputRow, read_rows
+from gymstream.nemo_gym.rows.routing import parse_agent_map, reroute
 
 
 def _row(agent: str | None) -> dict[str, Any]:

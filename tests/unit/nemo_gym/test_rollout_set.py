@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from gymstream.nemo.rollout_set import DENSE_ROLLOUTS, RolloutSet
+from gymstream.nemo_gym.outputs.rollout_set import DENSE_ROLLOUTS, RolloutSet
 
 
 def test_it_behaves_like_a_set_of_tuples_in_any_order() -> None:

@@ -1,1 +1,0 @@
-"""The NeMo Gym contract: rows in (read, validate, expand), the output-row builder, files."""

@@ -1,0 +1,1 @@
+"""Configuration: agents and model endpoints (gymstream YAML or NeMo Gym's own, translated)."""

@@ -1,0 +1,1 @@
+"""NeMo Gym output rows: the one row builder, the files a run writes, resume, aggregate metrics."""

@@ -1,0 +1,1 @@
+"""NeMo Gym input rows: read, validate (file:line: field), route, expand repeats and indices."""
