@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import metadata
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,6 +19,7 @@ from gymstream.cli.status import StatusCommand, status_command
 from gymstream.cli.stream import stream_command
 from gymstream.cli.topics import topics_app
 from gymstream.cli.worker import worker_command
+from gymstream.settings import use_kafka_config_file
 
 app = typer.Typer(
     name="gymstream",
@@ -57,9 +59,21 @@ def _main(
             show_default=False,
         ),
     ] = None,
+    kafka_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--kafka-config",
+            help="A Kafka client properties file (key=value in Kafka's own names, e.g. linger.ms, "
+            "sasl.kerberos.service.name; producer. / consumer. prefixes for one kind of client) "
+            "for every client of the command. Default: $GYMSTREAM_KAFKA_CONFIG_FILE.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Collect reinforcement-learning rollouts for LLMs over Apache Kafka, NeMo Gym compatible."""
     logs.choose_format(log_format)
+    if kafka_config is not None:
+        use_kafka_config_file(kafka_config)
 
 
 app.command("demo")(demo_command)
