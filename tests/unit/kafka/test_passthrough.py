@@ -1,4 +1,4 @@
-"""Kafka client settings in Kafka's own names: env variables and a properties file reach aiokafka."""
+"""Kafka client settings in Kafka's own names: variables and a properties file reach aiokafka."""
 
 from __future__ import annotations
 
