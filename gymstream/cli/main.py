@@ -12,6 +12,7 @@ from gymstream.cli import kafka, logs, model
 from gymstream.cli.collect import collect_command
 from gymstream.cli.common import kafka_settings_help
 from gymstream.cli.demo import demo_command
+from gymstream.cli.help_format import full_width_help, keep_argument_help
 from gymstream.cli.produce import produce_command
 from gymstream.cli.retry import retry_failures_command
 from gymstream.cli.sink import sink_command
@@ -20,6 +21,9 @@ from gymstream.cli.stream import stream_command
 from gymstream.cli.topics import topics_app
 from gymstream.cli.worker import worker_command
 from gymstream.settings import use_kafka_config_file
+
+full_width_help()  # before any command renders its help (cli/help_format.py says why)
+keep_argument_help()
 
 app = typer.Typer(
     name="gymstream",
