@@ -62,6 +62,23 @@ def test_the_block_is_found_and_uses_what_the_test_substitutes() -> None:
         documented_block("# a document without the block\n")
 
 
+def test_the_shipped_input_is_nemo_gyms_examples_with_agent_ref() -> None:
+    python = nemo_gym_python()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    expected = []
+    for name in ("example_single_tool_call", "example_multi_step"):
+        data = Path(site) / "resources_servers" / name / "data" / "example.jsonl"
+        for row in _rows(data):
+            row["agent_ref"] = {"type": "responses_api_agents", "name": f"{name}_simple_agent"}
+            expected.append(row)
+    assert _rows(ROOT / "examples" / "nemo_gym" / "multiverifier.jsonl") == expected
+
+
 def _environment(kafka_bootstrap: str, prefix: str, venv: Path) -> dict[str, str]:
     head, model = free_ports(2)
     low = random.randrange(21000, 29000, 50)  # below Linux's ephemeral range;
