@@ -96,11 +96,13 @@ def request(
     history: bool = False,
     parts: bool = False,
     calls: bool = False,
+    plain: bool = False,
     metadata: bool = True,
 ) -> dict[str, Any]:
     """A Responses request; ``parts``: content as lists of text parts, with ``instructions``
     (NeMo Gym folds them and the developer message into one system message); ``calls``: an
-    earlier tool call (its output as parts); ``history``: earlier turns with reasoning."""
+    earlier tool call (its output as parts); ``history``: earlier turns with reasoning;
+    ``plain``: ``input`` is just the text (NeMo Gym sends it as one text part)."""
     if parts:
         opening = [
             {"role": "developer", "content": _parts("Be brief.", " Be kind.")},
@@ -108,8 +110,9 @@ def request(
         ]
     else:
         opening = [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": text}]
+    items = [*opening, *(PLAIN_HISTORY if calls else []), *(HISTORY if history else [])]
     params: dict[str, Any] = {
-        "input": [*opening, *(PLAIN_HISTORY if calls else []), *(HISTORY if history else [])],
+        "input": text if plain else items,
         "temperature": 1.0,
         "max_output_tokens": 64,
     }
@@ -124,6 +127,7 @@ def request(
 
 CASES = {  # the rows vllm_model must send exactly as NeMo Gym does
     "string_content": {"tools": False, "metadata": False},
+    "string_input": {"tools": True, "plain": True},
     "content_parts": {"tools": True, "parts": True},
     "tools": {"tools": True},
     "earlier_tool_calls": {"tools": True, "calls": True},
@@ -270,6 +274,10 @@ async def test_the_body_and_the_answer_are_nemo_gyms(setup: Setup, case: str) ->
         assert our_body["messages"][1]["content"] == [
             {"type": "text", "text": "Weather "},
             {"type": "text", "text": "Weather in Tokyo?"},
+        ]
+    if case == "string_input":  # a plain string input goes as one text part, as NeMo Gym's
+        assert our_body["messages"] == [
+            {"role": "user", "content": [{"type": "text", "text": "Weather in Tokyo?"}]}
         ]
     if case == "string_content":
         assert ours["metadata"] is None

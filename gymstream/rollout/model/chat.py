@@ -176,8 +176,9 @@ def _messages(
     items = params.get("input")
     if items is None:
         items = []
-    if isinstance(items, str):
-        items = [{"role": "user", "content": items}]
+    if isinstance(items, str):  # NeMo Gym's converter wraps it as one input_text part
+        text = items if vllm is None else [{"type": "input_text", "text": items}]
+        items = [{"role": "user", "content": text}]
     for item in items:
         kind = item.get("type")
         if kind is None or kind == "message":

@@ -297,6 +297,8 @@ def test_a_vllm_model_keeps_content_parts_and_folds_instructions() -> None:
     assert chat["messages"][3] == {"role": "tool", "tool_call_id": "c", "content": text_parts}
     assert (chat["metadata"], chat["store"], chat["top_logprobs"]) == ({"k": "v"}, False, 0)
     assert "logprobs" not in chat
+    string = responses_to_chat_request({"input": "hi"}, vllm=VllmOptions())
+    assert string["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
     plain = responses_to_chat_request(params)  # any other chat server: one string
     assert plain["messages"][:2] == [
         {"role": "system", "content": "rules"},
