@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gymstream.cli import progress
+from gymstream.cli import exit_codes, progress
 from gymstream.cli.common import (
     BootstrapOpt,
     ConfigOpt,
@@ -52,6 +52,7 @@ from gymstream.cli.dataset import (
     produce_options,
     repeats_value,
 )
+from gymstream.cli.exit_codes import partial_problem
 from gymstream.cli.interrupt import Interrupt, resume_command
 from gymstream.cli.produce import print_produce_summary, print_reject
 from gymstream.cli.sink import all_failed_problem, print_sink_summary, reward_note
@@ -259,8 +260,11 @@ def collect_command(
     finish(report, paths)
 
 
-def problem(report: CollectReport, failures: Path | None = None) -> tuple[str, int] | None:
-    """What went wrong in a collect run, as (message, exit code), or None when complete."""
+def problem(
+    report: CollectReport, failures: Path | None = None, rejects: Path | None = None
+) -> tuple[str, int] | None:
+    """What went wrong in a collect run, as (message, exit code: ``cli/exit_codes.py``), or
+    None when every row ran and every rollout succeeded."""
     if report.interrupted:
         return "interrupted before the run was complete: run it again with the same --run-id", 130
     if report.produced is not None and report.produced.stopped_at is not None:
@@ -273,11 +277,15 @@ def problem(report: CollectReport, failures: Path | None = None) -> tuple[str, i
         return f"nothing was collected: {why}", 1
     if report.sink is not None and report.sink.all_failed:
         return all_failed_problem(report.sink, failures or Path("the failures file")), 1
+    rejected = produced.rejected if produced is not None else 0
+    failed = report.sink.accounted - report.sink.outputs if report.sink is not None else 0
+    if rejected or failed:
+        return partial_problem(rejected, failed, rejects, failures), exit_codes.PARTIAL
     return None
 
 
 def finish(report: CollectReport, paths: OutputPaths | None = None) -> None:
-    """Exit non-zero with one line when the run is not complete (see ``problem``)."""
-    found = problem(report, None if paths is None else paths.failures)
+    """Exit non-zero with one line when the run is not complete or not clean (see ``problem``)."""
+    found = problem(report) if paths is None else problem(report, paths.failures, paths.rejects)
     if found is not None:
         raise fail(*found)

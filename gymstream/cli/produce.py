@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from gymstream.cli import exit_codes
 from gymstream.cli.common import (
     BootstrapOpt,
     ConfigOpt,
@@ -41,6 +42,7 @@ from gymstream.cli.dataset import (
     produce_options,
     repeats_value,
 )
+from gymstream.cli.exit_codes import partial_problem
 from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
 from gymstream.collect import resume_options, skip_waiting
 from gymstream.errors import GymstreamError, RowError
@@ -204,3 +206,6 @@ def produce_command(
             else "the file holds no rows"
         )
         raise fail(f"{input_path}: no rows to publish: {why}", 1)
+    if report.rejected:
+        problem = partial_problem(report.rejected, 0, options.rejects_path, None)
+        raise fail(problem, exit_codes.PARTIAL)
