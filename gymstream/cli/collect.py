@@ -60,6 +60,7 @@ from gymstream.collect import CollectReport, collect
 from gymstream.kafka.topics import TopicLayout
 from gymstream.nemo_gym.config.agents import GymConfig
 from gymstream.nemo_gym.outputs.files import OutputPaths
+from gymstream.produce.preflight import preflight
 from gymstream.produce.producer import ProduceOptions, ProduceReport
 from gymstream.settings import KafkaSettings, MetricsSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport
@@ -229,18 +230,31 @@ def collect_command(
         num_repeats_add_seed=num_repeats_add_seed,
     )
     interrupt = Interrupt(rollout_settings().worker.shutdown_grace_s)
+    model_overrides = {
+        "base_url": model_base_url,
+        "name": model_name,
+        "api": model_api,
+        "return_token_id_information": model_return_token_ids,
+    }
+    options = run(
+        preflight(
+            kafka,
+            layout,
+            options,
+            cfg,
+            servers=rollout_settings(),
+            model_overrides=model_overrides,
+            topics_applied_later=True,
+        ),
+        bootstrap=kafka.bootstrap,
+    )
     report = run_collect(
         kafka,
         layout,
         cfg,
         options,
         paths,
-        model_overrides={
-            "base_url": model_base_url,
-            "name": model_name,
-            "api": model_api,
-            "return_token_id_information": model_return_token_ids,
-        },
+        model_overrides=model_overrides,
         concurrency=concurrency,
         overwrite=overwrite,
         show_progress=not no_progress,

@@ -47,6 +47,7 @@ from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
 from gymstream.collect import resume_options, skip_waiting
 from gymstream.errors import GymstreamError, RowError
 from gymstream.nemo_gym.outputs.files import OutputPaths
+from gymstream.produce.preflight import preflight
 from gymstream.produce.producer import ProduceReport, produce_paced
 
 __all__ = ["print_produce_summary", "print_reject", "produce_command", "produce_figures"]
@@ -171,6 +172,7 @@ def produce_command(
         agent_map=agent_map_value(agent_map, agent_name, override_agents),
         num_repeats_add_seed=num_repeats_add_seed,
     )
+    options = run(preflight(kafka, layout, options, cfg), bootstrap=kafka.bootstrap)
     if output is not None:
         if run_id is None:
             raise fail("--output resumes a run: give its --run-id too")
