@@ -424,7 +424,7 @@ async def run_worker(
         live_version=live_versions.get,
         failure_log=FailureLog(url),
         outage=ModelOutage(
-            retry.outage_budget_s,
+            retry.outage_budget_capped_s,
             backoff_initial_s=retry.backoff_initial_s,
             backoff_max_s=retry.backoff_max_s,
         ),
