@@ -123,6 +123,7 @@ class _Worker:
         self.commit_failing = False  # logged once per streak of refused commits
         self.fenced = False  # frozen past the session timeout: said once, by ``_stalled``
         self.stall = StallWatch(self.settings.session_timeout_ms / 1000, self._stalled)
+        self.runner.freezes.check = self.stall.tick  # worker/freeze.py
         # bumped when a partition is revoked: work started before belongs to the old owner
         self.generation: Counter[TopicPartition] = Counter()
         self.slot_freed = asyncio.Event()
@@ -300,6 +301,7 @@ class _Worker:
     def _stalled(self, seconds: float) -> None:
         """The process was frozen past its session timeout: its partitions have moved."""
         self.fenced = True
+        self.runner.freezes.record(seconds)
         log.warning(
             "this worker was stopped for %.1f s, past its session timeout (%.0f s): the group "
             "gave its partitions to other workers, so it no longer owns those partitions; the "
