@@ -155,7 +155,8 @@ class TaskRunner:
                     log.warning("publishing works again")
                 return
             except MessageSizeTooLargeError as exc:
-                log.error("message %s too large for Kafka: %s", out.key.decode(), exc)
+                rollout = out.task.rollout_id if out.task is not None else out.key.decode()
+                log.error("the outcome of rollout %s is too large for Kafka: %s", rollout, exc)
                 out = self.step.too_large(out, exc, finished_ms=_now_ms())
             except KafkaError as exc:
                 # once per streak, not per retry and message (the broker watch says the outage)
