@@ -6,7 +6,9 @@ the summaries; ``problem`` decides the exit: a --fail-fast stop or missing rollo
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,13 +66,26 @@ from gymstream.produce.preflight import preflight
 from gymstream.produce.producer import ProduceOptions, ProduceReport
 from gymstream.settings import KafkaSettings, MetricsSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport
+from gymstream.worker.loop import WorkerStats
+from gymstream.worker.outage import with_outage
 
 __all__ = ["collect_command", "collect_figures", "finish", "problem", "run_collect"]
 
 
-def collect_figures(produced: ProduceReport, sink: SinkReport | None) -> progress.Figures:
+def collect_figures(
+    produced: ProduceReport,
+    sink: SinkReport | None,
+    workers: Mapping[str, WorkerStats] | None = None,
+) -> progress.Figures:
     """A collect run's progress: rollouts accounted for, of those expected (of those sent so
-    far while producing); queued: sent, not yet in the output (waiting or in flight)."""
+    far while producing); queued: sent, not yet in the output (waiting or in flight); a model
+    outage of an in-process worker first, while it lasts."""
+    figures = _collect_figures(produced, sink)
+    outages = [w.outage for w in (workers or {}).values()]
+    return dataclasses.replace(figures, note=with_outage(outages, figures.note))
+
+
+def _collect_figures(produced: ProduceReport, sink: SinkReport | None) -> progress.Figures:
     sent = sum(produced.published.values())
     if sink is None:
         return progress.Figures(done=0, queued=sent, note=f"{produced.rows} rows read")
@@ -114,12 +129,13 @@ def run_collect(
     interrupt = interrupt or Interrupt(settings.worker.shutdown_grace_s)
     produced = ProduceReport(run_id=options.run_id)
     latest: list[SinkReport] = []
+    workers: dict[str, WorkerStats] = {}
 
     def keep(report: SinkReport) -> None:
         latest[:] = [report]
 
     def figures() -> progress.Figures:
-        return collect_figures(produced, latest[0] if latest else None)
+        return collect_figures(produced, latest[0] if latest else None, workers)
 
     async def main() -> CollectReport:
         interrupt.install()
@@ -139,6 +155,7 @@ def run_collect(
             stop=interrupt.stop,
             produce_report=produced,
             metrics=metrics,
+            worker_stats=workers,
         )
 
     with progress.show_progress(f"collect {options.run_id}", figures, enabled=show_progress):

@@ -84,6 +84,7 @@ class WorkerStats:
     failures: Counter[str] = field(default_factory=Counter)
     reward_sum: float = 0.0
     commits: int = 0
+    outage: ModelOutage | None = None  # the model's outage state, for progress lines (note())
 
     @property
     def done(self) -> int:
@@ -115,6 +116,7 @@ class _Worker:
         self.topic = layout.tasks(agent)
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.stats = stats or WorkerStats()
+        self.stats.outage = runner.outage
         self.tasks_by_tp: dict[TopicPartition, set[asyncio.Task[None]]] = defaultdict(set)
         self.all_tasks: set[asyncio.Task[None]] = set()
         self.producer: Any = None
