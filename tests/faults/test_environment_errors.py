@@ -61,7 +61,10 @@ def remote() -> Iterator[RemoteAgent]:
         running.stop()
 
 
-def collect_one(tmp_path: Path, bootstrap: str, remote: RemoteAgent) -> list[dict[str, object]]:
+def collect_one(
+    tmp_path: Path, bootstrap: str, remote: RemoteAgent
+) -> tuple[list[dict[str, object]], str]:
+    """The failures of one collect of one row through the remote agent, and its output."""
     row = {**recording("agent_01_stc_run.json")["request"]["body"], "agent_ref": {"name": REMOTE}}
     data = tmp_path / "input.jsonl"
     data.write_text(json.dumps(row) + "\n")
@@ -80,14 +83,16 @@ def collect_one(tmp_path: Path, bootstrap: str, remote: RemoteAgent) -> list[dic
     )  # fmt: skip
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode != 0, result.stdout  # nothing succeeded
-    return read_jsonl(tmp_path / "out_failures.jsonl")
+    return read_jsonl(tmp_path / "out_failures.jsonl"), result.stdout + result.stderr
 
 
 def test_a_consistent_500_from_a_remote_agent_is_its_error_after_one_confirmation(
     kafka_bootstrap: str, remote: RemoteAgent, tmp_path: Path
 ) -> None:
     remote.behaviour.fail_first["/run"] = [500] * 20
-    [failure] = collect_one(tmp_path, kafka_bootstrap, remote)
+    failures, text = collect_one(tmp_path, kafka_bootstrap, remote)
+    assert len(failures) == 1, text
+    [failure] = failures
     assert failure["_ng_failure_class"] == "remote_agent_error", failure
     assert failure["_ng_failure_terminal"] is True, failure
     assert remote.runs() == 2  # the first answer and its one confirmation, no more
@@ -97,7 +102,7 @@ def test_a_503_from_a_remote_agent_stays_unavailable_and_is_retried(
     kafka_bootstrap: str, remote: RemoteAgent, tmp_path: Path
 ) -> None:
     remote.behaviour.fail_first["/run"] = [503] * 200
-    failures = collect_one(tmp_path, kafka_bootstrap, remote)
-    assert failures, "the rollout failed"
+    failures, text = collect_one(tmp_path, kafka_bootstrap, remote)
+    assert failures, text
     assert failures[-1]["_ng_failure_class"] == "remote_agent_unavailable", failures[-1]
     assert remote.runs() >= 4
