@@ -400,15 +400,17 @@ async def run_worker(
     ``stats``: the (new) stats object to fill, which the caller may read while the worker runs
     (live progress).
     """
+    url = str(getattr(model, "url", "(the configured URL)"))
     step = OutcomeStep(
         agent=agent,
         worker_id=worker_id or new_worker_id(),
         results_topic=layout.results,
         failures_topic=layout.failures,
         max_message_bytes=settings.max_message_bytes,
+        model_base_url=url,
+        model_name=model_name,
     )
     live_versions = LiveVersions(kafka, layout)
-    url = str(getattr(model, "url", "(the configured URL)"))
     slow = SlowCalls(settings.slow_model_call_s, settings.slow_model_calls, url=url)
     runner = TaskRunner(
         step,
