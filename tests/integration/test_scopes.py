@@ -1,0 +1,197 @@
+"""Runs never mix (issue 19, items 2-3): a collect's tasks are taken only by its own workers,
+an interrupted run's leftovers wait for its resume or a cancel, `gymstream runs` lists, cancels
+and deletes. Real broker, separate processes, two scripted models told apart by their URL."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import pytest
+from kafka_helpers import list_topics, read_all
+from pipeline_helpers import (
+    AGENT_ONE,
+    CLI,
+    QUICK_MODEL_ENV,
+    assert_exactly_once,
+    cli_env,
+    count_lines,
+    gymstream,
+    last_assignment,
+    read_jsonl,
+    single_tool_input,
+    spawn,
+    start_worker,
+    stop_gracefully,
+    wait_until,
+)
+
+from gymstream.kafka.topics import private_namespace
+from gymstream.testing.thread import ScriptedThread, start_scripted_in_thread
+from gymstream.wire.messages import ResultMessage
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+def model_a() -> Iterator[ScriptedThread]:
+    with start_scripted_in_thread() as server:
+        yield server
+
+
+@pytest.fixture
+def model_b() -> Iterator[ScriptedThread]:
+    with start_scripted_in_thread() as server:
+        yield server
+
+
+@pytest.fixture
+def env(kafka_bootstrap: str) -> dict[str, str]:
+    """A fresh deployment (its own topic prefix) whose default model is none: each command says."""
+    values = cli_env(kafka_bootstrap, **QUICK_MODEL_ENV)
+    for name in ("GYMSTREAM_MODEL_BASE_URL", "GYMSTREAM_MODEL_NAME", "GYMSTREAM_NAMESPACE"):
+        values.pop(name, None)
+    return values
+
+
+def model_opts(server: ScriptedThread, name: str) -> list[str]:
+    return ["--model-base-url", server.url, "--model-name", name]
+
+
+def results_of(env: dict[str, str], run_id: str) -> list[ResultMessage]:
+    """Every result envelope of ``run_id`` on the deployment's results topic."""
+    topic = f"{env['GYMSTREAM_TOPIC_PREFIX']}.results"
+    values = asyncio.run(read_all(env["GYMSTREAM_KAFKA_BOOTSTRAP"], topic))
+    found = [msgspec.json.decode(v, type=ResultMessage) for v in values]
+    return [r for r in found if r.run_id == run_id]
+
+
+def collect(
+    env: dict[str, str], data: Path, out: Path, run_id: str, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    args = ["collect", "-i", str(data), "-o", str(out), "--run-id", run_id, "--no-progress"]
+    return gymstream(*args, *extra, env=env)
+
+
+def interrupted_collect(
+    env: dict[str, str], tmp_path: Path, run_id: str, slow: ScriptedThread
+) -> tuple[Path, Path]:
+    """A collect of 20 rows stopped (SIGTERM) once every task is published and before its one
+    slow rollout at a time could finish them: most of its tasks are left waiting."""
+    data = single_tool_input(tmp_path / f"{run_id}.jsonl", rows=20)
+    out = tmp_path / f"{run_id}_out.jsonl"
+    args = ["collect", "-i", str(data), "-o", str(out), "--run-id", run_id, "--no-progress"]
+    args += ["--concurrency", "1", *model_opts(slow, "model-a")]
+    log = tmp_path / f"{run_id}.log"
+    proc = spawn(args, env, log)
+    materialized = tmp_path / f"{run_id}_out_materialized_inputs.jsonl"
+    wait_until(lambda: count_lines(materialized) == 20, 60, "every task published")
+    assert stop_gracefully(proc) == 143, log.read_text()
+    assert count_lines(out) < 20, "the collect finished before it was interrupted"
+    return data, out
+
+
+def test_a_foreign_worker_never_takes_a_collect_s_tasks(
+    env: dict[str, str], model_a: ScriptedThread, model_b: ScriptedThread, tmp_path: Path
+) -> None:
+    assert gymstream("topics", "apply", "--agent", AGENT_ONE, env=env).returncode == 0
+    log = tmp_path / "foreign.log"
+    foreign = start_worker(AGENT_ONE, env, log, *model_opts(model_a, "model-a"))
+    try:
+        wait_until(lambda: last_assignment(log) > 0, 60, "the foreign worker to hold partitions")
+        data = single_tool_input(tmp_path / "in.jsonl", rows=24)
+        out = tmp_path / "out.jsonl"
+        result = collect(env, data, out, "mine", *model_opts(model_b, "model-b"))
+        assert result.returncode == 0, result.stderr + result.stdout
+    finally:
+        assert stop_gracefully(foreign) == 0, log.read_text()
+    assert_exactly_once(read_jsonl(out), {(AGENT_ONE, t, 0) for t in range(24)})
+    models = Counter((r.model_base_url, r.model_name) for r in results_of(env, "mine"))
+    assert models == {(model_b.url, "model-b"): 24}  # not one from the foreign worker's model A
+    assert "worker for example_single_tool_call_simple_agent: 0 taken" in log.read_text()
+    # complete: the private namespace's task topics are gone; the shared one is untouched
+    prefix = env["GYMSTREAM_TOPIC_PREFIX"]
+    topics = asyncio.run(list_topics(env["GYMSTREAM_KAFKA_BOOTSTRAP"]))
+    assert [t for t in topics if t.startswith(f"{prefix}.scope.")] == []
+    assert f"{prefix}.tasks.{AGENT_ONE}" in topics
+
+
+def test_an_interrupted_run_s_tasks_never_run_in_another_run(
+    kafka_bootstrap: str, model_b: ScriptedThread, tmp_path: Path
+) -> None:
+    env = cli_env(kafka_bootstrap, **QUICK_MODEL_ENV)
+    with start_scripted_in_thread(latency_ms=300) as slow_a:
+        data1, out1 = interrupted_collect(env, tmp_path, "first", slow_a)
+        before = len(results_of(env, "first"))
+        listed = gymstream("runs", "list", env=env)
+        assert listed.returncode == 0, listed.stderr
+        assert f"namespace {private_namespace('first')}" in listed.stdout
+        assert "first  produced" in listed.stdout  # not complete: its tasks wait
+
+        data2 = single_tool_input(tmp_path / "second.jsonl", rows=10)
+        out2 = tmp_path / "second_out.jsonl"
+        result = collect(env, data2, out2, "second", *model_opts(model_b, "model-b"))
+        assert result.returncode == 0, result.stderr + result.stdout
+        assert_exactly_once(read_jsonl(out2), {(AGENT_ONE, t, 0) for t in range(10)})
+        # none of the first run's tasks ran while the second ran (they would carry model B)
+        assert {r.model_name for r in results_of(env, "first")} <= {"model-a"}
+        assert len(results_of(env, "first")) == before
+
+        # they waited for the first run's resume, which runs them with its own model
+        again = ["--concurrency", "4", *model_opts(slow_a, "model-a")]
+        resumed = collect(env, data1, out1, "first", *again)
+        assert resumed.returncode == 0, resumed.stderr + resumed.stdout
+    assert_exactly_once(read_jsonl(out1), {(AGENT_ONE, t, 0) for t in range(20)})
+    assert {r.model_name for r in results_of(env, "first")} == {"model-a"}
+    assert {r.model_name for r in results_of(env, "second")} == {"model-b"}
+
+
+def test_runs_list_cancel_and_delete(
+    env: dict[str, str], model_a: ScriptedThread, tmp_path: Path
+) -> None:
+    # a run whose tasks wait in its private namespace, no worker there: produced, not complete
+    namespace = private_namespace("left")
+    data = single_tool_input(tmp_path / "in.jsonl", rows=5)
+    common = ["--agent", AGENT_ONE, "--namespace", namespace]
+    assert gymstream("topics", "apply", *common, env=env).returncode == 0
+    produced = gymstream("produce", str(data), "--run-id", "left", *common[2:], env=env)
+    assert produced.returncode == 0, produced.stderr
+    prefix, bootstrap = env["GYMSTREAM_TOPIC_PREFIX"], env["GYMSTREAM_KAFKA_BOOTSTRAP"]
+    task_topic = f"{prefix}.scope.{namespace}.tasks.{AGENT_ONE}"
+    assert task_topic in asyncio.run(list_topics(bootstrap))
+
+    listed = gymstream("runs", "list", env=env)
+    assert "left  produced  0 written, 0 failed of 5  age" in listed.stdout, listed.stdout
+    refused = gymstream("runs", "delete", "left", "--yes", env=env)
+    assert refused.returncode == 2
+    assert "error: run left is not finished (produced)" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    cancelled = gymstream("runs", "cancel", "left", env=env)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "cancelled left: dropped its 1 task topics" in cancelled.stdout
+    assert task_topic not in asyncio.run(list_topics(bootstrap))
+    assert "left  cancelled" in gymstream("runs", "list", env=env).stdout
+
+    kept = subprocess.run(
+        [*CLI, "runs", "delete", "left"],
+        input="n\n",
+        env=env,
+        text=True,
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert kept.returncode == 1, kept.stderr
+    assert "left  cancelled" in gymstream("runs", "list", env=env).stdout
+    deleted = gymstream("runs", "delete", "left", "--yes", env=env)
+    assert deleted.returncode == 0, deleted.stderr
+    assert "deleted run left: 1 records" in deleted.stdout
+    assert "left " not in gymstream("runs", "list", env=env).stdout
+    missing = gymstream("runs", "cancel", "left", env=env)
+    assert missing.returncode == 2
+    assert "error: no run 'left'" in missing.stderr
