@@ -257,7 +257,8 @@ def collect_command(
         resume = resume_command(sys.argv[1:], options.run_id)
         raise fail(
             f"interrupted ({interrupt.signal.name if interrupt.signal else 'stop'}): {written} "
-            f"rollouts of run {options.run_id} are in the output; resume with the same "
+            f"rollouts of run {options.run_id} are in the output; the rest wait for its resume "
+            f"(`gymstream runs cancel {options.run_id}` drops them); resume with the same "
             f"--run-id {options.run_id}: {resume}",
             interrupt.exit_code,
         )
