@@ -21,7 +21,7 @@ import asyncio
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 from gymstream.kafka.clients import client_options
 from gymstream.kafka.topics import apply_topics, load_layout, private_namespace
@@ -29,9 +29,9 @@ from gymstream.runs.scope import drop_private_scope
 from gymstream.settings import KafkaSettings
 
 
-async def _timed(call: Callable[[], Awaitable[object]]) -> float:
+async def _timed(call: Awaitable[object]) -> float:
     started = time.perf_counter()
-    await call()
+    await call
     return time.perf_counter() - started
 
 
@@ -48,9 +48,9 @@ async def measure(bootstrap: str, agents: int, rounds: int) -> dict[str, list[fl
     for _ in range(rounds):
         run_id = f"bench-{uuid.uuid4().hex[:8]}"
         scoped = layout.scoped(private_namespace(run_id))
-        times["shared"].append(await _timed(lambda: apply_topics(options, layout, names)))
-        times["private"].append(await _timed(lambda: apply_topics(options, scoped, names)))
-        times["drop"].append(await _timed(lambda: drop_private_scope(options, scoped, run_id)))
+        times["shared"].append(await _timed(apply_topics(options, layout, names)))
+        times["private"].append(await _timed(apply_topics(options, scoped, names)))
+        times["drop"].append(await _timed(drop_private_scope(options, scoped, run_id)))
     return times
 
 
