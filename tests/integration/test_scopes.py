@@ -134,6 +134,11 @@ def test_an_interrupted_run_s_tasks_never_run_in_another_run(
         assert listed.exit_code == 0, listed.output
         assert f"namespace {private_namespace('first')}" in listed.stdout
         assert "first  produced" in listed.stdout  # not complete: its tasks wait
+        status = cli(env, "status", "--run-id", "first", "--json")
+        assert status.exit_code == 0, status.output
+        run = msgspec.json.decode(status.stdout)["runs"][0]
+        assert (run["namespace"], run["complete"]) == (private_namespace("first"), False)
+        assert run["agents"][0]["lag"] > 0  # its tasks wait in its own topic, seen there
 
         data2 = single_tool_input(tmp_path / "second.jsonl", rows=10)
         out2 = tmp_path / "second_out.jsonl"
