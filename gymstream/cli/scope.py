@@ -14,7 +14,7 @@ import typer
 from pydantic import ValidationError
 
 from gymstream.cli.common import fail, run, settings_error
-from gymstream.errors import ConfigError
+from gymstream.errors import ConfigError, GymstreamError
 from gymstream.kafka.clients import client_options
 from gymstream.kafka.topics import SHARED_NAMESPACE, TopicLayout, private_namespace
 from gymstream.runs.scope import drop_private_scope, is_private
@@ -65,10 +65,28 @@ def scoped_layout(
 
 def release_scope(kafka: KafkaSettings, layout: TopicLayout, run_id: str) -> None:
     """After a complete run, delete its private namespace's task topics (nothing waits there;
-    a resume would create them again). Another namespace is left alone."""
+    a resume would create them again). Another namespace is left alone. The run is complete
+    whatever happens here: a failure is a warning naming the command that cleans up later."""
     if not is_private(run_id, layout.namespace):
         return
-    dropped = run(
-        drop_private_scope(client_options(kafka), layout, run_id), bootstrap=kafka.bootstrap
-    )
-    log.info("run %s complete: deleted its %d private task topics", run_id, len(dropped))
+    outcome = run(_release(kafka, layout, run_id), bootstrap=kafka.bootstrap)
+    if isinstance(outcome, str):
+        log.warning(
+            "run %s is complete, but its private task topics stay (%s); "
+            "`gymstream runs delete %s` removes them",
+            run_id,
+            outcome,
+            run_id,
+        )
+    else:
+        log.info("run %s complete: deleted its %d private task topics", run_id, len(outcome))
+
+
+async def _release(kafka: KafkaSettings, layout: TopicLayout, run_id: str) -> list[str] | str:
+    """The topics deleted, or why not."""
+    from aiokafka.errors import KafkaError
+
+    try:
+        return await drop_private_scope(client_options(kafka), layout, run_id)
+    except (GymstreamError, KafkaError) as exc:
+        return str(exc)

@@ -112,17 +112,18 @@ async def cancel_run(
 ) -> tuple[RunRow, list[str]]:
     """Cancel ``run_id``: record it and drop its private task topics; (its row, topics deleted).
 
-    Raises ConfigError when there is no such run or it is complete (nothing waits)."""
+    Raises ConfigError when there is no such run, it is complete (nothing waits), or a worker
+    of its private namespace is live (its collect still runs); then nothing is changed."""
     tail, manifest = await _find(kafka, layout, run_id, timeout_s)
     row = run_row(manifest, tail.sink_progress(run_id), int(time.time() * 1000))
     if row.state == "complete":
         raise ConfigError(f"run {run_id} is complete: nothing waits to be cancelled")
-    cancelled = msgspec.structs.replace(manifest, cancelled_ms=int(time.time() * 1000))
-    await _publish(kafka, layout, [(manifest_key(run_id), ENCODER.encode(cancelled))])
     scoped = run_layout(layout, manifest)
     dropped: list[str] = []
-    if is_private(run_id, scoped.namespace):
+    if is_private(run_id, scoped.namespace):  # first: refused while the run's workers live
         dropped = await drop_private_scope(client_options(kafka), scoped, run_id)
+    cancelled = msgspec.structs.replace(manifest, cancelled_ms=int(time.time() * 1000))
+    await _publish(kafka, layout, [(manifest_key(run_id), ENCODER.encode(cancelled))])
     now_ms = int(time.time() * 1000)
     return run_row(cancelled, tail.sink_progress(run_id), now_ms), dropped
 

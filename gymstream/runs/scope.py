@@ -66,6 +66,16 @@ async def drop_private_scope(
         names = scope_topics(layout, list(await admin.list_topics()))
         if not names:
             return []
+        for name in names:  # a live collect's workers would lose their topic under them
+            group = (
+                f"{layout.scope_prefix}worker.{name.removeprefix(layout.scope_prefix + 'tasks.')}"
+            )
+            members = await _members(admin, group)
+            if members:
+                raise ConfigError(
+                    f"run {run_id} is running: {members} worker(s) in {group}; stop its collect "
+                    "first (SIGTERM), then cancel"
+                )
         response = await admin.delete_topics(names, timeout_ms=30_000)
         deleted = []
         for name, code, *_ in response.topic_error_codes:
@@ -77,3 +87,10 @@ async def drop_private_scope(
         return sorted(deleted)
     finally:
         await admin.close()
+
+
+async def _members(admin: Any, group: str) -> int:
+    """How many members the group has now (one group per request: see status/facts._group)."""
+    [response] = await admin.describe_consumer_groups([group])
+    # DescribeGroupsResponse groups: (error_code, group, state, protocol_type, protocol, members)
+    return sum(len(g[5]) for g in response.groups if g[1] == group)

@@ -158,6 +158,27 @@ def test_an_interrupted_run_s_tasks_never_run_in_another_run(
     assert {r.model_name for r in results_of(env, "second")} == {"model-b"}
 
 
+async def _refused_while_a_worker_is_live(
+    env: dict[str, str], namespace: str, topic: str
+) -> Result:
+    """`runs cancel` while a consumer holds the namespace's worker group (as a collect's worker
+    does)."""
+    from aiokafka import AIOKafkaConsumer
+
+    group = f"{env['GYMSTREAM_TOPIC_PREFIX']}.scope.{namespace}.worker.{AGENT_ONE}"
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=env["GYMSTREAM_KAFKA_BOOTSTRAP"], group_id=group
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(60):
+            while not consumer.assignment():
+                await consumer.getmany(timeout_ms=200)
+        return await asyncio.to_thread(cli, env, "runs", "cancel", "left")
+    finally:
+        await consumer.stop()
+
+
 def test_runs_list_cancel_and_delete(env: dict[str, str], tmp_path: Path) -> None:
     # a run whose tasks wait in its private namespace, no worker there: produced, not complete
     namespace = private_namespace("left")
@@ -177,6 +198,15 @@ def test_runs_list_cancel_and_delete(env: dict[str, str], tmp_path: Path) -> Non
     refused = cli(env, "runs", "delete", "left", "--yes")
     assert refused.exit_code == 2
     assert "error: run left is not finished (produced)" in refused.stderr
+
+    # while a worker of its namespace is live (its collect runs), nothing is dropped
+    live = asyncio.run(_refused_while_a_worker_is_live(env, namespace, task_topic))
+    assert live.exit_code == 2, live.output
+    assert f"error: run left is running: 1 worker(s) in {prefix}.scope.{namespace}.worker." in (
+        " ".join(live.stderr.split())
+    )
+    assert task_topic in asyncio.run(list_topics(bootstrap))
+    assert "left  produced" in cli(env, "runs", "list").stdout  # not marked cancelled either
 
     cancelled = cli(env, "runs", "cancel", "left")
     assert cancelled.exit_code == 0, cancelled.output
