@@ -10,6 +10,7 @@ drops its own when its run is complete (``drop_private_scope``), ``gymstream run
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -83,10 +84,24 @@ async def drop_private_scope(
                 deleted.append(name)
             elif code != _UNKNOWN_TOPIC:  # already gone (a concurrent drop): fine
                 raise ConfigError(f"cannot delete topic {name}: error {code}")
+        await _wait_until_gone(admin, names)
         log.info("dropped %d task topics of namespace %s", len(deleted), layout.namespace)
         return sorted(deleted)
     finally:
         await admin.close()
+
+
+async def _wait_until_gone(admin: Any, names: list[str], timeout_s: float = 30.0) -> None:
+    """Wait until the metadata no longer shows the topics (a deletion spreads to the brokers
+    after the controller's answer; a resume creating them again must not find them dying)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while set(names) & set(await admin.list_topics()):
+        if loop.time() > deadline:
+            raise ConfigError(
+                f"topics still listed {timeout_s:.0f} s after their deletion: {names}"
+            )
+        await asyncio.sleep(0.1)
 
 
 async def _members(admin: Any, group: str) -> int:
