@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -31,10 +31,11 @@ from gymstream.cli.common import (
     kafka_settings,
     layout_for,
     metrics_settings,
+    model_options,
     rollout_settings,
-    run,
     setup_logging,
 )
+from gymstream.cli.common import run as execute
 from gymstream.cli.dataset import (
     AddSeedOpt,
     AgentMapOpt,
@@ -55,15 +56,35 @@ from gymstream.cli.dataset import (
 from gymstream.cli.interrupt import Interrupt, resume_command
 from gymstream.cli.produce import print_produce_summary, print_reject
 from gymstream.cli.sink import all_failed_problem, print_sink_summary, reward_note
-from gymstream.collect import CollectReport, collect
+from gymstream.collect import CollectOptions, CollectReport, CollectWatch, collect
 from gymstream.kafka.topics import TopicLayout
-from gymstream.nemo_gym.config.agents import GymConfig
 from gymstream.nemo_gym.outputs.files import OutputPaths
 from gymstream.produce.producer import ProduceOptions, ProduceReport
-from gymstream.settings import KafkaSettings, MetricsSettings, RolloutSettings
+from gymstream.rollout.plan import AgentPlans
+from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport
 
 __all__ = ["collect_command", "collect_figures", "finish", "problem", "run_collect"]
+
+InputOpt = Annotated[
+    Path, typer.Option("--input", "-i", "--input-jsonl-fpath", help="NeMo Gym JSONL dataset.")
+]
+OutputOpt = Annotated[
+    Path,
+    typer.Option("--output", "-o", "--output-jsonl-fpath", help="Output JSONL (NeMo Gym rows)."),
+]
+ConcurrencyOpt = Annotated[
+    int | None, typer.Option("--concurrency", min=1, help="Rollouts in flight per agent.")
+]
+WorkerProcessesOpt = Annotated[
+    int,
+    typer.Option(
+        "--worker-processes",
+        min=0,
+        help="0: workers run inside this process; N: spawn N worker processes per agent "
+        "(one per core is fastest for big runs).",
+    ),
+]
 
 
 def collect_figures(produced: ProduceReport, sink: SinkReport | None) -> progress.Figures:
@@ -91,17 +112,13 @@ def collect_figures(produced: ProduceReport, sink: SinkReport | None) -> progres
 def run_collect(
     kafka: KafkaSettings,
     layout: TopicLayout,
-    cfg: GymConfig,
+    plans: AgentPlans,
     options: ProduceOptions,
     paths: OutputPaths,
     *,
-    model_overrides: dict[str, Any],
-    concurrency: int | None,
     settings: RolloutSettings | None = None,
-    overwrite: bool,
+    run: CollectOptions | None = None,
     show_progress: bool = True,
-    worker_processes: int = 0,
-    metrics: MetricsSettings | None = None,
     interrupt: Interrupt | None = None,
 ) -> CollectReport:
     """Run ``gymstream.collect.collect`` with live progress, then print both summaries.
@@ -110,37 +127,30 @@ def run_collect(
     """
     settings = settings or rollout_settings()
     interrupt = interrupt or Interrupt(settings.worker.shutdown_grace_s)
-    produced = ProduceReport(run_id=options.run_id)
     latest: list[SinkReport] = []
 
     def keep(report: SinkReport) -> None:
         latest[:] = [report]
 
+    watch = CollectWatch(
+        stop=interrupt.stop,
+        produced=ProduceReport(run_id=options.run_id),
+        on_progress=keep,
+        on_reject=print_reject,
+    )
+
     def figures() -> progress.Figures:
-        return collect_figures(produced, latest[0] if latest else None)
+        assert watch.produced is not None  # noqa: S101  # set just above
+        return collect_figures(watch.produced, latest[0] if latest else None)
 
     async def main() -> CollectReport:
         interrupt.install()
         return await collect(
-            kafka,
-            layout,
-            cfg,
-            options,
-            paths,
-            settings=settings,
-            model_overrides=model_overrides,
-            concurrency=concurrency,
-            overwrite=overwrite,
-            worker_processes=worker_processes,
-            on_progress=keep,
-            on_reject=print_reject,
-            stop=interrupt.stop,
-            produce_report=produced,
-            metrics=metrics,
+            kafka, layout, plans, options, paths, settings=settings, run=run, watch=watch
         )
 
     with progress.show_progress(f"collect {options.run_id}", figures, enabled=show_progress):
-        report = run(main(), bootstrap=kafka.bootstrap)
+        report = execute(main(), bootstrap=kafka.bootstrap)
     if report.produced is not None:
         print_produce_summary(report.produced)
     if report.sink is not None:
@@ -149,16 +159,8 @@ def run_collect(
 
 
 def collect_command(
-    input_path: Annotated[
-        Path,
-        typer.Option("--input", "-i", "--input-jsonl-fpath", help="NeMo Gym JSONL dataset."),
-    ],
-    output: Annotated[
-        Path,
-        typer.Option(
-            "--output", "-o", "--output-jsonl-fpath", help="Output JSONL (NeMo Gym rows)."
-        ),
-    ],
+    input_path: InputOpt,
+    output: OutputOpt,
     agent_name: AgentNameOpt = None,
     agent_map: AgentMapOpt = None,
     override_agents: OverrideAgentsOpt = False,
@@ -170,24 +172,13 @@ def collect_command(
     rollout_seed: SeedOpt = None,
     num_repeats_add_seed: AddSeedOpt = False,
     fail_fast: FailFastOpt = False,
-    concurrency: Annotated[
-        int | None,
-        typer.Option("--concurrency", min=1, help="Rollouts in flight per agent."),
-    ] = None,
+    concurrency: ConcurrencyOpt = None,
     overwrite: OverwriteOpt = False,
     model_base_url: ModelBaseUrlOpt = None,
     model_name: ModelNameOpt = None,
     model_api: ModelApiOpt = None,
     model_return_token_ids: ModelTokenIdsOpt = None,
-    worker_processes: Annotated[
-        int,
-        typer.Option(
-            "--worker-processes",
-            min=0,
-            help="0: workers run inside this process; N: spawn N worker processes per agent "
-            "(one per core is fastest for big runs).",
-        ),
-    ] = 0,
+    worker_processes: WorkerProcessesOpt = 0,
     no_progress: progress.NoProgressOpt = False,
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
@@ -208,8 +199,6 @@ def collect_command(
     setup_logging(verbose)
     check_input(input_path)
     kafka = kafka_settings(bootstrap)
-    metrics = metrics_settings(metrics_port)
-    layout = layout_for(topic_prefix, topics_file)
     cfg = gym_config(config, nemo_gym_head)
     paths = OutputPaths(output)
     options = produce_options(
@@ -227,36 +216,39 @@ def collect_command(
         agent_map=agent_map_value(agent_map, agent_name, override_agents),
         num_repeats_add_seed=num_repeats_add_seed,
     )
-    interrupt = Interrupt(rollout_settings().worker.shutdown_grace_s)
+    settings = rollout_settings()
+    model = model_options(model_base_url, model_name, model_api, model_return_token_ids)
+    plans = AgentPlans(cfg, model, settings.model, concurrency)
+    metrics = metrics_settings(metrics_port)
+    run = CollectOptions(overwrite=overwrite, worker_processes=worker_processes, metrics=metrics)
+    interrupt = Interrupt(settings.worker.shutdown_grace_s)
+    layout = layout_for(topic_prefix, topics_file)
     report = run_collect(
         kafka,
         layout,
-        cfg,
+        plans,
         options,
         paths,
-        model_overrides={
-            "base_url": model_base_url,
-            "name": model_name,
-            "api": model_api,
-            "return_token_id_information": model_return_token_ids,
-        },
-        concurrency=concurrency,
-        overwrite=overwrite,
+        settings=settings,
+        run=run,
         show_progress=not no_progress,
-        worker_processes=worker_processes,
-        metrics=metrics,
         interrupt=interrupt,
     )
     if report.interrupted:
-        written = report.sink.accounted if report.sink is not None else 0
-        resume = resume_command(sys.argv[1:], options.run_id)
-        raise fail(
-            f"interrupted ({interrupt.signal.name if interrupt.signal else 'stop'}): {written} "
-            f"rollouts of run {options.run_id} are in the output; resume with the same "
-            f"--run-id {options.run_id}: {resume}",
-            interrupt.exit_code,
-        )
+        raise interrupted(report, options.run_id, interrupt)
     finish(report, paths)
+
+
+def interrupted(report: CollectReport, run_id: str, interrupt: Interrupt) -> typer.Exit:
+    """The exit of a run a signal stopped: what is written, and the command that resumes."""
+    written = report.sink.accounted if report.sink is not None else 0
+    resume = resume_command(sys.argv[1:], run_id)
+    return fail(
+        f"interrupted ({interrupt.signal.name if interrupt.signal else 'stop'}): {written} "
+        f"rollouts of run {run_id} are in the output; resume with the same "
+        f"--run-id {run_id}: {resume}",
+        interrupt.exit_code,
+    )
 
 
 def problem(report: CollectReport, failures: Path | None = None) -> tuple[str, int] | None:

@@ -21,6 +21,7 @@ from gymstream.nemo_gym.config.agents import GymConfig
 from gymstream.nemo_gym.config.paths import split_config_option
 from gymstream.nemo_gym.config.translate import load_any_config
 from gymstream.nemo_gym.servers.head import server_urls
+from gymstream.rollout.plan import AgentPlan, AgentPlans, ModelOptions
 from gymstream.settings import (
     DisplaySettings,
     EventLoopSettings,
@@ -178,6 +179,23 @@ def gym_config(config: str | None, nemo_gym_head: str | None = None) -> GymConfi
     try:
         urls = server_urls(nemo_gym_head) if nemo_gym_head else None
         return load_any_config(paths, environ=process_environment(), head_urls=urls)
+    except GymstreamError as exc:
+        raise fail(str(exc)) from None
+
+
+def model_options(
+    base_url: str | None, name: str | None, api: str | None, return_token_ids: bool | None
+) -> ModelOptions:
+    """The ``--model-*`` options as given (None: not given)."""
+    return ModelOptions(
+        base_url=base_url, name=name, api=api, return_token_id_information=return_token_ids
+    )
+
+
+def agent_plan(plans: AgentPlans, agent: str) -> AgentPlan:
+    """``agent``'s plan; an unknown agent or a model that does not validate is one line."""
+    try:
+        return plans.plan(agent)
     except GymstreamError as exc:
         raise fail(str(exc)) from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Annotated
 
@@ -19,11 +20,13 @@ from gymstream.cli.common import (
     PrefixOpt,
     TopicsFileOpt,
     VerboseOpt,
+    agent_plan,
     fail,
     gym_config,
     kafka_settings,
     layout_for,
     metrics_settings,
+    model_options,
     out,
     rollout_settings,
     run,
@@ -33,8 +36,9 @@ from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
 from gymstream.cli.summary import throughput_line
 from gymstream.errors import GymstreamError
 from gymstream.observe.server import observed
+from gymstream.rollout.plan import AgentPlan, AgentPlans
 from gymstream.worker.loop import WorkerStats
-from gymstream.worker.serve import serve_until_signalled
+from gymstream.worker.serve import read_plan, serve_until_signalled
 
 __all__ = ["worker_command", "worker_figures"]
 
@@ -80,6 +84,16 @@ def worker_command(
             "processes of `collect --worker-processes` die with their parent.",
         ),
     ] = False,
+    plan_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--plan-stdin",
+            hidden=True,
+            help="Read the agent's plan (configuration, resolved model, concurrency) as one "
+            "JSON line from standard input, then stop when it closes: how `collect "
+            "--worker-processes` starts its workers (the model and config options are ignored).",
+        ),
+    ] = False,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Serve one agent: consume its tasks, run rollouts, publish scored results.
@@ -91,18 +105,13 @@ def worker_command(
     setup_logging(verbose)
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
-    try:
-        cfg = gym_config(config, nemo_gym_head)
-        cfg.agent(agent)
-    except GymstreamError as exc:
-        raise fail(str(exc)) from None
-    overrides = {
-        "base_url": model_base_url,
-        "name": model_name,
-        "api": model_api,
-        "return_token_id_information": model_return_token_ids,
-    }
     settings = rollout_settings()
+    if plan_stdin:
+        plan = stdin_plan(agent)
+    else:
+        options = model_options(model_base_url, model_name, model_api, model_return_token_ids)
+        plans = AgentPlans(gym_config(config, nemo_gym_head), options, settings.model, concurrency)
+        plan = agent_plan(plans, agent)
     metrics = metrics_settings(metrics_port)
     stats = WorkerStats()
     started = time.perf_counter()
@@ -112,12 +121,9 @@ def worker_command(
             return await serve_until_signalled(
                 kafka,
                 layout,
-                cfg,
-                agent,
+                plan,
                 settings,
-                overrides,
-                concurrency,
-                stop_on_stdin_eof=stop_on_stdin_eof,
+                stop_on_stdin_eof=stop_on_stdin_eof or plan_stdin,
                 metrics=observer,
                 stats=stats,
             )
@@ -130,3 +136,14 @@ def worker_command(
         f"failures: {failures}"
     )
     out.print(throughput_line(stats.done, time.perf_counter() - started))
+
+
+def stdin_plan(agent: str) -> AgentPlan:
+    """The plan a parent sent on standard input (``--plan-stdin``); it must be ``agent``'s."""
+    try:
+        plan = read_plan(sys.stdin.fileno())
+    except GymstreamError as exc:
+        raise fail(str(exc)) from None
+    if plan.name != agent:
+        raise fail(f"--agent {agent} but the plan on standard input is for {plan.name}")
+    return plan
