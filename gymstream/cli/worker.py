@@ -36,9 +36,9 @@ from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
 from gymstream.cli.summary import throughput_line
 from gymstream.errors import GymstreamError
 from gymstream.observe.server import observed
-from gymstream.rollout.plan import AgentPlan, AgentPlans
+from gymstream.rollout.plan import AgentPlan, AgentPlans, read_plan
 from gymstream.worker.loop import WorkerStats
-from gymstream.worker.serve import read_plan, serve_until_signalled
+from gymstream.worker.serve import serve_until_signalled
 
 __all__ = ["worker_command", "worker_figures"]
 

@@ -7,6 +7,7 @@ flags, so a new model option is one field of ``ModelSettings`` plus its CLI flag
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,7 +18,14 @@ from gymstream.errors import ConfigError
 from gymstream.nemo_gym.config.agents import AgentConfig, GymConfig, resolve_model
 from gymstream.settings import ModelSettings
 
-__all__ = ["AgentPlan", "AgentPlans", "EnvironmentKind", "ModelOptions", "plan_agent"]
+__all__ = [
+    "AgentPlan",
+    "AgentPlans",
+    "EnvironmentKind",
+    "ModelOptions",
+    "plan_agent",
+    "read_plan",
+]
 
 EnvironmentKind = Literal["in_process", "resources_server", "remote_agent"]
 
@@ -112,3 +120,16 @@ class AgentPlans:
     def plan(self, agent: str) -> AgentPlan:
         """``plan_agent`` for ``agent``; ConfigError for an unknown one or a bad model."""
         return plan_agent(self.config, agent, self.options, self.from_env, self.concurrency)
+
+
+def read_plan(fd: int) -> AgentPlan:
+    """The plan a parent wrote as the first line of the pipe ``fd`` (standard input of a
+    spawned worker); read byte by byte up to the newline, so nothing after it is consumed.
+    ConfigError when the pipe ends first or the line is not a plan."""
+    line = bytearray()
+    while not line.endswith(b"\n"):
+        chunk = os.read(fd, 1)
+        if not chunk:
+            raise ConfigError("standard input ended before a whole agent plan was read")
+        line += chunk
+    return AgentPlan.from_json(bytes(line))

@@ -210,12 +210,11 @@ class Supervisor:
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not awaited.done() and not stop.is_set():
+                self.check()
                 others = {s.task for s in self.stages if isinstance(s, TaskStage) and not s.done()}
                 await asyncio.wait(
                     {stopping, *others}, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED
                 )
-                if not awaited.done():
-                    self.check()
         finally:
             stopping.cancel()
         return awaited.done()

@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Callable
 
-from gymstream.errors import ConfigError
 from gymstream.eventloop import install_stop_signals
 from gymstream.kafka.topics import TopicLayout
 from gymstream.observe.metrics import Metrics
@@ -23,7 +22,7 @@ from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.worker.loop import WorkerStats, run_worker
 from gymstream.worker.slow import SlowCalls, TimedModel
 
-__all__ = ["read_plan", "serve_agent", "serve_until_signalled", "stop_when_stdin_closes"]
+__all__ = ["serve_agent", "serve_until_signalled", "stop_when_stdin_closes"]
 
 log = logging.getLogger("gymstream.worker.serve")
 
@@ -87,19 +86,6 @@ async def serve_until_signalled(
     return await serve_agent(
         kafka, layout, plan, stop=stop, settings=settings, metrics=metrics, stats=stats
     )
-
-
-def read_plan(fd: int) -> AgentPlan:
-    """The plan a parent wrote as the first line of the pipe ``fd`` (standard input of a
-    spawned worker); reads byte by byte up to the newline, so nothing after it is consumed.
-    ConfigError when the pipe ends first or the line is not a plan."""
-    line = bytearray()
-    while not line.endswith(b"\n"):
-        chunk = os.read(fd, 1)
-        if not chunk:
-            raise ConfigError("standard input ended before a whole agent plan was read")
-        line += chunk
-    return AgentPlan.from_json(bytes(line))
 
 
 def stop_when_stdin_closes(stop: asyncio.Event) -> None:
