@@ -13,20 +13,7 @@ from typing import Annotated
 import typer
 
 from gymstream.cli import progress
-from gymstream.cli.common import (
-    BootstrapOpt,
-    ConfigOpt,
-    MetricsPortOpt,
-    ModelApiOpt,
-    ModelBaseUrlOpt,
-    ModelNameOpt,
-    ModelTokenIdsOpt,
-    NemoGymHeadOpt,
-    OverwriteOpt,
-    PrefixOpt,
-    TopicsFileOpt,
-    VerboseOpt,
-    fail,
+from gymstream.cli.configure import (
     gym_config,
     kafka_settings,
     layout_for,
@@ -35,7 +22,7 @@ from gymstream.cli.common import (
     rollout_settings,
     setup_logging,
 )
-from gymstream.cli.common import run as execute
+from gymstream.cli.console import fail
 from gymstream.cli.dataset import (
     AddSeedOpt,
     AgentMapOpt,
@@ -53,7 +40,22 @@ from gymstream.cli.dataset import (
     produce_options,
     repeats_value,
 )
+from gymstream.cli.execute import run as execute
 from gymstream.cli.interrupt import Interrupt, resume_command
+from gymstream.cli.options import (
+    BootstrapOpt,
+    ConfigOpt,
+    MetricsPortOpt,
+    ModelApiOpt,
+    ModelBaseUrlOpt,
+    ModelNameOpt,
+    ModelTokenIdsOpt,
+    NemoGymHeadOpt,
+    OverwriteOpt,
+    PrefixOpt,
+    TopicsFileOpt,
+    VerboseOpt,
+)
 from gymstream.cli.produce import print_produce_summary, print_reject
 from gymstream.cli.sink import all_failed_problem, print_sink_summary, reward_note
 from gymstream.collect import CollectOptions, CollectReport, CollectWatch, collect

@@ -14,19 +14,16 @@ import typer
 from rich.table import Table
 
 from gymstream.cli.collect import finish, run_collect
-from gymstream.cli.common import (
-    BootstrapOpt,
-    VerboseOpt,
-    console,
-    fail,
+from gymstream.cli.configure import (
     gym_config,
     kafka_settings,
     layout_for,
-    out,
     rollout_settings,
     setup_logging,
 )
+from gymstream.cli.console import console, fail, out
 from gymstream.cli.dataset import NumRepeatsOpt, new_run_id
+from gymstream.cli.options import BootstrapOpt, VerboseOpt
 from gymstream.collect import CollectOptions
 from gymstream.errors import GymstreamError
 from gymstream.nemo_gym.outputs.files import OutputPaths

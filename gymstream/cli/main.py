@@ -9,7 +9,7 @@ import typer
 
 from gymstream.cli import kafka, logs, model
 from gymstream.cli.collect import collect_command
-from gymstream.cli.common import kafka_settings_help
+from gymstream.cli.configure import kafka_settings_help
 from gymstream.cli.demo import demo_command
 from gymstream.cli.produce import produce_command
 from gymstream.cli.retry import retry_failures_command

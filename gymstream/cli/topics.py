@@ -9,18 +9,10 @@ from typing import Annotated
 
 import typer
 
-from gymstream.cli.common import (
-    BootstrapOpt,
-    ConfigOpt,
-    PrefixOpt,
-    TopicsFileOpt,
-    gym_config,
-    kafka_settings,
-    layout_for,
-    out,
-    run,
-    setup_logging,
-)
+from gymstream.cli.configure import gym_config, kafka_settings, layout_for, setup_logging
+from gymstream.cli.console import out
+from gymstream.cli.execute import run
+from gymstream.cli.options import BootstrapOpt, ConfigOpt, PrefixOpt, TopicsFileOpt
 from gymstream.kafka.asyncapi import asyncapi_document, asyncapi_yaml
 from gymstream.kafka.clients import client_options
 from gymstream.kafka.topics import apply_topics

@@ -8,7 +8,19 @@ from typing import Annotated
 
 import typer
 
-from gymstream.cli.common import (
+from gymstream.cli.configure import (
+    agent_plan,
+    gym_config,
+    kafka_settings,
+    layout_for,
+    metrics_settings,
+    model_options,
+    rollout_settings,
+    setup_logging,
+)
+from gymstream.cli.console import fail, out
+from gymstream.cli.execute import run
+from gymstream.cli.options import (
     BootstrapOpt,
     ConfigOpt,
     MetricsPortOpt,
@@ -20,17 +32,6 @@ from gymstream.cli.common import (
     PrefixOpt,
     TopicsFileOpt,
     VerboseOpt,
-    agent_plan,
-    fail,
-    gym_config,
-    kafka_settings,
-    layout_for,
-    metrics_settings,
-    model_options,
-    out,
-    rollout_settings,
-    run,
-    setup_logging,
 )
 from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
 from gymstream.cli.summary import throughput_line
@@ -41,6 +42,33 @@ from gymstream.worker.loop import WorkerStats
 from gymstream.worker.serve import serve_until_signalled
 
 __all__ = ["worker_command", "worker_figures"]
+
+AgentOpt = Annotated[str, typer.Option("--agent", help="The agent this worker serves.")]
+ConcurrencyOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--concurrency", min=1, help="Rollouts in flight (default: the agent's config, 256)."
+    ),
+]
+StopOnEofOpt = Annotated[
+    bool,
+    typer.Option(
+        "--stop-on-stdin-eof",
+        hidden=True,
+        help="Stop (settle, commit, leave) when standard input closes: how a worker process "
+        "dies with the parent that spawned it.",
+    ),
+]
+PlanStdinOpt = Annotated[
+    bool,
+    typer.Option(
+        "--plan-stdin",
+        hidden=True,
+        help="Read the agent's plan (configuration, resolved model, concurrency) as one JSON "
+        "line from standard input, then stop when it closes (--stop-on-stdin-eof): how `collect "
+        "--worker-processes` starts its workers (the model and config options are ignored).",
+    ),
+]
 
 
 def worker_figures(stats: WorkerStats) -> Figures:
@@ -57,13 +85,8 @@ def worker_figures(stats: WorkerStats) -> Figures:
 
 
 def worker_command(
-    agent: Annotated[str, typer.Option("--agent", help="The agent this worker serves.")],
-    concurrency: Annotated[
-        int | None,
-        typer.Option(
-            "--concurrency", min=1, help="Rollouts in flight (default: the agent's config, 256)."
-        ),
-    ] = None,
+    agent: AgentOpt,
+    concurrency: ConcurrencyOpt = None,
     model_base_url: ModelBaseUrlOpt = None,
     model_name: ModelNameOpt = None,
     model_api: ModelApiOpt = None,
@@ -75,25 +98,8 @@ def worker_command(
     nemo_gym_head: NemoGymHeadOpt = None,
     no_progress: NoProgressOpt = False,
     verbose: VerboseOpt = False,
-    stop_on_stdin_eof: Annotated[
-        bool,
-        typer.Option(
-            "--stop-on-stdin-eof",
-            hidden=True,
-            help="Stop (settle, commit, leave) when standard input closes: how the worker "
-            "processes of `collect --worker-processes` die with their parent.",
-        ),
-    ] = False,
-    plan_stdin: Annotated[
-        bool,
-        typer.Option(
-            "--plan-stdin",
-            hidden=True,
-            help="Read the agent's plan (configuration, resolved model, concurrency) as one "
-            "JSON line from standard input, then stop when it closes: how `collect "
-            "--worker-processes` starts its workers (the model and config options are ignored).",
-        ),
-    ] = False,
+    stop_on_stdin_eof: StopOnEofOpt = False,
+    plan_stdin: PlanStdinOpt = False,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Serve one agent: consume its tasks, run rollouts, publish scored results.
