@@ -85,7 +85,8 @@ class AgentPlan(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"agent plan: {where}: {first['msg']}") from exc
+            field = f"{where}: " if where else ""
+            raise ConfigError(f"agent plan: {field}{first['msg']}") from exc
 
 
 def plan_agent(
