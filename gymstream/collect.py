@@ -164,8 +164,16 @@ async def collect(
         report = CollectReport()
         options = await _prepare(kafka, layout, plans.config, options, output, run, report)
         supervisor = Supervisor(grace_s=settings.worker.shutdown_grace_s)
-        workers = AgentWorkers(supervisor, kafka, layout, plans, settings, run.worker_processes)
-        workers.metrics, workers.metrics_port = observer, (port + 1 if port else None)
+        workers = AgentWorkers(
+            supervisor,
+            kafka,
+            layout,
+            plans,
+            settings,
+            processes=run.worker_processes,
+            metrics=observer,
+            metrics_port=port + 1 if port else None,  # the sink keeps the parent's port
+        )
         sink = supervisor.run("sink", _sink(kafka, layout, output, options.run_id, observer, watch))
         produced = watch.produced or ProduceReport(run_id=options.run_id)
         producing = asyncio.create_task(
