@@ -69,14 +69,30 @@ from gymstream.sink.loop import SinkReport
 __all__ = ["collect_command", "collect_figures", "finish", "problem", "run_collect"]
 
 InputOpt = Annotated[
-    Path, typer.Option("--input", "-i", "--input-jsonl-fpath", help="NeMo Gym JSONL dataset.")
+    Path,
+    typer.Option(
+        "--input",
+        "-i",
+        "--input-jsonl-fpath",
+        help="NeMo Gym JSONL dataset (NeMo Gym: input_jsonl_fpath).",
+    ),
 ]
 OutputOpt = Annotated[
     Path,
-    typer.Option("--output", "-o", "--output-jsonl-fpath", help="Output JSONL (NeMo Gym rows)."),
+    typer.Option(
+        "--output",
+        "-o",
+        "--output-jsonl-fpath",
+        help="Output JSONL of NeMo Gym rows (NeMo Gym: output_jsonl_fpath).",
+    ),
 ]
 ConcurrencyOpt = Annotated[
-    int | None, typer.Option("--concurrency", min=1, help="Rollouts in flight per agent.")
+    int | None,
+    typer.Option(
+        "--concurrency",
+        min=1,
+        help="Rollouts in flight per agent (NeMo Gym: num_samples_in_parallel).",
+    ),
 ]
 WorkerProcessesOpt = Annotated[
     int,

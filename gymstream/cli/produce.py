@@ -57,7 +57,12 @@ InputArg = Annotated[
 ]
 InputOpt = Annotated[
     Path | None,
-    typer.Option("--input", "-i", "--input-jsonl-fpath", help="NeMo Gym JSONL dataset (as INPUT)."),
+    typer.Option(
+        "--input",
+        "-i",
+        "--input-jsonl-fpath",
+        help="NeMo Gym JSONL dataset, as INPUT (NeMo Gym: input_jsonl_fpath).",
+    ),
 ]
 RejectsOpt = Annotated[
     Path | None,
@@ -73,7 +78,8 @@ ResumeOpt = Annotated[
         "--output",
         "-o",
         help="Resume: publish only what this output of the same "
-        "--run-id lacks (non-terminal failures get their next attempt).",
+        "--run-id lacks (non-terminal failures get their next attempt; NeMo Gym: "
+        "output_jsonl_fpath with resume_from_cache).",
     ),
 ]
 

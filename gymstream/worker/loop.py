@@ -45,6 +45,7 @@ from gymstream.kafka.clients import build_consumer, build_producer
 from gymstream.kafka.offsets import OffsetTracker
 from gymstream.kafka.topics import TopicLayout
 from gymstream.kafka.watch import watch_consumer
+from gymstream.nemo_gym.outputs.output_row import EnvironmentServer
 from gymstream.observe.metrics import Metrics
 from gymstream.rollout.agent import Agent
 from gymstream.runs.policy import LiveVersions
@@ -378,6 +379,7 @@ async def run_worker(
     rollout_agent: Agent,
     *,
     model_url: str,
+    environment_server: EnvironmentServer | None = None,
     stop: asyncio.Event,
     settings: WorkerSettings,
     retry: RetrySettings,
@@ -389,7 +391,8 @@ async def run_worker(
     """Serve one agent until ``stop`` is set; returns what was done.
 
     ``rollout_agent`` runs each task's rollout (``rollout.connect.open_agent``); ``model_url``
-    names the model in failure logs.
+    names the model in failure logs; ``environment_server``: the ``_ng_environment_server``
+    stamps of every row (``AgentConfig.environment_stamp``).
     ``on_outcome(agent, reward or None, failure class or None)`` is called after each rollout's
     output is acknowledged by Kafka (used by progress bars). ``metrics``: record into it and
     register the worker's gauges and readiness check (``worker.watch``); None records nothing.
@@ -402,6 +405,7 @@ async def run_worker(
         results_topic=layout.results,
         failures_topic=layout.failures,
         max_message_bytes=settings.max_message_bytes,
+        environment_server=environment_server,
     )
     live_versions = LiveVersions(kafka, layout)
     runner = TaskRunner(

@@ -55,6 +55,7 @@ async def serve_agent(
                 plan.name,
                 agent,
                 model_url=url,
+                environment_server=plan.config.environment_stamp(),
                 stop=stop,
                 settings=worker,
                 retry=retry,
