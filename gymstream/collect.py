@@ -130,11 +130,14 @@ class CollectWatch:
     workers settle their rollouts in flight (``shutdown_grace_s``) and commit, the sink writes
     and commits what they published (bounded by the same grace), then ``collect`` returns; the
     same run id resumes exactly (``resume_options``). ``produced`` is filled as production goes
-    (live progress reads it); ``on_progress`` gets each sink report, ``on_reject`` each bad row.
+    (live progress reads it); ``workers`` too, per agent of an in-process worker (its model
+    outage shows on the progress line); ``on_progress`` gets each sink report, ``on_reject``
+    each bad row.
     """
 
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     produced: ProduceReport | None = None
+    workers: dict[str, WorkerStats] = field(default_factory=dict)
     on_progress: Callable[[SinkReport], None] | None = None
     on_reject: Callable[[Any], None] | None = None
 
@@ -173,6 +176,7 @@ async def collect(
             processes=run.worker_processes,
             metrics=observer,
             metrics_port=port + 1 if port else None,  # the sink keeps the parent's port
+            live=watch.workers,
         )
         sink = supervisor.run("sink", _sink(kafka, layout, output, options.run_id, observer, watch))
         produced = watch.produced or ProduceReport(run_id=options.run_id)

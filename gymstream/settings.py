@@ -242,11 +242,19 @@ class RetrySettings(BaseSettings):
         300.0, gt=0, description="A rollout that runs longer than this fails as rollout_deadline."
     )
     outage_budget_s: float = Field(
-        600.0,
+        300.0,
         gt=0,
         description="A model outage (endpoint down, 5xx, timeouts) pauses workers and retries "
-        "rollouts in flight for this long; after it, rollouts fail as before.",
+        "rollouts in flight for this long; after it, rollouts fail as before. Capped at "
+        "rollout_deadline_s (outage_budget_capped_s).",
     )
+
+    @property
+    def outage_budget_capped_s(self) -> float:
+        """The outage budget a worker uses: never longer than a rollout's deadline, so a model
+        that stays down gives every rollout in flight an outcome no later than the deadline
+        would have (600 s against 300 s left runs without any outcome for over 5 minutes)."""
+        return min(self.outage_budget_s, self.rollout_deadline_s)
 
 
 class VllmOptions(BaseModel):
@@ -325,7 +333,13 @@ class WorkerSettings(BaseSettings):
     concurrency: int = Field(256, ge=1, description="Rollouts in flight in this process.")
     commit_interval_s: float = Field(0.2, gt=0)
     shutdown_grace_s: float = Field(10.0, ge=0)
-    max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_message_bytes: int | None = Field(
+        None,
+        ge=1024,
+        description="A task message larger than this is poison. Default: none of the worker's "
+        "own; the task topic's max.message.bytes (topics.yaml) is the one limit, and produce "
+        "rejects a larger row at file:line.",
+    )
     policy_version: int | None = None
     session_timeout_ms: int = Field(
         10_000,

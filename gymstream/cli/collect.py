@@ -6,13 +6,15 @@ the summaries; ``problem`` decides the exit: a --fail-fast stop or missing rollo
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from gymstream.cli import progress
+from gymstream.cli import exit_codes, progress
 from gymstream.cli.configure import (
     gym_config,
     kafka_settings,
@@ -41,6 +43,7 @@ from gymstream.cli.dataset import (
     repeats_value,
 )
 from gymstream.cli.execute import run as execute
+from gymstream.cli.exit_codes import partial_problem
 from gymstream.cli.interrupt import Interrupt, resume_command
 from gymstream.cli.options import (
     BootstrapOpt,
@@ -61,10 +64,13 @@ from gymstream.cli.sink import all_failed_problem, print_sink_summary, reward_no
 from gymstream.collect import CollectOptions, CollectReport, CollectWatch, collect
 from gymstream.kafka.topics import TopicLayout
 from gymstream.nemo_gym.outputs.files import OutputPaths
+from gymstream.produce.preflight import preflight
 from gymstream.produce.producer import ProduceOptions, ProduceReport
 from gymstream.rollout.plan import AgentPlans
 from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport
+from gymstream.worker.loop import WorkerStats
+from gymstream.worker.outage import with_outage
 
 __all__ = ["collect_command", "collect_figures", "finish", "problem", "run_collect"]
 
@@ -105,9 +111,20 @@ WorkerProcessesOpt = Annotated[
 ]
 
 
-def collect_figures(produced: ProduceReport, sink: SinkReport | None) -> progress.Figures:
+def collect_figures(
+    produced: ProduceReport,
+    sink: SinkReport | None,
+    workers: Mapping[str, WorkerStats] | None = None,
+) -> progress.Figures:
     """A collect run's progress: rollouts accounted for, of those expected (of those sent so
-    far while producing); queued: sent, not yet in the output (waiting or in flight)."""
+    far while producing); queued: sent, not yet in the output (waiting or in flight); a model
+    outage of an in-process worker first, while it lasts."""
+    figures = _collect_figures(produced, sink)
+    outages = [w.outage for w in (workers or {}).values()]
+    return dataclasses.replace(figures, note=with_outage(outages, figures.note))
+
+
+def _collect_figures(produced: ProduceReport, sink: SinkReport | None) -> progress.Figures:
     sent = sum(produced.published.values())
     if sink is None:
         return progress.Figures(done=0, queued=sent, note=f"{produced.rows} rows read")
@@ -159,7 +176,7 @@ def run_collect(
 
     def figures() -> progress.Figures:
         assert watch.produced is not None  # noqa: S101  # set just above
-        return collect_figures(watch.produced, latest[0] if latest else None)
+        return collect_figures(watch.produced, latest[0] if latest else None, watch.workers)
 
     async def main() -> CollectReport:
         interrupt.install()
@@ -241,6 +258,7 @@ def collect_command(
     run = CollectOptions(overwrite=overwrite, worker_processes=worker_processes, metrics=metrics)
     interrupt = Interrupt(settings.worker.shutdown_grace_s)
     layout = layout_for(topic_prefix, topics_file)
+    options = checked(kafka, layout, options, plans, settings)
     report = run_collect(
         kafka,
         layout,
@@ -252,8 +270,13 @@ def collect_command(
         show_progress=not no_progress,
         interrupt=interrupt,
     )
+    conclude(report, paths, options.run_id, interrupt)
+
+
+def conclude(report: CollectReport, paths: OutputPaths, run_id: str, interrupt: Interrupt) -> None:
+    """Exit as the run ended: stopped by a signal (``interrupted``), else ``finish``."""
     if report.interrupted:
-        raise interrupted(report, options.run_id, interrupt)
+        raise interrupted(report, run_id, interrupt)
     finish(report, paths)
 
 
@@ -269,8 +292,32 @@ def interrupted(report: CollectReport, run_id: str, interrupt: Interrupt) -> typ
     )
 
 
-def problem(report: CollectReport, failures: Path | None = None) -> tuple[str, int] | None:
-    """What went wrong in a collect run, as (message, exit code), or None when complete."""
+def checked(
+    kafka: KafkaSettings,
+    layout: TopicLayout,
+    options: ProduceOptions,
+    plans: AgentPlans,
+    settings: RolloutSettings,
+) -> ProduceOptions:
+    """The preflight checks before anything is published (``produce/preflight.py``: the rows'
+    agents, their servers and models, the run id); the options with their run definition."""
+    check = preflight(
+        kafka,
+        layout,
+        options,
+        plans.config,
+        servers=settings,
+        plans=plans,
+        topics_applied_later=True,
+    )
+    return execute(check, bootstrap=kafka.bootstrap)
+
+
+def problem(
+    report: CollectReport, failures: Path | None = None, rejects: Path | None = None
+) -> tuple[str, int] | None:
+    """What went wrong in a collect run, as (message, exit code: ``cli/exit_codes.py``), or
+    None when every row ran and every rollout succeeded."""
     if report.interrupted:
         return "interrupted before the run was complete: run it again with the same --run-id", 130
     if report.produced is not None and report.produced.stopped_at is not None:
@@ -283,11 +330,15 @@ def problem(report: CollectReport, failures: Path | None = None) -> tuple[str, i
         return f"nothing was collected: {why}", 1
     if report.sink is not None and report.sink.all_failed:
         return all_failed_problem(report.sink, failures or Path("the failures file")), 1
+    rejected = produced.rejected if produced is not None else 0
+    failed = report.sink.accounted - report.sink.outputs if report.sink is not None else 0
+    if rejected or failed:
+        return partial_problem(rejected, failed, rejects, failures), exit_codes.PARTIAL
     return None
 
 
 def finish(report: CollectReport, paths: OutputPaths | None = None) -> None:
-    """Exit non-zero with one line when the run is not complete (see ``problem``)."""
-    found = problem(report, None if paths is None else paths.failures)
+    """Exit non-zero with one line when the run is not complete or not clean (see ``problem``)."""
+    found = problem(report) if paths is None else problem(report, paths.failures, paths.rejects)
     if found is not None:
         raise fail(*found)

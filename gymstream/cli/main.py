@@ -12,6 +12,7 @@ from gymstream.cli import kafka, logs, model
 from gymstream.cli.collect import collect_command
 from gymstream.cli.configure import kafka_settings_help
 from gymstream.cli.demo import demo_command
+from gymstream.cli.exit_codes import EXIT_CODES_HELP
 from gymstream.cli.help_format import full_width_help, keep_argument_help
 from gymstream.cli.produce import produce_command
 from gymstream.cli.retry import retry_failures_command
@@ -81,10 +82,10 @@ def _main(
 
 
 app.command("demo")(demo_command)
-app.command("collect")(collect_command)
-app.command("produce")(produce_command)
+app.command("collect", epilog=EXIT_CODES_HELP)(collect_command)
+app.command("produce", epilog=EXIT_CODES_HELP)(produce_command)
 app.command("worker")(worker_command)
-app.command("sink")(sink_command)
+app.command("sink", epilog=EXIT_CODES_HELP)(sink_command)
 app.command("retry-failures")(retry_failures_command)
 app.command("stream")(stream_command)
 app.command("status", cls=StatusCommand)(status_command)

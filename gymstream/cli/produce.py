@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from gymstream.cli import exit_codes
 from gymstream.cli.configure import gym_config, kafka_settings, layout_for, setup_logging
 from gymstream.cli.console import console, fail, out
 from gymstream.cli.dataset import (
@@ -29,12 +30,14 @@ from gymstream.cli.dataset import (
     repeats_value,
 )
 from gymstream.cli.execute import run
+from gymstream.cli.exit_codes import partial_problem
 from gymstream.cli.options import BootstrapOpt, ConfigOpt, PrefixOpt, TopicsFileOpt, VerboseOpt
 from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
 from gymstream.collect import resume_options, skip_waiting
 from gymstream.errors import GymstreamError, RowError
 from gymstream.kafka.topics import TopicLayout
 from gymstream.nemo_gym.outputs.files import OutputPaths
+from gymstream.produce.preflight import preflight
 from gymstream.produce.producer import ProduceOptions, ProduceReport, produce_paced
 from gymstream.settings import KafkaSettings
 
@@ -167,6 +170,7 @@ def produce_command(
         agent_map=agent_map_value(agent_map, agent_name, override_agents),
         num_repeats_add_seed=num_repeats_add_seed,
     )
+    options = run(preflight(kafka, layout, options, cfg), bootstrap=kafka.bootstrap)
     if output is not None:
         if run_id is None:
             raise fail("--output resumes a run: give its --run-id too")
@@ -215,3 +219,6 @@ def finish_produce(report: ProduceReport, options: ProduceOptions) -> None:
             else "the file holds no rows"
         )
         raise fail(f"{options.input_path}: no rows to publish: {why}", 1)
+    if report.rejected:
+        problem = partial_problem(report.rejected, 0, options.rejects_path, None)
+        raise fail(problem, exit_codes.PARTIAL)

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from gymstream.cli import exit_codes
 from gymstream.cli.configure import (
     gym_config,
     kafka_settings,
@@ -20,6 +21,7 @@ from gymstream.cli.configure import (
 )
 from gymstream.cli.console import fail, out
 from gymstream.cli.execute import run
+from gymstream.cli.exit_codes import partial_problem
 from gymstream.cli.options import (
     BootstrapOpt,
     MetricsPortOpt,
@@ -171,6 +173,9 @@ def sink_command(
         raise fail("stopped before the run was complete; run the same command to resume", 1)
     if report.all_failed:
         raise fail(all_failed_problem(report, paths.failures), 1)
+    if report.complete and report.accounted > report.outputs:
+        failed = report.accounted - report.outputs
+        raise fail(partial_problem(0, failed, None, paths.failures), exit_codes.PARTIAL)
 
 
 def all_failed_problem(report: SinkReport, failures: Path) -> str:

@@ -24,7 +24,7 @@ from gymstream.rollout.sessions import InProcess, Served, Sessions
 from gymstream.settings import RetrySettings, ServerSettings
 from gymstream.wire.messages import FailureClass
 
-__all__ = ["open_agent"]
+__all__ = ["check_agent", "open_agent"]
 
 _HOW_TO_START = (
     'start NeMo Gym\'s servers first (`ng_run "+config_paths=[...]"` with the same config '
@@ -51,6 +51,7 @@ async def _client(
             if remote
             else FailureClass.RESOURCES_SERVER_UNAVAILABLE
         ),
+        error=(FailureClass.REMOTE_AGENT_ERROR if remote else FailureClass.RESOURCES_SERVER_ERROR),
     )
     problem = await client.healthy()
     if problem is not None:
@@ -85,6 +86,19 @@ async def open_agent(
             yield _loop_agent(plan, Served(env), model)
     finally:
         await client.aclose()
+
+
+async def check_agent(plan: AgentPlan, settings: ServerSettings, retry: RetrySettings) -> None:
+    """What opening the plan's agent checks, without a model: its native environment loads, or
+    its NeMo Gym server has an address and answers /health. Raises ConfigError (named)."""
+    config = plan.config
+    ref = config.remote_agent or config.resources_server
+    if ref is None:
+        load_environment(config.environment)
+        return
+    remote = plan.environment_kind == "remote_agent"
+    client = await _client(plan.name, ref, settings, retry, remote=remote)
+    await client.aclose()
 
 
 def _loop_agent(plan: AgentPlan, env: Sessions, model: ModelClient) -> LoopAgent:

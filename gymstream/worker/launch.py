@@ -60,6 +60,7 @@ class AgentWorkers:
     processes: int = 0
     metrics: Metrics | None = None
     metrics_port: int | None = None  # the next child's
+    live: dict[str, WorkerStats] = field(default_factory=dict)  # in-process workers', as they go
     started: dict[str, list[TaskStage[WorkerStats]]] = field(default_factory=dict)
 
     async def start(self, agent: str) -> None:
@@ -89,6 +90,7 @@ class AgentWorkers:
                 stop=stopping.drain,
                 settings=self.settings,
                 metrics=self.metrics,
+                stats=self.live.setdefault(plan.name, WorkerStats()),
             )
 
         return serve

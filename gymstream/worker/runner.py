@@ -25,6 +25,7 @@ from gymstream.nemo_gym.outputs.result import RolloutResult
 from gymstream.rollout.agent import Agent
 from gymstream.wire.messages import FailureClass, TaskMessage
 from gymstream.worker.failure_log import FailureLog
+from gymstream.worker.freeze import Freezes
 from gymstream.worker.outage import ModelOutage, is_outage
 from gymstream.worker.outcome import OutcomeStep, Outgoing, Where, pick_policy_version
 
@@ -52,6 +53,7 @@ class TaskRunner:
     failure_log: FailureLog
     outage: ModelOutage = field(default_factory=lambda: ModelOutage(budget_s=600.0))
     publishing: PublishStreak = field(default_factory=PublishStreak)
+    freezes: Freezes = field(default_factory=Freezes)  # a deadline across a freeze is no failure
 
     async def outcome(self, value: bytes, where: Where) -> Outgoing:
         """The message to publish for the task message ``value`` read at ``where``."""
@@ -65,9 +67,13 @@ class TaskRunner:
         retry = 0
         while True:
             attempt_started = self.outage.now()
+            awake_from = self.freezes.now()
             try:
                 result = await self.rollout(task)
             except Exception as exc:  # boundary: every error becomes a typed failure
+                if isinstance(exc, RolloutDeadlineError) and self.freezes.since(awake_from):
+                    log.info("rollout %s: deadline passed while frozen: run again", task.rollout_id)
+                    continue  # worker/freeze.py: a stale failure must never be published
                 if not is_outage(exc):
                     self.outage.answered()  # whatever went wrong, the endpoint was there
                 elif self.outage.should_retry(exc, attempt_started, first=retry == 0):
@@ -133,7 +139,8 @@ class TaskRunner:
                     log.warning("publishing works again")
                 return
             except MessageSizeTooLargeError as exc:
-                log.error("message %s too large for Kafka: %s", out.key.decode(), exc)
+                rollout = out.task.rollout_id if out.task is not None else out.key.decode()
+                log.error("the outcome of rollout %s is too large for Kafka: %s", rollout, exc)
                 out = self.step.too_large(out, exc, finished_ms=_now_ms())
             except KafkaError as exc:
                 # once per streak, not per retry and message (the broker watch says the outage)
