@@ -1,8 +1,9 @@
 """All in one: apply topics, produce, run the agents' workers and the sink in one process.
 
 The counterpart of NeMo Gym's collector. It runs the very functions the separate commands run
-(``produce``, ``run_worker``, ``run_sink``), as tasks of one event loop, so what the tests prove
-for separate processes holds here too. Workers for an agent start when its first task is sent.
+(``produce``, ``run_worker``, ``run_sink``), as stages of one ``Supervisor`` (tasks of one event
+loop, or worker processes), so what the tests prove for separate processes holds here too.
+Workers for an agent start when its first task is sent.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,16 +23,25 @@ from gymstream.nemo_gym.config.agents import GymConfig
 from gymstream.nemo_gym.outputs.files import OutputPaths, claim_output, hold_output
 from gymstream.nemo_gym.outputs.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
 from gymstream.nemo_gym.servers.aggregate_metrics import write_server_metrics
+from gymstream.observe.metrics import Metrics
 from gymstream.observe.server import observed
 from gymstream.produce.producer import ProduceOptions, ProduceReport, produce
 from gymstream.produce.waiting import waiting_rollouts
+from gymstream.rollout.plan import AgentPlans
 from gymstream.settings import KafkaSettings, MetricsSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport, run_sink
+from gymstream.stage.supervisor import Stopping, Supervisor, TaskStage
+from gymstream.worker.launch import AgentWorkers
 from gymstream.worker.loop import WorkerStats
-from gymstream.worker.processes import WorkerProcesses
-from gymstream.worker.serve import serve_agent
 
-__all__ = ["CollectReport", "collect", "resume_options", "skip_waiting"]
+__all__ = [
+    "CollectOptions",
+    "CollectReport",
+    "CollectWatch",
+    "collect",
+    "resume_options",
+    "skip_waiting",
+]
 
 log = logging.getLogger("gymstream.collect")
 
@@ -96,176 +106,184 @@ async def skip_waiting(
     return dataclasses.replace(options, skip_rollouts=frozenset(options.skip_rollouts) | waiting)
 
 
+@dataclass(frozen=True)
+class CollectOptions:
+    """How a collect run runs, beyond what it produces.
+
+    ``worker_processes``: 0 runs each agent's worker in this process; N > 0 spawns N
+    ``gymstream worker`` processes per agent (``worker/launch.py``) to use more cores.
+    ``metrics`` with a port: this process serves /metrics and /healthz there (its sink and its
+    in-process workers); spawned worker processes serve their own on the next ports.
+    """
+
+    overwrite: bool = False
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    worker_processes: int = 0
+    metrics: MetricsSettings | None = None
+
+
+@dataclass
+class CollectWatch:
+    """What the caller follows and controls while a run goes.
+
+    ``stop`` (SIGTERM/SIGINT): a graceful stop, ``report.interrupted``: production stops, the
+    workers settle their rollouts in flight (``shutdown_grace_s``) and commit, the sink writes
+    and commits what they published (bounded by the same grace), then ``collect`` returns; the
+    same run id resumes exactly (``resume_options``). ``produced`` is filled as production goes
+    (live progress reads it); ``workers`` too, per agent of an in-process worker (its model
+    outage shows on the progress line); ``on_progress`` gets each sink report, ``on_reject``
+    each bad row.
+    """
+
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    produced: ProduceReport | None = None
+    workers: dict[str, WorkerStats] = field(default_factory=dict)
+    on_progress: Callable[[SinkReport], None] | None = None
+    on_reject: Callable[[Any], None] | None = None
+
+
 async def collect(
     kafka: KafkaSettings,
     layout: TopicLayout,
-    config: GymConfig,
+    plans: AgentPlans,
     options: ProduceOptions,
     output: OutputPaths,
     *,
     settings: RolloutSettings,
-    model_overrides: Mapping[str, Any] | None = None,
-    concurrency: int | None = None,
-    overwrite: bool = False,
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-    worker_processes: int = 0,
-    on_progress: Callable[[SinkReport], None] | None = None,
-    on_reject: Callable[[Any], None] | None = None,
-    metrics: MetricsSettings | None = None,
-    stop: asyncio.Event | None = None,
-    produce_report: ProduceReport | None = None,
-    worker_stats: dict[str, WorkerStats] | None = None,
+    run: CollectOptions | None = None,
+    watch: CollectWatch | None = None,
 ) -> CollectReport:
     """Collect every rollout of ``options.input_path`` into ``output``; see the module doc.
 
-    ``worker_processes``: 0 runs each agent's worker in this process; N > 0 spawns N
-    ``gymstream worker`` processes per agent (``processes.py``) to use more cores.
-    ``metrics`` with a port: this process serves /metrics and /healthz there (its sink and its
-    in-process workers); spawned worker processes serve their own on the next ports.
-    ``stop`` (SIGTERM/SIGINT): a graceful stop, ``report.interrupted``: production stops, the
-    workers settle their rollouts in flight (``shutdown_grace_s``) and commit, the sink writes
-    and commits what they published (bounded by the same grace), then this returns; the same
-    run id resumes exactly (``resume_options``). ``produce_report`` is filled as production
-    goes (live progress reads it); ``worker_stats`` too, per agent of an in-process worker
-    (its model outage shows on the progress line).
+    The stages run on a ``Supervisor``: the sink first, each agent's workers (``plans``) when
+    its first task is sent; a worker that dies fails the run; they stop in reverse order.
     """
-    port, host = (None, "") if metrics is None else (metrics.port, metrics.host)
+    run, watch = run or CollectOptions(), watch or CollectWatch()
+    port, host = (None, "") if run.metrics is None else (run.metrics.port, run.metrics.host)
     async with contextlib.AsyncExitStack() as held:
         held.enter_context(hold_output(output))  # one writer per output, from before the claim
         observer = await held.enter_async_context(observed(port, host))
         started = time.perf_counter()
         report = CollectReport()
-        report.resumed, options = resume_options(
-            output, options, overwrite=overwrite, max_attempts=max_attempts
+        options = await _prepare(kafka, layout, plans.config, options, output, run, report)
+        supervisor = Supervisor(grace_s=settings.worker.shutdown_grace_s)
+        workers = AgentWorkers(
+            supervisor,
+            kafka,
+            layout,
+            plans,
+            settings,
+            processes=run.worker_processes,
+            metrics=observer,
+            metrics_port=port + 1 if port else None,  # the sink keeps the parent's port
+            live=watch.workers,
         )
-        report.topics = await apply_topics(client_options(kafka), layout, config.agents)
-        if report.resumed:
-            options = await skip_waiting(kafka, layout, options)
-
-        stop_workers = asyncio.Event()
-        stop_sink = asyncio.Event()
-        worker_tasks: dict[str, asyncio.Task[WorkerStats]] = {}
-
-        spawned = (
-            WorkerProcesses(
-                kafka,
-                layout,
-                config,
-                per_agent=worker_processes,
-                concurrency=concurrency,
-                model_overrides=model_overrides,
-                metrics_port=None if not port else port + 1,
-            )
-            if worker_processes > 0
-            else None
-        )
-
-        async def start_agent(agent: str) -> None:
-            config.agent(agent)  # an unknown agent fails here, in the caller
-            if spawned is not None:
-                spawned.start(agent)
-                return
-            worker_tasks[agent] = asyncio.create_task(
-                serve_agent(
-                    kafka,
-                    layout,
-                    config,
-                    agent,
-                    stop=stop_workers,
-                    settings=settings,
-                    model_overrides=model_overrides,
-                    concurrency=concurrency,
-                    metrics=observer,
-                    stats=None
-                    if worker_stats is None
-                    else worker_stats.setdefault(agent, WorkerStats()),
-                ),
-                name=f"worker-{agent}",
-            )
-
-        stop = stop or asyncio.Event()
-        drain_sink = asyncio.Event()
-        produced = produce_report or ProduceReport(run_id=options.run_id)
-        sink_task = asyncio.create_task(
-            run_sink(
-                kafka,
-                layout,
-                output,
-                options.run_id,
-                stop=stop_sink,
-                on_progress=on_progress,
-                metrics=observer,
-                drain=drain_sink,
-            ),
-            name="sink",
-        )
+        sink = supervisor.run("sink", _sink(kafka, layout, output, options.run_id, observer, watch))
+        produced = watch.produced or ProduceReport(run_id=options.run_id)
         producing = asyncio.create_task(
             produce(
-                kafka, layout, options, on_reject=on_reject, on_agent=start_agent, report=produced
+                kafka,
+                layout,
+                options,
+                on_reject=watch.on_reject,
+                on_agent=workers.start,
+                report=produced,
             ),
             name="produce",
         )
         try:
-            if await _finished_first(producing, stop):
-                report.produced = producing.result()
-                if report.produced.stopped_at is not None:
-                    stop_sink.set()
-                for agent in report.produced.expected:
-                    # a resume may publish nothing for an agent whose rollouts still wait in
-                    # its task topic (skip_waiting): its workers must run all the same
-                    if agent not in worker_tasks and (
-                        spawned is None or agent not in spawned.procs
-                    ):
-                        await start_agent(agent)
-            # the sink ends by itself once every expected rollout is accounted for;
-            # a worker that dies early would leave it waiting, so watch them too
-            while not sink_task.done() and not stop.is_set():
-                dead = [t for t in worker_tasks.values() if t.done()]
-                for task in dead:
-                    error = task.exception()
-                    if error is not None:
-                        raise error
-                if spawned is not None:
-                    spawned.check()
-                await _finished_first(sink_task, stop, timeout_s=0.5)
-            if not sink_task.done():  # stopped: settle, write what arrived, commit
-                report.interrupted = True
+            await _run(supervisor, sink, producing, workers, watch.stop, report)
+            if report.interrupted:
                 report.produced = produced
-                await _stop_producing(producing)
-                grace_s = settings.worker.shutdown_grace_s
-                await _settle(stop_workers, worker_tasks, report, spawned)
-                drain_sink.set()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(sink_task), grace_s)
-                stop_sink.set()
-            report.sink = await sink_task
-            if not report.interrupted:
-                await write_server_metrics(
-                    config, output, settings=settings.server, retry=settings.retry
-                )
+            else:
+                config, server, retry = plans.config, settings.server, settings.retry
+                await write_server_metrics(config, output, settings=server, retry=retry)
         finally:
             producing.cancel()
-            stop_sink.set()
-            stop_workers.set()
-            if not sink_task.done():
-                with contextlib.suppress(Exception):
-                    report.sink = await sink_task
-            for agent, task in worker_tasks.items():
-                with contextlib.suppress(Exception):
-                    report.workers[agent] = await task
-            if spawned is not None:
-                await asyncio.to_thread(spawned.stop)
+            await supervisor.stop(graceful=False)  # already stopped, unless something failed
+            report.workers = workers.stats()
             report.elapsed_s = time.perf_counter() - started
         return report
 
 
-async def _finished_first(
-    task: asyncio.Task[Any], stop: asyncio.Event, *, timeout_s: float | None = None
-) -> bool:
-    """Wait for ``task`` or ``stop`` (or ``timeout_s``); True when ``task`` is done."""
+async def _prepare(
+    kafka: KafkaSettings,
+    layout: TopicLayout,
+    config: GymConfig,
+    options: ProduceOptions,
+    output: OutputPaths,
+    run: CollectOptions,
+    report: CollectReport,
+) -> ProduceOptions:
+    """Claim the output (a resume when it is this run's), apply the topics; the options to
+    produce with."""
+    report.resumed, options = resume_options(
+        output, options, overwrite=run.overwrite, max_attempts=run.max_attempts
+    )
+    report.topics = await apply_topics(client_options(kafka), layout, config.agents)
+    if report.resumed:
+        options = await skip_waiting(kafka, layout, options)
+    return options
+
+
+def _sink(
+    kafka: KafkaSettings,
+    layout: TopicLayout,
+    output: OutputPaths,
+    run_id: str,
+    metrics: Metrics | None,
+    watch: CollectWatch,
+) -> Callable[[Stopping], Awaitable[SinkReport]]:
+    async def sink(stopping: Stopping) -> SinkReport:
+        return await run_sink(
+            kafka,
+            layout,
+            output,
+            run_id,
+            stop=stopping.now,
+            drain=stopping.drain,
+            on_progress=watch.on_progress,
+            metrics=metrics,
+        )
+
+    return sink
+
+
+async def _run(
+    supervisor: Supervisor,
+    sink: TaskStage[SinkReport],
+    producing: asyncio.Task[ProduceReport],
+    workers: AgentWorkers,
+    stop: asyncio.Event,
+    report: CollectReport,
+) -> None:
+    """Produce, then wait for the sink to account for every expected rollout, or for ``stop``:
+    then stop producing, let the workers settle, and the sink write what arrived."""
+    if await _finished_first(producing, stop):
+        report.produced = producing.result()
+        if report.produced.stopped_at is not None:
+            sink.stopping.now.set()  # --fail-fast: the sink ends with what it has
+        for agent in report.produced.expected:
+            # a resume may publish nothing for an agent whose rollouts still wait in its task
+            # topic (skip_waiting): its workers must run all the same
+            await workers.start(agent)
+    # the sink ends by itself once every expected rollout is accounted for; a worker that
+    # dies early would leave it waiting: the supervisor fails the run then
+    if not await supervisor.until(sink, stop):
+        report.interrupted = True
+        await _stop_producing(producing)
+        log.warning(
+            "stopping: workers settle their rollouts in flight, the sink writes what arrived"
+        )
+        await supervisor.stop()  # the workers settle and commit, then the sink drains
+    report.sink = sink.result()
+
+
+async def _finished_first(task: asyncio.Task[Any], stop: asyncio.Event) -> bool:
+    """Wait for ``task`` or ``stop``; True when ``task`` is done."""
     stopping = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait({task, stopping}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
     return task.done()
@@ -280,22 +298,3 @@ async def _stop_producing(producing: asyncio.Task[ProduceReport]) -> None:
         pass
     except Exception:  # stopping anyway: say what production had run into
         log.exception("production failed while stopping")
-
-
-async def _settle(
-    stop_workers: asyncio.Event,
-    worker_tasks: Mapping[str, asyncio.Task[WorkerStats]],
-    report: CollectReport,
-    spawned: WorkerProcesses | None,
-) -> None:
-    """Stop the workers: each settles its rollouts in flight within its grace, commits and
-    leaves its group; worker processes get SIGTERM and do the same."""
-    log.warning("stopping: workers settle their rollouts in flight, the sink writes what arrived")
-    stop_workers.set()
-    for agent, task in worker_tasks.items():
-        try:
-            report.workers[agent] = await task
-        except Exception:
-            log.exception("the worker for %s failed while stopping", agent)
-    if spawned is not None:
-        await asyncio.to_thread(spawned.stop)

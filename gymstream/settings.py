@@ -59,7 +59,7 @@ class KafkaSettings(BaseSettings):
     Security settings pass through to aiokafka; ``gymstream.kafka.clients`` builds every client
     from them (OAUTHBEARER gets a token provider there: a static token, a token file re-read
     every ``sasl_oauth_refresh_s``, or the stdout of a command). README "Kafka settings" lists
-    them all; a bad value stops a command with one line (``gymstream.cli.common``).
+    them all; a bad value stops a command with one line (``gymstream.cli.configure``).
     """
 
     model_config = SettingsConfigDict(env_prefix="GYMSTREAM_KAFKA_", frozen=True, extra="ignore")

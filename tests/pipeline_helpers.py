@@ -163,8 +163,10 @@ async def in_process_worker(
     import asyncio
 
     from gymstream.nemo_gym.config.agents import load_config
+    from gymstream.rollout.agent import LoopAgent
     from gymstream.rollout.environment import load_environment
     from gymstream.rollout.model.client import build_model_client
+    from gymstream.rollout.sessions import InProcess
     from gymstream.settings import ModelSettings, RetrySettings
     from gymstream.testing.thread import start_scripted_in_thread
     from gymstream.worker.loop import run_worker
@@ -180,10 +182,8 @@ async def in_process_worker(
             kafka,
             layout,
             AGENT_ONE,
-            agent,
-            load_environment(agent.environment),
-            client,
-            model_name="s",
+            LoopAgent(InProcess(load_environment(agent.environment)), client, "s", agent.max_steps),
+            model_url=server.url,
             stop=stop,
             settings=settings,
             retry=retry,

@@ -10,33 +10,21 @@ import dataclasses
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from gymstream.cli import exit_codes, progress
-from gymstream.cli.common import (
-    BootstrapOpt,
-    ConfigOpt,
-    MetricsPortOpt,
-    ModelApiOpt,
-    ModelBaseUrlOpt,
-    ModelNameOpt,
-    ModelTokenIdsOpt,
-    NemoGymHeadOpt,
-    OverwriteOpt,
-    PrefixOpt,
-    TopicsFileOpt,
-    VerboseOpt,
-    fail,
+from gymstream.cli.configure import (
     gym_config,
     kafka_settings,
     layout_for,
     metrics_settings,
+    model_options,
     rollout_settings,
-    run,
     setup_logging,
 )
+from gymstream.cli.console import fail
 from gymstream.cli.dataset import (
     AddSeedOpt,
     AgentMapOpt,
@@ -54,23 +42,74 @@ from gymstream.cli.dataset import (
     produce_options,
     repeats_value,
 )
+from gymstream.cli.execute import run as execute
 from gymstream.cli.exit_codes import partial_problem
 from gymstream.cli.interrupt import Interrupt, resume_command
+from gymstream.cli.options import (
+    BootstrapOpt,
+    ConfigOpt,
+    MetricsPortOpt,
+    ModelApiOpt,
+    ModelBaseUrlOpt,
+    ModelNameOpt,
+    ModelTokenIdsOpt,
+    NemoGymHeadOpt,
+    OverwriteOpt,
+    PrefixOpt,
+    TopicsFileOpt,
+    VerboseOpt,
+)
 from gymstream.cli.produce import print_produce_summary, print_reject
 from gymstream.cli.scope import PrivateNamespaceOpt, release_scope, scoped_layout
 from gymstream.cli.sink import all_failed_problem, print_sink_summary, reward_note
-from gymstream.collect import CollectReport, collect
+from gymstream.collect import CollectOptions, CollectReport, CollectWatch, collect
 from gymstream.kafka.topics import TopicLayout
-from gymstream.nemo_gym.config.agents import GymConfig
 from gymstream.nemo_gym.outputs.files import OutputPaths
 from gymstream.produce.preflight import preflight
 from gymstream.produce.producer import ProduceOptions, ProduceReport
-from gymstream.settings import KafkaSettings, MetricsSettings, RolloutSettings
+from gymstream.rollout.plan import AgentPlans
+from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport
 from gymstream.worker.loop import WorkerStats
 from gymstream.worker.outage import with_outage
 
 __all__ = ["collect_command", "collect_figures", "finish", "problem", "run_collect"]
+
+InputOpt = Annotated[
+    Path,
+    typer.Option(
+        "--input",
+        "-i",
+        "--input-jsonl-fpath",
+        help="NeMo Gym JSONL dataset (NeMo Gym: input_jsonl_fpath).",
+    ),
+]
+OutputOpt = Annotated[
+    Path,
+    typer.Option(
+        "--output",
+        "-o",
+        "--output-jsonl-fpath",
+        help="Output JSONL of NeMo Gym rows (NeMo Gym: output_jsonl_fpath).",
+    ),
+]
+ConcurrencyOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--concurrency",
+        min=1,
+        help="Rollouts in flight per agent (NeMo Gym: num_samples_in_parallel).",
+    ),
+]
+WorkerProcessesOpt = Annotated[
+    int,
+    typer.Option(
+        "--worker-processes",
+        min=0,
+        help="0: workers run inside this process; N: spawn N worker processes per agent "
+        "(one per core is fastest for big runs).",
+    ),
+]
 
 
 def collect_figures(
@@ -109,17 +148,13 @@ def _collect_figures(produced: ProduceReport, sink: SinkReport | None) -> progre
 def run_collect(
     kafka: KafkaSettings,
     layout: TopicLayout,
-    cfg: GymConfig,
+    plans: AgentPlans,
     options: ProduceOptions,
     paths: OutputPaths,
     *,
-    model_overrides: dict[str, Any],
-    concurrency: int | None,
     settings: RolloutSettings | None = None,
-    overwrite: bool,
+    run: CollectOptions | None = None,
     show_progress: bool = True,
-    worker_processes: int = 0,
-    metrics: MetricsSettings | None = None,
     interrupt: Interrupt | None = None,
 ) -> CollectReport:
     """Run ``gymstream.collect.collect`` with live progress, then print both summaries.
@@ -128,39 +163,30 @@ def run_collect(
     """
     settings = settings or rollout_settings()
     interrupt = interrupt or Interrupt(settings.worker.shutdown_grace_s)
-    produced = ProduceReport(run_id=options.run_id)
     latest: list[SinkReport] = []
-    workers: dict[str, WorkerStats] = {}
 
     def keep(report: SinkReport) -> None:
         latest[:] = [report]
 
+    watch = CollectWatch(
+        stop=interrupt.stop,
+        produced=ProduceReport(run_id=options.run_id),
+        on_progress=keep,
+        on_reject=print_reject,
+    )
+
     def figures() -> progress.Figures:
-        return collect_figures(produced, latest[0] if latest else None, workers)
+        assert watch.produced is not None  # noqa: S101  # set just above
+        return collect_figures(watch.produced, latest[0] if latest else None, watch.workers)
 
     async def main() -> CollectReport:
         interrupt.install()
         return await collect(
-            kafka,
-            layout,
-            cfg,
-            options,
-            paths,
-            settings=settings,
-            model_overrides=model_overrides,
-            concurrency=concurrency,
-            overwrite=overwrite,
-            worker_processes=worker_processes,
-            on_progress=keep,
-            on_reject=print_reject,
-            stop=interrupt.stop,
-            produce_report=produced,
-            metrics=metrics,
-            worker_stats=workers,
+            kafka, layout, plans, options, paths, settings=settings, run=run, watch=watch
         )
 
     with progress.show_progress(f"collect {options.run_id}", figures, enabled=show_progress):
-        report = run(main(), bootstrap=kafka.bootstrap)
+        report = execute(main(), bootstrap=kafka.bootstrap)
     if report.produced is not None:
         print_produce_summary(report.produced)
     if report.sink is not None:
@@ -171,24 +197,8 @@ def run_collect(
 
 
 def collect_command(
-    input_path: Annotated[
-        Path,
-        typer.Option(
-            "--input",
-            "-i",
-            "--input-jsonl-fpath",
-            help="NeMo Gym JSONL dataset (NeMo Gym: input_jsonl_fpath).",
-        ),
-    ],
-    output: Annotated[
-        Path,
-        typer.Option(
-            "--output",
-            "-o",
-            "--output-jsonl-fpath",
-            help="Output JSONL of NeMo Gym rows (NeMo Gym: output_jsonl_fpath).",
-        ),
-    ],
+    input_path: InputOpt,
+    output: OutputOpt,
     agent_name: AgentNameOpt = None,
     agent_map: AgentMapOpt = None,
     override_agents: OverrideAgentsOpt = False,
@@ -200,28 +210,13 @@ def collect_command(
     rollout_seed: SeedOpt = None,
     num_repeats_add_seed: AddSeedOpt = False,
     fail_fast: FailFastOpt = False,
-    concurrency: Annotated[
-        int | None,
-        typer.Option(
-            "--concurrency",
-            min=1,
-            help="Rollouts in flight per agent (NeMo Gym: num_samples_in_parallel).",
-        ),
-    ] = None,
+    concurrency: ConcurrencyOpt = None,
     overwrite: OverwriteOpt = False,
     model_base_url: ModelBaseUrlOpt = None,
     model_name: ModelNameOpt = None,
     model_api: ModelApiOpt = None,
     model_return_token_ids: ModelTokenIdsOpt = None,
-    worker_processes: Annotated[
-        int,
-        typer.Option(
-            "--worker-processes",
-            min=0,
-            help="0: workers run inside this process; N: spawn N worker processes per agent "
-            "(one per core is fastest for big runs).",
-        ),
-    ] = 0,
+    worker_processes: WorkerProcessesOpt = 0,
     no_progress: progress.NoProgressOpt = False,
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
@@ -243,8 +238,6 @@ def collect_command(
     setup_logging(verbose)
     check_input(input_path)
     kafka = kafka_settings(bootstrap)
-    metrics = metrics_settings(metrics_port)
-    base_layout = layout_for(topic_prefix, topics_file)
     cfg = gym_config(config, nemo_gym_head)
     paths = OutputPaths(output)
     options = produce_options(
@@ -262,51 +255,69 @@ def collect_command(
         agent_map=agent_map_value(agent_map, agent_name, override_agents),
         num_repeats_add_seed=num_repeats_add_seed,
     )
-    layout = scoped_layout(base_layout, namespace, private_run=options.run_id)
-    interrupt = Interrupt(rollout_settings().worker.shutdown_grace_s)
-    model_overrides = {
-        "base_url": model_base_url,
-        "name": model_name,
-        "api": model_api,
-        "return_token_id_information": model_return_token_ids,
-    }
-    options = run(
-        preflight(
-            kafka,
-            layout,
-            options,
-            cfg,
-            servers=rollout_settings(),
-            model_overrides=model_overrides,
-            topics_applied_later=True,
-        ),
-        bootstrap=kafka.bootstrap,
+    settings = rollout_settings()
+    model = model_options(model_base_url, model_name, model_api, model_return_token_ids)
+    plans = AgentPlans(cfg, model, settings.model, concurrency)
+    metrics = metrics_settings(metrics_port)
+    run = CollectOptions(overwrite=overwrite, worker_processes=worker_processes, metrics=metrics)
+    interrupt = Interrupt(settings.worker.shutdown_grace_s)
+    layout = scoped_layout(
+        layout_for(topic_prefix, topics_file), namespace, private_run=options.run_id
     )
+    options = checked(kafka, layout, options, plans, settings)
     report = run_collect(
         kafka,
         layout,
-        cfg,
+        plans,
         options,
         paths,
-        model_overrides=model_overrides,
-        concurrency=concurrency,
-        overwrite=overwrite,
+        settings=settings,
+        run=run,
         show_progress=not no_progress,
-        worker_processes=worker_processes,
-        metrics=metrics,
         interrupt=interrupt,
     )
+    conclude(report, paths, options.run_id, interrupt)
+
+
+def conclude(report: CollectReport, paths: OutputPaths, run_id: str, interrupt: Interrupt) -> None:
+    """Exit as the run ended: stopped by a signal (``interrupted``), else ``finish``."""
     if report.interrupted:
-        written = report.sink.accounted if report.sink is not None else 0
-        resume = resume_command(sys.argv[1:], options.run_id)
-        raise fail(
-            f"interrupted ({interrupt.signal.name if interrupt.signal else 'stop'}): {written} "
-            f"rollouts of run {options.run_id} are in the output; the rest wait for its resume "
-            f"(`gymstream runs cancel {options.run_id}` drops them); resume with the same "
-            f"--run-id {options.run_id}: {resume}",
-            interrupt.exit_code,
-        )
+        raise interrupted(report, run_id, interrupt)
     finish(report, paths)
+
+
+def interrupted(report: CollectReport, run_id: str, interrupt: Interrupt) -> typer.Exit:
+    """The exit of a run a signal stopped: what is written, and the command that resumes."""
+    written = report.sink.accounted if report.sink is not None else 0
+    resume = resume_command(sys.argv[1:], run_id)
+    return fail(
+        f"interrupted ({interrupt.signal.name if interrupt.signal else 'stop'}): {written} "
+        f"rollouts of run {run_id} are in the output; the rest wait for its resume "
+        f"(`gymstream runs cancel {run_id}` drops them); resume with the same "
+        f"--run-id {run_id}: {resume}",
+        interrupt.exit_code,
+    )
+
+
+def checked(
+    kafka: KafkaSettings,
+    layout: TopicLayout,
+    options: ProduceOptions,
+    plans: AgentPlans,
+    settings: RolloutSettings,
+) -> ProduceOptions:
+    """The preflight checks before anything is published (``produce/preflight.py``: the rows'
+    agents, their servers and models, the run id); the options with their run definition."""
+    check = preflight(
+        kafka,
+        layout,
+        options,
+        plans.config,
+        servers=settings,
+        plans=plans,
+        topics_applied_later=True,
+    )
+    return execute(check, bootstrap=kafka.bootstrap)
 
 
 def problem(

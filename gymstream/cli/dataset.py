@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from gymstream.cli.common import fail
+from gymstream.cli.console import fail
 from gymstream.nemo_gym.config.agents import GymConfig
 from gymstream.nemo_gym.rows.overrides import parse_override
 from gymstream.nemo_gym.rows.rollouts import DEFAULT_REPEATS_KEY, parse_repeats

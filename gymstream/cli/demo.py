@@ -14,23 +14,23 @@ import typer
 from rich.table import Table
 
 from gymstream.cli.collect import finish, run_collect
-from gymstream.cli.common import (
-    BootstrapOpt,
-    VerboseOpt,
-    console,
-    fail,
+from gymstream.cli.configure import (
     gym_config,
     kafka_settings,
     layout_for,
-    out,
+    rollout_settings,
     setup_logging,
 )
+from gymstream.cli.console import console, fail, out
 from gymstream.cli.dataset import NumRepeatsOpt, new_run_id
+from gymstream.cli.options import BootstrapOpt, VerboseOpt
 from gymstream.cli.scope import scoped_layout
+from gymstream.collect import CollectOptions
 from gymstream.errors import GymstreamError
 from gymstream.nemo_gym.outputs.files import OutputPaths
 from gymstream.nemo_gym.outputs.output_row import AGENT_REF, ROLLOUT_INDEX, TASK_INDEX, agent_of
 from gymstream.produce.producer import ProduceOptions
+from gymstream.rollout.plan import AgentPlans, ModelOptions
 
 __all__ = ["demo_command", "show_rows"]
 
@@ -114,15 +114,16 @@ def demo_command(
             rejects_path=paths.rejects,
             materialized_path=paths.materialized,
         )
+        settings = rollout_settings()
+        model = ModelOptions(base_url=server.url, name="scripted", api="responses")
         report = run_collect(
             kafka,
             scoped_layout(layout_for(None, None), None, private_run=options.run_id),
-            cfg,
+            AgentPlans(cfg, model, settings.model),
             options,
             paths,
-            model_overrides={"base_url": server.url, "name": "scripted", "api": "responses"},
-            concurrency=None,
-            overwrite=True,
+            settings=settings,
+            run=CollectOptions(overwrite=True),
         )
         show_rows(paths.output)
         finish(report, paths)

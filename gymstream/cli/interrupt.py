@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 
-from gymstream.cli.common import console
+from gymstream.cli.console import console
 
 __all__ = ["Interrupt", "resume_command"]
 

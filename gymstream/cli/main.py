@@ -10,7 +10,7 @@ import typer
 
 from gymstream.cli import kafka, logs, model
 from gymstream.cli.collect import collect_command
-from gymstream.cli.common import kafka_settings_help
+from gymstream.cli.configure import kafka_settings_help
 from gymstream.cli.demo import demo_command
 from gymstream.cli.exit_codes import EXIT_CODES_HELP
 from gymstream.cli.help_format import full_width_help, keep_argument_help

@@ -10,21 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from gymstream.cli import exit_codes
-from gymstream.cli.common import (
-    BootstrapOpt,
-    ConfigOpt,
-    PrefixOpt,
-    TopicsFileOpt,
-    VerboseOpt,
-    console,
-    fail,
-    gym_config,
-    kafka_settings,
-    layout_for,
-    out,
-    run,
-    setup_logging,
-)
+from gymstream.cli.configure import gym_config, kafka_settings, layout_for, setup_logging
+from gymstream.cli.console import console, fail, out
 from gymstream.cli.dataset import (
     AddSeedOpt,
     AgentMapOpt,
@@ -42,14 +29,18 @@ from gymstream.cli.dataset import (
     produce_options,
     repeats_value,
 )
+from gymstream.cli.execute import run
 from gymstream.cli.exit_codes import partial_problem
+from gymstream.cli.options import BootstrapOpt, ConfigOpt, PrefixOpt, TopicsFileOpt, VerboseOpt
 from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
 from gymstream.cli.scope import NamespaceOpt, scoped_layout
 from gymstream.collect import resume_options, skip_waiting
 from gymstream.errors import GymstreamError, RowError
+from gymstream.kafka.topics import TopicLayout
 from gymstream.nemo_gym.outputs.files import OutputPaths
 from gymstream.produce.preflight import preflight
-from gymstream.produce.producer import ProduceReport, produce_paced
+from gymstream.produce.producer import ProduceOptions, ProduceReport, produce_paced
+from gymstream.settings import KafkaSettings
 
 __all__ = ["print_produce_summary", "print_reject", "produce_command", "produce_figures"]
 
@@ -64,6 +55,36 @@ AheadOpt = Annotated[
 ]
 PaceConsumerOpt = Annotated[
     str, typer.Option("--pace-consumer", help="The trainer stream (--consumer) to pace against.")
+]
+InputArg = Annotated[
+    Path | None, typer.Argument(help="NeMo Gym JSONL dataset (or --input).", metavar="INPUT")
+]
+InputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--input",
+        "-i",
+        "--input-jsonl-fpath",
+        help="NeMo Gym JSONL dataset, as INPUT (NeMo Gym: input_jsonl_fpath).",
+    ),
+]
+RejectsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--rejects",
+        help="Where bad rows are recorded (default: "
+        "<input stem>_rejects.jsonl in the current directory).",
+    ),
+]
+ResumeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="Resume: publish only what this output of the same "
+        "--run-id lacks (non-terminal failures get their next attempt; NeMo Gym: "
+        "output_jsonl_fpath with resume_from_cache).",
+    ),
 ]
 
 
@@ -103,19 +124,8 @@ def produce_figures(report: ProduceReport) -> Figures:
 
 
 def produce_command(
-    input_arg: Annotated[
-        Path | None,
-        typer.Argument(help="NeMo Gym JSONL dataset (or --input).", metavar="INPUT"),
-    ] = None,
-    input_opt: Annotated[
-        Path | None,
-        typer.Option(
-            "--input",
-            "-i",
-            "--input-jsonl-fpath",
-            help="NeMo Gym JSONL dataset, as INPUT (NeMo Gym: input_jsonl_fpath).",
-        ),
-    ] = None,
+    input_arg: InputArg = None,
+    input_opt: InputOpt = None,
     agent_name: AgentNameOpt = None,
     agent_map: AgentMapOpt = None,
     override_agents: OverrideAgentsOpt = False,
@@ -125,28 +135,12 @@ def produce_command(
     responses_create_params: ParamsOpt = None,
     run_id: RunIdOpt = None,
     fail_fast: FailFastOpt = False,
-    rejects: Annotated[
-        Path | None,
-        typer.Option(
-            "--rejects",
-            help="Where bad rows are recorded (default: "
-            "<input stem>_rejects.jsonl in the current directory).",
-        ),
-    ] = None,
+    rejects: RejectsOpt = None,
     rollout_seed: SeedOpt = None,
     num_repeats_add_seed: AddSeedOpt = False,
     max_groups_ahead: AheadOpt = None,
     pace_consumer: PaceConsumerOpt = "trainer",
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            help="Resume: publish only what this output of the same "
-            "--run-id lacks (non-terminal failures get their next attempt; NeMo Gym: "
-            "output_jsonl_fpath with resume_from_cache).",
-        ),
-    ] = None,
+    output: ResumeOpt = None,
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
     namespace: NamespaceOpt = None,
@@ -182,12 +176,7 @@ def produce_command(
     if output is not None:
         if run_id is None:
             raise fail("--output resumes a run: give its --run-id too")
-        try:
-            resumed, options = resume_options(OutputPaths(output), options, overwrite=False)
-        except GymstreamError as exc:
-            raise fail(str(exc)) from None
-        if resumed:  # what still waits in the task topics is not published again
-            options = run(skip_waiting(kafka, layout, options), bootstrap=kafka.bootstrap)
+        options = resumed_options(kafka, layout, options, OutputPaths(output))
     live = ProduceReport(run_id=options.run_id)
     with show_progress(
         f"produce {options.run_id}", lambda: produce_figures(live), enabled=not no_progress
@@ -205,6 +194,24 @@ def produce_command(
             bootstrap=kafka.bootstrap,
         )
     print_produce_summary(report)
+    finish_produce(report, options)
+
+
+def resumed_options(
+    kafka: KafkaSettings, layout: TopicLayout, options: ProduceOptions, output: OutputPaths
+) -> ProduceOptions:
+    """``--output``: the options that publish only what that output of the run lacks."""
+    try:
+        resumed, options = resume_options(output, options, overwrite=False)
+    except GymstreamError as exc:
+        raise fail(str(exc)) from None
+    if resumed:  # what still waits in the task topics is not published again
+        options = run(skip_waiting(kafka, layout, options), bootstrap=kafka.bootstrap)
+    return options
+
+
+def finish_produce(report: ProduceReport, options: ProduceOptions) -> None:
+    """Exit non-zero with one line after a --fail-fast stop or when nothing was published."""
     if report.stopped_at is not None:
         raise fail(f"stopped at the first bad row (--fail-fast): {report.stopped_at}")
     if not report.published and not report.skipped:
@@ -213,7 +220,7 @@ def produce_command(
             if report.rejected
             else "the file holds no rows"
         )
-        raise fail(f"{input_path}: no rows to publish: {why}", 1)
+        raise fail(f"{options.input_path}: no rows to publish: {why}", 1)
     if report.rejected:
         problem = partial_problem(report.rejected, 0, options.rejects_path, None)
         raise fail(problem, exit_codes.PARTIAL)

@@ -32,7 +32,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from gymstream.cli.common import console, display_settings
+from gymstream.cli.configure import display_settings
+from gymstream.cli.console import console
 from gymstream.cli.logs import PROGRESS_LOGGER
 
 __all__ = ["Figures", "NoProgressOpt", "Rates", "progress_line", "show_progress"]

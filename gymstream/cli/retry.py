@@ -7,16 +7,10 @@ from typing import Annotated
 
 import typer
 
-from gymstream.cli.common import (
-    BootstrapOpt,
-    PrefixOpt,
-    TopicsFileOpt,
-    fail,
-    kafka_settings,
-    layout_for,
-    out,
-    run,
-)
+from gymstream.cli.configure import kafka_settings, layout_for
+from gymstream.cli.console import fail, out
+from gymstream.cli.execute import run
+from gymstream.cli.options import BootstrapOpt, PrefixOpt, TopicsFileOpt
 from gymstream.cli.scope import NamespaceOpt, scoped_layout
 from gymstream.nemo_gym.outputs.files import OutputPaths, read_run_file
 from gymstream.nemo_gym.outputs.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume

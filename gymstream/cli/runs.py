@@ -6,17 +6,10 @@ from typing import Annotated
 
 import typer
 
-from gymstream.cli.common import (
-    BootstrapOpt,
-    PrefixOpt,
-    TopicsFileOpt,
-    fail,
-    kafka_settings,
-    layout_for,
-    out,
-    run,
-    setup_logging,
-)
+from gymstream.cli.configure import kafka_settings, layout_for, setup_logging
+from gymstream.cli.console import fail, out
+from gymstream.cli.execute import run
+from gymstream.cli.options import BootstrapOpt, PrefixOpt, TopicsFileOpt
 from gymstream.runs.admin import RunRow, cancel_run, delete_run, list_runs
 
 __all__ = ["age_text", "runs_app"]

@@ -13,7 +13,9 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from gymstream.cli.common import fail, run, settings_error
+from gymstream.cli.configure import settings_error
+from gymstream.cli.console import fail
+from gymstream.cli.execute import run
 from gymstream.errors import ConfigError, GymstreamError
 from gymstream.kafka.clients import client_options
 from gymstream.kafka.topics import SHARED_NAMESPACE, TopicLayout, private_namespace

@@ -11,7 +11,18 @@ import typer
 from rich.table import Table
 
 from gymstream.cli import exit_codes
-from gymstream.cli.common import (
+from gymstream.cli.configure import (
+    gym_config,
+    kafka_settings,
+    layout_for,
+    metrics_settings,
+    rollout_settings,
+    setup_logging,
+)
+from gymstream.cli.console import fail, out
+from gymstream.cli.execute import run
+from gymstream.cli.exit_codes import partial_problem
+from gymstream.cli.options import (
     BootstrapOpt,
     MetricsPortOpt,
     NemoGymHeadOpt,
@@ -19,17 +30,7 @@ from gymstream.cli.common import (
     PrefixOpt,
     TopicsFileOpt,
     VerboseOpt,
-    fail,
-    gym_config,
-    kafka_settings,
-    layout_for,
-    metrics_settings,
-    out,
-    rollout_settings,
-    run,
-    setup_logging,
 )
-from gymstream.cli.exit_codes import partial_problem
 from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
 from gymstream.cli.summary import latency_table, throughput_line
 from gymstream.errors import GymstreamError

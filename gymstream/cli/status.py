@@ -23,17 +23,10 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand
 
-from gymstream.cli.common import (
-    BootstrapOpt,
-    PrefixOpt,
-    TopicsFileOpt,
-    VerboseOpt,
-    kafka_settings,
-    layout_for,
-    out,
-    run,
-    setup_logging,
-)
+from gymstream.cli.configure import kafka_settings, layout_for, setup_logging
+from gymstream.cli.console import out
+from gymstream.cli.execute import run
+from gymstream.cli.options import BootstrapOpt, PrefixOpt, TopicsFileOpt, VerboseOpt
 from gymstream.eventloop import install_stop_signals
 from gymstream.kafka.topics import TopicLayout
 from gymstream.settings import KafkaSettings

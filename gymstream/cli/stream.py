@@ -10,18 +10,10 @@ from typing import Annotated, BinaryIO
 
 import typer
 
-from gymstream.cli.common import (
-    BootstrapOpt,
-    PrefixOpt,
-    TopicsFileOpt,
-    VerboseOpt,
-    console,
-    fail,
-    kafka_settings,
-    layout_for,
-    run,
-    setup_logging,
-)
+from gymstream.cli.configure import kafka_settings, layout_for, setup_logging
+from gymstream.cli.console import console, fail
+from gymstream.cli.execute import run
+from gymstream.cli.options import BootstrapOpt, PrefixOpt, TopicsFileOpt, VerboseOpt
 from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
 from gymstream.eventloop import install_stop_signals
 from gymstream.kafka.topics import TopicLayout

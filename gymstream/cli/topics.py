@@ -11,18 +11,10 @@ from typing import Annotated
 
 import typer
 
-from gymstream.cli.common import (
-    BootstrapOpt,
-    ConfigOpt,
-    PrefixOpt,
-    TopicsFileOpt,
-    gym_config,
-    kafka_settings,
-    layout_for,
-    out,
-    run,
-    setup_logging,
-)
+from gymstream.cli.configure import gym_config, kafka_settings, layout_for, setup_logging
+from gymstream.cli.console import out
+from gymstream.cli.execute import run
+from gymstream.cli.options import BootstrapOpt, ConfigOpt, PrefixOpt, TopicsFileOpt
 from gymstream.cli.scope import NamespaceOpt, scoped_layout
 from gymstream.cli.topic_report import as_json, describe_lines, list_lines
 from gymstream.kafka.asyncapi import asyncapi_document, asyncapi_yaml

@@ -24,17 +24,17 @@ import asyncio
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from gymstream.errors import ConfigError
 from gymstream.kafka.clients import build_consumer
 from gymstream.kafka.topics import TopicLayout
-from gymstream.nemo_gym.config.agents import GymConfig, resolve_model
+from gymstream.nemo_gym.config.agents import GymConfig
 from gymstream.nemo_gym.rows.reader import InputRow, read_rows
 from gymstream.produce.fingerprint import differences, file_digest, run_definition
 from gymstream.produce.plan import ProduceOptions
-from gymstream.rollout.connect import open_environment
+from gymstream.rollout.connect import check_agent
 from gymstream.rollout.model.reachable import model_problem
+from gymstream.rollout.plan import AgentPlan, AgentPlans
 from gymstream.runs.tail import RunsTail
 from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.wire.keys import manifest_key
@@ -105,19 +105,14 @@ async def check_run_id(
     return True
 
 
-async def _check_agent(
-    config: GymConfig, agent: str, settings: RolloutSettings, overrides: Mapping[str, Any]
-) -> None:
-    agent_config = config.agent(agent)
-    async with open_environment(agent, agent_config, settings.server, settings.retry):
-        pass  # opening it checked the servers' addresses and /health
-    if agent_config.remote_agent is not None:
+async def _check_agent(plan: AgentPlan, settings: RolloutSettings) -> None:
+    await check_agent(plan, settings.server, settings.retry)  # servers' addresses and /health
+    if plan.environment_kind == "remote_agent":
         return  # a remote agent calls its own model
-    model = resolve_model(config, agent, overrides, settings.model)
-    problem = await model_problem(model)
+    problem = await model_problem(plan.model)
     if problem is not None:
         raise ConfigError(
-            f"agent '{agent}': its model does not answer ({problem}): start it, or point "
+            f"agent '{plan.name}': its model does not answer ({problem}): start it, or point "
             "--model-base-url / GYMSTREAM_MODEL_BASE_URL / the config at a running one; "
             "nothing was published"
         )
@@ -130,12 +125,13 @@ async def preflight(
     config: GymConfig,
     *,
     servers: RolloutSettings | None = None,
-    model_overrides: Mapping[str, Any] | None = None,
+    plans: AgentPlans | None = None,
     topics_applied_later: bool = False,
 ) -> ProduceOptions:
     """Check everything (module docstring); the options with their run definition set.
 
-    ``servers``: check each agent's servers and model with these settings (collect);
+    ``servers`` and ``plans``: check each agent's servers and model (collect: its agents'
+    plans, with these settings);
     ``topics_applied_later``: the caller creates the topics itself (collect), so a missing
     topic is not an error and a missing runs topic means a new run.
     """
@@ -150,10 +146,8 @@ async def preflight(
             "`gymstream topics apply` (with the same --config and --topic-prefix); "
             "nothing was published"
         )
-    if servers is not None:
-        await asyncio.gather(
-            *(_check_agent(config, a, servers, model_overrides or {}) for a in scan.agents)
-        )
+    if servers is not None and plans is not None:
+        await asyncio.gather(*(_check_agent(plans.plan(a), servers) for a in scan.agents))
     digest = await asyncio.to_thread(file_digest, options.input_path)
     definition = run_definition(options, config, scan.agents, digest)
     if layout.runs not in missing:

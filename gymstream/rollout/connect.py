@@ -1,5 +1,6 @@
-"""Open the environment an agent's config names: native (in-process), a NeMo Gym resources
-server over HTTP, or a remote agent; check that its server answers before any work is taken.
+"""Open the agent a plan names: the in-process loop over a native environment or a NeMo Gym
+resources server over HTTP, or a remote agent; check that its server answers before any work
+is taken.
 
 Only the servers the served agent uses are contacted: a config that also declares environment
 servers, other agents or a head server nobody started is normal NeMo Gym usage.
@@ -11,15 +12,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from gymstream.errors import ConfigError
-from gymstream.nemo_gym.config.agents import AgentConfig, ServerRef
+from gymstream.nemo_gym.config.agents import ServerRef
 from gymstream.nemo_gym.servers.agent import RemoteAgent
 from gymstream.nemo_gym.servers.client import ServerClient
 from gymstream.nemo_gym.servers.resources import ResourcesServerEnvironment
-from gymstream.rollout.environment import AnyEnvironment, load_environment
+from gymstream.rollout.agent import Agent, LoopAgent
+from gymstream.rollout.environment import load_environment
+from gymstream.rollout.model.client import ModelClient
+from gymstream.rollout.plan import AgentPlan
+from gymstream.rollout.sessions import InProcess, Served, Sessions
 from gymstream.settings import RetrySettings, ServerSettings
 from gymstream.wire.messages import FailureClass
 
-__all__ = ["open_environment"]
+__all__ = ["check_agent", "open_agent"]
 
 _HOW_TO_START = (
     'start NeMo Gym\'s servers first (`ng_run "+config_paths=[...]"` with the same config '
@@ -59,19 +64,48 @@ async def _client(
 
 
 @asynccontextmanager
-async def open_environment(
-    agent: str, config: AgentConfig, settings: ServerSettings, retry: RetrySettings
-) -> AsyncIterator[AnyEnvironment | RemoteAgent]:
-    """The agent's environment, its HTTP pool closed on exit. Raises ConfigError (named)."""
+async def open_agent(
+    plan: AgentPlan, model: ModelClient, settings: ServerSettings, retry: RetrySettings
+) -> AsyncIterator[Agent]:
+    """The plan's agent, its HTTP pool closed on exit. Raises ConfigError (named).
+
+    ``model`` is what the in-process loop calls (a remote agent calls its own).
+    """
+    config = plan.config
     ref = config.remote_agent or config.resources_server
-    if ref is None:
-        yield load_environment(config.environment)
+    if ref is None:  # plan.environment_kind == "in_process"
+        yield _loop_agent(plan, InProcess(load_environment(config.environment)), model)
         return
-    client = await _client(agent, ref, settings, retry, remote=config.remote_agent is not None)
+    remote = plan.environment_kind == "remote_agent"
+    client = await _client(plan.name, ref, settings, retry, remote=remote)
     try:
-        if config.remote_agent is not None:
+        if remote:
             yield RemoteAgent(name=ref.instance, client=client)
         else:
-            yield ResourcesServerEnvironment(name=ref.instance, client=client)
+            env = ResourcesServerEnvironment(name=ref.instance, client=client)
+            yield _loop_agent(plan, Served(env), model)
     finally:
         await client.aclose()
+
+
+async def check_agent(plan: AgentPlan, settings: ServerSettings, retry: RetrySettings) -> None:
+    """What opening the plan's agent checks, without a model: its native environment loads, or
+    its NeMo Gym server has an address and answers /health. Raises ConfigError (named)."""
+    config = plan.config
+    ref = config.remote_agent or config.resources_server
+    if ref is None:
+        load_environment(config.environment)
+        return
+    remote = plan.environment_kind == "remote_agent"
+    client = await _client(plan.name, ref, settings, retry, remote=remote)
+    await client.aclose()
+
+
+def _loop_agent(plan: AgentPlan, env: Sessions, model: ModelClient) -> LoopAgent:
+    return LoopAgent(
+        env,
+        model,
+        plan.model.name,
+        max_steps=plan.config.max_steps,
+        skip_verification_reward=plan.skip_verification_reward,
+    )

@@ -27,29 +27,21 @@ raise become error text the model sees (the loop goes on), and tool exceptions a
 
 from __future__ import annotations
 
-import inspect
-import json
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from gymstream.errors import GymstreamError, RowError, ToolError, VerifierError
+from gymstream.errors import GymstreamError, RowError, VerifierError
 from gymstream.nemo_gym.outputs.output_row import PARAMS, verify_result
-from gymstream.nemo_gym.outputs.result import RolloutResult
+from gymstream.nemo_gym.outputs.result import RolloutResult, numeric_reward
 from gymstream.nemo_gym.outputs.token_ids import prefix_breaks
-from gymstream.nemo_gym.servers.tool_answers import (
-    NOT_FOUND_TEXT,
-    ToolText,
-    decode_arguments,
-    invalid_arguments_text,
-    tool_output_text,
-)
-from gymstream.rollout.environment import AnyEnvironment, Environment, SessionEnvironment
+from gymstream.rollout.environment import AnyEnvironment
 from gymstream.rollout.model.client import ModelClient
 from gymstream.rollout.model.spread import model_session
+from gymstream.rollout.sessions import Sessions, sessions_of
 
-__all__ = ["DEFAULT_MAX_STEPS", "RolloutResult", "run_rollout", "sum_usage"]
+__all__ = ["DEFAULT_MAX_STEPS", "RolloutResult", "run_loop", "run_rollout", "sum_usage"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,49 +120,6 @@ def _ended_incomplete(response: dict[str, Any], turn_items: list[Any]) -> dict[s
     }
 
 
-async def _call_tool(env: Environment, session: Any, item: Mapping[str, Any]) -> tuple[str, bool]:
-    """Run one function call; returns (output text, ok). Never raises for the model's mistakes.
-
-    The texts are NeMo Gym's (``tool_answers``): arguments ``json.loads`` rejects, an unknown
-    tool (404 body), a tool's ``ToolText`` (e.g. a 422 body from ``typed_tool``) or its result
-    as compact JSON. Arguments that decode to a non-object reach the tool, as they reach NeMo
-    Gym's server (whose pydantic model rejects them).
-    """
-    name = item.get("name")
-    try:
-        arguments = decode_arguments(item.get("arguments"))
-    except (json.JSONDecodeError, TypeError) as exc:
-        return invalid_arguments_text(exc), False
-    except RecursionError:  # NeMo Gym's agent would crash; the model sees it and may recover
-        return f"Error: the arguments for tool {name!r} are nested too deeply to read", False
-    tool = env.tools.get(name) if isinstance(name, str) else None
-    if tool is None:
-        return NOT_FOUND_TEXT, False
-    try:
-        result = tool(session, arguments)
-        if inspect.isawaitable(result):
-            result = await result
-    except Exception as exc:  # boundary: the model must see the failure and may recover
-        logger.warning(
-            "tool %r of environment %r raised %s: %s (arguments %r); the model sees the error",
-            name,
-            env.name,
-            type(exc).__name__,
-            exc,
-            item.get("arguments"),
-        )
-        return f"Error: tool {name!r} failed: {type(exc).__name__}: {exc}", False
-    if isinstance(result, ToolText):
-        return result.text, False
-    try:
-        return tool_output_text(result), True
-    except (TypeError, ValueError) as exc:
-        raise ToolError(
-            f"tool {name!r} of environment {env.name!r} returned a result that is not "
-            f"JSON-serialisable ({type(result).__name__}): {exc}"
-        ) from exc
-
-
 async def run_rollout(
     row: dict[str, Any],
     env: AnyEnvironment,
@@ -191,35 +140,49 @@ async def run_rollout(
     ``skip_verification_reward`` set: NeMo Gym's ``skip_verification`` (no verify call; that
     reward and ``verification_skipped: true``).
     """
-    with model_session():
-        return await _run(
-            row, env, model, model_name, max_steps, overrides, skip_verification_reward
-        )
+    return await run_loop(
+        row,
+        sessions_of(env),
+        model,
+        model_name=model_name,
+        max_steps=max_steps,
+        overrides=overrides,
+        skip_verification_reward=skip_verification_reward,
+    )
 
 
-async def _run(
+async def run_loop(
     row: dict[str, Any],
-    env: AnyEnvironment,
+    env: Sessions,
     model: ModelClient,
+    *,
     model_name: str,
-    max_steps: int,
-    overrides: Mapping[str, Any] | None,
-    skip_verification_reward: float | None,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    overrides: Mapping[str, Any] | None = None,
+    skip_verification_reward: float | None = None,
 ) -> RolloutResult:
+    """``run_rollout`` on an environment already adapted to ``Sessions`` (what the worker's
+    ``LoopAgent`` runs)."""
     if max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
     row_params = row.get(PARAMS)
     if not isinstance(row_params, dict):
         raise RowError("<row>", 0, PARAMS, "missing or not a JSON object")
     params: dict[str, Any] = {**row_params, **(overrides or {}), "model": model_name}
-    inputs = _input_items(params)
+    with model_session():
+        return await _run(row, env, model, params, max_steps, skip_verification_reward)
 
-    served: SessionEnvironment | None = None
-    native: Environment | None = None
-    if isinstance(env, SessionEnvironment):
-        served, session = env, await env.seed(row)
-    else:
-        native, session = env, env.new_session(row)
+
+async def _run(
+    row: dict[str, Any],
+    env: Sessions,
+    model: ModelClient,
+    params: dict[str, Any],
+    max_steps: int,
+    skip_verification_reward: float | None,
+) -> RolloutResult:
+    inputs = _input_items(params)
+    session = await env.seed(row)
     outputs: list[Any] = []
     usages: list[dict[str, Any]] = []
     model_s = tools_s = 0.0
@@ -244,11 +207,7 @@ async def _run(
             break
         started = time.perf_counter()
         for call in calls:
-            if native is not None:
-                text, ok = await _call_tool(native, session, call)
-            elif served is not None:
-                text = await served.call_tool(session, call.get("name", ""), call.get("arguments"))
-                ok = True
+            text, ok = await env.call_tool(session, call)
             tool_calls += 1
             tool_errors += not ok
             outputs.append(
@@ -260,31 +219,13 @@ async def _run(
 
     final = {**response, "output": outputs, "usage": sum_usage(usages)}
     started = time.perf_counter()
-    try:
-        if skip_verification_reward is not None:  # simple_agent's skip_verification
-            fields = {"reward": skip_verification_reward, SKIPPED: True}
-        elif native is not None:
-            fields = await native.verify(row, final)
-        elif served is not None:
-            fields = await served.verify_session(session, row, final)
-    except GymstreamError:
-        raise  # already typed (a server's failure)
-    except Exception as exc:  # boundary: any verifier bug becomes a typed, non-retriable failure
-        raise VerifierError(
-            f"verifier of environment {env.name!r} raised {type(exc).__name__}: {exc}"
-        ) from exc
+    fields = await _verify(env, session, row, final, skip_verification_reward)
     verify_s = time.perf_counter() - started
-    reward = fields.get("reward") if isinstance(fields, dict) else None
-    if isinstance(reward, bool) or not isinstance(reward, int | float):
-        raise VerifierError(
-            f"verifier of environment {env.name!r} returned no numeric 'reward': {fields!r:.200}"
-        )
-
     result = verify_result(
         row,
         params=params,
         response=final,
-        reward=float(reward),
+        reward=_reward(env, fields),
         fields=fields,
         token_prefix_breaks=prefix_breaks(outputs),
     )
@@ -295,3 +236,33 @@ async def _run(
         tool_calls=tool_calls,
         tool_errors=tool_errors,
     )
+
+
+async def _verify(
+    env: Sessions,
+    session: Any,
+    row: dict[str, Any],
+    final: dict[str, Any],
+    skip_verification_reward: float | None,
+) -> dict[str, Any]:
+    """The verifier's fields (or simple_agent's ``skip_verification`` ones); a verifier bug is a
+    typed, non-retriable ``VerifierError``."""
+    if skip_verification_reward is not None:  # simple_agent's skip_verification
+        return {"reward": skip_verification_reward, SKIPPED: True}
+    try:
+        return await env.verify(session, row, final)
+    except GymstreamError:
+        raise  # already typed (a server's failure)
+    except Exception as exc:  # boundary: any verifier bug becomes a typed, non-retriable failure
+        raise VerifierError(
+            f"verifier of environment {env.name!r} raised {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _reward(env: Sessions, fields: Any) -> float:
+    reward = numeric_reward(fields)
+    if reward is None:
+        raise VerifierError(
+            f"verifier of environment {env.name!r} returned no numeric 'reward': {fields!r:.200}"
+        )
+    return reward

@@ -45,18 +45,15 @@ from gymstream.kafka.clients import build_consumer, build_producer
 from gymstream.kafka.offsets import OffsetTracker
 from gymstream.kafka.topics import TopicLayout
 from gymstream.kafka.watch import watch_consumer
-from gymstream.nemo_gym.config.agents import AgentConfig
-from gymstream.nemo_gym.servers.agent import RemoteAgent
+from gymstream.nemo_gym.outputs.output_row import EnvironmentServer
 from gymstream.observe.metrics import Metrics
-from gymstream.rollout.environment import AnyEnvironment
-from gymstream.rollout.model.client import ModelClient
+from gymstream.rollout.agent import Agent
 from gymstream.runs.policy import LiveVersions
 from gymstream.settings import KafkaSettings, RetrySettings, WorkerSettings
 from gymstream.worker.failure_log import FailureLog
 from gymstream.worker.outage import ModelOutage
 from gymstream.worker.outcome import OutcomeStep, Where
 from gymstream.worker.runner import TaskRunner
-from gymstream.worker.slow import SlowCalls, TimedModel
 from gymstream.worker.stall import StallWatch
 from gymstream.worker.watch import WorkerWatch
 
@@ -383,12 +380,12 @@ async def run_worker(
     kafka: KafkaSettings,
     layout: TopicLayout,
     agent: str,
-    agent_config: AgentConfig,
-    env: AnyEnvironment | RemoteAgent,
-    model: ModelClient,
+    rollout_agent: Agent,
     *,
-    model_name: str,
+    model_url: str,
+    model_name: str = "",
     model_base_url: str = "",
+    environment_server: EnvironmentServer | None = None,
     stop: asyncio.Event,
     settings: WorkerSettings,
     retry: RetrySettings,
@@ -399,6 +396,9 @@ async def run_worker(
 ) -> WorkerStats:
     """Serve one agent until ``stop`` is set; returns what was done.
 
+    ``rollout_agent`` runs each task's rollout (``rollout.connect.open_agent``); ``model_url``
+    names the model in failure logs; ``environment_server``: the ``_ng_environment_server``
+    stamps of every row (``AgentConfig.environment_stamp``).
     ``on_outcome(agent, reward or None, failure class or None)`` is called after each rollout's
     output is acknowledged by Kafka (used by progress bars). ``metrics``: record into it and
     register the worker's gauges and readiness check (``worker.watch``); None records nothing.
@@ -406,32 +406,24 @@ async def run_worker(
     (live progress). ``model_base_url`` (the resolved base URL, comma-joined when spread)
     and ``model_name`` go on every result: which model produced it.
     """
-    url = str(getattr(model, "url", "(the configured URL)"))
     step = OutcomeStep(
         agent=agent,
         worker_id=worker_id or new_worker_id(),
         results_topic=layout.results,
         failures_topic=layout.failures,
         max_message_bytes=settings.max_message_bytes,
-        environment_server=agent_config.environment_stamp(),
-        model_base_url=model_base_url or url,
+        environment_server=environment_server,
+        model_base_url=model_base_url or model_url,
         model_name=model_name,
     )
     live_versions = LiveVersions(kafka, layout)
-    slow = SlowCalls(settings.slow_model_call_s, settings.slow_model_calls, url=url)
     runner = TaskRunner(
         step,
-        env,
-        TimedModel(model, slow),
-        model_name,
-        max_steps=agent_config.max_steps,
-        skip_verification_reward=(
-            agent_config.skip_verification_reward if agent_config.skip_verification else None
-        ),
+        rollout_agent,
         deadline_s=retry.rollout_deadline_s,
         default_policy_version=settings.policy_version,
         live_version=live_versions.get,
-        failure_log=FailureLog(url),
+        failure_log=FailureLog(model_url),
         outage=ModelOutage(
             retry.outage_budget_capped_s,
             backoff_initial_s=retry.backoff_initial_s,

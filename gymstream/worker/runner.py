@@ -1,12 +1,12 @@
 """One task message, from its bytes to its acknowledged output: decode, roll out, publish.
 
-``TaskRunner.outcome`` runs the agent loop under the per-rollout deadline and turns whatever
-happened into the message to publish (through the pure ``OutcomeStep``); it never raises for a
-rollout's failure. During a model outage (``outage.ModelOutage``) it retries the rollout after a
-capped backoff instead, until the model answers or the outage budget is spent. ``publish``
-sends that message and awaits Kafka's ack, retrying a broker outage for as long as it lasts
-(the caller's offset stays open meanwhile). The Kafka intake,
-the slots and the commits are the loop's (``worker.loop``).
+``TaskRunner.outcome`` runs the agent (``rollout.agent.Agent``, whichever kind) under the
+per-rollout deadline and turns whatever happened into the message to publish (through the pure
+``OutcomeStep``); it never raises for a rollout's failure. During a model outage
+(``outage.ModelOutage``) it retries the rollout after a capped backoff instead, until the model
+answers or the outage budget is spent. ``publish`` sends that message and awaits Kafka's ack,
+retrying a broker outage for as long as it lasts (the caller's offset stays open meanwhile). The
+Kafka intake, the slots and the commits are the loop's (``worker.loop``).
 """
 
 from __future__ import annotations
@@ -22,10 +22,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from gymstream.errors import GymstreamError, RolloutDeadlineError
 from gymstream.nemo_gym.outputs.result import RolloutResult
-from gymstream.nemo_gym.servers.agent import RemoteAgent
-from gymstream.rollout.environment import AnyEnvironment
-from gymstream.rollout.loop import run_rollout
-from gymstream.rollout.model.client import ModelClient
+from gymstream.rollout.agent import Agent
 from gymstream.wire.messages import FailureClass, TaskMessage
 from gymstream.worker.failure_log import FailureLog
 from gymstream.worker.freeze import Freezes
@@ -49,17 +46,13 @@ class TaskRunner:
     """What a worker does with one task; ``live_version(run_id)`` is the trainer's version."""
 
     step: OutcomeStep
-    env: AnyEnvironment | RemoteAgent
-    model: ModelClient
-    model_name: str
-    max_steps: int
+    agent: Agent
     deadline_s: float
     default_policy_version: int | None
     live_version: Callable[[str], int | None]
     failure_log: FailureLog
     outage: ModelOutage = field(default_factory=lambda: ModelOutage(budget_s=600.0))
     publishing: PublishStreak = field(default_factory=PublishStreak)
-    skip_verification_reward: float | None = None  # a reward without verifying (NeMo Gym's)
     freezes: Freezes = field(default_factory=Freezes)  # a deadline across a freeze is no failure
 
     async def outcome(self, value: bytes, where: Where) -> Outgoing:
@@ -103,23 +96,14 @@ class TaskRunner:
         )
 
     async def rollout(self, task: TaskMessage) -> RolloutResult:
-        """The agent loop under the per-rollout deadline; RolloutDeadlineError when it fires.
+        """The agent's rollout under the per-rollout deadline; RolloutDeadlineError when it fires.
 
         A ``TimeoutError`` that escapes the agent loop is taken for the deadline too, as it
         always was (the model client turns its own timeouts into ``ModelCallError``).
         """
         try:
             async with asyncio.timeout(self.deadline_s):
-                if isinstance(self.env, RemoteAgent):
-                    return await self.env.run(task.row)
-                return await run_rollout(
-                    task.row,
-                    self.env,
-                    self.model,
-                    model_name=self.model_name,
-                    max_steps=self.max_steps,
-                    skip_verification_reward=self.skip_verification_reward,
-                )
+                return await self.agent.run(task.row)
         except TimeoutError as exc:
             raise RolloutDeadlineError(
                 f"rollout ran past its deadline of {self.deadline_s:.0f} s"

@@ -1,6 +1,6 @@
-"""Serve one agent: build its environment and model client, run its worker, close the client.
+"""Serve one agent: build its model client and agent from its plan, run its worker, close them.
 
-The one place that turns configuration into a running worker, used by the worker process
+The one place that turns an ``AgentPlan`` into a running worker, used by the worker process
 (``workers/run.py``) and by ``collect`` alike, so both run the same code.
 """
 
@@ -10,17 +10,17 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from gymstream.eventloop import install_stop_signals
 from gymstream.kafka.topics import TopicLayout
-from gymstream.nemo_gym.config.agents import GymConfig, resolve_model
 from gymstream.observe.metrics import Metrics
-from gymstream.rollout.connect import open_environment
+from gymstream.rollout.connect import open_agent
 from gymstream.rollout.model.spread import open_model_client
+from gymstream.rollout.plan import AgentPlan
 from gymstream.settings import KafkaSettings, RolloutSettings
 from gymstream.worker.loop import WorkerStats, run_worker
+from gymstream.worker.slow import SlowCalls, TimedModel
 
 __all__ = ["serve_agent", "serve_until_signalled", "stop_when_stdin_closes"]
 
@@ -30,41 +30,34 @@ log = logging.getLogger("gymstream.worker.serve")
 async def serve_agent(
     kafka: KafkaSettings,
     layout: TopicLayout,
-    config: GymConfig,
-    agent: str,
+    plan: AgentPlan,
     *,
     stop: asyncio.Event,
     settings: RolloutSettings,
-    model_overrides: Mapping[str, Any] | None = None,
-    concurrency: int | None = None,
     on_outcome: Callable[[str, float | None, str | None], None] | None = None,
     metrics: Metrics | None = None,
     stats: WorkerStats | None = None,
 ) -> WorkerStats:
-    """Run ``agent``'s worker until ``stop`` is set. Raises ConfigError for an unknown agent.
-
-    ``concurrency`` (the CLI's) wins over the agent's configured one; ``metrics`` (None: off)
-    receives the worker's metrics and readiness; ``stats`` is filled as the worker goes
-    (``run_worker``).
-    """
-    agent_config = config.agent(agent)
-    model_settings = resolve_model(config, agent, model_overrides or {}, settings.model)
+    """Run the plan's worker until ``stop`` is set (``settings``: retries, the worker's own and
+    the servers'; the model is the plan's). ``metrics`` (None: off) receives the worker's
+    metrics and readiness; ``stats`` is filled as the worker goes (``run_worker``)."""
     retry = settings.retry
-    worker = settings.worker.model_copy(
-        update={"concurrency": concurrency or agent_config.concurrency}
-    )
-    async with open_environment(agent, agent_config, settings.server, retry) as env:
-        client = open_model_client(model_settings, retry)
-        try:
+    worker = settings.worker.model_copy(update={"concurrency": plan.concurrency})
+    client = open_model_client(plan.model, retry)
+    try:
+        url = str(getattr(client, "url", "(the configured URL)"))
+        slow = SlowCalls(worker.slow_model_call_s, worker.slow_model_calls, url=url)
+        model = TimedModel(client, slow)
+        async with open_agent(plan, model, settings.server, retry) as agent:
             return await run_worker(
                 kafka,
                 layout,
+                plan.name,
                 agent,
-                agent_config,
-                env,
-                client,
-                model_name=model_settings.name,
-                model_base_url=",".join(model_settings.base_urls or (model_settings.base_url,)),
+                model_url=url,
+                environment_server=plan.config.environment_stamp(),
+                model_name=plan.model.name,
+                model_base_url=",".join(plan.model.base_urls or (plan.model.base_url,)),
                 stop=stop,
                 settings=worker,
                 retry=retry,
@@ -72,24 +65,21 @@ async def serve_agent(
                 metrics=metrics,
                 stats=stats,
             )
-        finally:
-            await client.aclose()
+    finally:
+        await client.aclose()
 
 
 async def serve_until_signalled(
     kafka: KafkaSettings,
     layout: TopicLayout,
-    config: GymConfig,
-    agent: str,
+    plan: AgentPlan,
     settings: RolloutSettings,
-    model_overrides: Mapping[str, Any],
-    concurrency: int | None,
     *,
     stop_on_stdin_eof: bool = False,
     metrics: Metrics | None = None,
     stats: WorkerStats | None = None,
 ) -> WorkerStats:
-    """Serve ``agent`` until SIGTERM or SIGINT (what a worker process runs); with
+    """Serve the plan's agent until SIGTERM or SIGINT (what a worker process runs); with
     ``stop_on_stdin_eof`` also when standard input reaches its end: a parent that spawned us
     with a pipe there (``collect --worker-processes``) closes it by dying, even by kill -9."""
     stop = asyncio.Event()
@@ -97,16 +87,7 @@ async def serve_until_signalled(
     if stop_on_stdin_eof:
         stop_when_stdin_closes(stop)
     return await serve_agent(
-        kafka,
-        layout,
-        config,
-        agent,
-        stop=stop,
-        settings=settings,
-        model_overrides=model_overrides,
-        concurrency=concurrency,
-        metrics=metrics,
-        stats=stats,
+        kafka, layout, plan, stop=stop, settings=settings, metrics=metrics, stats=stats
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["RolloutResult"]
+__all__ = ["RolloutResult", "numeric_reward"]
 
 
 class RolloutResult(msgspec.Struct, kw_only=True):
@@ -29,3 +29,16 @@ class RolloutResult(msgspec.Struct, kw_only=True):
     turns: int
     tool_calls: int = 0
     tool_errors: int = 0
+
+
+def numeric_reward(fields: object) -> float | None:
+    """The ``reward`` of a verify result when it is a number, else None.
+
+    The one check every agent makes before it builds an output row (the in-process loop's
+    verifier, a resources server's ``/verify``, a remote agent's ``/run``): a bool is not a
+    number here, and an answer that is not an object has no reward.
+    """
+    reward = fields.get("reward") if isinstance(fields, dict) else None
+    if isinstance(reward, bool) or not isinstance(reward, int | float):
+        return None
+    return float(reward)

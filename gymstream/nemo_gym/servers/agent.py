@@ -19,7 +19,7 @@ import msgspec
 
 from gymstream.errors import RowError, ServerResponseError
 from gymstream.nemo_gym.outputs.output_row import PARAMS, verify_result
-from gymstream.nemo_gym.outputs.result import RolloutResult
+from gymstream.nemo_gym.outputs.result import RolloutResult, numeric_reward
 from gymstream.nemo_gym.servers.client import ServerClient
 from gymstream.wire.messages import FailureClass
 
@@ -30,7 +30,11 @@ _ENCODER = msgspec.json.Encoder()
 
 @dataclass(frozen=True)
 class RemoteAgent:
-    """Runs rollouts by ``POST /run`` on one server (``client``); ``name`` is its instance."""
+    """Runs rollouts by ``POST /run`` on one server (``client``); ``name`` is its instance.
+
+    One of the two implementations of the worker's agent protocol (``rollout/agent.py``):
+    ``run(row) -> RolloutResult``.
+    """
 
     name: str
     client: ServerClient
@@ -47,12 +51,8 @@ class RemoteAgent:
             fields = json.loads(answer.text) if answer.status < 300 else None
         except ValueError:
             fields = None
-        reward = fields.get("reward") if isinstance(fields, dict) else None
-        if (
-            not isinstance(fields, dict)
-            or isinstance(reward, bool)
-            or not isinstance(reward, int | float)
-        ):
+        reward = numeric_reward(fields)
+        if reward is None or not isinstance(fields, dict):
             raise ServerResponseError(
                 f"remote agent '{self.name}' /run answered HTTP {answer.status}, not a verify "
                 f"result with a numeric 'reward': {answer.text[:300]}",
@@ -64,7 +64,7 @@ class RemoteAgent:
             row,
             params=params,
             response=response if isinstance(response, dict) else {},
-            reward=float(reward),
+            reward=reward,
             fields=fields,
         )
         return RolloutResult(verify_result=result, timings={"run_s": run_s}, turns=0)

@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from gymstream.errors import ServerResponseError
+from gymstream.nemo_gym.outputs.result import numeric_reward
 from gymstream.nemo_gym.servers.client import ServerClient
 from gymstream.nemo_gym.servers.tool_answers import decode_arguments, invalid_arguments_text
 
@@ -90,7 +91,7 @@ class ResourcesServerEnvironment:
                 f"{answer.status}: {answer.text[:300]}",
                 http_status=answer.status,
             )
-        if not isinstance(fields.get("reward"), int | float):
+        if numeric_reward(fields) is None:
             raise ServerResponseError(
                 f"resources server '{self.client.instance}' /verify gave no numeric 'reward': "
                 f"{answer.text[:300]}",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from gymstream.cli.common import gym_config
+from gymstream.cli.configure import gym_config
 from gymstream.cli.dataset import (
     check_input,
     new_run_id,

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from gymstream.cli import logs, progress
 from gymstream.cli.collect import collect_figures
-from gymstream.cli.common import display_settings
+from gymstream.cli.configure import display_settings
 from gymstream.cli.interrupt import resume_command
 from gymstream.cli.produce import produce_figures
 from gymstream.cli.progress import Figures, Rates, progress_line, show_progress

@@ -13,7 +13,9 @@ import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 
 from gymstream.errors import RolloutDeadlineError
+from gymstream.rollout.agent import LoopAgent
 from gymstream.rollout.environment import SimpleEnvironment
+from gymstream.rollout.sessions import InProcess
 from gymstream.wire.codec import DECODE_FAILURE, DECODE_RESULT, DECODE_TASK, ENCODER
 from gymstream.wire.messages import FailureClass, TaskMessage
 from gymstream.worker.failure_log import FailureLog
@@ -68,10 +70,7 @@ def make_runner(model: Model, *, deadline_s: float = 5.0, live: int | None = Non
     )
     return TaskRunner(
         step,
-        ENV,
-        model,
-        "served",
-        max_steps=2,
+        LoopAgent(InProcess(ENV), model, "served", max_steps=2),
         deadline_s=deadline_s,
         default_policy_version=1,
         live_version=lambda run_id: live,
@@ -230,11 +229,9 @@ async def test_skip_verification_scores_the_configured_reward_without_verifying(
     async def never(row: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
         raise AssertionError("verify must not be called under skip_verification")
 
-    runner = dataclasses.replace(
-        make_runner(Model()),
-        env=SimpleEnvironment(name="fake", tools={}, verify_fn=never),
-        skip_verification_reward=0.25,
-    )
+    env = InProcess(SimpleEnvironment(name="fake", tools={}, verify_fn=never))
+    agent = LoopAgent(env, Model(), "served", skip_verification_reward=0.25)
+    runner = dataclasses.replace(make_runner(Model()), agent=agent)
     out = await runner.outcome(task_bytes(), WHERE)
     result = DECODE_RESULT.decode(out.value)
     assert (out.topic, result.reward) == ("t.results", 0.25)
