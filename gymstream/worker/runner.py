@@ -26,6 +26,7 @@ from gymstream.nemo_gym.servers.agent import RemoteAgent
 from gymstream.rollout.environment import AnyEnvironment
 from gymstream.rollout.loop import run_rollout
 from gymstream.rollout.model.client import ModelClient
+from gymstream.stage.streak import Streak
 from gymstream.wire.messages import FailureClass, TaskMessage
 from gymstream.worker.failure_log import FailureLog
 from gymstream.worker.outage import ModelOutage, is_outage
@@ -34,13 +35,6 @@ from gymstream.worker.outcome import OutcomeStep, Outgoing, Where, pick_policy_v
 __all__ = ["TaskRunner"]
 
 log = logging.getLogger("gymstream.worker.runner")
-
-
-@dataclass
-class PublishStreak:
-    """Whether publishes are failing now: said once when they start and once when they stop."""
-
-    failing: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,7 +51,8 @@ class TaskRunner:
     live_version: Callable[[str], int | None]
     failure_log: FailureLog
     outage: ModelOutage = field(default_factory=lambda: ModelOutage(budget_s=600.0))
-    publishing: PublishStreak = field(default_factory=PublishStreak)
+    # failing publishes: said once when they start and once when they stop
+    publishing: Streak = field(default_factory=lambda: Streak(log))
     skip_verification_reward: float | None = None  # a reward without verifying (NeMo Gym's)
 
     async def outcome(self, value: bytes, where: Where) -> Outgoing:
@@ -144,18 +139,14 @@ class TaskRunner:
         while True:
             try:
                 await (await producer.send(out.topic, out.value, key=out.key))
-                if self.publishing.failing:
-                    self.publishing.failing = False
-                    log.warning("publishing works again")
+                self.publishing.end("publishing works again")
                 return
             except MessageSizeTooLargeError as exc:
                 log.error("message %s too large for Kafka: %s", out.key.decode(), exc)
                 out = self.step.too_large(out, exc, finished_ms=_now_ms())
             except KafkaError as exc:
                 # once per streak, not per retry and message (the broker watch says the outage)
-                if not self.publishing.failing:
-                    self.publishing.failing = True
-                    log.warning("publishing failed (%s); retrying until Kafka takes it", exc)
+                self.publishing.hit("publishing failed (%s); retrying until Kafka takes it", exc)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
 

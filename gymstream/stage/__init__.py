@@ -1,0 +1,1 @@
+"""The one stage runtime: a stage's Kafka clients, watches, stop/drain and commit, in one order."""
