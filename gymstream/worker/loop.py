@@ -1,7 +1,9 @@
 """The worker's Kafka loop: take tasks into free slots, run each (``runner``), commit, rebalance.
 
 What one task becomes is ``worker.runner`` (and, purely, ``worker.outcome``); this module owns
-the consumer, the slots, the offsets and the group membership.
+the slots, the offsets and the rebalances, as a handler on ``stage.runtime.Stage`` (which starts
+and stops the clients and watches in one order) committing through
+``stage.commit.WatermarkCommit``.
 
 Hundreds of rollouts run at once per process, whatever the partition count. Offsets are tracked
 per partition (``offsets.OffsetTracker``) and committed only up to the lowest offset whose
