@@ -118,7 +118,6 @@ class GroupStream:
         self.run_ids: list[str] = list(options.run_ids) or [options.run_id]
         checkpoint = [resume_from] if isinstance(resume_from, StreamProgress) else resume_from
         self._resume_from = {p.run_id: p for p in checkpoint or ()}
-        self._kafka = kafka
         keys = [k for run in self.run_ids for k in (manifest_key(run), self._progress_key(run))]
         self._runs = RunsTail(kafka, layout, None if options.run_prefix else keys)
         self._consumer: AIOKafkaConsumer = None  # built in start(): nothing connects before
