@@ -113,8 +113,9 @@ async def run_sink(
     """
     started = time.perf_counter()
     ledger = _resume(output, run_id)
-    sink = _Sink(layout, output, run_id, ledger, follow=follow, batch_records=batch_records)
-    sink.on_progress = on_progress
+    sink = _Sink(
+        layout, output, run_id, ledger, follow, batch_records=batch_records, on_progress=on_progress
+    )
     async with Stage(kafka, who="sink", stop=stop, drain=drain) as stage:
         await sink.start(stage, progress_interval_s, metrics)
         await sink.run(stage)
@@ -133,9 +134,10 @@ class _Sink:
         output: OutputPaths,
         run_id: str,
         ledger: SinkLedger,
-        *,
         follow: bool,
+        *,
         batch_records: int,
+        on_progress: Callable[[SinkReport], None] | None,
     ) -> None:
         self.layout = layout
         self.output = output
@@ -145,7 +147,7 @@ class _Sink:
         self.counts = SinkCounts(ledger)  # published for `gymstream status` (sink/progress.py)
         self.follow = follow
         self.batch_records = batch_records
-        self.on_progress: Callable[[SinkReport], None] | None = None
+        self.on_progress = on_progress
         self.consumer: Any = None
         self.record: SinkMetrics | None = None
         self.watch: StageWatch | None = None
