@@ -84,6 +84,7 @@ class WorkerStats:
     failures: Counter[str] = field(default_factory=Counter)
     reward_sum: float = 0.0
     commits: int = 0
+    outage: ModelOutage | None = None  # the model's outage state, for progress lines (note())
 
     @property
     def done(self) -> int:
@@ -117,6 +118,7 @@ class _Worker:
         self.topic = layout.tasks(agent)
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.stats = stats or WorkerStats()
+        self.stats.outage = runner.outage
         self.tasks_by_tp: dict[TopicPartition, set[asyncio.Task[None]]] = defaultdict(set)
         self.all_tasks: set[asyncio.Task[None]] = set()
         self.producer: Any = None
@@ -180,8 +182,9 @@ class _Worker:
                 self.tracker,
                 session_timeout_s=self.settings.session_timeout_ms / 1000,
             )
-            stall = stage.watch_stall(self.commits.session_timeout_s, self.commits.stalled)
+            stall = stage.watch_stall(self.commits.session_timeout_s, self._stalled)
             self.commits.tick = stall.tick
+            self.runner.freezes.check = stall.tick  # worker/freeze.py
             stage.on_exit(self._shutdown)
             await stage.run_until_stopped(self._intake())
         return self.stats
@@ -254,6 +257,13 @@ class _Worker:
         if self.record is not None:
             self.record.commit.observe(seconds)
         self.stats.commits += 1
+
+    def _stalled(self, seconds: float) -> None:
+        """The process was frozen past its session timeout: said once (the commit policy's
+        ``fenced`` streak); rollouts running through the freeze learn of it (``freezes``)."""
+        self.runner.freezes.record(seconds)
+        if self.commits is not None:
+            self.commits.stalled(seconds)
 
     async def _shutdown(self) -> None:
         """Stop taking work, settle in-flight rollouts within the grace period, commit (the
@@ -342,7 +352,7 @@ async def run_worker(
 
     ``on_outcome(agent, reward or None, failure class or None)`` is called after each rollout's
     output is acknowledged by Kafka (used by progress bars). ``metrics``: record into it and
-    register the worker's gauges and readiness check (``worker.watch``); None records nothing.
+    register the worker's gauges and readiness (``stage.watch.StageWatch``); None records nothing.
     ``stats``: the (new) stats object to fill, which the caller may read while the worker runs
     (live progress).
     """
@@ -352,6 +362,7 @@ async def run_worker(
         results_topic=layout.results,
         failures_topic=layout.failures,
         max_message_bytes=settings.max_message_bytes,
+        environment_server=agent_config.environment_stamp(),
     )
     live_versions = LiveVersions(kafka, layout)
     url = str(getattr(model, "url", "(the configured URL)"))
@@ -370,7 +381,7 @@ async def run_worker(
         live_version=live_versions.get,
         failure_log=FailureLog(url),
         outage=ModelOutage(
-            retry.outage_budget_s,
+            retry.outage_budget_capped_s,
             backoff_initial_s=retry.backoff_initial_s,
             backoff_max_s=retry.backoff_max_s,
         ),
