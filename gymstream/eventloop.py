@@ -65,7 +65,7 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 class Periodic:
     """Await ``step()`` every ``interval_s`` on the running loop, from ``start()`` to ``stop()``.
 
-    The background ticker of the watches (kafka/watch.py, worker/stall.py): one place that
+    The background ticker of the watches (stage/broker.py, stage/stall.py): one place that
     starts the task and cancels it cleanly."""
 
     def __init__(self, interval_s: float, step: Callable[[], Awaitable[object]]) -> None:

@@ -7,7 +7,8 @@ under ``sink/<run>``. A ``RunsTail`` reads it from the beginning, without a cons
 keeping the latest value of the keys it was asked for; it decodes them (``manifest``,
 ``manifests``, ``policy_version``, ``progress``, ``stream_positions``, ``sink_progress``) and can
 keep them current in the background (``follow``). The sink, the trainer stream, the
-policy-version follower, the pacer and ``gymstream status`` all read the topic through it.
+policy-version follower, the pacer and ``gymstream status`` all read the topic through it. Its
+consumer and follower live on a ``stage.runtime.Stage`` (one order to start and stop them).
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from typing import Self, TypeVar
 import msgspec
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from gymstream.kafka.clients import build_consumer, topic_partitions
+from gymstream.kafka.clients import topic_partitions
 from gymstream.kafka.topics import TopicLayout
 from gymstream.settings import KafkaSettings
+from gymstream.stage.runtime import Stage
 from gymstream.wire.codec import (
     DECODE_MANIFEST,
     DECODE_POLICY_VERSION,
@@ -73,6 +75,7 @@ class RunsTail:
         self.prefix = prefix
         self.latest: dict[bytes, bytes] = {}
         self._kafka = kafka
+        self._stage: Stage | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._tps: list[TopicPartition] = []
         self._ends: dict[TopicPartition, int] = {}
@@ -92,27 +95,33 @@ class RunsTail:
         return in_keys or (self.prefix is not None and key.startswith(self.prefix))
 
     async def start(self) -> None:
-        self._consumer = build_consumer(self._kafka, group_id=None)
-        await self._consumer.start()
+        """Read from the beginning: a consumer without a group on every partition (a
+        ``stage.runtime.Stage``: a failed start closes what it opened)."""
+        self._stage = stage = Stage(self._kafka, who=f"reader of {self.topic}")
         try:
+            self._consumer = await stage.consumer(group_id=None)
             self._tps = await topic_partitions(self._consumer, self.topic)
             self._consumer.assign(self._tps)
             await self._consumer.seek_to_beginning(*self._tps)
             self._ends = dict(await self._consumer.end_offsets(self._tps))
         except BaseException:
-            await self._consumer.stop()
+            await self.stop()
             raise
 
     async def stop(self) -> None:
         """Stop following (if it does) and close the reader; safe to call again."""
+        await self._stop_following()
+        stage, self._stage = self._stage, None
+        if stage is not None:
+            await stage.aclose()
+        self._consumer = None
+
+    async def _stop_following(self) -> None:
         if self._follower is not None:
             self._follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._follower
             self._follower = None
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
 
     async def __aenter__(self) -> Self:
         await self.start()

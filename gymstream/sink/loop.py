@@ -7,25 +7,22 @@ loses or doubles a row. A sink whose files hold no row of the run rebuilds them 
 of the topics (``rebuild.FromTheStart``). The run is complete when its manifest says
 ``produced`` and every expected rollout is written or failed; the sink then stops by itself
 (unless ``follow``).
-This module is the Kafka and file side; which rows a batch adds, what is a duplicate and when
-the run is complete is ``ledger.SinkLedger`` (pure).
+This module is the Kafka and file side (a handler on ``stage.runtime.Stage``); which rows a
+batch adds, what is a duplicate and when the run is complete is ``ledger.SinkLedger`` (pure).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import Any
 
 import msgspec
 from aiokafka import ConsumerRecord, TopicPartition
 
-from gymstream.kafka.clients import build_consumer
 from gymstream.kafka.topics import TopicLayout
-from gymstream.kafka.watch import BrokerWatch, watch_consumer
 from gymstream.nemo_gym.outputs.aggregate import write_metrics
 from gymstream.nemo_gym.outputs.files import (
     OutputPaths,
@@ -34,13 +31,15 @@ from gymstream.nemo_gym.outputs.files import (
     read_run_file,
     repair_torn_tail,
 )
-from gymstream.observe.lag import LagMeter
 from gymstream.observe.metrics import Metrics, SinkMetrics
 from gymstream.runs.tail import RunsTail
 from gymstream.settings import KafkaSettings
 from gymstream.sink.ledger import SinkLedger, SinkReport
 from gymstream.sink.progress import ProgressPublisher, SinkCounts
 from gymstream.sink.rebuild import FromTheStart
+from gymstream.stage.commit import FsyncCommit
+from gymstream.stage.runtime import Stage
+from gymstream.stage.watch import StageWatch
 from gymstream.wire.codec import DECODE_FAILURE, DECODE_RESULT
 from gymstream.wire.keys import manifest_key
 from gymstream.wire.messages import FailureMessage, ResultMessage
@@ -90,11 +89,6 @@ def _decode(
                 )
 
 
-def _fsync(handle: IO[bytes]) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())
-
-
 async def run_sink(
     kafka: KafkaSettings,
     layout: TopicLayout,
@@ -118,103 +112,128 @@ async def run_sink(
     having written and committed what arrived before.
     """
     started = time.perf_counter()
-    stop = stop or asyncio.Event()
     ledger = _resume(output, run_id)
-    report = ledger.report
-    counts = SinkCounts(ledger)  # published for `gymstream status` (sink/progress.py)
-    publisher = ProgressPublisher(kafka, layout, counts, progress_interval_s)
-    runs = RunsTail(kafka, layout, [manifest_key(run_id)])
-    consumer = build_consumer(
-        kafka, group_id=layout.sink_group(run_id), max_poll_records=batch_records
+    sink = _Sink(
+        layout, output, run_id, ledger, follow, batch_records=batch_records, on_progress=on_progress
     )
-    # no row of the run in the files (a new or emptied output): read what the topics retain
-    # from the start, whatever the group committed before
-    rebuild = FromTheStart(consumer, rebuild=report.resumed_rows == 0)
-    consumer.subscribe([layout.results, layout.failures], listener=rebuild)
-    watch = None if metrics is None else _SinkWatch(metrics, consumer, report)
-    out_handle = output.output.open("ab")
-    fail_handle = output.failures.open("ab")
-    broker_watch: BrokerWatch | None = None
-    try:
-        # started inside the try: a failed start (no broker) still closes both clients
-        await runs.start()
-        await consumer.start()
-        broker_watch = watch_consumer(
-            consumer, who="sink", bootstrap=kafka.bootstrap, interval_s=kafka.watch_interval_s
-        )
-        await publisher.start()
-        await publisher.publish()  # what the files hold on start (status sees the sink at once)
-        manifest = None
-        while not stop.is_set():
-            if manifest_key(run_id) in await runs.poll(timeout_ms=0):
-                manifest = runs.manifest(run_id) or manifest
-            if ledger.check_complete(manifest, follow=follow):
-                break
-            batches = await consumer.getmany(timeout_ms=200, max_records=batch_records)
-            if not batches:
-                if watch is not None:
-                    await watch.measure_lag()
-                if drain is not None and drain.is_set():
-                    break  # caught up with what was published
-                continue
-            rows = ledger.take(_decode(batches, layout.results))
-            if rows.output:
-                out_handle.write(b"\n".join(rows.output) + b"\n")
-                _fsync(out_handle)
-            if rows.failures:
-                fail_handle.write(b"\n".join(rows.failures) + b"\n")
-                _fsync(fail_handle)
-            if rows.superseded:
-                # a success wins: the rollout's failure row moves to the history file
-                fail_handle.close()
-                move_to_history(output, run_id, rows.superseded)
-                fail_handle = output.failures.open("ab")
-                counts.superseded(rows.superseded)
-            began = time.perf_counter()
-            await consumer.commit()  # only now: the rows above are on disk
-            if watch is not None:
-                watch.committed(time.perf_counter() - began)
-                await watch.measure_lag()
-            await publisher.maybe_publish()
-            if on_progress is not None:
-                on_progress(report)
-        if watch is not None:
-            await watch.measure_lag(force=True)
-        await publisher.publish(wait=True)
-    finally:
-        if broker_watch is not None:
-            await broker_watch.stop()
-        out_handle.close()
-        fail_handle.close()
-        await publisher.stop()
-        await consumer.stop()
-        await runs.stop()
+    async with Stage(kafka, who="sink", stop=stop, drain=drain) as stage:
+        await sink.start(stage, progress_interval_s, metrics)
+        await sink.run(stage)
     write_metrics(output.output, output.metrics)
-    report.elapsed_s = time.perf_counter() - started
-    return report
+    ledger.report.elapsed_s = time.perf_counter() - started
+    return ledger.report
 
 
-class _SinkWatch:
-    """The sink's metrics and readiness (only with a metrics port)."""
+class _Sink:
+    """The sink's handler on ``stage.runtime.Stage``: its files, runs tail, consumer, progress
+    publisher and watches; commits through ``stage.commit.FsyncCommit`` (rows on disk first)."""
 
-    def __init__(self, metrics: Metrics, consumer: Any, report: SinkReport) -> None:
-        self.record: SinkMetrics = metrics.sink()
-        self.record.baseline(report.written, report.failed, report.duplicates)
-        self.consumer = consumer
-        self.report = report
-        self.meter = LagMeter()
-        metrics.watch_sink(lambda: self.meter.lag)
-        metrics.readiness.add("sink", self.not_ready)
+    def __init__(
+        self,
+        layout: TopicLayout,
+        output: OutputPaths,
+        run_id: str,
+        ledger: SinkLedger,
+        follow: bool,
+        *,
+        batch_records: int,
+        on_progress: Callable[[SinkReport], None] | None,
+    ) -> None:
+        self.layout = layout
+        self.output = output
+        self.run_id = run_id
+        self.ledger = ledger
+        self.report = ledger.report
+        self.counts = SinkCounts(ledger)  # published for `gymstream status` (sink/progress.py)
+        self.follow = follow
+        self.batch_records = batch_records
+        self.on_progress = on_progress
+        self.consumer: Any = None
+        self.record: SinkMetrics | None = None
+        self.watch: StageWatch | None = None
 
-    def not_ready(self) -> str | None:
-        if not self.consumer.assignment():
-            return "no partition of the results and failures topics assigned yet"
-        return None
+    async def start(
+        self, stage: Stage, progress_interval_s: float, metrics: Metrics | None
+    ) -> None:
+        """Open the files (a bad path fails before anything connects), then start the runs
+        tail, the consumer, the progress publisher and the broker watch, in that order."""
+        self.out_handle = self.output.output.open("ab")
+        self.fail_handle = self.output.failures.open("ab")
+        stage.on_exit(self._close_files)
+        kafka, layout = stage.kafka, self.layout
+        self.runs = await stage.start(RunsTail(kafka, layout, [manifest_key(self.run_id)]))
+        if metrics is not None:
+            self._watch(metrics)
+        # no row of the run in the files (a new or emptied output): read what the topics
+        # retain from the start, whatever the group committed before
+        rebuild = self.report.resumed_rows == 0
+        self.consumer = await stage.consumer(
+            group_id=layout.sink_group(self.run_id),
+            topics=[layout.results, layout.failures],
+            listener=lambda consumer: FromTheStart(consumer, rebuild=rebuild),
+            max_poll_records=self.batch_records,
+        )
+        self.commits = FsyncCommit(self.consumer)
+        publisher = ProgressPublisher(kafka, layout, self.counts, progress_interval_s)
+        self.publisher = await stage.start(publisher)
+        stage.watch_broker(self.consumer)
+        await self.publisher.publish()  # what the files hold on start (status sees it at once)
 
-    def committed(self, seconds: float) -> None:
-        self.record.commit.observe(seconds)
-        report = self.report
-        self.record.progress(report.written, report.failed, report.duplicates)
+    def _watch(self, metrics: Metrics) -> None:
+        """The sink's counters, lag and readiness (only with a metrics port)."""
+        self.record = metrics.sink()
+        self.record.baseline(self.report.written, self.report.failed, self.report.duplicates)
+        self.watch = StageWatch(
+            metrics,
+            "sink",
+            lambda: self.consumer,
+            unassigned="no partition of the results and failures topics assigned yet",
+        )
+        metrics.watch_sink(self.watch.lag)
 
-    async def measure_lag(self, *, force: bool = False) -> None:
-        await self.meter.measure(self.consumer, force=force)
+    async def run(self, stage: Stage) -> None:
+        """Poll, write, fsync, commit until the run is complete, ``stop`` or a drained poll."""
+        manifest = None
+        while not stage.stopping:
+            if manifest_key(self.run_id) in await self.runs.poll(timeout_ms=0):
+                manifest = self.runs.manifest(self.run_id) or manifest
+            if self.ledger.check_complete(manifest, follow=self.follow):
+                break
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=self.batch_records)
+            if batches:
+                await self._write(batches)
+                continue
+            if self.watch is not None:
+                await self.watch.measure_lag()
+            if stage.draining:
+                break  # caught up with what was published
+        if self.watch is not None:
+            await self.watch.measure_lag(force=True)
+        await self.publisher.publish(wait=True)
+
+    async def _write(
+        self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        rows = self.ledger.take(_decode(batches, self.layout.results))
+        if rows.output:
+            self.commits.append(self.out_handle, rows.output)
+        if rows.failures:
+            self.commits.append(self.fail_handle, rows.failures)
+        if rows.superseded:
+            # a success wins: the rollout's failure row moves to the history file
+            self.fail_handle.close()
+            move_to_history(self.output, self.run_id, rows.superseded)
+            self.fail_handle = self.output.failures.open("ab")
+            self.counts.superseded(rows.superseded)
+        seconds = await self.commits.commit()  # only now: the rows above are on disk
+        if self.record is not None and self.watch is not None:
+            self.record.commit.observe(seconds)
+            self.record.progress(self.report.written, self.report.failed, self.report.duplicates)
+            await self.watch.measure_lag()
+        await self.publisher.maybe_publish()
+        if self.on_progress is not None:
+            self.on_progress(self.report)
+
+    async def _close_files(self) -> None:
+        self.out_handle.close()
+        self.fail_handle.close()

@@ -65,11 +65,13 @@ from typing import Self
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from gymstream.errors import ConfigError
-from gymstream.kafka.clients import build_consumer, build_producer, topic_partitions
+from gymstream.kafka.clients import topic_partitions
 from gymstream.kafka.topics import TopicLayout
 from gymstream.runs.policy import send_policy_version
 from gymstream.runs.tail import RunsTail
 from gymstream.settings import KafkaSettings
+from gymstream.stage.commit import RecordCommit
+from gymstream.stage.runtime import Stage
 from gymstream.trainer.grouping import Group
 from gymstream.trainer.options import StreamOptions
 from gymstream.trainer.position import PositionWriter, dump_position, load_position
@@ -97,7 +99,8 @@ class GroupStream:
 
     Call it from one task at a time (it is not safe to ``commit`` while ``next_batch`` waits),
     and run one stream per ``consumer`` name: two would overwrite each other's position.
-    The Kafka side lives here; what is held, handed and closed is a ``runset.RunSet`` (a
+    The Kafka side lives here (a handler on ``stage.runtime.Stage``; its commit policy is
+    ``stage.commit.RecordCommit``); what is held, handed and closed is a ``runset.RunSet`` (a
     ``delivery.Delivery`` per run).
     """
 
@@ -115,14 +118,14 @@ class GroupStream:
         self.run_ids: list[str] = list(options.run_ids) or [options.run_id]
         checkpoint = [resume_from] if isinstance(resume_from, StreamProgress) else resume_from
         self._resume_from = {p.run_id: p for p in checkpoint or ()}
-        self._kafka = kafka
         keys = [k for run in self.run_ids for k in (manifest_key(run), self._progress_key(run))]
         self._runs = RunsTail(kafka, layout, None if options.run_prefix else keys)
         self._consumer: AIOKafkaConsumer = None  # built in start(): nothing connects before
         self._producer: AIOKafkaProducer = None
         self._runset: RunSet | None = None  # built in start(), once the runs are known
         self._writers: dict[str, PositionWriter] = {}
-        self._started: list[RunsTail | AIOKafkaConsumer | AIOKafkaProducer] = []
+        self._stage = Stage(kafka, who="trainer stream")
+        self._record: RecordCommit | None = None  # the position's commit policy, in start()
 
     @property
     def _set(self) -> RunSet:
@@ -139,10 +142,10 @@ class GroupStream:
     async def start(self) -> None:
         """Read the runs' manifests and saved positions, then seek to where the stream resumes.
 
-        ConfigError when ``run_prefix`` matches no run on the runs topic, or a saved position
-        was made with other options."""
-        await self._runs.start()
-        self._started.append(self._runs)
+        Its parts (runs tail, consumer, producer) start on a ``stage.runtime.Stage``, in that
+        order; ``close`` stops them in reverse. ConfigError when ``run_prefix`` matches no run
+        on the runs topic, or a saved position was made with other options."""
+        await self._stage.start(self._runs)
         await self._runs.read_to_end()
         if self.options.run_prefix:
             self.run_ids = self._runs_with_prefix(self.options.run_prefix)
@@ -159,11 +162,16 @@ class GroupStream:
             self._writers[run_id] = writer = PositionWriter(self._sender(run_id))
             if run_id in positions:
                 writer.restored(positions[run_id])
-        self._consumer = build_consumer(
-            self._kafka, group_id=None, max_poll_records=self.options.fetch_records
+        self._consumer = await self._stage.consumer(
+            group_id=None, max_poll_records=self.options.fetch_records
         )
-        await self._consumer.start()
-        self._started.append(self._consumer)
+        await self._seek(positions)
+        self._producer = await self._stage.producer()
+        self._record = RecordCommit(self._producer, self.layout.runs)
+
+    async def _seek(self, positions: dict[str, StreamProgress]) -> None:
+        """Assign every partition of the results and failures topics and seek each to where
+        the stream resumes (the beginning where nothing is known)."""
         tps = [
             *await topic_partitions(self._consumer, self.layout.results),
             *await topic_partitions(self._consumer, self.layout.failures),
@@ -183,14 +191,10 @@ class GroupStream:
                 self._consumer.seek(tp, offset)
         if unknown:
             await self._consumer.seek_to_beginning(*unknown)  # one call: each waits for a fetch
-        self._producer = build_producer(self._kafka)
-        await self._producer.start()
-        self._started.append(self._producer)
 
     async def close(self) -> None:
         """Stop reading. Units handed and not acknowledged stay unacknowledged."""
-        while self._started:
-            await self._started.pop().stop()
+        await self._stage.aclose()
 
     async def __aenter__(self) -> Self:
         try:
@@ -299,7 +303,9 @@ class GroupStream:
         key = self._progress_key(run_id)
 
         async def send(value: bytes) -> None:
-            await self._producer.send_and_wait(self.layout.runs, value, key=key)
+            if self._record is None:
+                raise RuntimeError("GroupStream used before start(): use open_stream")
+            await self._record.commit(key, value)  # the position is durable once acked
 
         return send
 

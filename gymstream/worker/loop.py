@@ -1,7 +1,9 @@
 """The worker's Kafka loop: take tasks into free slots, run each (``runner``), commit, rebalance.
 
 What one task becomes is ``worker.runner`` (and, purely, ``worker.outcome``); this module owns
-the consumer, the slots, the offsets and the group membership.
+the slots, the offsets and the rebalances, as a handler on ``stage.runtime.Stage`` (which starts
+and stops the clients and watches in one order) committing through
+``stage.commit.WatermarkCommit``.
 
 Hundreds of rollouts run at once per process, whatever the partition count. Offsets are tracked
 per partition (``offsets.OffsetTracker``) and committed only up to the lowest offset whose
@@ -38,24 +40,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError, UnknownTopicOrPartitionError
+from aiokafka.errors import KafkaError
 
-from gymstream.errors import ConfigError
-from gymstream.kafka.clients import build_consumer, build_producer
 from gymstream.kafka.offsets import OffsetTracker
 from gymstream.kafka.topics import TopicLayout
-from gymstream.kafka.watch import watch_consumer
 from gymstream.nemo_gym.outputs.output_row import EnvironmentServer
-from gymstream.observe.metrics import Metrics
+from gymstream.observe.metrics import Metrics, WorkerProbe
 from gymstream.rollout.agent import Agent
 from gymstream.runs.policy import LiveVersions
 from gymstream.settings import KafkaSettings, RetrySettings, WorkerSettings
+from gymstream.stage.commit import WatermarkCommit
+from gymstream.stage.runtime import Stage
+from gymstream.stage.watch import StageWatch
 from gymstream.worker.failure_log import FailureLog
 from gymstream.worker.outage import ModelOutage
 from gymstream.worker.outcome import OutcomeStep, Where
 from gymstream.worker.runner import TaskRunner
-from gymstream.worker.stall import StallWatch
-from gymstream.worker.watch import WorkerWatch
 
 __all__ = ["WorkerStats", "new_worker_id", "run_worker"]
 
@@ -89,7 +89,9 @@ class WorkerStats:
 
 
 class _Worker:
-    """Intake, slots, commits and rebalances of one agent's worker; ``runner`` does each task."""
+    """Intake, slots and rebalances of one agent's worker, a handler on ``stage.runtime.Stage``
+    (clients, watches, stop; commits through ``stage.commit.WatermarkCommit``); ``runner`` does
+    each task."""
 
     def __init__(
         self,
@@ -118,88 +120,71 @@ class _Worker:
         self.all_tasks: set[asyncio.Task[None]] = set()
         self.producer: Any = None
         self.consumer: Any = None
-        self.commit_lock = asyncio.Lock()
-        self.commit_failing = False  # logged once per streak of refused commits
-        self.fenced = False  # frozen past the session timeout: said once, by ``_stalled``
-        self.stall = StallWatch(self.settings.session_timeout_ms / 1000, self._stalled)
-        self.runner.freezes.check = self.stall.tick  # worker/freeze.py
+        self.commits: WatermarkCommit | None = None  # built once the consumer is
         # bumped when a partition is revoked: work started before belongs to the old owner
         self.generation: Counter[TopicPartition] = Counter()
         self.slot_freed = asyncio.Event()
         # rollouts between taking their task and having their output ready; ``all_tasks`` also
         # holds those still publishing, which need no slot (the model is not waiting on them)
         self.running = 0
-        self.watch = (
-            None
-            if metrics is None
-            else WorkerWatch(
-                metrics,
-                agent,
-                self.topic,
-                outage=runner.outage,
+        self.record = None if metrics is None else metrics.agent(agent)
+        self.watch = None if metrics is None else self._watch(metrics)
+
+    def _watch(self, metrics: Metrics) -> StageWatch:
+        """The worker's lag, readiness (a partition, and a model that answers) and gauges."""
+        outage = self.runner.outage
+        watch = StageWatch(
+            metrics,
+            f"worker/{self.agent}",
+            lambda: self.consumer,
+            unassigned=f"no partition of {self.topic} assigned (joining the group, or more "
+            "workers than partitions)",
+            committed=self.tracker.committed,
+            also_ready=lambda: (
+                None
+                if outage.since is None
+                else f"model endpoint down for {outage.now() - outage.since:.0f} s"
+            ),
+        )
+        metrics.watch_worker(
+            WorkerProbe(
+                self.agent,
                 in_flight=lambda: len(self.all_tasks),
-                consumer=lambda: self.consumer,
-                tracker=self.tracker,
+                outage_open=lambda: outage.since is not None,
+                lag=watch.lag,
             )
         )
+        return watch
 
     # --- the main loop -------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> WorkerStats:
-        self.producer = build_producer(self.kafka)
-        try:
-            # inside the try: a start that fails (no broker) must still close the client
-            await self.producer.start()
-            self.consumer = build_consumer(
-                self.kafka,
+        """Start (producer, consumer, versions, watches), take work until ``stop``, then stop
+        in reverse: settle and commit first, while the clients are still open."""
+        async with Stage(self.kafka, who=f"worker {self.agent}", stop=stop) as stage:
+            self.producer = await stage.producer()
+            self.consumer = await stage.consumer(
                 group_id=self.layout.worker_group(self.agent),
+                topics=[self.topic],
+                listener=lambda _: _Rebalance(self),
+                missing_topic=f"topic {self.topic} does not exist: create it with `gymstream "
+                f"topics apply --agent {self.agent}` (same --topic-prefix), then start the worker",
                 max_poll_interval_ms=MAX_POLL_INTERVAL_MS,
                 session_timeout_ms=self.settings.session_timeout_ms,
                 heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
             )
-            self.consumer.subscribe([self.topic], listener=_Rebalance(self))
-            try:
-                await self.consumer.start()
-            except UnknownTopicOrPartitionError as exc:
-                await self.consumer.stop()
-                raise ConfigError(
-                    f"topic {self.topic} does not exist: create it with `gymstream topics apply "
-                    f"--agent {self.agent}` (same --topic-prefix), then start the worker"
-                ) from exc
-            except BaseException:
-                await self.consumer.stop()
-                raise
-            await self.live_versions.start()
-            broker_watch = watch_consumer(
+            await stage.start(self.live_versions)
+            stage.watch_broker(self.consumer)
+            self.commits = WatermarkCommit(
                 self.consumer,
-                who=f"worker {self.agent}",
-                bootstrap=self.kafka.bootstrap,
-                interval_s=self.kafka.watch_interval_s,
+                self.tracker,
+                session_timeout_s=self.settings.session_timeout_ms / 1000,
             )
-            self.stall.start()
-            try:
-                await self._loop(stop)
-            finally:
-                await self.stall.stop()
-                await broker_watch.stop()
-                await self._shutdown()
-                await self.live_versions.stop()
-        finally:
-            await self.producer.stop()
+            stall = stage.watch_stall(self.commits.session_timeout_s, self._stalled)
+            self.commits.tick = stall.tick
+            self.runner.freezes.check = stall.tick  # worker/freeze.py
+            stage.on_exit(self._shutdown)
+            await stage.run_until_stopped(self._intake())
         return self.stats
-
-    async def _loop(self, stop: asyncio.Event) -> None:
-        """Take work until ``stop``; the intake is cancelled then (wherever it waits)."""
-        intake = asyncio.ensure_future(self._intake())
-        stop_wait = asyncio.ensure_future(stop.wait())
-        try:
-            await asyncio.wait({intake, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-            if intake.done():
-                intake.result()  # the intake failed: raise its error
-        finally:
-            stop_wait.cancel()
-            intake.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await intake
 
     async def _intake(self) -> None:
         concurrency = self.settings.concurrency
@@ -245,8 +230,8 @@ class _Worker:
         self.tracker.start(tp, message.offset)
         self.stats.taken += 1
         self.running += 1
-        if self.watch is not None:
-            self.watch.record.started.inc()
+        if self.record is not None:
+            self.record.started.inc()
         task = asyncio.create_task(self._process(tp, message, self.generation[tp]))
         self.all_tasks.add(task)
         self.tasks_by_tp[tp].add(task)
@@ -261,57 +246,25 @@ class _Worker:
         task.add_done_callback(finished)
 
     async def _commit(self, only: set[TopicPartition] | None = None) -> None:
-        async with self.commit_lock:
-            positions = self.tracker.committable()
-            if only is not None:
-                positions = {tp: pos for tp, pos in positions.items() if tp in only}
-            if not positions:
-                return
-            began = time.perf_counter()
-            try:
-                await self.consumer.commit(positions)
-            except KafkaError as exc:
-                # the group moved on (rebalance): the new owner redoes the uncommitted tail,
-                # the sink drops the repeats. Said once until a commit succeeds again: a fenced
-                # worker retried every 200 ms, 20 warnings in 5 s blaming max_poll_interval_ms
-                # after a freeze, the commit may run before the stall watch's next tick: ask it
-                # first, so the line says why (the freeze), not only that commits are refused
-                self.stall.tick()
-                if not self.commit_failing:
-                    self.commit_failing = True
-                    if self.fenced:
-                        return  # ``_stalled`` said it, with its cause
-                    log.warning(
-                        "offset commit refused (%s): this worker no longer owns those "
-                        "partitions (the group rebalanced: it was stopped, stalled or cut off); "
-                        "their uncommitted work is redone by the new owner and the sink drops "
-                        "the repeats",
-                        type(exc).__name__,
-                    )
-                return
-            if self.commit_failing and not self.fenced:
-                log.warning("offset commits succeed again")
-            if self.watch is not None:
-                self.watch.record.commit.observe(time.perf_counter() - began)
-            self.commit_failing = self.fenced = False
-            self.tracker.mark_committed(positions)
-            self.stats.commits += 1
+        if self.commits is None:
+            return  # not started: nothing taken, nothing to commit
+        seconds = await self.commits.commit(only)
+        if seconds is None:
+            return
+        if self.record is not None:
+            self.record.commit.observe(seconds)
+        self.stats.commits += 1
 
     def _stalled(self, seconds: float) -> None:
-        """The process was frozen past its session timeout: its partitions have moved."""
-        self.fenced = True
+        """The process was frozen past its session timeout: said once (the commit policy's
+        ``fenced`` streak); rollouts running through the freeze learn of it (``freezes``)."""
         self.runner.freezes.record(seconds)
-        log.warning(
-            "this worker was stopped for %.1f s, past its session timeout (%.0f s): the group "
-            "gave its partitions to other workers, so it no longer owns those partitions; the "
-            "rollouts it had in flight are redone there and the sink drops the repeats "
-            "(nothing is doubled); it rejoins the group now",
-            seconds,
-            self.settings.session_timeout_ms / 1000,
-        )
+        if self.commits is not None:
+            self.commits.stalled(seconds)
 
     async def _shutdown(self) -> None:
-        """Stop taking work, settle in-flight rollouts within the grace period, commit, leave."""
+        """Stop taking work, settle in-flight rollouts within the grace period, commit (the
+        stage then stops the watches, leaves the group and closes the clients)."""
         with contextlib.suppress(KafkaError):
             self.consumer.pause(*self.consumer.assignment())
         if self.all_tasks:
@@ -325,7 +278,6 @@ class _Worker:
         if self.all_tasks:
             await asyncio.wait(set(self.all_tasks))
         self.runner.failure_log.flush()
-        await self.consumer.stop()
 
     # --- one message ---------------------------------------------------------------------
     async def _process(self, tp: TopicPartition, message: Any, generation: int) -> None:
@@ -346,8 +298,8 @@ class _Worker:
             self.stats.reward_sum += outgoing.reward
         else:
             self.stats.failures[failure_class] += 1
-        if self.watch is not None:
-            self.watch.record.finished(failure_class, outgoing.timings, outgoing.usage)
+        if self.record is not None:
+            self.record.finished(failure_class, outgoing.timings, outgoing.usage)
         if self.on_outcome is not None:
             reward = outgoing.reward if failure_class is None else None
             self.on_outcome(self.agent, reward, failure_class)
@@ -401,7 +353,7 @@ async def run_worker(
     stamps of every row (``AgentConfig.environment_stamp``).
     ``on_outcome(agent, reward or None, failure class or None)`` is called after each rollout's
     output is acknowledged by Kafka (used by progress bars). ``metrics``: record into it and
-    register the worker's gauges and readiness check (``worker.watch``); None records nothing.
+    register the worker's gauges and readiness (``stage.watch.StageWatch``); None records nothing.
     ``stats``: the (new) stats object to fill, which the caller may read while the worker runs
     (live progress). ``model_base_url`` (the resolved base URL, comma-joined when spread)
     and ``model_name`` go on every result: which model produced it.

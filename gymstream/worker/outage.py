@@ -7,7 +7,8 @@ new tasks (they wait in Kafka, not in the failures file) and each rollout in fli
 as a whole after a capped, jittered backoff; its retries are the probes. The first answer ends
 the outage and the worker takes tasks again. An outage older than ``budget_s`` ends in typed
 failures as before: rollouts stop retrying and intake resumes, so the run completes (with
-failures) instead of waiting forever. Each state change is logged once.
+failures) instead of waiting forever. Each state change is logged once (``stage.streak.Streak``:
+the outage, and its time over budget).
 
 Pure but for the clock and the log: ``clock`` is injectable, so tests drive time.
 """
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from gymstream.errors import GymstreamError
+from gymstream.stage.streak import Streak
 from gymstream.wire.messages import FailureClass
 
 __all__ = ["OUTAGE_CLASSES", "ModelOutage", "is_outage", "with_outage"]
@@ -56,10 +58,15 @@ class ModelOutage:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self._clock = clock
-        self.since: float | None = None
-        """When the current outage began (None: the model answers)."""
+        self.down = Streak(log, clock=clock)
+        """The outage: from the first outage-class failure to the next answer."""
+        self.over_budget = Streak(log, level=logging.ERROR, clock=clock)
         self._last_answer = float("-inf")
-        self._over_budget_logged = False
+
+    @property
+    def since(self) -> float | None:
+        """When the current outage began (None: the model answers)."""
+        return self.down.since
 
     @property
     def paused(self) -> bool:
@@ -69,13 +76,10 @@ class ModelOutage:
     def answered(self) -> None:
         """The model answered a rollout (whatever the rollout's outcome): the outage is over."""
         self._last_answer = self._clock()
-        if self.since is not None:
-            log.warning(
-                "model endpoint answers again after %.0f s: taking tasks again",
-                self._last_answer - self.since,
-            )
-            self.since = None
-            self._over_budget_logged = False
+        self.down.end(
+            "model endpoint answers again after %.0f s: taking tasks again", self.down.elapsed()
+        )
+        self.over_budget.end()
 
     def should_retry(self, exc: BaseException, started: float, *, first: bool) -> bool:
         """After an outage-class failure of an attempt begun at ``started`` (this clock): True
@@ -83,28 +87,23 @@ class ModelOutage:
 
         If the model answered others during the attempt, the failure is the rollout's own: one
         more try when it was its first, then it fails."""
-        now = self._clock()
         if self._last_answer > started:
             return first
-        if self.since is None:
-            self.since = now
-            log.warning(
-                "model endpoint is down (%s): pausing intake; rollouts in flight retry for up "
-                "to %.0f s (GYMSTREAM_RETRY_OUTAGE_BUDGET_S)",
-                exc,
-                self.budget_s,
-            )
-        if now - self.since < self.budget_s:
+        self.down.hit(
+            "model endpoint is down (%s): pausing intake; rollouts in flight retry for up "
+            "to %.0f s (GYMSTREAM_RETRY_OUTAGE_BUDGET_S)",
+            exc,
+            self.budget_s,
+        )
+        if self.down.elapsed() < self.budget_s:
             return True
-        if not self._over_budget_logged:
-            self._over_budget_logged = True
-            log.error(
-                "model endpoint down for %.0f s, over the outage budget of %.0f s: rollouts "
-                "fail as %s from now on, until it answers",
-                now - self.since,
-                self.budget_s,
-                FailureClass(getattr(exc, "failure_class", FailureClass.MODEL_UNAVAILABLE)),
-            )
+        self.over_budget.hit(
+            "model endpoint down for %.0f s, over the outage budget of %.0f s: rollouts "
+            "fail as %s from now on, until it answers",
+            self.down.elapsed(),
+            self.budget_s,
+            FailureClass(getattr(exc, "failure_class", FailureClass.MODEL_UNAVAILABLE)),
+        )
         return False
 
     def note(self) -> str:

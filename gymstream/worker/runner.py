@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from gymstream.errors import GymstreamError, RolloutDeadlineError
 from gymstream.nemo_gym.outputs.result import RolloutResult
 from gymstream.rollout.agent import Agent
+from gymstream.stage.streak import Streak
 from gymstream.wire.messages import FailureClass, TaskMessage
 from gymstream.worker.failure_log import FailureLog
 from gymstream.worker.freeze import Freezes
@@ -32,13 +33,6 @@ from gymstream.worker.outcome import OutcomeStep, Outgoing, Where, pick_policy_v
 __all__ = ["TaskRunner"]
 
 log = logging.getLogger("gymstream.worker.runner")
-
-
-@dataclass
-class PublishStreak:
-    """Whether publishes are failing now: said once when they start and once when they stop."""
-
-    failing: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,7 +46,8 @@ class TaskRunner:
     live_version: Callable[[str], int | None]
     failure_log: FailureLog
     outage: ModelOutage = field(default_factory=lambda: ModelOutage(budget_s=600.0))
-    publishing: PublishStreak = field(default_factory=PublishStreak)
+    # failing publishes: said once when they start and once when they stop
+    publishing: Streak = field(default_factory=lambda: Streak(log))
     freezes: Freezes = field(default_factory=Freezes)  # a deadline across a freeze is no failure
 
     async def outcome(self, value: bytes, where: Where) -> Outgoing:
@@ -134,9 +129,7 @@ class TaskRunner:
         while True:
             try:
                 await (await producer.send(out.topic, out.value, key=out.key))
-                if self.publishing.failing:
-                    self.publishing.failing = False
-                    log.warning("publishing works again")
+                self.publishing.end("publishing works again")
                 return
             except MessageSizeTooLargeError as exc:
                 rollout = out.task.rollout_id if out.task is not None else out.key.decode()
@@ -144,9 +137,7 @@ class TaskRunner:
                 out = self.step.too_large(out, exc, finished_ms=_now_ms())
             except KafkaError as exc:
                 # once per streak, not per retry and message (the broker watch says the outage)
-                if not self.publishing.failing:
-                    self.publishing.failing = True
-                    log.warning("publishing failed (%s); retrying until Kafka takes it", exc)
+                self.publishing.hit("publishing failed (%s); retrying until Kafka takes it", exc)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 5.0)
 

@@ -5,7 +5,7 @@ made a run 13x slower and logged nothing: no call failed. ``TimedModel`` wraps t
 model client and times each call as the agent loop sees it (its retries included);
 ``SlowCalls`` warns once when ``count`` calls in the last ``window_s`` took longer than
 ``threshold_s`` (``GYMSTREAM_WORKER_SLOW_MODEL_CALL_S``, ``GYMSTREAM_WORKER_SLOW_MODEL_CALLS``),
-and once when a minute has passed without one.
+and once when a minute has passed without one (a ``stage.streak.Streak``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gymstream.rollout.model.client import ModelClient
+from gymstream.stage.streak import Streak
 
 __all__ = ["SlowCalls", "TimedModel"]
 
@@ -43,8 +44,7 @@ class SlowCalls:
         self.window_s = window_s
         self.clock = clock
         self.recent: deque[float] = deque()
-        self.slow = False
-        self.streaks = 0
+        self.streak = Streak(log, clock=clock)
 
     def record(self, seconds: float) -> None:
         now = self.clock()
@@ -52,21 +52,27 @@ class SlowCalls:
             self.recent.popleft()
         if seconds > self.threshold_s:
             self.recent.append(now)
-            if not self.slow and len(self.recent) >= self.count:
-                self.slow = True
-                self.streaks += 1
-                log.warning(
+            if len(self.recent) >= self.count:
+                self.streak.hit(
                     "model calls slower than %g s: %d in the last minute (%s); the run goes on "
                     "at their pace",
                     self.threshold_s,
                     len(self.recent),
                     self.url,
                 )
-        elif self.slow and not self.recent:
-            self.slow = False
-            log.warning(
+        elif not self.recent:
+            self.streak.end(
                 "model calls are under %g s again (none slower for a minute)", self.threshold_s
             )
+
+    @property
+    def slow(self) -> bool:
+        """Whether a streak of slow calls is on."""
+        return self.streak.active
+
+    @property
+    def streaks(self) -> int:
+        return self.streak.streaks
 
 
 class TimedModel:

@@ -5,24 +5,25 @@ aiokafka's own logs are off below ``--verbose``, so a worker or sink said nothin
 52-second outage. ``BrokerWatch`` asks the brokers for the metadata of the client's own topics
 every ``interval_s`` (one small request, on the client's own connections); the first probe
 that fails or takes longer than ``timeout_s`` logs one warning, the first that
-answers after that logs how long Kafka was away. A line per state change, never per retry.
+answers after that logs how long Kafka was away (a ``Streak``). A line per state change, never
+per retry. The stage runtime (``stage.runtime.Stage.watch_broker``) starts one per stage.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from gymstream.eventloop import Periodic
+from gymstream.stage.streak import Streak
 
 __all__ = ["BrokerWatch", "watch_consumer"]
 
-log = logging.getLogger("gymstream.kafka.watch")
+log = logging.getLogger("gymstream.stage.broker")
 
 PROBE_TIMEOUT_S = 10.0
 
@@ -44,8 +45,7 @@ class BrokerWatch:
         self.bootstrap = bootstrap
         self.interval_s = interval_s
         self.timeout_s = timeout_s
-        self.down_since: float | None = None
-        self.outages = 0
+        self.down = Streak(log)
         self._ticker = Periodic(interval_s, self.check)
 
     async def check(self) -> bool:
@@ -54,27 +54,26 @@ class BrokerWatch:
             async with asyncio.timeout(self.timeout_s):
                 await self.probe()
         except (KafkaError, TimeoutError, OSError) as exc:
-            if self.down_since is None:
-                self.down_since = time.monotonic()
-                self.outages += 1
-                reason = str(exc) or f"no answer within {self.timeout_s:.0f} s"
-                log.warning(
-                    "%s: Kafka at %s stopped answering (%s); waiting for it: nothing is lost, "
-                    "uncommitted work stays in Kafka",
-                    self.who,
-                    self.bootstrap,
-                    reason,
-                )
-            return False
-        if self.down_since is not None:
-            log.warning(
-                "%s: Kafka at %s answers again, after %.1f s away",
+            self.down.hit(
+                "%s: Kafka at %s stopped answering (%s); waiting for it: nothing is lost, "
+                "uncommitted work stays in Kafka",
                 self.who,
                 self.bootstrap,
-                time.monotonic() - self.down_since,
+                str(exc) or f"no answer within {self.timeout_s:.0f} s",
             )
-            self.down_since = None
+            return False
+        self.down.end(
+            "%s: Kafka at %s answers again, after %.1f s away",
+            self.who,
+            self.bootstrap,
+            self.down.elapsed(),
+        )
         return True
+
+    @property
+    def outages(self) -> int:
+        """Outages seen since the watch began."""
+        return self.down.streaks
 
     def start(self) -> None:
         self._ticker.start()

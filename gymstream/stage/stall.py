@@ -4,7 +4,8 @@ A worker stopped past its group session timeout has lost its partitions to other
 it runs again, whatever it believes; aiokafka finds out at its next heartbeat and rejoins,
 quietly or through refused commits. ``StallWatch`` ticks every ``tick_s`` on the event loop and
 calls ``on_stall(seconds)`` once per freeze when the gap between two ticks (the monotonic clock
-runs on while a process is stopped) exceeds ``limit_s``, so the worker can say so in one line.
+runs on while a process is stopped) exceeds ``limit_s``, so the stage can say so in one line
+(``commit.WatermarkCommit.fenced``, a ``Streak``). Started by ``runtime.Stage.watch_stall``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gymstream.worker.stall import StallWatch
+from gymstream.stage.stall import StallWatch
 
 
 def test_a_freeze_longer_than_the_limit_is_reported_once_with_its_length() -> None:

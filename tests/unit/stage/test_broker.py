@@ -8,7 +8,7 @@ import logging
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from gymstream.kafka.watch import BrokerWatch
+from gymstream.stage.broker import BrokerWatch
 
 
 def test_an_outage_is_said_once_when_it_starts_and_once_with_its_length_when_it_ends(
@@ -21,7 +21,7 @@ def test_an_outage_is_said_once_when_it_starts_and_once_with_its_length_when_it_
             raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 1)]")
 
     watch = BrokerWatch(probe, who="sink", bootstrap="b:1", interval_s=0.01, timeout_s=1)
-    caplog.set_level(logging.WARNING, logger="gymstream.kafka.watch")
+    caplog.set_level(logging.WARNING, logger="gymstream.stage.broker")
 
     async def main() -> list[bool]:
         return [await watch.check() for _ in range(8)]
@@ -39,6 +39,6 @@ def test_a_probe_that_hangs_is_an_outage(caplog: pytest.LogCaptureFixture) -> No
         await asyncio.sleep(10)
 
     watch = BrokerWatch(probe, who="worker a", bootstrap="b:1", interval_s=0.01, timeout_s=0.05)
-    caplog.set_level(logging.WARNING, logger="gymstream.kafka.watch")
+    caplog.set_level(logging.WARNING, logger="gymstream.stage.broker")
     assert asyncio.run(watch.check()) is False
     assert "no answer within" in caplog.records[0].getMessage()
