@@ -23,12 +23,13 @@ from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from pipeline_helpers import (
+from fixtures.pipeline import (
     AGENT_ONE,
     assert_exactly_once,
     cli_env,
     count_lines,
     gymstream,
+    kill_hard,
     read_jsonl,
     single_tool_input,
     spawn,
@@ -36,6 +37,7 @@ from pipeline_helpers import (
     stop_gracefully,
     wait_until,
 )
+from fixtures.waits import wait_exit
 
 from gymstream.errors import KafkaSetupError
 from gymstream.kafka.topics import load_layout
@@ -128,17 +130,22 @@ def run_with_fault(
     worker = start_worker(AGENT_ONE, env, worker_log, "--concurrency", CONCURRENCY)
     try:
         with OutputWatch(out) as watch:
-            wait_until(lambda: count_lines(out) >= FAULT_AT_ROWS, 60, f"{FAULT_AT_ROWS} rows")
+            wait_until(
+                lambda: count_lines(out) >= FAULT_AT_ROWS,
+                60,
+                f"{FAULT_AT_ROWS} rows",
+                watch=[sink, worker, out, sink_log, worker_log],
+            )
             broker_gone = fault()
             rows_at_fault = count_lines(out)
             assert rows_at_fault < len(EXPECTED), "the fault did not land mid-run"
-            assert sink.wait(timeout=90) == 0, sink_log.read_text()[-3000:]
-        assert stop_gracefully(worker, timeout=30) == 0, worker_log.read_text()[-3000:]
+            code = wait_exit(sink, "the sink to finish", watch=[worker, out, sink_log, worker_log])
+            assert code == 0, sink_log.read_text()[-3000:]
+        assert stop_gracefully(worker, watch=[worker_log]) == 0, worker_log.read_text()[-3000:]
     finally:
         for proc in (sink, worker):
             if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+                kill_hard(proc)
     rows = read_jsonl(out)
     failures = read_jsonl(tmp_path / "out_failures.jsonl")
     assert_exactly_once(rows, EXPECTED)
@@ -289,7 +296,7 @@ def test_no_broker_at_start_is_one_clear_error(stage: str, tmp_path: Path) -> No
         "sink": ["sink", "--output", str(tmp_path / "out.jsonl"), "--run-id", "r"],
         "produce": ["produce", str(data), "--rejects", str(tmp_path / "rejects.jsonl")],
     }[stage]
-    result = gymstream(*args, env=env, timeout=60)
+    result = gymstream(*args, env=env)
 
     text = result.stdout + result.stderr
     assert result.returncode == 1, text

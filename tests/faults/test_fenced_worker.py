@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import (
+from fixtures.model import ModelFactory
+from fixtures.pipeline import (
     AGENT_ONE,
     assert_exactly_once,
     cli_env,
     count_lines,
     gymstream,
+    kill_hard,
     last_assignment,
     read_jsonl,
     single_tool_input,
@@ -24,32 +25,23 @@ from pipeline_helpers import (
     stop_gracefully,
     wait_until,
 )
-
-from gymstream.testing.thread import start_scripted_in_thread
+from fixtures.waits import Watched, wait_exit
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
-ROWS, REPEATS = 40, 5  # at 100 ms per turn, 2 + 2 in flight: the run lasts ~10 s
+ROWS, REPEATS = 20, 5  # at 100 ms per turn, 2 + 2 in flight: the run lasts ~5 s of model time
+STEP = 6  # rows written once both workers have partitions, before A is stopped
 EXPECTED = {(AGENT_ONE, t, r) for t in range(ROWS) for r in range(REPEATS)}
 FENCED = "no longer owns those partitions"
 
 
-@pytest.fixture
-def model_url() -> Iterator[str]:
-    server = start_scripted_in_thread(latency_ms=100)
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
 def test_a_stopped_worker_whose_partitions_moved_says_so_once(
-    kafka_bootstrap: str, model_url: str, tmp_path: Path
+    kafka_bootstrap: str, make_scripted_model: ModelFactory, tmp_path: Path
 ) -> None:
     # every model call here (100 ms) counts as slow: a streak the workers must say once
     env = cli_env(
         kafka_bootstrap,
-        model_url,
+        make_scripted_model(latency_ms=100).url,
         GYMSTREAM_WORKER_SESSION_TIMEOUT_MS="6000",
         GYMSTREAM_WORKER_SLOW_MODEL_CALL_S="0.05",
     )
@@ -65,24 +57,40 @@ def test_a_stopped_worker_whose_partitions_moved_says_so_once(
     zombie = start_worker(AGENT_ONE, env, zombie_log, "--concurrency", "2")
     other = None
     try:
-        wait_until(lambda: last_assignment(zombie_log) > 0, 60, "worker A's assignment")
+        watch: list[Watched] = [sink, zombie, out, sink_log, zombie_log]
+        wait_until(
+            lambda: last_assignment(zombie_log) > 0, 60, "worker A's assignment", watch=watch
+        )
         other = start_worker(AGENT_ONE, env, other_log, "--concurrency", "2")
-        wait_until(lambda: last_assignment(other_log) > 0, 60, "the group to share the tasks")
-        wait_until(lambda: count_lines(out) >= 20, 60, "20 rows in the output")
+        watch += [other, other_log]
+        wait_until(
+            lambda: last_assignment(other_log) > 0, 60, "the group to share the tasks", watch=watch
+        )
+        target = count_lines(out) + STEP
+        wait_until(
+            lambda: count_lines(out) >= target, 60, f"{target} rows in the output", watch=watch
+        )
         shared = last_assignment(other_log)
         os.kill(zombie.pid, signal.SIGSTOP)  # with rollouts in flight and offsets open
+        assert count_lines(out) < len(EXPECTED), "A was stopped after the run had ended"
         # progress, not a sleep: the group gives A's partitions to B after the session timeout
-        wait_until(lambda: last_assignment(other_log) > shared, 60, "B to take A's partitions")
+        # (A, stopped, uses no CPU: B's log and CPU are the progress)
+        wait_until(
+            lambda: last_assignment(other_log) > shared,
+            60,
+            "B to take A's partitions",
+            watch=[other, other_log, sink, out],
+        )
         os.kill(zombie.pid, signal.SIGCONT)
-        assert sink.wait(timeout=120) == 0, sink_log.read_text()[-3000:]
-        assert stop_gracefully(zombie, timeout=30) == 0, zombie_log.read_text()[-3000:]
-        assert stop_gracefully(other, timeout=30) == 0, other_log.read_text()[-3000:]
+        code = wait_exit(sink, "the sink to finish", watch=watch)
+        assert code == 0, sink_log.read_text()[-3000:]
+        assert stop_gracefully(zombie) == 0, zombie_log.read_text()[-3000:]
+        assert stop_gracefully(other) == 0, other_log.read_text()[-3000:]
     finally:
         for proc in (sink, zombie, other):
             if proc is not None and proc.poll() is None:
                 os.kill(proc.pid, signal.SIGCONT)
-                proc.kill()
-                proc.wait(10)
+                kill_hard(proc)
     assert_exactly_once(read_jsonl(out), EXPECTED)
     assert count_lines(tmp_path / "out_failures.jsonl") == 0
     text = zombie_log.read_text()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_helpers import (
+from fixtures.pipeline import (
     AGENT_ONE,
     QUICK_MODEL_ENV,
     cli_env,
@@ -26,6 +26,7 @@ from pipeline_helpers import (
     stop_gracefully,
     wait_until,
 )
+from fixtures.waits import wait_exit
 
 from gymstream.testing.thread import ScriptedThread, start_scripted_in_thread
 
@@ -61,12 +62,12 @@ def run_pipeline(
     worker = start_worker(AGENT_ONE, env, log, "--concurrency", "32")
     try:
         sink = gymstream(
-            "sink", "--output", str(tmp_path / "out.jsonl"), "--run-id", run_id, env=env, timeout=90
+            "sink", "--output", str(tmp_path / "out.jsonl"), "--run-id", run_id, env=env
         )
         assert sink.returncode == sink_code, sink.stdout + sink.stderr
     finally:
-        # SIGTERM must end the worker well inside this timeout: nothing in it may hang
-        code = stop_gracefully(worker, timeout=20)
+        # SIGTERM must end the worker: nothing in it may hang (20 s without progress fails)
+        code = stop_gracefully(worker, stall_s=20)
     assert code == 0, log.read_text()
     return sink.stdout + sink.stderr, log.read_text()
 
@@ -194,9 +195,11 @@ def test_model_restart_pauses_workers_and_fails_nothing(
         model.stop()
         wait_until(lambda: "pausing intake" in log.read_text(), 60, "the worker to pause")
         model = start_scripted_in_thread(port=port, latency_ms=5)  # back, same address
-        assert sink.wait(timeout=90) == 0, (tmp_path / "sink.log").read_text()
+        sink_log = tmp_path / "sink.log"
+        code = wait_exit(sink, "the sink to finish", watch=[worker, out, sink_log, log])
+        assert code == 0, sink_log.read_text()
     finally:
-        code = stop_gracefully(worker, timeout=20)
+        code = stop_gracefully(worker, stall_s=20)
         model.stop()
         if sink.poll() is None:
             sink.kill()

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import ROOT
+from fixtures.pipeline import ROOT
 
 from gymstream.kafka.clients import build_consumer, build_producer, client_options
 from gymstream.kafka.topics import apply_topics, load_layout

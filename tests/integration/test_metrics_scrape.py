@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import (
+from fixtures.pipeline import (
     AGENT_ONE,
     QUICK_MODEL_ENV,
     ROOT,
@@ -252,6 +252,6 @@ def test_a_model_outage_is_a_gauge_and_not_ready_until_the_model_answers(
         assert _value(end, "gymstream_model_outage", agent=AGENT_ONE) == 0
         assert _value(end, "gymstream_rollouts_failed_total") == 0  # the outage waited
     finally:
-        code = stop_gracefully(worker, timeout=30)
+        code = stop_gracefully(worker)
         model.stop()
     assert code == 0, log.read_text()[-2000:]

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import (
+from fixtures.pipeline import (
     AGENT_MULTI,
     AGENT_ONE,
     ENVS,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stream_helpers import (
+from fixtures.stream import (
     AGENTS,
     SIZE,
     WAIT_S,

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import (
+from fixtures.pipeline import (
     AGENT_ONE,
     cli_env,
     gymstream,

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from stream_helpers import (
+from fixtures.stream import (
     AGENTS,
     SIZE,
     WAIT_S,

@@ -15,8 +15,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kafka_helpers import partitions_of, topic_config
-from pipeline_helpers import AGENT_MULTI, AGENT_ONE, ROOT, read_jsonl
+from fixtures.pipeline import AGENT_MULTI, AGENT_ONE, ROOT, read_jsonl
+from fixtures.topics import partitions_of, topic_config
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
