@@ -145,7 +145,7 @@ def test_collect_killed_takes_its_worker_processes_and_leaves_no_temp_files(
         assert len(workers) >= 2, workers
     finally:
         kill_hard(collect)
-    wait_until(lambda: not any(alive(p) for p in workers), 60, "the workers to stop")
+    wait_until(lambda: not any(alive(p) for p in workers), 60, "the workers to stop", watch=workers)
     assert list(temp.iterdir()) == []
 
 

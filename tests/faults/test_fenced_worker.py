@@ -15,9 +15,9 @@ from fixtures.pipeline import (
     assert_exactly_once,
     cli_env,
     count_lines,
-    gymstream,
     kill_hard,
     last_assignment,
+    publish_run,
     read_jsonl,
     single_tool_input,
     spawn,
@@ -45,26 +45,20 @@ def test_a_stopped_worker_whose_partitions_moved_says_so_once(
         GYMSTREAM_WORKER_SESSION_TIMEOUT_MS="6000",
         GYMSTREAM_WORKER_SLOW_MODEL_CALL_S="0.05",
     )
-    assert gymstream("topics", "apply", "--agent", AGENT_ONE, env=env).returncode == 0
-    data = single_tool_input(tmp_path / "in.jsonl", rows=ROWS)
-    produced = gymstream(
-        "produce", str(data), "--num-repeats", str(REPEATS), "--run-id", "z1", env=env
-    )
-    assert produced.returncode == 0, produced.stderr
+    publish_run(env, single_tool_input(tmp_path / "in.jsonl", rows=ROWS), "z1", REPEATS)
     out = tmp_path / "out.jsonl"
     sink_log, zombie_log, other_log = (tmp_path / n for n in ("sink.log", "a.log", "b.log"))
     sink = spawn(["sink", "--output", str(out), "--run-id", "z1"], env, sink_log)
+    # both start together (one start-up's wait, not two); the group shares the tasks
     zombie = start_worker(AGENT_ONE, env, zombie_log, "--concurrency", "2")
-    other = None
+    other = start_worker(AGENT_ONE, env, other_log, "--concurrency", "2")
     try:
-        watch: list[Watched] = [sink, zombie, out, sink_log, zombie_log]
+        watch: list[Watched] = [sink, zombie, other, out, sink_log, zombie_log, other_log]
         wait_until(
-            lambda: last_assignment(zombie_log) > 0, 60, "worker A's assignment", watch=watch
-        )
-        other = start_worker(AGENT_ONE, env, other_log, "--concurrency", "2")
-        watch += [other, other_log]
-        wait_until(
-            lambda: last_assignment(other_log) > 0, 60, "the group to share the tasks", watch=watch
+            lambda: last_assignment(zombie_log) > 0 and last_assignment(other_log) > 0,
+            60,
+            "the group to share the tasks",
+            watch=watch,
         )
         target = count_lines(out) + STEP
         wait_until(
@@ -88,7 +82,7 @@ def test_a_stopped_worker_whose_partitions_moved_says_so_once(
         assert stop_gracefully(other) == 0, other_log.read_text()[-3000:]
     finally:
         for proc in (sink, zombie, other):
-            if proc is not None and proc.poll() is None:
+            if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGCONT)
                 kill_hard(proc)
     assert_exactly_once(read_jsonl(out), EXPECTED)
