@@ -160,7 +160,12 @@ def test_a_second_sink_on_a_held_output_says_who_holds_it(
     first = spawn(["sink", "--output", str(out), "--run-id", "held"], env, tmp_path / "a.log")
     lock = tmp_path / "out.lock"
     try:
-        wait_until(lambda: f"pid {first.pid} " in _text(lock), 60, "the first sink's lock")
+        wait_until(
+            lambda: f"pid {first.pid} " in _text(lock),
+            60,
+            "the first sink's lock",
+            watch=[first, tmp_path / "a.log"],
+        )
         first.send_signal(signal.SIGSTOP)
         second = gymstream("sink", "--output", str(out), "--run-id", "held", env=env)
         text = second.stdout + second.stderr
@@ -174,7 +179,12 @@ def test_a_second_sink_on_a_held_output_says_who_holds_it(
     # gone (however it ended), its lock went with it
     again = spawn(["sink", "--output", str(out), "--run-id", "held"], env, tmp_path / "c.log")
     try:
-        wait_until(lambda: f"pid {again.pid} " in _text(lock), 60, "the next sink's lock")
+        wait_until(
+            lambda: f"pid {again.pid} " in _text(lock),
+            60,
+            "the next sink's lock",
+            watch=[again, tmp_path / "c.log"],
+        )
     finally:
         stop_gracefully(again)
 

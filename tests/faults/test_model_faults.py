@@ -26,7 +26,7 @@ from fixtures.pipeline import (
     stop_gracefully,
     wait_until,
 )
-from fixtures.waits import wait_exit
+from fixtures.waits import Watched, wait_exit
 
 from gymstream.testing.thread import ScriptedThread, start_scripted_in_thread
 
@@ -191,9 +191,14 @@ def test_model_restart_pauses_workers_and_fails_nothing(
     out = tmp_path / "out.jsonl"
     sink = spawn(["sink", "--output", str(out), "--run-id", "restart"], env, tmp_path / "sink.log")
     try:
-        wait_until(lambda: model.server.stats["requests"] >= 80, 60, "a third of the requests")
+        watch: list[Watched] = [worker, sink, log, out]
+        wait_until(
+            lambda: model.server.stats["requests"] >= 80, 60, "a third of the requests", watch=watch
+        )
         model.stop()
-        wait_until(lambda: "pausing intake" in log.read_text(), 60, "the worker to pause")
+        wait_until(
+            lambda: "pausing intake" in log.read_text(), 60, "the worker to pause", watch=watch
+        )
         model = start_scripted_in_thread(port=port, latency_ms=5)  # back, same address
         sink_log = tmp_path / "sink.log"
         code = wait_exit(sink, "the sink to finish", watch=[worker, out, sink_log, log])
