@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from fixtures.broker import start_local_cluster
+from fixtures.model import ModelFactory
 from fixtures.pipeline import (
     AGENT_ONE,
     assert_exactly_once,
@@ -41,9 +43,7 @@ from fixtures.waits import wait_exit
 
 from gymstream.errors import KafkaSetupError
 from gymstream.kafka.topics import load_layout
-from gymstream.localkafka import Cluster, fetch_jars, find_free_base_port, start_cluster
-from gymstream.localkafka.settings import LocalKafkaSettings
-from gymstream.testing.thread import start_scripted_in_thread
+from gymstream.localkafka import Cluster
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
@@ -86,13 +86,9 @@ class OutputWatch:
 
 
 @pytest.fixture
-def model_url() -> Iterator[str]:
+def model_url(make_scripted_model: ModelFactory) -> str:
     """A scripted model at 40 ms per turn: the run takes a few seconds, the fault lands mid-way."""
-    server = start_scripted_in_thread(latency_ms=40)
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    return make_scripted_model(latency_ms=40).url
 
 
 def pipeline_env(bootstrap: str, model_url: str) -> dict[str, str]:
@@ -173,17 +169,8 @@ def run_with_fault(
 @pytest.fixture
 def private_broker(tmp_path: Path) -> Iterator[Cluster]:
     """A single-node cluster of this test alone (it gets stopped and restarted)."""
-    settings = LocalKafkaSettings()
     try:
-        cluster = start_cluster(
-            tmp_path / "kafka",
-            brokers=1,
-            port=find_free_base_port(1),
-            libs=fetch_jars(settings.cache_dir, mvn=settings.mvn),
-            java=settings.java,
-            heap_mb=settings.heap_mb,
-            timeout_s=settings.start_timeout_s,
-        )
+        cluster = start_local_cluster(tmp_path / "kafka")
     except KafkaSetupError as exc:
         pytest.fail(f"could not start a private broker: {exc}", pytrace=False)
     try:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 import socket
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures.model import ModelFactory
 from fixtures.pipeline import (
     AGENT_ONE,
     QUICK_MODEL_ENV,
@@ -97,13 +97,9 @@ def assert_accounted_once(
 
 
 @pytest.fixture
-def flaky_model() -> Iterator[ScriptedThread]:
+def flaky_model(make_scripted_model: ModelFactory) -> ScriptedThread:
     """20% of model calls answer 500/503, 5% never answer (past the 1 s client timeout)."""
-    server = start_scripted_in_thread(latency_ms=5, error_rate=0.2, hang_rate=0.05, seed=7)
-    try:
-        yield server
-    finally:
-        server.stop()
+    return make_scripted_model(latency_ms=5, error_rate=0.2, hang_rate=0.05, seed=7)
 
 
 def test_flaky_model_every_rollout_accounted_once(

@@ -8,10 +8,10 @@ import json
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fixtures.model import ModelFactory
 from fixtures.pipeline import (
     AGENT_ONE,
     QUICK_MODEL_ENV,
@@ -36,13 +36,9 @@ ROWS = 300
 
 
 @pytest.fixture
-def model() -> Iterator[ScriptedThread]:
+def model(make_scripted_model: ModelFactory) -> ScriptedThread:
     # slow enough (two model calls per rollout, 8 in flight) that the run lasts a few seconds
-    server = start_scripted_in_thread(latency_ms=50)
-    try:
-        yield server
-    finally:
-        server.stop()
+    return make_scripted_model(latency_ms=50)
 
 
 def _port(log: Path) -> int | None:

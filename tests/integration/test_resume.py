@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fixtures.model import ModelFactory
 from fixtures.pipeline import (
     AGENT_ONE,
     assert_exactly_once,
@@ -30,14 +30,8 @@ def closed_port_url() -> str:
 
 
 @pytest.fixture
-def model_url() -> Iterator[str]:
-    from gymstream.testing.thread import start_scripted_in_thread
-
-    server = start_scripted_in_thread()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+def model_url(make_scripted_model: ModelFactory) -> str:
+    return make_scripted_model().url
 
 
 @pytest.fixture
