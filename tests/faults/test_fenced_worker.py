@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
 ROWS, REPEATS = 20, 5  # at 100 ms per turn, 2 + 2 in flight: the run lasts ~5 s of model time
 STEP = 6  # rows written once both workers have partitions, before A is stopped
+SESSION_TIMEOUT_MS = 6000  # the broker's group.min.session.timeout.ms
 EXPECTED = {(AGENT_ONE, t, r) for t in range(ROWS) for r in range(REPEATS)}
 FENCED = "no longer owns those partitions"
 
@@ -42,7 +44,7 @@ def test_a_stopped_worker_whose_partitions_moved_says_so_once(
     env = cli_env(
         kafka_bootstrap,
         make_scripted_model(latency_ms=100).url,
-        GYMSTREAM_WORKER_SESSION_TIMEOUT_MS="6000",
+        GYMSTREAM_WORKER_SESSION_TIMEOUT_MS=str(SESSION_TIMEOUT_MS),
         GYMSTREAM_WORKER_SLOW_MODEL_CALL_S="0.05",
     )
     publish_run(env, single_tool_input(tmp_path / "in.jsonl", rows=ROWS), "z1", REPEATS)
@@ -66,13 +68,20 @@ def test_a_stopped_worker_whose_partitions_moved_says_so_once(
         )
         shared = last_assignment(other_log)
         os.kill(zombie.pid, signal.SIGSTOP)  # with rollouts in flight and offsets open
+        stopped = time.monotonic()
         assert count_lines(out) < len(EXPECTED), "A was stopped after the run had ended"
         # progress, not a sleep: the group gives A's partitions to B after the session timeout
-        # (A, stopped, uses no CPU: B's log and CPU are the progress)
+        # (A, stopped, uses no CPU: B's log and CPU are the progress). The session counts from
+        # A's last heartbeat, before the stop: B can have them before A has been stopped a whole
+        # session timeout, and a shorter freeze is not one A's stall watch must name. So A stays
+        # stopped until both hold: what the scenario is (stopped past its session timeout).
         wait_until(
-            lambda: last_assignment(other_log) > shared,
+            lambda: (
+                last_assignment(other_log) > shared
+                and time.monotonic() - stopped > SESSION_TIMEOUT_MS / 1000 + 0.5
+            ),
             60,
-            "B to take A's partitions",
+            "B to take A's partitions, A stopped past its session timeout",
             watch=[other, other_log, sink, out],
         )
         os.kill(zombie.pid, signal.SIGCONT)
