@@ -19,6 +19,7 @@ from fixtures.pipeline import (
     QUICK_MODEL_ENV,
     cli_env,
     gymstream,
+    publish_run,
     read_jsonl,
     single_tool_input,
     spawn,
@@ -43,13 +44,7 @@ def pipeline_env(bootstrap: str, model_url: str, **extra: str) -> dict[str, str]
 
 
 def produce(env: dict[str, str], tmp_path: Path, run_id: str) -> None:
-    applied = gymstream("topics", "apply", "--agent", AGENT_ONE, env=env)
-    assert applied.returncode == 0, applied.stderr
-    data = single_tool_input(tmp_path / "in.jsonl", rows=ROWS)
-    result = gymstream(
-        "produce", str(data), "--num-repeats", str(REPEATS), "--run-id", run_id, env=env
-    )
-    assert result.returncode == 0, result.stderr
+    publish_run(env, single_tool_input(tmp_path / "in.jsonl", rows=ROWS), run_id, REPEATS)
 
 
 def run_pipeline(
