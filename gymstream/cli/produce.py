@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from gymstream.cli import exit_codes
 from gymstream.cli.common import (
     BootstrapOpt,
     ConfigOpt,
@@ -41,10 +42,12 @@ from gymstream.cli.dataset import (
     produce_options,
     repeats_value,
 )
+from gymstream.cli.exit_codes import partial_problem
 from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
 from gymstream.collect import resume_options, skip_waiting
 from gymstream.errors import GymstreamError, RowError
 from gymstream.nemo_gym.outputs.files import OutputPaths
+from gymstream.produce.preflight import preflight
 from gymstream.produce.producer import ProduceReport, produce_paced
 
 __all__ = ["print_produce_summary", "print_reject", "produce_command", "produce_figures"]
@@ -106,7 +109,10 @@ def produce_command(
     input_opt: Annotated[
         Path | None,
         typer.Option(
-            "--input", "-i", "--input-jsonl-fpath", help="NeMo Gym JSONL dataset (as INPUT)."
+            "--input",
+            "-i",
+            "--input-jsonl-fpath",
+            help="NeMo Gym JSONL dataset, as INPUT (NeMo Gym: input_jsonl_fpath).",
         ),
     ] = None,
     agent_name: AgentNameOpt = None,
@@ -136,7 +142,8 @@ def produce_command(
             "--output",
             "-o",
             help="Resume: publish only what this output of the same "
-            "--run-id lacks (non-terminal failures get their next attempt).",
+            "--run-id lacks (non-terminal failures get their next attempt; NeMo Gym: "
+            "output_jsonl_fpath with resume_from_cache).",
         ),
     ] = None,
     bootstrap: BootstrapOpt = None,
@@ -169,6 +176,7 @@ def produce_command(
         agent_map=agent_map_value(agent_map, agent_name, override_agents),
         num_repeats_add_seed=num_repeats_add_seed,
     )
+    options = run(preflight(kafka, layout, options, cfg), bootstrap=kafka.bootstrap)
     if output is not None:
         if run_id is None:
             raise fail("--output resumes a run: give its --run-id too")
@@ -204,3 +212,6 @@ def produce_command(
             else "the file holds no rows"
         )
         raise fail(f"{input_path}: no rows to publish: {why}", 1)
+    if report.rejected:
+        problem = partial_problem(report.rejected, 0, options.rejects_path, None)
+        raise fail(problem, exit_codes.PARTIAL)

@@ -34,6 +34,7 @@ from gymstream.cli.summary import throughput_line
 from gymstream.errors import GymstreamError
 from gymstream.observe.server import observed
 from gymstream.worker.loop import WorkerStats
+from gymstream.worker.outage import with_outage
 from gymstream.worker.serve import serve_until_signalled
 
 __all__ = ["worker_command", "worker_figures"]
@@ -48,7 +49,7 @@ def worker_figures(stats: WorkerStats) -> Figures:
         done=stats.done,
         failed=failed,
         in_flight=max(0, stats.taken - stats.done),
-        note="" if mean is None else f"mean reward {mean:.2f}",
+        note=with_outage([stats.outage], "" if mean is None else f"mean reward {mean:.2f}"),
     )
 
 

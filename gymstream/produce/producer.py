@@ -174,6 +174,7 @@ def _manifest(
         input_path=str(options.input_path),
         created_ms=created_ms,
         repeats=_manifest_repeats(options.num_repeats),
+        definition=dict(options.definition),
     )
 
 

@@ -200,7 +200,7 @@ def _agent(facts: RunFacts, agent: str) -> AgentStatus:
     failed = None if sink is None else sink.failed.get(agent, 0)
     in_flight = None
     if published is not None and written is not None and failed is not None:
-        in_flight = published - written - failed
+        in_flight = max(0, published - written - failed)  # never negative, whatever a record says
     group = facts.worker_groups.get(agent, GroupFacts(group_id=""))
     offsets = facts.task_offsets.get(agent)
     topic = facts.task_topics.get(agent, "")
@@ -286,7 +286,7 @@ def build_run(facts: RunFacts) -> RunStatus:
         published=expected,
         written=written,
         failed=failed,
-        in_flight=None if expected is None or accounted is None else expected - accounted,
+        in_flight=None if expected is None or accounted is None else max(0, expected - accounted),
         agents=agents,
         sink=_sink(facts),
         trainers=[_trainer(facts, p) for p in facts.positions],

@@ -35,6 +35,10 @@ class RunManifest(msgspec.Struct, kw_only=True, frozen=True):
     # rollouts per task (the GRPO group size) per agent, ``"_default"`` for the agents not
     # named, as the producer's num_repeats said; empty in manifests of older producers
     repeats: dict[str, int] = msgspec.field(default_factory=dict)
+    # what defines the run (component -> value or short hash: the input's sha256, repeats,
+    # seeds, routing, each agent's configuration; ``gymstream.produce.fingerprint``): the same
+    # run id with another definition is refused. Empty in manifests of older producers.
+    definition: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 ALL_ROLLOUTS = -1  # a ClosedRanges / unit that stands for every rollout of a task (a group)

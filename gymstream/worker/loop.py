@@ -84,6 +84,7 @@ class WorkerStats:
     failures: Counter[str] = field(default_factory=Counter)
     reward_sum: float = 0.0
     commits: int = 0
+    outage: ModelOutage | None = None  # the model's outage state, for progress lines (note())
 
     @property
     def done(self) -> int:
@@ -115,6 +116,7 @@ class _Worker:
         self.topic = layout.tasks(agent)
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.stats = stats or WorkerStats()
+        self.stats.outage = runner.outage
         self.tasks_by_tp: dict[TopicPartition, set[asyncio.Task[None]]] = defaultdict(set)
         self.all_tasks: set[asyncio.Task[None]] = set()
         self.producer: Any = None
@@ -123,6 +125,7 @@ class _Worker:
         self.commit_failing = False  # logged once per streak of refused commits
         self.fenced = False  # frozen past the session timeout: said once, by ``_stalled``
         self.stall = StallWatch(self.settings.session_timeout_ms / 1000, self._stalled)
+        self.runner.freezes.check = self.stall.tick  # worker/freeze.py
         # bumped when a partition is revoked: work started before belongs to the old owner
         self.generation: Counter[TopicPartition] = Counter()
         self.slot_freed = asyncio.Event()
@@ -300,6 +303,7 @@ class _Worker:
     def _stalled(self, seconds: float) -> None:
         """The process was frozen past its session timeout: its partitions have moved."""
         self.fenced = True
+        self.runner.freezes.record(seconds)
         log.warning(
             "this worker was stopped for %.1f s, past its session timeout (%.0f s): the group "
             "gave its partitions to other workers, so it no longer owns those partitions; the "
@@ -406,6 +410,7 @@ async def run_worker(
         results_topic=layout.results,
         failures_topic=layout.failures,
         max_message_bytes=settings.max_message_bytes,
+        environment_server=agent_config.environment_stamp(),
     )
     live_versions = LiveVersions(kafka, layout)
     url = str(getattr(model, "url", "(the configured URL)"))
@@ -424,7 +429,7 @@ async def run_worker(
         live_version=live_versions.get,
         failure_log=FailureLog(url),
         outage=ModelOutage(
-            retry.outage_budget_s,
+            retry.outage_budget_capped_s,
             backoff_initial_s=retry.backoff_initial_s,
             backoff_max_s=retry.backoff_max_s,
         ),
