@@ -38,6 +38,8 @@ ROWS, REPEATS = 20, 5  # at 100 ms per turn, 2 + 2 in flight: the run lasts ~5 s
 STEP = 6  # rows written once both workers have partitions, before A is stopped
 SESSION_TIMEOUT_MS = 6000  # the broker's group.min.session.timeout.ms
 EXPECTED = {(AGENT_ONE, t, r) for t in range(ROWS) for r in range(REPEATS)}
+ZOMBIE_ROWS = 40  # the thawed-zombie test stops A after 30 rows: the run must still be going
+ZOMBIE_EXPECTED = {(AGENT_ONE, t, r) for t in range(ZOMBIE_ROWS) for r in range(REPEATS)}
 FENCED = "no longer owns those partitions"
 
 
@@ -132,7 +134,7 @@ def test_a_thawed_zombie_publishes_no_stale_deadline_failure(
         GYMSTREAM_WORKER_SESSION_TIMEOUT_MS="6000",
         GYMSTREAM_RETRY_ROLLOUT_DEADLINE_S="3",
     )
-    publish_run(env, single_tool_input(tmp_path / "in.jsonl", rows=ROWS), "z2", REPEATS)
+    publish_run(env, single_tool_input(tmp_path / "in.jsonl", rows=ZOMBIE_ROWS), "z2", REPEATS)
     out = tmp_path / "out.jsonl"
     sink_log, zombie_log, other_log = (tmp_path / n for n in ("sink.log", "a.log", "b.log"))
     sink = spawn(["sink", "--output", str(out), "--run-id", "z2"], env, sink_log)
@@ -171,7 +173,7 @@ def test_a_thawed_zombie_publishes_no_stale_deadline_failure(
             if proc is not None and proc.poll() is None:
                 os.kill(proc.pid, signal.SIGCONT)
                 kill_hard(proc)
-    assert_exactly_once(read_jsonl(out), EXPECTED)
+    assert_exactly_once(read_jsonl(out), ZOMBIE_EXPECTED)
     layout = load_layout(None, env["GYMSTREAM_TOPIC_PREFIX"])
     published = asyncio.run(read_all(kafka_bootstrap, layout.failures, timeout_s=10))
     assert published == [], [m[:300] for m in published]
