@@ -35,6 +35,7 @@ __all__ = [
     "ModelSettings",
     "RetrySettings",
     "RolloutSettings",
+    "ScopeSettings",
     "ServerSettings",
     "TopicSettings",
     "VllmOptions",
@@ -363,6 +364,23 @@ class TopicSettings(BaseSettings):
 
     prefix: str = Field("gymstream", pattern=r"^[A-Za-z0-9._-]+$")
     file: str | None = Field(None, description="Path of topics.yaml (default: the project's).")
+
+
+class ScopeSettings(BaseSettings):
+    """Whose workers take a run's tasks: ``GYMSTREAM_NAMESPACE`` (docs/scopes.md).
+
+    Unset, ``collect`` runs in a private namespace of its run and the other commands in the
+    ``shared`` one; set (or ``--namespace``), every command uses the one named.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GYMSTREAM_", frozen=True, extra="ignore")
+
+    namespace: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,80}$",
+        description="Namespace of task topics and worker groups (default: collect private, "
+        "others shared).",
+    )
 
 
 class EventLoopSettings(BaseSettings):

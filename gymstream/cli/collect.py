@@ -57,6 +57,7 @@ from gymstream.cli.dataset import (
 from gymstream.cli.exit_codes import partial_problem
 from gymstream.cli.interrupt import Interrupt, resume_command
 from gymstream.cli.produce import print_produce_summary, print_reject
+from gymstream.cli.scope import PrivateNamespaceOpt, release_scope, scoped_layout
 from gymstream.cli.sink import all_failed_problem, print_sink_summary, reward_note
 from gymstream.collect import CollectReport, collect
 from gymstream.kafka.topics import TopicLayout
@@ -164,6 +165,8 @@ def run_collect(
         print_produce_summary(report.produced)
     if report.sink is not None:
         print_sink_summary(report.sink, paths.output)
+    if not report.interrupted and report.missing == 0:
+        release_scope(kafka, layout, options.run_id)  # nothing waits: docs/scopes.md
     return report
 
 
@@ -222,6 +225,7 @@ def collect_command(
     no_progress: progress.NoProgressOpt = False,
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
+    namespace: PrivateNamespaceOpt = None,
     topics_file: TopicsFileOpt = None,
     config: ConfigOpt = None,
     nemo_gym_head: NemoGymHeadOpt = None,
@@ -240,7 +244,7 @@ def collect_command(
     check_input(input_path)
     kafka = kafka_settings(bootstrap)
     metrics = metrics_settings(metrics_port)
-    layout = layout_for(topic_prefix, topics_file)
+    base_layout = layout_for(topic_prefix, topics_file)
     cfg = gym_config(config, nemo_gym_head)
     paths = OutputPaths(output)
     options = produce_options(
@@ -258,6 +262,7 @@ def collect_command(
         agent_map=agent_map_value(agent_map, agent_name, override_agents),
         num_repeats_add_seed=num_repeats_add_seed,
     )
+    layout = scoped_layout(base_layout, namespace, private_run=options.run_id)
     interrupt = Interrupt(rollout_settings().worker.shutdown_grace_s)
     model_overrides = {
         "base_url": model_base_url,
@@ -296,7 +301,8 @@ def collect_command(
         resume = resume_command(sys.argv[1:], options.run_id)
         raise fail(
             f"interrupted ({interrupt.signal.name if interrupt.signal else 'stop'}): {written} "
-            f"rollouts of run {options.run_id} are in the output; resume with the same "
+            f"rollouts of run {options.run_id} are in the output; the rest wait for its resume "
+            f"(`gymstream runs cancel {options.run_id}` drops them); resume with the same "
             f"--run-id {options.run_id}: {resume}",
             interrupt.exit_code,
         )

@@ -16,6 +16,7 @@ from gymstream.cli.exit_codes import EXIT_CODES_HELP
 from gymstream.cli.help_format import full_width_help, keep_argument_help
 from gymstream.cli.produce import produce_command
 from gymstream.cli.retry import retry_failures_command
+from gymstream.cli.runs import runs_app
 from gymstream.cli.sink import sink_command
 from gymstream.cli.status import StatusCommand, status_command
 from gymstream.cli.stream import stream_command
@@ -90,6 +91,7 @@ app.command("retry-failures")(retry_failures_command)
 app.command("stream")(stream_command)
 app.command("status", cls=StatusCommand)(status_command)
 app.add_typer(topics_app, name="topics")
+app.add_typer(runs_app, name="runs")
 app.add_typer(kafka.app, name="kafka")
 app.add_typer(model.app, name="model")
 

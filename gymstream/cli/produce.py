@@ -44,6 +44,7 @@ from gymstream.cli.dataset import (
 )
 from gymstream.cli.exit_codes import partial_problem
 from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
+from gymstream.cli.scope import NamespaceOpt, scoped_layout
 from gymstream.collect import resume_options, skip_waiting
 from gymstream.errors import GymstreamError, RowError
 from gymstream.nemo_gym.outputs.files import OutputPaths
@@ -148,6 +149,7 @@ def produce_command(
     ] = None,
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
+    namespace: NamespaceOpt = None,
     topics_file: TopicsFileOpt = None,
     config: ConfigOpt = None,
     no_progress: NoProgressOpt = False,
@@ -160,7 +162,7 @@ def produce_command(
         raise fail("give the dataset once: as INPUT or as --input")
     check_input(input_path)
     kafka = kafka_settings(bootstrap)
-    layout = layout_for(topic_prefix, topics_file)
+    layout = scoped_layout(layout_for(topic_prefix, topics_file), namespace)
     cfg = gym_config(config)
     options = produce_options(
         input_path,

@@ -64,6 +64,8 @@ def print_sink_summary(report: SinkReport, output: Path) -> None:
     )
     new = report.accounted - report.resumed_rows
     out.print(throughput_line(new, report.elapsed_s, report.tokens))
+    if report.mixed_models is not None:
+        out.print(f"[yellow]warning:[/yellow] {report.mixed_models}", highlight=False)
     latency = latency_table(report.timings)
     if latency is not None:
         out.print(latency)

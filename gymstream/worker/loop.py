@@ -388,6 +388,7 @@ async def run_worker(
     model: ModelClient,
     *,
     model_name: str,
+    model_base_url: str = "",
     stop: asyncio.Event,
     settings: WorkerSettings,
     retry: RetrySettings,
@@ -402,8 +403,10 @@ async def run_worker(
     output is acknowledged by Kafka (used by progress bars). ``metrics``: record into it and
     register the worker's gauges and readiness check (``worker.watch``); None records nothing.
     ``stats``: the (new) stats object to fill, which the caller may read while the worker runs
-    (live progress).
+    (live progress). ``model_base_url`` (the resolved base URL, comma-joined when spread)
+    and ``model_name`` go on every result: which model produced it.
     """
+    url = str(getattr(model, "url", "(the configured URL)"))
     step = OutcomeStep(
         agent=agent,
         worker_id=worker_id or new_worker_id(),
@@ -411,9 +414,10 @@ async def run_worker(
         failures_topic=layout.failures,
         max_message_bytes=settings.max_message_bytes,
         environment_server=agent_config.environment_stamp(),
+        model_base_url=model_base_url or url,
+        model_name=model_name,
     )
     live_versions = LiveVersions(kafka, layout)
-    url = str(getattr(model, "url", "(the configured URL)"))
     slow = SlowCalls(settings.slow_model_call_s, settings.slow_model_calls, url=url)
     runner = TaskRunner(
         step,

@@ -124,6 +124,8 @@ def test_retry_failures_republishes_with_the_next_attempt(
     out = tmp_path / "out.jsonl"
     fail_everything(env, data, out, "run-c")
     up = {**env, "GYMSTREAM_MODEL_BASE_URL": model_url}
+    # the collect ran in its private namespace: the shared one's workers need their topics
+    assert gymstream("topics", "apply", "--agent", AGENT_ONE, env=up).returncode == 0
     worker = start_worker(AGENT_ONE, up, tmp_path / "worker.log")
     try:
         retried = gymstream("retry-failures", "--run-id", "run-c", "-o", str(out), env=up)

@@ -38,6 +38,8 @@ STEP = OutcomeStep(
     results_topic="t.results",
     failures_topic="t.failures",
     max_message_bytes=2048,
+    model_base_url="http://model-a:8000/v1",
+    model_name="model-a",
 )
 WHERE = Where("gymstream.tasks.agent_a", 3, 42)
 ROW: dict[str, Any] = {
@@ -272,6 +274,8 @@ def test_a_finished_rollout_is_a_result_envelope() -> None:
         "policy_version": 4,
         "timings": {"model_s": 1.5, "tools_s": 0.25, "verify_s": 0.125, "total_s": 2.0},
         "tokens": {"input_tokens": 7, "output_tokens": 3},
+        "model_base_url": "http://model-a:8000/v1",  # which model produced it
+        "model_name": "model-a",
     }
     output = json.loads(bytes(envelope.output))
     assert (output["reward"], output["_ng_task_index"], output["_ng_rollout_index"]) == (0.5, 5, 2)
