@@ -4,9 +4,9 @@
 NeMo Gym's own servers from its venv (policy model ``openai_model`` -> the scripted model, the
 ``example_single_tool_call`` and ``example_multi_step`` resources servers and their
 ``simple_agent`` instances), standalone as the compatibility tests start them
-(``tests/nemo_gym_helpers.py``: NeMo Gym's merged YAML, ``python app.py``, no Ray). Every NeMo
-Gym server runs with ``bench/ng_counting`` on its path, so ``GET /_bench_counts`` tells the
-requests it has answered by path.
+(``tests/fixtures/nemo_gym_servers.py``: NeMo Gym's merged YAML, ``python app.py``, no
+Ray). Every NeMo Gym server runs with ``bench/ng_counting`` on its path, so
+``GET /_bench_counts`` tells the requests it has answered by path.
 
 - ``run_nemo_gym``: NeMo Gym's collector (``nemo_gym.cli.eval.collect_rollouts``, what
   ``ng_collect_rollouts`` / ``gym eval run --no-serve`` run) in its venv, configured as its
@@ -40,7 +40,7 @@ from bench.pipeline import collect_argv
 from bench.procs import ROOT, Child, cpu_s, self_cpu_s, system_busy_s
 
 sys.path.insert(0, str(ROOT / "tests"))  # the NeMo Gym harness of the compatibility tests
-from nemo_gym_helpers import (
+from fixtures.nemo_gym_servers import (
     EXAMPLE_CONFIGS,
     EXAMPLE_INSTANCES,
     MS_AGENT,

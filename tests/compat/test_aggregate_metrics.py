@@ -22,8 +22,8 @@ from typing import Any
 
 import msgspec
 import pytest
-from compat_rows import example_rows
-from nemo_gym_helpers import MS_AGENT, MS_RESOURCES, NemoGymServers, nemo_gym_python
+from fixtures.nemo_gym_rows import example_rows
+from fixtures.nemo_gym_servers import MS_AGENT, MS_RESOURCES, NemoGymServers, nemo_gym_python
 
 from gymstream.nemo_gym.config.agents import AgentConfig, GymConfig, ServerRef
 from gymstream.nemo_gym.outputs.aggregate import aggregate_metrics

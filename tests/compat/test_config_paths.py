@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from nemo_gym_helpers import nemo_gym_merge
+from fixtures.nemo_gym_servers import nemo_gym_merge
 from omegaconf import OmegaConf
 
 from gymstream.errors import ConfigError

@@ -19,8 +19,20 @@ from typing import Any
 
 import httpx
 import pytest
-from compat_rows import NOT_VERIFIER_FIELDS, example_rows, function_call, rows_of, trajectory
-from nemo_gym_helpers import MS_AGENT, MS_RESOURCES, STC_AGENT, STC_RESOURCES, NemoGymServers
+from fixtures.nemo_gym_rows import (
+    NOT_VERIFIER_FIELDS,
+    example_rows,
+    function_call,
+    rows_of,
+    trajectory,
+)
+from fixtures.nemo_gym_servers import (
+    MS_AGENT,
+    MS_RESOURCES,
+    STC_AGENT,
+    STC_RESOURCES,
+    NemoGymServers,
+)
 
 from gymstream.rollout.environment import load_environment
 from gymstream.rollout.loop import run_rollout

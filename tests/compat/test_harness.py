@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import httpx
-from compat_rows import example_rows
-from nemo_gym_helpers import MS_AGENT, STC_AGENT, NemoGymServers
+from fixtures.nemo_gym_rows import example_rows
+from fixtures.nemo_gym_servers import MS_AGENT, STC_AGENT, NemoGymServers
 
 
 def test_simple_agent_runs_a_single_tool_call_row_through_the_scripted_model(

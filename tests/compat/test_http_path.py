@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 import pytest
-from compat_rows import NOT_VERIFIER_FIELDS, example_rows, rows_of, trajectory
-from nemo_gym_helpers import (
+from fixtures.nemo_gym_rows import NOT_VERIFIER_FIELDS, example_rows, rows_of, trajectory
+from fixtures.nemo_gym_servers import (
     MORE_SERVERS,
     MS_AGENT,
     MS_RESOURCES,

@@ -28,8 +28,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from kafka_helpers import NameFactory
-from nemo_gym_helpers import free_ports, nemo_gym_python
+from fixtures.nemo_gym_servers import free_ports, nemo_gym_python
+from fixtures.topics import NameFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "nemo_gym_compat.md"

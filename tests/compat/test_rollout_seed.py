@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from compat_rows import example_rows
-from nemo_gym_helpers import nemo_gym_python
+from fixtures.nemo_gym_rows import example_rows
+from fixtures.nemo_gym_servers import nemo_gym_python
 
 from gymstream.errors import RowError
 from gymstream.produce.plan import (

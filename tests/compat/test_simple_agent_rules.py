@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from compat_rows import NOT_VERIFIER_FIELDS, example_rows, trajectory
-from nemo_gym_helpers import (
+from fixtures.nemo_gym_rows import NOT_VERIFIER_FIELDS, example_rows, trajectory
+from fixtures.nemo_gym_servers import (
     SKIP_AGENT,
     SKIP_VERIFICATION_YAML,
     STC_AGENT,

@@ -20,8 +20,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from nemo_gym_helpers import _START_TIMEOUT_S, Instance, NemoGymServers, run_nemo_gym_servers
-from vllm_fake import VllmFake
+from fixtures.nemo_gym_servers import (
+    _START_TIMEOUT_S,
+    Instance,
+    NemoGymServers,
+    run_nemo_gym_servers,
+)
+from fixtures.vllm_fake import VllmFake
 
 from gymstream.nemo_gym.config.agents import resolve_model
 from gymstream.nemo_gym.config.translate import load_any_config

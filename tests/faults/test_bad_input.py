@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from kafka_helpers import read_all
-from pipeline_helpers import AGENT_ONE, cli_env, gymstream
+from fixtures.pipeline import AGENT_ONE, cli_env, gymstream
+from fixtures.topics import read_all
 
 from gymstream.kafka.topics import load_layout
 from gymstream.wire.codec import DECODE_TASK

@@ -23,12 +23,16 @@ from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
-from pipeline_helpers import (
+from fixtures.broker import start_local_cluster
+from fixtures.model import ModelFactory
+from fixtures.pipeline import (
     AGENT_ONE,
     assert_exactly_once,
     cli_env,
     count_lines,
     gymstream,
+    kill_hard,
+    publish_run,
     read_jsonl,
     single_tool_input,
     spawn,
@@ -36,12 +40,11 @@ from pipeline_helpers import (
     stop_gracefully,
     wait_until,
 )
+from fixtures.waits import wait_exit
 
 from gymstream.errors import KafkaSetupError
 from gymstream.kafka.topics import load_layout
-from gymstream.localkafka import Cluster, fetch_jars, find_free_base_port, start_cluster
-from gymstream.localkafka.settings import LocalKafkaSettings
-from gymstream.testing.thread import start_scripted_in_thread
+from gymstream.localkafka import Cluster
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
@@ -84,13 +87,9 @@ class OutputWatch:
 
 
 @pytest.fixture
-def model_url() -> Iterator[str]:
+def model_url(make_scripted_model: ModelFactory) -> str:
     """A scripted model at 40 ms per turn: the run takes a few seconds, the fault lands mid-way."""
-    server = start_scripted_in_thread(latency_ms=40)
-    try:
-        yield server.url
-    finally:
-        server.stop()
+    return make_scripted_model(latency_ms=40).url
 
 
 def pipeline_env(bootstrap: str, model_url: str) -> dict[str, str]:
@@ -98,13 +97,7 @@ def pipeline_env(bootstrap: str, model_url: str) -> dict[str, str]:
 
 
 def produce(env: dict[str, str], tmp_path: Path, run_id: str) -> None:
-    applied = gymstream("topics", "apply", "--agent", AGENT_ONE, env=env)
-    assert applied.returncode == 0, applied.stdout + applied.stderr
-    data = single_tool_input(tmp_path / "in.jsonl", rows=ROWS)
-    result = gymstream(
-        "produce", str(data), "--num-repeats", str(REPEATS), "--run-id", run_id, env=env
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    publish_run(env, single_tool_input(tmp_path / "in.jsonl", rows=ROWS), run_id, REPEATS)
 
 
 def sink_duplicates(log: Path) -> int:
@@ -128,17 +121,22 @@ def run_with_fault(
     worker = start_worker(AGENT_ONE, env, worker_log, "--concurrency", CONCURRENCY)
     try:
         with OutputWatch(out) as watch:
-            wait_until(lambda: count_lines(out) >= FAULT_AT_ROWS, 60, f"{FAULT_AT_ROWS} rows")
+            wait_until(
+                lambda: count_lines(out) >= FAULT_AT_ROWS,
+                60,
+                f"{FAULT_AT_ROWS} rows",
+                watch=[sink, worker, out, sink_log, worker_log],
+            )
             broker_gone = fault()
             rows_at_fault = count_lines(out)
             assert rows_at_fault < len(EXPECTED), "the fault did not land mid-run"
-            assert sink.wait(timeout=90) == 0, sink_log.read_text()[-3000:]
-        assert stop_gracefully(worker, timeout=30) == 0, worker_log.read_text()[-3000:]
+            code = wait_exit(sink, "the sink to finish", watch=[worker, out, sink_log, worker_log])
+            assert code == 0, sink_log.read_text()[-3000:]
+        assert stop_gracefully(worker, watch=[worker_log]) == 0, worker_log.read_text()[-3000:]
     finally:
         for proc in (sink, worker):
             if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+                kill_hard(proc)
     rows = read_jsonl(out)
     failures = read_jsonl(tmp_path / "out_failures.jsonl")
     assert_exactly_once(rows, EXPECTED)
@@ -166,17 +164,8 @@ def run_with_fault(
 @pytest.fixture
 def private_broker(tmp_path: Path) -> Iterator[Cluster]:
     """A single-node cluster of this test alone (it gets stopped and restarted)."""
-    settings = LocalKafkaSettings()
     try:
-        cluster = start_cluster(
-            tmp_path / "kafka",
-            brokers=1,
-            port=find_free_base_port(1),
-            libs=fetch_jars(settings.cache_dir, mvn=settings.mvn),
-            java=settings.java,
-            heap_mb=settings.heap_mb,
-            timeout_s=settings.start_timeout_s,
-        )
+        cluster = start_local_cluster(tmp_path / "kafka")
     except KafkaSetupError as exc:
         pytest.fail(f"could not start a private broker: {exc}", pytrace=False)
     try:
@@ -289,7 +278,7 @@ def test_no_broker_at_start_is_one_clear_error(stage: str, tmp_path: Path) -> No
         "sink": ["sink", "--output", str(tmp_path / "out.jsonl"), "--run-id", "r"],
         "produce": ["produce", str(data), "--rejects", str(tmp_path / "rejects.jsonl")],
     }[stage]
-    result = gymstream(*args, env=env, timeout=60)
+    result = gymstream(*args, env=env)
 
     text = result.stdout + result.stderr
     assert result.returncode == 1, text

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import AGENT_ONE, cli_env, gymstream
+from fixtures.pipeline import AGENT_ONE, cli_env, gymstream
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 

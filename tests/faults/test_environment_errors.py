@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from nemo_fakes import Behaviour, ServerThread, recorded_app, recording
-from pipeline_helpers import cli_env, gymstream, read_jsonl
+from fixtures.nemo_gym_fakes import Behaviour, ServerThread, recorded_app, recording
+from fixtures.pipeline import cli_env, gymstream, read_jsonl
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import shlex
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import (
+from fixtures.model import ModelFactory
+from fixtures.pipeline import (
     AGENT_ONE,
     alive,
     assert_exactly_once,
@@ -21,25 +21,22 @@ from pipeline_helpers import (
     spawn,
     wait_until,
 )
+from fixtures.waits import wait_exit
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
-ROWS, REPEATS = 40, 5
+ROWS, REPEATS = 20, 5
+AT_SIGTERM = 10  # rows in the output when the signal is sent: mid-run, with rollouts in flight
 EXPECTED = {(AGENT_ONE, t, r) for t in range(ROWS) for r in range(REPEATS)}
 RESUME = "resume with the same --run-id "
 
 
 @pytest.fixture
-def env(kafka_bootstrap: str) -> Iterator[dict[str, str]]:
+def env(kafka_bootstrap: str, make_scripted_model: ModelFactory) -> dict[str, str]:
     """A scripted model slow enough (30 ms per turn) that the run is still going at the
     signal; progress lines every 0.2 s (stderr is a file here, not a terminal)."""
-    from gymstream.testing.thread import start_scripted_in_thread
-
-    server = start_scripted_in_thread(latency_ms=30)
-    try:
-        yield cli_env(kafka_bootstrap, server.url, GYMSTREAM_PROGRESS_INTERVAL_S="0.2")
-    finally:
-        server.stop()
+    model = make_scripted_model(latency_ms=30)
+    return cli_env(kafka_bootstrap, model.url, GYMSTREAM_PROGRESS_INTERVAL_S="0.2")
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
@@ -56,10 +53,15 @@ def test_sigterm_settles_and_the_resume_gives_every_rollout_once(
     log = tmp_path / "collect.log"
     collect = spawn(args, env, log)
     try:
-        wait_until(lambda: count_lines(out) >= 20, 120, "20 rows in the output")
+        wait_until(
+            lambda: count_lines(out) >= AT_SIGTERM,
+            60,
+            f"{AT_SIGTERM} rows in the output",
+            watch=[collect, out, log],
+        )
         workers = child_pids(collect.pid) if worker_processes else set()
         collect.send_signal(signal.SIGTERM)
-        code = collect.wait(timeout=120)
+        code = wait_exit(collect, "collect to settle and exit", watch=[out, log])
     finally:
         if collect.poll() is None:
             collect.kill()
@@ -72,16 +74,19 @@ def test_sigterm_settles_and_the_resume_gives_every_rollout_once(
     first = read_jsonl(out)  # what arrived was written, every line whole, none twice
     keys = {(r["agent_ref"]["name"], r["_ng_task_index"], r["_ng_rollout_index"]) for r in first}
     assert len(keys) == len(first)
-    assert 20 <= len(first) < len(EXPECTED), len(first)
+    assert AT_SIGTERM <= len(first) < len(EXPECTED), len(first)
     if worker_processes:  # the signal reached the worker processes: they are gone
         assert workers
-        wait_until(lambda: not any(alive(p) for p in workers), 60, "the workers to exit")
+        wait_until(
+            lambda: not any(alive(p) for p in workers), 60, "the workers to exit", watch=workers
+        )
     # the line says how to resume: run exactly that command
     line = next(x for x in text.splitlines() if RESUME in x)
     assert f"{RESUME}{run_id}: gymstream " in line, line
     command = shlex.split(line.split(f"{RESUME}{run_id}: ", 1)[1])
     assert command[:2] == ["gymstream", "collect"], command
-    resumed = spawn(command[1:], env, tmp_path / "resume.log")
-    assert resumed.wait(timeout=180) == 0, (tmp_path / "resume.log").read_text()
+    resume_log = tmp_path / "resume.log"
+    resumed = spawn(command[1:], env, resume_log)
+    assert wait_exit(resumed, "the resume", watch=[out, resume_log]) == 0, resume_log.read_text()
     assert_exactly_once(read_jsonl(out), EXPECTED)
     assert count_lines(tmp_path / "out_failures.jsonl") == 0

@@ -9,16 +9,17 @@ from __future__ import annotations
 import re
 import socket
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_helpers import (
+from fixtures.model import ModelFactory
+from fixtures.pipeline import (
     AGENT_ONE,
     QUICK_MODEL_ENV,
     cli_env,
     gymstream,
+    publish_run,
     read_jsonl,
     single_tool_input,
     spawn,
@@ -26,6 +27,7 @@ from pipeline_helpers import (
     stop_gracefully,
     wait_until,
 )
+from fixtures.waits import Watched, wait_exit
 
 from gymstream.testing.thread import ScriptedThread, start_scripted_in_thread
 
@@ -42,13 +44,7 @@ def pipeline_env(bootstrap: str, model_url: str, **extra: str) -> dict[str, str]
 
 
 def produce(env: dict[str, str], tmp_path: Path, run_id: str) -> None:
-    applied = gymstream("topics", "apply", "--agent", AGENT_ONE, env=env)
-    assert applied.returncode == 0, applied.stderr
-    data = single_tool_input(tmp_path / "in.jsonl", rows=ROWS)
-    result = gymstream(
-        "produce", str(data), "--num-repeats", str(REPEATS), "--run-id", run_id, env=env
-    )
-    assert result.returncode == 0, result.stderr
+    publish_run(env, single_tool_input(tmp_path / "in.jsonl", rows=ROWS), run_id, REPEATS)
 
 
 def run_pipeline(
@@ -62,12 +58,12 @@ def run_pipeline(
     worker = start_worker(AGENT_ONE, env, log, "--concurrency", "32")
     try:
         sink = gymstream(
-            "sink", "--output", str(tmp_path / "out.jsonl"), "--run-id", run_id, env=env, timeout=90
+            "sink", "--output", str(tmp_path / "out.jsonl"), "--run-id", run_id, env=env
         )
         assert sink.returncode == sink_code, sink.stdout + sink.stderr
     finally:
-        # SIGTERM must end the worker well inside this timeout: nothing in it may hang
-        code = stop_gracefully(worker, timeout=20)
+        # SIGTERM must end the worker: nothing in it may hang (20 s without progress fails)
+        code = stop_gracefully(worker, stall_s=20)
     assert code == 0, log.read_text()
     return sink.stdout + sink.stderr, log.read_text()
 
@@ -97,13 +93,9 @@ def assert_accounted_once(
 
 
 @pytest.fixture
-def flaky_model() -> Iterator[ScriptedThread]:
+def flaky_model(make_scripted_model: ModelFactory) -> ScriptedThread:
     """20% of model calls answer 500/503, 5% never answer (past the 1 s client timeout)."""
-    server = start_scripted_in_thread(latency_ms=5, error_rate=0.2, hang_rate=0.05, seed=7)
-    try:
-        yield server
-    finally:
-        server.stop()
+    return make_scripted_model(latency_ms=5, error_rate=0.2, hang_rate=0.05, seed=7)
 
 
 def test_flaky_model_every_rollout_accounted_once(
@@ -192,13 +184,20 @@ def test_model_restart_pauses_workers_and_fails_nothing(
     out = tmp_path / "out.jsonl"
     sink = spawn(["sink", "--output", str(out), "--run-id", "restart"], env, tmp_path / "sink.log")
     try:
-        wait_until(lambda: model.server.stats["requests"] >= 80, 60, "a third of the requests")
+        watch: list[Watched] = [worker, sink, log, out]
+        wait_until(
+            lambda: model.server.stats["requests"] >= 80, 60, "a third of the requests", watch=watch
+        )
         model.stop()
-        wait_until(lambda: "pausing intake" in log.read_text(), 60, "the worker to pause")
+        wait_until(
+            lambda: "pausing intake" in log.read_text(), 60, "the worker to pause", watch=watch
+        )
         model = start_scripted_in_thread(port=port, latency_ms=5)  # back, same address
-        assert sink.wait(timeout=90) == 0, (tmp_path / "sink.log").read_text()
+        sink_log = tmp_path / "sink.log"
+        code = wait_exit(sink, "the sink to finish", watch=[worker, out, sink_log, log])
+        assert code == 0, sink_log.read_text()
     finally:
-        code = stop_gracefully(worker, timeout=20)
+        code = stop_gracefully(worker, stall_s=20)
         model.stop()
         if sink.poll() is None:
             sink.kill()

@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka_helpers import end_offsets, read_all
-from pipeline_helpers import (
+from fixtures.pipeline import (
     AGENT_MULTI,
     AGENT_ONE,
     cli_env,
@@ -25,6 +24,7 @@ from pipeline_helpers import (
     multiverifier_input,
     single_tool_input,
 )
+from fixtures.topics import end_offsets, read_all
 
 from gymstream.kafka.topics import load_layout
 
@@ -141,9 +141,15 @@ def test_a_wrong_model_url_is_one_line_at_once_and_publishes_nothing(
     before = task_offsets(env)
     # the bound of the issue: well under 30 s (it was the 600 s outage budget)
     result = gymstream(
-        "collect", "-i", str(data), "-o", str(tmp_path / "out.jsonl"), "--no-progress",
-        env=env, timeout=30,
-    )  # fmt: skip
+        "collect",
+        "-i",
+        str(data),
+        "-o",
+        str(tmp_path / "out.jsonl"),
+        "--no-progress",
+        env=env,
+        stall_s=30,
+    )  # fmt: skip  (a wait on the model would stall: no CPU, no output)
     line = one_error_line(result.stdout + result.stderr)
     assert result.returncode == 2, line
     assert "its model does not answer" in line, line
@@ -155,7 +161,7 @@ def test_a_wrong_model_url_is_one_line_at_once_and_publishes_nothing(
 def test_produce_without_topics_says_so_at_once(kafka_bootstrap: str, tmp_path: Path) -> None:
     env = cli_env(kafka_bootstrap)  # its own prefix: no topics under it
     data = single_tool_input(tmp_path / "in.jsonl", rows=2)
-    result = gymstream("produce", str(data), "--run-id", "r", env=env, timeout=30)
+    result = gymstream("produce", str(data), "--run-id", "r", env=env, stall_s=30)
     line = one_error_line(result.stdout + result.stderr)
     assert result.returncode == 2, line
     assert "topics missing on the broker" in line, line

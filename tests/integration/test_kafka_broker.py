@@ -11,7 +11,7 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
-from kafka_helpers import (
+from fixtures.topics import (
     NameFactory,
     committed_offsets,
     create_topic,

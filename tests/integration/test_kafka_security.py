@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import ROOT
+from fixtures.pipeline import ROOT
+from fixtures.waits import run_to_end
 
 from gymstream.kafka.clients import build_consumer, build_producer, client_options
 from gymstream.kafka.topics import apply_topics, load_layout
@@ -166,14 +167,7 @@ def _cli(
         "GYMSTREAM_TOPIC_PREFIX": f"seccli{uuid.uuid4().hex[:6]}",
         **env_extra,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "gymstream.cli.main", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_to_end([sys.executable, "-m", "gymstream.cli.main", *args], env=env)
 
 
 def test_topics_apply_authenticates_with_a_token_command(secure_cluster: Cluster) -> None:

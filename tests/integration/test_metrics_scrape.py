@@ -8,11 +8,11 @@ import json
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import (
+from fixtures.model import ModelFactory
+from fixtures.pipeline import (
     AGENT_ONE,
     QUICK_MODEL_ENV,
     ROOT,
@@ -36,13 +36,9 @@ ROWS = 300
 
 
 @pytest.fixture
-def model() -> Iterator[ScriptedThread]:
+def model(make_scripted_model: ModelFactory) -> ScriptedThread:
     # slow enough (two model calls per rollout, 8 in flight) that the run lasts a few seconds
-    server = start_scripted_in_thread(latency_ms=50)
-    try:
-        yield server
-    finally:
-        server.stop()
+    return make_scripted_model(latency_ms=50)
 
 
 def _port(log: Path) -> int | None:
@@ -252,6 +248,6 @@ def test_a_model_outage_is_a_gauge_and_not_ready_until_the_model_answers(
         assert _value(end, "gymstream_model_outage", agent=AGENT_ONE) == 0
         assert _value(end, "gymstream_rollouts_failed_total") == 0  # the outage waited
     finally:
-        code = stop_gracefully(worker, timeout=30)
+        code = stop_gracefully(worker)
         model.stop()
     assert code == 0, log.read_text()[-2000:]

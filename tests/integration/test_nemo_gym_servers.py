@@ -1,7 +1,8 @@
 """NeMo Gym's own YAML files drive `collect` and `worker` through resources servers over HTTP and
 a remote agent, on a real Kafka.
 
-The servers are in-test stand-ins that speak NeMo Gym 0.7.0's protocol (``tests/nemo_fakes.py``:
+The servers are in-test stand-ins that speak NeMo Gym 0.7.0's protocol
+(``tests/fixtures/nemo_gym_fakes.py``:
 cookies as the session, FastAPI's compact JSON, a head server's ``/server_instances``); the
 comparison against NeMo Gym's real servers belongs to the real-NeMo-Gym harness.
 """
@@ -16,8 +17,8 @@ from typing import Any
 import pytest
 import test_pipeline
 from aiohttp import web
-from nemo_fakes import Behaviour, ServerThread, native_app, recorded_app, recording
-from pipeline_helpers import (
+from fixtures.nemo_gym_fakes import Behaviour, ServerThread, native_app, recorded_app, recording
+from fixtures.pipeline import (
     AGENT_MULTI,
     AGENT_ONE,
     assert_exactly_once,
@@ -197,7 +198,6 @@ def test_a_server_nobody_started_is_a_clear_error_naming_it(
         "--config",
         f"{SEED},{pins}",
         env=cli_env(kafka_bootstrap, scripted_url),
-        timeout=60,
     )
     assert result.returncode == 2
     message = result.stderr + result.stdout

@@ -7,8 +7,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kafka_helpers import read_all, wait_until
-from pipeline_helpers import AGENT_ONE, single_tool_input
+from fixtures.pipeline import AGENT_ONE, single_tool_input
+from fixtures.topics import read_all, wait_until
 
 from gymstream.kafka.topics import apply_topics, load_layout
 from gymstream.produce.producer import ProduceOptions, produce

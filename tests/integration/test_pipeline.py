@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import (
+from fixtures.model import ModelFactory
+from fixtures.pipeline import (
     AGENT_MULTI,
     AGENT_ONE,
     ENVS,
@@ -37,14 +37,8 @@ NG_KEYS = {
 
 
 @pytest.fixture
-def scripted_url() -> Iterator[str]:
-    from gymstream.testing.thread import start_scripted_in_thread
-
-    server = start_scripted_in_thread()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+def scripted_url(make_scripted_model: ModelFactory) -> str:
+    return make_scripted_model().url
 
 
 @pytest.fixture

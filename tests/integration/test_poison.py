@@ -9,8 +9,8 @@ from typing import Any
 
 import msgspec
 import pytest
-from kafka_helpers import make_producer, read_all, wait_until
-from pipeline_helpers import AGENT_ONE, ENVS, in_process_worker
+from fixtures.pipeline import AGENT_ONE, ENVS, in_process_worker
+from fixtures.topics import make_producer, read_all, wait_until
 
 from gymstream.kafka.topics import TopicLayout, apply_topics, load_layout
 from gymstream.settings import KafkaSettings, WorkerSettings

@@ -6,8 +6,8 @@ import json
 import uuid
 
 import pytest
-from kafka_helpers import make_producer, read_all, wait_until
-from pipeline_helpers import AGENT_ONE, ENVS, in_process_worker
+from fixtures.pipeline import AGENT_ONE, ENVS, in_process_worker
+from fixtures.topics import make_producer, read_all, wait_until
 
 from gymstream.kafka.topics import apply_topics, load_layout
 from gymstream.runs.policy import publish_policy_version

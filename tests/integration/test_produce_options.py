@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from kafka_helpers import read_all
-from pipeline_helpers import AGENT_ONE, cli_env, gymstream, single_tool_input
+from fixtures.pipeline import AGENT_ONE, cli_env, gymstream, single_tool_input
+from fixtures.topics import read_all
 
 from gymstream.kafka.topics import load_layout
 from gymstream.wire.codec import DECODE_TASK

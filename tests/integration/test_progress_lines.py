@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import AGENT_ONE, cli_env, gymstream, single_tool_input
+from fixtures.pipeline import AGENT_ONE, cli_env, gymstream, single_tool_input
 
 pytestmark = pytest.mark.kafka
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import (
+from fixtures.model import ModelFactory
+from fixtures.pipeline import (
     AGENT_ONE,
     assert_exactly_once,
     cli_env,
@@ -22,14 +22,8 @@ EXPECTED = {(AGENT_ONE, t, 0) for t in range(6)}
 
 
 @pytest.fixture
-def model_url() -> Iterator[str]:
-    from gymstream.testing.thread import start_scripted_in_thread
-
-    server = start_scripted_in_thread()
-    try:
-        yield server.url
-    finally:
-        server.stop()
+def model_url(make_scripted_model: ModelFactory) -> str:
+    return make_scripted_model().url
 
 
 @pytest.fixture

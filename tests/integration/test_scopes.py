@@ -12,8 +12,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from kafka_helpers import list_topics, read_all
-from pipeline_helpers import (
+from fixtures.pipeline import (
     AGENT_ONE,
     QUICK_MODEL_ENV,
     assert_exactly_once,
@@ -27,6 +26,7 @@ from pipeline_helpers import (
     stop_gracefully,
     wait_until,
 )
+from fixtures.topics import list_topics, read_all
 from typer.testing import CliRunner, Result
 
 from gymstream.cli.main import app

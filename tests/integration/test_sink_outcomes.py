@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
-from kafka_helpers import end_offsets, make_producer, wait_until
-from message_helpers import failure_message, result_message
+from fixtures.messages import failure_message, result_message
+from fixtures.topics import end_offsets, make_producer, wait_until
 
 from gymstream.kafka.topics import TopicLayout, apply_topics, load_layout
 from gymstream.nemo_gym.outputs.files import OutputPaths

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka_helpers import end_offsets, make_producer, wait_until
-from pipeline_helpers import (
+from fixtures.pipeline import (
     AGENT_ONE,
     cli_env,
     count_lines,
@@ -20,6 +19,7 @@ from pipeline_helpers import (
     single_tool_input,
     spawn,
 )
+from fixtures.topics import end_offsets, make_producer, wait_until
 
 from gymstream.kafka.topics import apply_topics, load_layout
 from gymstream.nemo_gym.outputs.files import OutputPaths

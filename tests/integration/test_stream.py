@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 from collections import Counter
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from stream_helpers import (
+from fixtures.stream import (
     AGENTS,
     SIZE,
     WAIT_S,
@@ -27,6 +27,7 @@ from stream_helpers import (
     publish_manifest,
     rollout,
 )
+from fixtures.waits import run_to_end
 
 from gymstream.errors import ConfigError
 from gymstream.runs.pacing import open_pacer
@@ -330,7 +331,7 @@ async def test_pacer_holds_the_producer_to_the_trainer(env: Env) -> None:
 
 def run_cli(env: Env, *args: str) -> list[Any]:
     """Run ``gymstream stream`` to its end."""
-    done = subprocess.run(
+    done = run_to_end(
         [
             sys.executable,
             "-m",
@@ -344,9 +345,7 @@ def run_cli(env: Env, *args: str) -> list[Any]:
             env.layout.prefix,
             *args,
         ],
-        capture_output=True,
-        timeout=WAIT_S,
-        check=False,
+        text=False,
     )
     assert done.returncode == 0, done.stderr.decode()
     assert b"printed" in done.stderr  # the summary
@@ -397,14 +396,14 @@ async def test_online_trainer_example_trains_every_group_once(env: Env) -> None:
         "--topic-prefix",
         env.layout.prefix,
     ]
-    first = await asyncio.to_thread(subprocess.run, args, capture_output=True, timeout=WAIT_S)
-    assert first.returncode == 0, first.stderr.decode()
-    out = first.stdout.decode()
+    first = await asyncio.to_thread(partial(run_to_end, args))
+    assert first.returncode == 0, first.stderr
+    out = first.stdout
     steps = [line for line in out.splitlines() if line.startswith("step")]
     assert len(steps) == len(AGENTS) * tasks // 2  # two groups per step
     assert "advantages [-1.34, -0.45, +0.45, +1.34]" in out  # rewards t, t+1, t+2, t+3
     assert "\n        0  " in out  # staleness histogram: every rollout fresh (version 0)
     assert await latest_policy_version(env.kafka, env.layout, env.run_id) == len(steps)
-    again = await asyncio.to_thread(subprocess.run, args, capture_output=True, timeout=WAIT_S)
-    assert again.returncode == 0, again.stderr.decode()
-    assert "step" not in again.stdout.decode()  # it resumes after the last trained batch
+    again = await asyncio.to_thread(partial(run_to_end, args))
+    assert again.returncode == 0, again.stderr
+    assert "step" not in again.stdout  # it resumes after the last trained batch

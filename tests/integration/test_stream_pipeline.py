@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import (
+from fixtures.model import ModelFactory
+from fixtures.pipeline import (
     AGENT_ONE,
     cli_env,
     gymstream,
@@ -27,14 +27,8 @@ ROWS, SIZE = 30, 4
 
 
 @pytest.fixture
-def model_url() -> Iterator[str]:
-    from gymstream.testing.thread import start_scripted_in_thread
-
-    server = start_scripted_in_thread(latency_ms=5)
-    try:
-        yield server.url
-    finally:
-        server.stop()
+def model_url(make_scripted_model: ModelFactory) -> str:
+    return make_scripted_model(latency_ms=5).url
 
 
 async def test_groups_whole_with_two_workers_per_agent(

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipeline_helpers import (
+from fixtures.pipeline import (
     AGENT_MULTI,
     AGENT_ONE,
     cli_env,
@@ -23,7 +23,7 @@ from pipeline_helpers import (
     read_jsonl,
     single_tool_input,
 )
-from vllm_fake import VllmFake, render_prompt
+from fixtures.vllm_fake import VllmFake, render_prompt
 
 from gymstream.testing.server import LogprobsMode
 from gymstream.testing.thread import ScriptedThread, start_scripted_in_thread

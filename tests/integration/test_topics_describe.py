@@ -7,8 +7,8 @@ import json
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
-from kafka_helpers import NameFactory, create_topic, make_producer
-from pipeline_helpers import cli_env, gymstream
+from fixtures.pipeline import cli_env, gymstream
+from fixtures.topics import NameFactory, create_topic, make_producer
 
 from gymstream.kafka.describe import describe_topic, list_topics
 

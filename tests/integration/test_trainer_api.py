@@ -11,12 +11,13 @@ import dataclasses
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
-from stream_helpers import (
+from fixtures.stream import (
     AGENTS,
     SIZE,
     WAIT_S,
@@ -28,6 +29,7 @@ from stream_helpers import (
     publish_manifest,
     rollout,
 )
+from fixtures.waits import run_to_end
 
 from gymstream.produce.plan import ProduceOptions
 from gymstream.produce.producer import produce
@@ -211,9 +213,9 @@ async def test_the_example_trains_on_token_sequences_through_the_sync_stream(env
     await publish_manifest(env, tasks)
     args = [sys.executable, str(EXAMPLE), "--run-id", env.run_id, "--group-size", str(SIZE)]
     args += ["--bootstrap", env.kafka.bootstrap, "--topic-prefix", env.layout.prefix]
-    done = await asyncio.to_thread(subprocess.run, args, capture_output=True, timeout=WAIT_S)
-    assert done.returncode == 0, done.stderr.decode()
-    out = done.stdout.decode()
+    done = await asyncio.to_thread(partial(run_to_end, args))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
     sequences = [line.strip() for line in out.splitlines() if " tokens, " in line]
     assert len(sequences) == len(AGENTS) * SIZE
     for index in range(SIZE):  # 3 prompt + 2 generated + 3 tool + (1 + index) generated
@@ -228,7 +230,7 @@ async def test_the_example_trains_on_token_sequences_through_the_sync_stream(env
 def stream_cli(env: Env, *args: str) -> subprocess.CompletedProcess[bytes]:
     command = [sys.executable, "-m", "gymstream.cli.main", "stream", *args]
     command += ["--bootstrap", env.kafka.bootstrap, "--topic-prefix", env.layout.prefix]
-    return subprocess.run(command, capture_output=True, timeout=WAIT_S, check=False)
+    return run_to_end(command, text=False)
 
 
 async def test_the_cli_streams_runs_by_prefix_or_list_with_sizes_from_the_manifests(
@@ -241,7 +243,7 @@ async def test_the_cli_streams_runs_by_prefix_or_list_with_sizes_from_the_manife
     expected = sorted((e.run_id, a, t) for e in epochs for a in AGENTS for t in range(2))
 
     def groups_of(done: subprocess.CompletedProcess[bytes]) -> list[tuple[str, str, int]]:
-        assert done.returncode == 0, done.stderr.decode()
+        assert done.returncode == 0, done.stderr
         lines = [json.loads(line) for line in done.stdout.splitlines()]
         assert all(len(line["rollouts"]) == SIZE for line in lines)
         return sorted((line["run_id"], line["agent"], line["task_index"]) for line in lines)

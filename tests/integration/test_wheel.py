@@ -15,8 +15,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kafka_helpers import list_topics, partitions_of, topic_config
-from pipeline_helpers import AGENT_MULTI, AGENT_ONE, ROOT, read_jsonl
+from fixtures.pipeline import AGENT_MULTI, AGENT_ONE, ROOT, read_jsonl
+from fixtures.topics import list_topics, partitions_of, topic_config
+from fixtures.waits import run_to_end
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -32,9 +33,7 @@ def _uv() -> str | None:
 def _run(
     args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        args, capture_output=True, text=True, check=False, timeout=300, cwd=cwd, env=env
-    )
+    done = run_to_end(args, cwd=cwd, env=env)
     assert done.returncode == 0, (
         f"{args[:3]} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
-from compat_rows import function_call
+from fixtures.nemo_gym_rows import function_call
 
 from gymstream.errors import ConfigError, EnvironmentNotFoundError
 from gymstream.nemo_gym.servers.tool_answers import ToolText, tool_output_text

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
-from nemo_fakes import Behaviour, recorded_app, recording
+from fixtures.nemo_gym_fakes import Behaviour, recorded_app, recording
 
 from gymstream.errors import ServerCallError, ServerResponseError
 from gymstream.nemo_gym.outputs.output_row import output_row

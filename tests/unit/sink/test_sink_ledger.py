@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import msgspec
-from message_helpers import failure_message, result_message
+from fixtures.messages import failure_message, result_message
 
 from gymstream.nemo_gym.outputs.rollout_set import RolloutSet
 from gymstream.sink.ledger import SinkLedger, SinkReport

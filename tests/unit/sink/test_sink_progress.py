@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 import pytest
-from message_helpers import RUN, failure_message, result_message
+from fixtures.messages import RUN, failure_message, result_message
 
 from gymstream.kafka.topics import load_layout
 from gymstream.nemo_gym.outputs.rollout_set import RolloutSet

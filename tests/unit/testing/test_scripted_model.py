@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from fixtures.waits import run_to_end, wait_exit
 
 from gymstream.errors import ModelCallError
 from gymstream.rollout.environment import load_environment
@@ -387,17 +388,19 @@ def test_cli_serve_scripted_prints_url_and_stops_on_sigterm() -> None:
         assert url.endswith("/v1")
         assert httpx.get(f"{url}/models", timeout=5).status_code == 200
         process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=10)
+        wait_exit(process, "the scripted model to stop")
+        assert process.stderr is not None
+        stderr = process.stderr.read()
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait(5)
+            process.wait()
     assert process.returncode == 0
     assert "models=1" in stderr
 
 
 def test_cli_rejects_rates_over_one() -> None:
-    result = subprocess.run(
+    result = run_to_end(
         [
             sys.executable,
             "-m",
@@ -409,10 +412,6 @@ def test_cli_rejects_rates_over_one() -> None:
             "--hang-rate",
             "0.7",
         ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
         cwd=ENVIRONMENTS.parent,
     )
     assert result.returncode == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from message_helpers import RUN, failure_message, result_message
+from fixtures.messages import RUN, failure_message, result_message
 
 from gymstream.errors import ConfigError
 from gymstream.trainer.delivery import Delivery

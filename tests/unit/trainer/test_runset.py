@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from message_helpers import result_message
+from fixtures.messages import result_message
 
 from gymstream.trainer.options import StreamOptions
 from gymstream.trainer.runset import RunSet

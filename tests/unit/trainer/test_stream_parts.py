@@ -8,8 +8,8 @@ from collections import Counter
 
 import msgspec
 import pytest
-from message_helpers import failure_message as failure
-from message_helpers import result_message as result
+from fixtures.messages import failure_message as failure
+from fixtures.messages import result_message as result
 
 from gymstream.errors import ConfigError
 from gymstream.trainer.grouping import (
