@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
-from nemo_fakes import Behaviour, recorded_app, recording
+from fixtures.nemo_gym_fakes import Behaviour, recorded_app, recording
 from test_loop import FakeModel, call, message, response
 
 from gymstream.errors import ConfigError, ServerResponseError, VerifierError
