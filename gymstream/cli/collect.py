@@ -261,21 +261,13 @@ def collect_command(
     metrics = metrics_settings(metrics_port)
     run = CollectOptions(overwrite=overwrite, worker_processes=worker_processes, metrics=metrics)
     interrupt = Interrupt(settings.worker.shutdown_grace_s)
-    layout = scoped_layout(
-        layout_for(topic_prefix, topics_file), namespace, private_run=options.run_id
-    )
+    layout = layout_for(topic_prefix, topics_file)
+    layout = scoped_layout(layout, namespace, private_run=options.run_id)
     options = checked(kafka, layout, options, plans, settings)
     report = run_collect(
-        kafka,
-        layout,
-        plans,
-        options,
-        paths,
-        settings=settings,
-        run=run,
-        show_progress=not no_progress,
-        interrupt=interrupt,
-    )
+        kafka, layout, plans, options, paths, settings=settings, run=run,
+        show_progress=not no_progress, interrupt=interrupt,
+    )  # fmt: skip
     conclude(report, paths, options.run_id, interrupt)
 
 

@@ -95,6 +95,18 @@ def reward_note(report: SinkReport) -> str:
     return f"mean reward  {means}" if means else ""
 
 
+SinkConfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        help="The run's NeMo Gym YAML files (as for collect/worker): at the end of a complete "
+        "run, each agent's server computes <stem>_aggregate_metrics.json (/aggregate_metrics), "
+        "as NeMo Gym's collector does. Without it: gymstream's own summary.",
+        show_default=False,
+    ),
+]
+
+
 def sink_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Output JSONL (NeMo Gym rows).")],
     run_id: Annotated[str, typer.Option("--run-id", help="The run to collect.")],
@@ -108,16 +120,7 @@ def sink_command(
     no_progress: NoProgressOpt = False,
     verbose: VerboseOpt = False,
     metrics_port: MetricsPortOpt = None,
-    config: Annotated[
-        str | None,
-        typer.Option(
-            "--config",
-            help="The run's NeMo Gym YAML files (as for collect/worker): at the end of a complete "
-            "run, each agent's server computes <stem>_aggregate_metrics.json (/aggregate_metrics), "
-            "as NeMo Gym's collector does. Without it: gymstream's own summary.",
-            show_default=False,
-        ),
-    ] = None,
+    config: SinkConfigOpt = None,
     nemo_gym_head: NemoGymHeadOpt = None,
 ) -> None:
     """Write a run's scored rollouts to JSONL exactly as NeMo Gym's collector would.
@@ -171,6 +174,11 @@ def sink_command(
         with show_progress(f"sink {run_id}", figures, enabled=not no_progress):
             report = run(main(), bootstrap=kafka.bootstrap)
     print_sink_summary(report, output)
+    exit_as(report, paths, follow=follow)
+
+
+def exit_as(report: SinkReport, paths: OutputPaths, *, follow: bool) -> None:
+    """Exit with the code the sink's end deserves (``cli/exit_codes.py``); 0 returns."""
     if not report.complete and not follow:
         raise fail("stopped before the run was complete; run the same command to resume", 1)
     if report.all_failed:

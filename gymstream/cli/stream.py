@@ -28,82 +28,103 @@ __all__ = ["stream_command", "stream_figures"]
 _COMMIT_EVERY = 100  # lines: a killed command repeats at most this many on its next start
 
 
+RunIdsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--run-id",
+        help="The run to stream; repeat it to stream several runs, in that order.",
+        show_default=False,
+    ),
+]
+
+RunPrefixOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--run-prefix",
+        help="Stream every run whose id starts with this (runs present at the start, "
+        "oldest first), instead of --run-id.",
+        show_default=False,
+    ),
+]
+
+GroupsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--groups",
+        help="One line per group (every rollout of a task) instead of one per rollout.",
+    ),
+]
+
+GroupSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--group-size",
+        min=1,
+        help="Rollouts per group for every agent (implies --groups); default: each "
+        "agent's repeats, from the run's manifest.",
+        show_default=False,
+    ),
+]
+
+MaxUnitsOpt = Annotated[
+    int | None,
+    typer.Option("--max", min=1, help="Stop after this many lines.", show_default=False),
+]
+
+FromBeginningOpt = Annotated[
+    bool,
+    typer.Option(
+        "--from-beginning", help="Start from the run's first rollout, not the saved position."
+    ),
+]
+
+ConsumerOpt = Annotated[
+    str,
+    typer.Option("--consumer", help="Names the saved position: another name reads the run afresh."),
+]
+
+MaxStalenessOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-staleness",
+        min=0,
+        help="Drop rollouts more than this many versions behind --policy-version.",
+        show_default=False,
+    ),
+]
+
+PolicyVersionOpt = Annotated[
+    int | None,
+    typer.Option("--policy-version", help="The reader's policy version.", show_default=False),
+]
+
+DropZeroVarianceOpt = Annotated[
+    bool,
+    typer.Option("--drop-zero-variance", help="Drop groups whose rewards are all equal."),
+]
+
+WeightsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--weights",
+        help="Per-agent mix, e.g. 'agent_a=3,agent_b=1' (agents left out are dropped).",
+        show_default=False,
+    ),
+]
+
+
 def stream_command(
-    run_id: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--run-id",
-            help="The run to stream; repeat it to stream several runs, in that order.",
-            show_default=False,
-        ),
-    ] = None,
-    run_prefix: Annotated[
-        str | None,
-        typer.Option(
-            "--run-prefix",
-            help="Stream every run whose id starts with this (runs present at the start, "
-            "oldest first), instead of --run-id.",
-            show_default=False,
-        ),
-    ] = None,
-    groups: Annotated[
-        bool,
-        typer.Option(
-            "--groups",
-            help="One line per group (every rollout of a task) instead of one per rollout.",
-        ),
-    ] = False,
-    group_size: Annotated[
-        int | None,
-        typer.Option(
-            "--group-size",
-            min=1,
-            help="Rollouts per group for every agent (implies --groups); default: each "
-            "agent's repeats, from the run's manifest.",
-            show_default=False,
-        ),
-    ] = None,
-    max_units: Annotated[
-        int | None,
-        typer.Option("--max", min=1, help="Stop after this many lines.", show_default=False),
-    ] = None,
-    from_beginning: Annotated[
-        bool,
-        typer.Option(
-            "--from-beginning", help="Start from the run's first rollout, not the saved position."
-        ),
-    ] = False,
-    consumer: Annotated[
-        str,
-        typer.Option(
-            "--consumer", help="Names the saved position: another name reads the run afresh."
-        ),
-    ] = "cli",
-    max_staleness: Annotated[
-        int | None,
-        typer.Option(
-            "--max-staleness",
-            min=0,
-            help="Drop rollouts more than this many versions behind --policy-version.",
-            show_default=False,
-        ),
-    ] = None,
-    policy_version: Annotated[
-        int | None,
-        typer.Option("--policy-version", help="The reader's policy version.", show_default=False),
-    ] = None,
-    drop_zero_variance: Annotated[
-        bool,
-        typer.Option("--drop-zero-variance", help="Drop groups whose rewards are all equal."),
-    ] = False,
-    weights: Annotated[
-        str | None,
-        typer.Option(
-            "--weights",
-            help="Per-agent mix, e.g. 'agent_a=3,agent_b=1' (agents left out are dropped).",
-            show_default=False,
-        ),
-    ] = None,
+    run_id: RunIdsOpt = None,
+    run_prefix: RunPrefixOpt = None,
+    groups: GroupsOpt = False,
+    group_size: GroupSizeOpt = None,
+    max_units: MaxUnitsOpt = None,
+    from_beginning: FromBeginningOpt = False,
+    consumer: ConsumerOpt = "cli",
+    max_staleness: MaxStalenessOpt = None,
+    policy_version: PolicyVersionOpt = None,
+    drop_zero_variance: DropZeroVarianceOpt = False,
+    weights: WeightsOpt = None,
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
     topics_file: TopicsFileOpt = None,
@@ -123,25 +144,18 @@ def stream_command(
     100); --from-beginning starts over. A summary goes to stderr.
     """
     setup_logging(verbose)
-    try:
-        runs = run_id or []
-        options = StreamOptions(
-            run_id=runs[0] if len(runs) == 1 else "",
-            run_ids=tuple(runs) if len(runs) > 1 else (),
-            run_prefix=run_prefix or "",
-            unit="group" if groups or group_size is not None else "rollout",
-            group_size=group_size,
-            consumer=consumer,
-            from_beginning=from_beginning,
-            policy_version=policy_version,
-            max_staleness=max_staleness,
-            drop_zero_variance=drop_zero_variance,
-            weights=_parse_weights(weights) if weights else None,
-        )
-    except ValueError as exc:
-        if bool(runs) == bool(run_prefix):
-            raise fail("give --run-id (once or more) or --run-prefix, not both") from None
-        raise fail(str(exc).splitlines()[-1].strip()) from None
+    options = stream_options(
+        run_id or [],
+        run_prefix,
+        unit="group" if groups or group_size is not None else "rollout",
+        group_size=group_size,
+        consumer=consumer,
+        from_beginning=from_beginning,
+        policy_version=policy_version,
+        max_staleness=max_staleness,
+        drop_zero_variance=drop_zero_variance,
+        weights=_parse_weights(weights) if weights else None,
+    )
     kafka = kafka_settings(bootstrap)
     layout = layout_for(topic_prefix, topics_file)
     live: list[StreamStats] = []
@@ -157,6 +171,40 @@ def stream_command(
     _summary(stats, options)
     if stopped:
         raise typer.Exit(130)
+
+
+def stream_options(
+    runs: list[str],
+    run_prefix: str | None,
+    *,
+    unit: str,
+    group_size: int | None,
+    consumer: str,
+    from_beginning: bool,
+    policy_version: int | None,
+    max_staleness: int | None,
+    drop_zero_variance: bool,
+    weights: dict[str, float] | None,
+) -> StreamOptions:
+    """The stream's options from the command line; a mistake is one line, exit 2."""
+    try:
+        return StreamOptions(
+            run_id=runs[0] if len(runs) == 1 else "",
+            run_ids=tuple(runs) if len(runs) > 1 else (),
+            run_prefix=run_prefix or "",
+            unit=unit,
+            group_size=group_size,
+            consumer=consumer,
+            from_beginning=from_beginning,
+            policy_version=policy_version,
+            max_staleness=max_staleness,
+            drop_zero_variance=drop_zero_variance,
+            weights=weights,
+        )
+    except ValueError as exc:
+        if bool(runs) == bool(run_prefix):
+            raise fail("give --run-id (once or more) or --run-prefix, not both") from None
+        raise fail(str(exc).splitlines()[-1].strip()) from None
 
 
 def _parse_weights(text: str) -> dict[str, float]:

@@ -39,7 +39,7 @@ from gymstream.produce.plan import (
     unsendable_task,
     valid_rows,
 )
-from gymstream.runs.pacing import open_pacer
+from gymstream.runs.pacing import Pacer, open_pacer
 from gymstream.settings import KafkaSettings
 from gymstream.wire.codec import ENCODER
 from gymstream.wire.keys import manifest_key
@@ -79,13 +79,10 @@ async def produce(
 ) -> ProduceReport:
     """Publish every valid rollout of the input; report bad rows through ``on_reject``.
 
-    Raises nothing for bad rows (they are counted and written to ``rejects_path``) unless
-    ``fail_fast`` is set, in which case production stops at the first one and the report says
-    where (``stopped_at``); the manifest is then left in state ``producing``.
-    ``on_agent(agent)`` (may be async) is called before the first task of each agent is sent,
-    so that ``collect`` can start that agent's workers.
-    ``report``: the (new) report to fill, which the caller may read while this runs (live
-    progress: rows read, rollouts sent); a new one by default.
+    Bad rows are counted and written to ``rejects_path``; with ``fail_fast`` production stops at
+    the first (``report.stopped_at``) and the manifest stays ``producing``. ``on_agent(agent)``
+    (may be async) runs before an agent's first task is sent (collect starts its workers).
+    ``report``: the report to fill, read live by progress displays (default: a new one).
     """
     check_paths(options)
     report = report or ProduceReport(run_id=options.run_id)
@@ -103,26 +100,18 @@ async def produce(
         window = _Window(on_published)
         partitions = RoundRobin()
         max_bytes: dict[str, int] = {}  # per topic: the largest task value it takes
-        unsendable_line = 0  # the last line rejected as too large (its repeats are skipped)
-        groups_started = 0
+        unsendable_line = groups_started = 0  # a line too large (repeats skipped); groups
         rows = valid_rows(options, report, rejects, on_reject)
         for planned in plan_rollouts(rows, options, report):
             if planned.line == unsendable_line:
                 continue
             if options.pacer is not None and planned.starts_group:
-                # back-pressure: a new group waits until the trainer is close enough behind
-                if not options.pacer.has_room(groups_started):
-                    await window.flush()  # what is sent is visible while we wait
-                await options.pacer.wait_for_room(groups_started)
-                groups_started += 1
+                groups_started = await _pace(options.pacer, window, groups_started)
             topic = layout.tasks(planned.agent)
             if topic not in partitions:
                 if on_agent is not None:
                     await _maybe_await(on_agent(planned.agent))
-                partitions.add(topic, await _partitions_of(producer, topic))
-                max_bytes[topic] = await topic_max_message_bytes(
-                    kafka, topic, client_limit=producer._max_request_size
-                )
+                max_bytes[topic] = await _open_topic(kafka, producer, topic, partitions)
             task = task_message(planned, options, created_ms=int(time.time() * 1000))
             size: int | None = None
             try:
@@ -130,12 +119,8 @@ async def produce(
                 size = len(value)
                 if size > max_bytes[topic]:
                     raise MessageSizeTooLargeError(f"{size} bytes")
-                ack = await producer.send(
-                    topic,
-                    value,
-                    key=planned.rollout_id.encode("utf-8"),
-                    partition=partitions.next(topic),
-                )
+                key, partition = planned.rollout_id.encode("utf-8"), partitions.next(topic)
+                ack = await producer.send(topic, value, key=key, partition=partition)
             except (MessageSizeTooLargeError, RecursionError):
                 # bad input, found where the limit is known: reject the row (once), go on
                 unsendable_line = planned.line
@@ -162,6 +147,23 @@ async def produce(
         await producer.stop()
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+async def _pace(pacer: Pacer, window: _Window, groups_started: int) -> int:
+    """Back-pressure: a new group waits until the trainer is close enough behind; what is sent
+    is made visible first when it has to wait. Returns the groups started, this one counted."""
+    if not pacer.has_room(groups_started):
+        await window.flush()
+    await pacer.wait_for_room(groups_started)
+    return groups_started + 1
+
+
+async def _open_topic(
+    kafka: KafkaSettings, producer: Any, topic: str, partitions: RoundRobin
+) -> int:
+    """Learn ``topic``'s partitions (into ``partitions``); return the largest task it takes."""
+    partitions.add(topic, await _partitions_of(producer, topic))
+    return await topic_max_message_bytes(kafka, topic, client_limit=producer._max_request_size)
 
 
 def _manifest(
