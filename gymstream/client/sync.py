@@ -42,7 +42,11 @@ class SyncRolloutClient:
         self._client: RolloutClient | None = None
 
     def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+        return self.submit(coroutine).result()
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run ``coroutine`` on the client's loop (e.g. one using ``self.client``)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     @property
     def client(self) -> RolloutClient:
