@@ -38,6 +38,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from gymstream.client.run import new_run_id
 from gymstream.client.sync import SyncRolloutClient
 from gymstream.errors import TrajectoryError
 from gymstream.nemo_gym.config.agents import GymConfig
@@ -100,8 +101,10 @@ def rollout_batch(results: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
 
 def rollout_func(config: GymConfig, **client_options: Any) -> RolloutFunc:
     """A GRPOTrainer ``rollout_func`` over a ``SyncRolloutClient(config, **client_options)``,
-    started on the first call and closed at exit (or by ``f.close()``)."""
+    started on the first call and closed at exit (or by ``f.close()``). Each call is one run
+    (``f.run_ids`` lists them), with the trainer's global step as its policy version."""
     holder: dict[str, SyncRolloutClient] = {}
+    run_ids: list[str] = []  # one run per call, in order
 
     def client() -> SyncRolloutClient:
         if "client" not in holder:
@@ -120,9 +123,12 @@ def rollout_func(config: GymConfig, **client_options: Any) -> RolloutFunc:
         version = getattr(state, "global_step", None)
         position = {id(row): index for index, row in enumerate(rows)}
         results: list[Mapping[str, Any]] = [{} for _ in rows]
-        for row, result in client().run(rows, policy_version=version):
+        run_id = new_run_id("trl")
+        run_ids.append(run_id)
+        for row, result in client().run(rows, run_id=run_id, policy_version=version):
             results[position[id(row)]] = result
         return rollout_batch(results)
 
     rollout.close = close  # type: ignore[attr-defined]
+    rollout.run_ids = run_ids  # type: ignore[attr-defined]
     return rollout

@@ -25,18 +25,41 @@ from typing import Any
 
 import pytest
 from compat_rows import NOT_VERIFIER_FIELDS, rows_of, trajectory
-from nemo_gym_helpers import MS_AGENT, STC_AGENT, NemoGymServers
+from nemo_gym_helpers import (
+    _START_TIMEOUT_S,
+    EXAMPLE_CONFIGS,
+    EXAMPLE_INSTANCES,
+    MS_AGENT,
+    MS_RESOURCES,
+    STC_AGENT,
+    STC_RESOURCES,
+    Instance,
+    NemoGymServers,
+    run_nemo_gym_servers,
+)
 
 from gymstream.integrations.nemo_gym import RolloutCollectionHelper
 from gymstream.kafka.topics import load_layout
 from gymstream.settings import KafkaSettings, RolloutSettings, WorkerSettings
+from gymstream.testing.thread import ScriptedThread
 
-pytestmark = pytest.mark.kafka
+# starting the servers may take their own start deadline on a shared box (nemo_gym_fixtures.py)
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(_START_TIMEOUT_S + 180)]
+_THEIRS_DEADLINE_S = 120.0  # NeMo Gym's side of a few rows takes seconds; a hang shows its stack
 
 _THEIRS = """
-import asyncio, json, sys
+import asyncio, faulthandler, json, sys
+faulthandler.dump_traceback_later(float(sys.argv[4]), exit=True)  # a hang fails, with its stack
+from nemo_gym import server_utils
 from nemo_gym.rollout_collection import RolloutCollectionHelper
 from nemo_gym.server_utils import BaseServerConfig
+
+_setup = server_utils.set_global_aiohttp_client
+def _debug_setup(*args, **kwargs):  # NeMo Gym retries internal calls silently: show why
+    client = _setup(*args, **kwargs)
+    server_utils._GLOBAL_AIOHTTP_CLIENT_REQUEST_DEBUG = True
+    return client
+server_utils.set_global_aiohttp_client = _debug_setup
 
 rows = json.loads(open(sys.argv[1]).read())
 head = BaseServerConfig(host="127.0.0.1", port=int(sys.argv[2]))
@@ -49,9 +72,37 @@ open(sys.argv[3], "w").write(json.dumps(asyncio.run(main())))
 """
 
 
+# NeMo Gym 0.7.0's run_examples posts an agent's rows to the environment server that wraps it
+# (``<env>_environment_server``, a legacy_agent in front of the simple_agent): run those too.
+_INSTANCES = (
+    *EXAMPLE_INSTANCES,
+    Instance(f"{STC_RESOURCES}_environment_server", "environment_servers", "legacy_agent"),
+    Instance(
+        MS_RESOURCES.replace("_resources_server", "_environment_server"),
+        "environment_servers",
+        "legacy_agent",
+    ),
+)
+
+
 @pytest.fixture(scope="module")
-def head(nemo_gym_examples: NemoGymServers) -> Iterator[int]:
-    """A head server stand-in for ``nemo_gym_examples``: its port."""
+def nemo_gym_servers(
+    scripted_model: ScriptedThread, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[NemoGymServers]:
+    """Both seed examples with their environment servers, and the policy model."""
+    with run_nemo_gym_servers(
+        _INSTANCES,
+        EXAMPLE_CONFIGS,
+        policy_base_url=scripted_model.url,
+        log_dir=tmp_path_factory.mktemp("run_examples_servers"),
+    ) as servers:
+        yield servers
+
+
+@pytest.fixture(scope="module")
+def head(nemo_gym_servers: NemoGymServers) -> Iterator[int]:
+    """A head server stand-in for ``nemo_gym_servers``: its port."""
+    nemo_gym_examples = nemo_gym_servers
     config_text = json.dumps(nemo_gym_examples.config_yaml).encode()
     instances = json.dumps(
         [{"process_name": n, "url": nemo_gym_examples.url(n)} for n in nemo_gym_examples.ports]
@@ -93,13 +144,16 @@ def _rows() -> list[dict[str, Any]]:
 def _theirs(servers: NemoGymServers, port: int, rows: list[dict[str, Any]], tmp: Path) -> Any:
     (tmp / "rows.json").write_text(json.dumps(rows))
     done = subprocess.run(
-        [str(servers.python), "-c", _THEIRS, str(tmp / "rows.json"), str(port), str(tmp / "out")],
+        [
+            *(str(servers.python), "-c", _THEIRS),
+            *(str(tmp / "rows.json"), str(port), str(tmp / "out"), str(_THEIRS_DEADLINE_S)),
+        ],
         cwd=servers.site_packages,
         capture_output=True,
         text=True,
         check=False,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     return json.loads((tmp / "out").read_text())
 
 
@@ -109,10 +163,10 @@ async def _ours(helper: RolloutCollectionHelper, rows: list[dict[str, Any]], por
 
 
 async def test_run_examples_pairs_equal_nemo_gyms(
-    nemo_gym_examples: NemoGymServers, head: int, kafka_bootstrap: str, tmp_path: Path
+    nemo_gym_servers: NemoGymServers, head: int, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     rows = _rows()
-    theirs = _theirs(nemo_gym_examples, head, rows, tmp_path)
+    theirs = _theirs(nemo_gym_servers, head, rows, tmp_path)
     settings = RolloutSettings.from_environment()
     settings = RolloutSettings(
         model=settings.model,
