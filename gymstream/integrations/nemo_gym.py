@@ -169,8 +169,10 @@ class RolloutCollectionHelper:
         rows: list[dict[str, Any]] = []
         for index, example in enumerate(examples):
             row = dict(example)
+            ref = row.get(AGENT_REF)
+            original = ref.get("name") if isinstance(ref, dict) else None
             agent = _route(row, agent_map or {}, index)
-            repeats = _repeats(num_repeats, agent, index)
+            repeats = _repeats(num_repeats, [agent, original], index)
             if TASK_INDEX not in row:
                 key = json.dumps(example, sort_keys=True)
                 row[TASK_INDEX] = task_of.setdefault(key, len(task_of))
@@ -222,12 +224,15 @@ def _route(row: dict[str, Any], agent_map: Mapping[str, str], index: int) -> str
     return name
 
 
-def _repeats(num_repeats: int | Mapping[str, int], agent: str, index: int) -> int:
+def _repeats(num_repeats: int | Mapping[str, int], names: list[str | None], index: int) -> int:
+    """The row's repeats: an int, or the first of its names (the agent it goes to, then the one
+    it named before ``agent_map``) that ``num_repeats`` has, else ``_default``."""
     if isinstance(num_repeats, int):
         return num_repeats
-    count = num_repeats.get(agent, num_repeats.get("_default"))
+    found = [num_repeats[n] for n in names if n is not None and n in num_repeats]
+    count = found[0] if found else num_repeats.get("_default")
     if count is None:
-        raise ConfigError(f"example {index}: num_repeats names neither '{agent}' nor _default")
+        raise ConfigError(f"example {index}: num_repeats names neither {names[0]!r} nor _default")
     return count
 
 
