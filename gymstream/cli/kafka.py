@@ -17,6 +17,7 @@ import typer
 from gymstream.errors import KafkaSetupError
 from gymstream.localkafka import (
     KAFKA_VERSION,
+    Cluster,
     ClusterStatus,
     fetch_jars,
     jars_ready,
@@ -118,56 +119,62 @@ def fetch(cache_dir: CacheDirOpt = None) -> None:
     typer.echo(f"Kafka {KAFKA_VERSION} jars ready in {libs} ({time.monotonic() - began:.1f} s)")
 
 
+BrokersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--brokers",
+        "-n",
+        help="Number of nodes, each a broker and a KRaft controller (default: 1).",
+        min=1,
+        max=MAX_BROKERS,
+        show_default=False,
+    ),
+]
+PortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--port",
+        "-p",
+        help="Client port of node 1; node i uses PORT+i-1, its controller PORT+100+i-1 "
+        "unless --controller-port is given (default: 9092).",
+        min=1024,
+        max=65000,
+        show_default=False,
+    ),
+]
+ControllerPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--controller-port",
+        help="KRaft controller port of node 1; node i uses CONTROLLER_PORT+i-1 "
+        "(default: $GYMSTREAM_LOCALKAFKA_CONTROLLER_PORT or PORT+100).",
+        min=1024,
+        max=65000,
+        show_default=False,
+    ),
+]
+SecurityPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--security-port",
+        help="Also serve development SASL_PLAINTEXT (this port), SSL (+10) and SASL_SSL (+20) "
+        "listeners (node i: +i-1) for trying the GYMSTREAM_KAFKA_* security settings: PLAIN "
+        f"and SCRAM-SHA-256/512 with user {DEV_USER} / password {DEV_PASSWORD}, OAUTHBEARER "
+        "with unsigned JWTs, a self-signed certificate (its PEM is printed). Never production.",
+        min=1024,
+        max=65000,
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 def start(
-    brokers: Annotated[
-        int | None,
-        typer.Option(
-            "--brokers",
-            "-n",
-            help="Number of nodes, each a broker and a KRaft controller (default: 1).",
-            min=1,
-            max=MAX_BROKERS,
-            show_default=False,
-        ),
-    ] = None,
+    brokers: BrokersOpt = None,
     data_dir: DataDirOpt = None,
-    port: Annotated[
-        int | None,
-        typer.Option(
-            "--port",
-            "-p",
-            help="Client port of node 1; node i uses PORT+i-1, its controller PORT+100+i-1 "
-            "unless --controller-port is given (default: 9092).",
-            min=1024,
-            max=65000,
-            show_default=False,
-        ),
-    ] = None,
-    controller_port: Annotated[
-        int | None,
-        typer.Option(
-            "--controller-port",
-            help="KRaft controller port of node 1; node i uses CONTROLLER_PORT+i-1 "
-            "(default: $GYMSTREAM_LOCALKAFKA_CONTROLLER_PORT or PORT+100).",
-            min=1024,
-            max=65000,
-            show_default=False,
-        ),
-    ] = None,
-    security_port: Annotated[
-        int | None,
-        typer.Option(
-            "--security-port",
-            help="Also serve development SASL_PLAINTEXT (this port), SSL (+10) and SASL_SSL (+20) "
-            "listeners (node i: +i-1) for trying the GYMSTREAM_KAFKA_* security settings: PLAIN "
-            f"and SCRAM-SHA-256/512 with user {DEV_USER} / password {DEV_PASSWORD}, OAUTHBEARER "
-            "with unsigned JWTs, a self-signed certificate (its PEM is printed). Never production.",
-            min=1024,
-            max=65000,
-            show_default=False,
-        ),
-    ] = None,
+    port: PortOpt = None,
+    controller_port: ControllerPortOpt = None,
+    security_port: SecurityPortOpt = None,
     timeout: TimeoutOpt = None,
     cache_dir: CacheDirOpt = None,
 ) -> None:
@@ -198,15 +205,20 @@ def start(
         err=True,
     )
     if cluster.security.enabled:
-        for kind in ("SASL", "TLS", "SASLTLS"):
-            protocol = cluster.security.security_protocol(kind)
-            typer.echo(f"{protocol} at {cluster.listener_bootstrap(kind)}", err=True)
-        typer.echo(
-            f"SASL user {DEV_USER}, password {DEV_PASSWORD} (PLAIN, SCRAM-SHA-256/512; "
-            f"OAUTHBEARER: unsigned JWTs); TLS CA file {cluster.ca_file}",
-            err=True,
-        )
+        _say_security(cluster)
     typer.echo(cluster.bootstrap)
+
+
+def _say_security(cluster: Cluster) -> None:
+    """Where the development security listeners are and how to log in (stderr)."""
+    for kind in ("SASL", "TLS", "SASLTLS"):
+        protocol = cluster.security.security_protocol(kind)
+        typer.echo(f"{protocol} at {cluster.listener_bootstrap(kind)}", err=True)
+    typer.echo(
+        f"SASL user {DEV_USER}, password {DEV_PASSWORD} (PLAIN, SCRAM-SHA-256/512; "
+        f"OAUTHBEARER: unsigned JWTs); TLS CA file {cluster.ca_file}",
+        err=True,
+    )
 
 
 @app.command()

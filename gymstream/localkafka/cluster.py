@@ -25,7 +25,7 @@ from gymstream.localkafka.jars import KAFKA_VERSION, check_java, fetch_jars
 from gymstream.localkafka.listeners import DevListeners, ListenerKind
 from gymstream.localkafka.lock import file_lock
 from gymstream.localkafka.states import ClusterStatus, NodeStatus
-from gymstream.localkafka.tls import ensure_certificate, tls_files
+from gymstream.localkafka.tls import TlsFiles, ensure_certificate, tls_files
 
 __all__ = [
     "Cluster",
@@ -277,18 +277,7 @@ def start_cluster(
         running = _load(data_dir)
         alive = {n: p for n, p in running.pids.items() if running.is_running(n)} if running else {}
         if running is not None and alive:
-            wanted = (port, brokers, controller_port, security_port)
-            if (
-                running.port,
-                running.brokers,
-                running.controller_base,
-                running.security.base,
-            ) != wanted:
-                raise KafkaSetupError(
-                    f"the cluster in {data_dir} already runs ({running.brokers} broker(s) on "
-                    f"{running.bootstrap}): stop it first (gymstream kafka stop --data-dir "
-                    f"{data_dir}) to change --port, --controller-port, --security-port or --brokers"
-                )
+            _check_same_layout(running, (port, brokers, controller_port, security_port))
             if len(alive) == brokers:
                 return running
         cluster_id = storage.recorded_cluster_id(data_dir, brokers)
@@ -312,17 +301,7 @@ def start_cluster(
             },
         )
         tls = ensure_certificate(data_dir, java_path) if security.enabled else None
-        log4j = resources.files("gymstream.localkafka").joinpath("log4j2.properties")
-        (data_dir / "log4j2.properties").write_text(log4j.read_text("utf-8"), "utf-8")
-        for node_id in todo:
-            node_dir = storage.node_dir(data_dir, node_id)
-            (node_dir / "data").mkdir(parents=True, exist_ok=True)
-            (node_dir / "server.properties").write_text(
-                config.render_properties(
-                    node_id, brokers, port, str(node_dir / "data"), controller_port, security, tls
-                ),
-                "utf-8",
-            )
+        _write_node_files(data_dir, todo, brokers, port, controller_port, security, tls)
         storage.format_nodes(
             data_dir, todo, cluster_id, java_path, libs, timeout_s, security.format_arguments()
         )
@@ -330,6 +309,41 @@ def start_cluster(
         cluster.controller_base, cluster.security = controller_port, security
         cluster._start_nodes(todo, timeout_s)
         return cluster
+
+
+def _check_same_layout(running: Cluster, wanted: tuple[int, int, int | None, int | None]) -> None:
+    """Raise KafkaSetupError when the running cluster's ports or size differ from ``wanted``
+    (port, brokers, controller port, security port)."""
+    layout = (running.port, running.brokers, running.controller_base, running.security.base)
+    if layout != wanted:
+        raise KafkaSetupError(
+            f"the cluster in {running.data_dir} already runs ({running.brokers} broker(s) on "
+            f"{running.bootstrap}): stop it first (gymstream kafka stop --data-dir "
+            f"{running.data_dir}) to change --port, --controller-port, --security-port or --brokers"
+        )
+
+
+def _write_node_files(
+    data_dir: Path,
+    todo: list[int],
+    brokers: int,
+    port: int,
+    controller_port: int | None,
+    security: DevListeners,
+    tls: TlsFiles | None,
+) -> None:
+    """The log configuration and each node's data folder and server.properties."""
+    log4j = resources.files("gymstream.localkafka").joinpath("log4j2.properties")
+    (data_dir / "log4j2.properties").write_text(log4j.read_text("utf-8"), "utf-8")
+    for node_id in todo:
+        node_dir = storage.node_dir(data_dir, node_id)
+        (node_dir / "data").mkdir(parents=True, exist_ok=True)
+        (node_dir / "server.properties").write_text(
+            config.render_properties(
+                node_id, brokers, port, str(node_dir / "data"), controller_port, security, tls
+            ),
+            "utf-8",
+        )
 
 
 def stop_cluster(data_dir: Path, timeout_s: float = 20.0) -> list[int]:
