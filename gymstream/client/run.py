@@ -25,6 +25,7 @@ results are read and dropped, so no task of it waits in a topic for a later work
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import tempfile
@@ -169,8 +170,32 @@ class _Run:
         self, route_failures_to_sidecar: bool
     ) -> AsyncGenerator[tuple[dict[str, Any], dict[str, Any]], None]:
         client = self.client
-        start = await _end_offsets(client.kafka, client.layout)
-        await self._publish()
+        stream = self._stream(await _end_offsets(client.kafka, client.layout))
+        # the stream's clients start while the rows are published: a run pays one set-up, not two
+        opening = asyncio.create_task(stream.start(), name=f"client-stream-{self.run_id}")
+        try:
+            try:
+                await self._publish()
+            finally:
+                await asyncio.wait({opening})  # never left running
+            opening.result()
+            remaining = set(self.positions.values())
+            try:
+                while remaining:
+                    unit = await self._next(stream)
+                    position = self.positions[unit.key]
+                    remaining.discard(position)
+                    yield self._pair(unit, position, route_failures_to_sidecar)
+            finally:
+                if remaining:
+                    await self._drain(stream, remaining)
+        finally:
+            await stream.close()
+
+    def _stream(self, start: dict[str, dict[int, int]]) -> GroupStream:
+        """The run's results, one rollout per unit, read from where the topics ended at
+        ``start`` (nothing of a run begun now lies below)."""
+        layout = self.client.layout
         options = StreamOptions(
             run_id=self.run_id,
             unit="rollout",
@@ -184,20 +209,10 @@ class _Run:
             consumer=_CONSUMER,
             unit="rollout",
             group_size=1,
-            results=start[client.layout.results],
-            failures=start[client.layout.failures],
+            results=start[layout.results],
+            failures=start[layout.failures],
         )
-        remaining = set(self.positions.values())
-        async with GroupStream(client.kafka, client.layout, options, resume_from=resume) as stream:
-            try:
-                while remaining:
-                    unit = await self._next(stream)
-                    position = self.positions[unit.key]
-                    remaining.discard(position)
-                    yield self._pair(unit, position, route_failures_to_sidecar)
-            finally:
-                if remaining:
-                    await self._drain(stream, remaining)
+        return GroupStream(self.client.kafka, layout, options, resume_from=resume)
 
     async def _publish(self) -> None:
         """Publish the rows as one run's tasks; learn which unit is which row."""

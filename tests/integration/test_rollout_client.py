@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,7 +63,7 @@ def _rows(environment: str, agent: str, count: int) -> list[dict[str, Any]]:
 
 
 def _kafka(bootstrap: str) -> tuple[KafkaSettings, TopicLayout]:
-    return KafkaSettings(bootstrap=bootstrap), load_layout(prefix=f"t{id(object()):x}c")
+    return KafkaSettings(bootstrap=bootstrap), load_layout(prefix=f"t{uuid.uuid4().hex[:10]}c")
 
 
 async def _lag(kafka: KafkaSettings, layout: TopicLayout, agent: str) -> int:
