@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     field_validator,
     model_validator,
@@ -39,6 +40,8 @@ __all__ = [
     "VllmOptions",
     "WorkerSettings",
     "process_environment",
+    "read_properties",
+    "use_kafka_config_file",
 ]
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -104,6 +107,44 @@ class KafkaSettings(BaseSettings):
         description="How often workers and sinks check that Kafka answers: one warning when it "
         "stops, one (with the outage's length) when it is back.",
     )
+    # --- issue 21 item 4: any client setting in Kafka's names (gymstream.kafka.passthrough) ---
+    producer: dict[str, str] = Field(
+        default_factory=dict,
+        description="Producer settings in Kafka's names, one variable each: "
+        "GYMSTREAM_KAFKA_PRODUCER_LINGER_MS=5 is linger.ms=5.",
+    )
+    consumer: dict[str, str] = Field(
+        default_factory=dict,
+        description="Consumer settings in Kafka's names: GYMSTREAM_KAFKA_CONSUMER_FETCH_MAX_WAIT_MS"
+        "=100 is fetch.max.wait.ms=100.",
+    )
+    config_file: str | None = Field(
+        None,
+        description="A Kafka client properties file (key=value in Kafka's names; producer. / "
+        "consumer. prefixes for one kind); each client takes the settings it knows "
+        "(also: gymstream --kafka-config FILE).",
+    )
+    _properties: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pass_through(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for kind in ("producer", "consumer"):
+                if not data.get(kind):
+                    data[kind] = _dotted(os.environ, f"GYMSTREAM_KAFKA_{kind.upper()}_")
+        return data
+
+    @model_validator(mode="after")
+    def _read_config_file(self) -> KafkaSettings:
+        if self.config_file:
+            self._properties = read_properties(Path(self.config_file))
+        return self
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """The settings of ``config_file`` (Kafka's names, as written), read once at startup."""
+        return dict(self._properties)
 
     @field_validator("sasl_mechanism")
     @classmethod
@@ -377,6 +418,40 @@ class DisplaySettings(BaseSettings):
     progress_interval_s: float = Field(
         10.0, gt=0, description="Seconds between progress lines when stderr is not a terminal."
     )
+
+
+def _dotted(environ: Any, prefix: str) -> dict[str, str]:
+    """``{kafka.name: value}`` of the variables ``<prefix>KAFKA_NAME`` (``_`` is ``.``)."""
+    return {
+        key.removeprefix(prefix).lower().replace("_", "."): value
+        for key, value in environ.items()
+        if key.startswith(prefix) and len(key) > len(prefix)
+    }
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """A Java-style properties file (``key=value`` or ``key: value``; ``#`` / ``!`` comments),
+    as Kafka's own tools read ``--command-config``; ValueError names the file and line."""
+    try:
+        text = path.read_text("utf-8")
+    except OSError as exc:
+        raise ValueError(f"cannot read Kafka properties file {path}: {exc.strerror}") from None
+    out: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line[0] in "#!":
+            continue
+        cut = min((i for i in (line.find("="), line.find(":")) if i > 0), default=-1)
+        if cut < 0:
+            raise ValueError(f"{path}:{number}: expected key=value, got {line!r}")
+        out[line[:cut].strip()] = line[cut + 1 :].strip()
+    return out
+
+
+def use_kafka_config_file(path: Path) -> None:
+    """``--kafka-config``: every Kafka client of this process and of the processes it starts
+    reads ``path`` (as GYMSTREAM_KAFKA_CONFIG_FILE)."""
+    os.environ["GYMSTREAM_KAFKA_CONFIG_FILE"] = str(path.resolve())
 
 
 def process_environment() -> dict[str, str]:

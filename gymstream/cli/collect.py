@@ -151,12 +151,20 @@ def run_collect(
 def collect_command(
     input_path: Annotated[
         Path,
-        typer.Option("--input", "-i", "--input-jsonl-fpath", help="NeMo Gym JSONL dataset."),
+        typer.Option(
+            "--input",
+            "-i",
+            "--input-jsonl-fpath",
+            help="NeMo Gym JSONL dataset (NeMo Gym: input_jsonl_fpath).",
+        ),
     ],
     output: Annotated[
         Path,
         typer.Option(
-            "--output", "-o", "--output-jsonl-fpath", help="Output JSONL (NeMo Gym rows)."
+            "--output",
+            "-o",
+            "--output-jsonl-fpath",
+            help="Output JSONL of NeMo Gym rows (NeMo Gym: output_jsonl_fpath).",
         ),
     ],
     agent_name: AgentNameOpt = None,
@@ -172,7 +180,11 @@ def collect_command(
     fail_fast: FailFastOpt = False,
     concurrency: Annotated[
         int | None,
-        typer.Option("--concurrency", min=1, help="Rollouts in flight per agent."),
+        typer.Option(
+            "--concurrency",
+            min=1,
+            help="Rollouts in flight per agent (NeMo Gym: num_samples_in_parallel).",
+        ),
     ] = None,
     overwrite: OverwriteOpt = False,
     model_base_url: ModelBaseUrlOpt = None,

@@ -16,6 +16,7 @@ from rich.text import Text
 from gymstream import eventloop
 from gymstream.cli import logs
 from gymstream.errors import GymstreamError
+from gymstream.kafka import passthrough
 from gymstream.kafka.topics import TopicLayout, load_layout
 from gymstream.nemo_gym.config.agents import GymConfig
 from gymstream.nemo_gym.config.paths import split_config_option
@@ -126,11 +127,16 @@ def settings_error(exc: ValidationError, prefix: str) -> typer.Exit:
 
 
 def kafka_settings(bootstrap: str | None) -> KafkaSettings:
-    """Kafka client settings from GYMSTREAM_KAFKA_* (and --bootstrap); a bad one is one line."""
+    """Kafka client settings from GYMSTREAM_KAFKA_* (and --bootstrap); a bad one is one line
+    (a pass-through setting in Kafka's names too: ``gymstream.kafka.passthrough``)."""
     try:
-        return KafkaSettings(bootstrap=bootstrap) if bootstrap else KafkaSettings()
+        settings = KafkaSettings(bootstrap=bootstrap) if bootstrap else KafkaSettings()
+        passthrough.check(settings)
     except ValidationError as exc:
         raise settings_error(exc, "GYMSTREAM_KAFKA_") from None
+    except GymstreamError as exc:
+        raise fail(str(exc)) from None
+    return settings
 
 
 def kafka_settings_help() -> str:
@@ -139,7 +145,8 @@ def kafka_settings_help() -> str:
     for name, info in KafkaSettings.model_fields.items():
         default = "" if info.default in (None, "") else f" (default: {info.default})"
         what = f" {info.description}" if info.description else ""
-        lines.append(f"GYMSTREAM_KAFKA_{name.upper()}{what}{default}")
+        suffix = "_<NAME>" if name in ("producer", "consumer") else ""
+        lines.append(f"GYMSTREAM_KAFKA_{name.upper()}{suffix}{what}{default}")
     return "\n\n".join(lines)
 
 

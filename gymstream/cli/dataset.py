@@ -42,7 +42,10 @@ __all__ = [
 NumRepeatsOpt = Annotated[
     int | None,
     typer.Option(
-        "--num-repeats", min=1, help="Rollouts per input row (GRPO group size).", show_default="1"
+        "--num-repeats",
+        min=1,
+        help="Rollouts per input row, the GRPO group size (NeMo Gym: num_repeats).",
+        show_default="1",
     ),
 ]
 PerAgentOpt = Annotated[
@@ -50,10 +53,13 @@ PerAgentOpt = Annotated[
     typer.Option(
         "--num-repeats-per-agent",
         metavar="AGENT=N",
-        help="Repeats for one agent (repeatable; `_default=N` for the rest).",
+        help="Repeats for one agent (repeatable; `_default=N` for the rest; NeMo Gym: "
+        "num_repeats as a dict).",
     ),
 ]
-LimitOpt = Annotated[int | None, typer.Option("--limit", min=1, help="Only the first N lines.")]
+LimitOpt = Annotated[
+    int | None, typer.Option("--limit", min=1, help="Only the first N lines (NeMo Gym: limit).")
+]
 AgentNameOpt = Annotated[
     str | None,
     typer.Option(
@@ -84,12 +90,17 @@ ParamsOpt = Annotated[
     typer.Option(
         "--responses-create-params",
         metavar="KEY=VALUE",
-        help="Override a key of responses_create_params (repeatable), e.g. temperature=0.6.",
+        help="Override a key of responses_create_params (repeatable), e.g. temperature=0.6 "
+        "(NeMo Gym: responses_create_params).",
     ),
 ]
 RunIdOpt = Annotated[
     str | None,
-    typer.Option("--run-id", help="Run id (default: a new one). Reuse it to resume a run."),
+    typer.Option(
+        "--run-id",
+        help="Run id (default: a new one). Reuse it to resume a run (NeMo Gym: "
+        "resume_from_cache, always on).",
+    ),
 ]
 FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop at the first bad row.")]
 SeedOpt = Annotated[

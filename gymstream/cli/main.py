@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import metadata
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from gymstream.cli import kafka, logs, model
 from gymstream.cli.collect import collect_command
 from gymstream.cli.common import kafka_settings_help
 from gymstream.cli.demo import demo_command
+from gymstream.cli.help_format import full_width_help, keep_argument_help
 from gymstream.cli.produce import produce_command
 from gymstream.cli.retry import retry_failures_command
 from gymstream.cli.sink import sink_command
@@ -18,6 +20,10 @@ from gymstream.cli.status import StatusCommand, status_command
 from gymstream.cli.stream import stream_command
 from gymstream.cli.topics import topics_app
 from gymstream.cli.worker import worker_command
+from gymstream.settings import use_kafka_config_file
+
+full_width_help()  # before any command renders its help (cli/help_format.py says why)
+keep_argument_help()
 
 app = typer.Typer(
     name="gymstream",
@@ -57,9 +63,21 @@ def _main(
             show_default=False,
         ),
     ] = None,
+    kafka_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--kafka-config",
+            help="A Kafka client properties file (key=value in Kafka's own names, e.g. linger.ms, "
+            "sasl.kerberos.service.name; producer. / consumer. prefixes for one kind of client) "
+            "for every client of the command. Default: $GYMSTREAM_KAFKA_CONFIG_FILE.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Collect reinforcement-learning rollouts for LLMs over Apache Kafka, NeMo Gym compatible."""
     logs.choose_format(log_format)
+    if kafka_config is not None:
+        use_kafka_config_file(kafka_config)
 
 
 app.command("demo")(demo_command)

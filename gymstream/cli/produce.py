@@ -106,7 +106,10 @@ def produce_command(
     input_opt: Annotated[
         Path | None,
         typer.Option(
-            "--input", "-i", "--input-jsonl-fpath", help="NeMo Gym JSONL dataset (as INPUT)."
+            "--input",
+            "-i",
+            "--input-jsonl-fpath",
+            help="NeMo Gym JSONL dataset, as INPUT (NeMo Gym: input_jsonl_fpath).",
         ),
     ] = None,
     agent_name: AgentNameOpt = None,
@@ -136,7 +139,8 @@ def produce_command(
             "--output",
             "-o",
             help="Resume: publish only what this output of the same "
-            "--run-id lacks (non-terminal failures get their next attempt).",
+            "--run-id lacks (non-terminal failures get their next attempt; NeMo Gym: "
+            "output_jsonl_fpath with resume_from_cache).",
         ),
     ] = None,
     bootstrap: BootstrapOpt = None,

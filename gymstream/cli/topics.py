@@ -1,4 +1,6 @@
 """`gymstream topics apply`: create the topics declared in topics.yaml, report differences;
+`gymstream topics list|describe`: what the cluster holds (partitions, configs, offsets, consumer
+groups and their lag; the queries are in gymstream.kafka.describe);
 `gymstream topics asyncapi`: the AsyncAPI document of every topic and message."""
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from gymstream.cli.common import (
     run,
     setup_logging,
 )
+from gymstream.cli.topic_report import as_json, describe_lines, list_lines
 from gymstream.kafka.asyncapi import asyncapi_document, asyncapi_yaml
 from gymstream.kafka.clients import client_options
+from gymstream.kafka.describe import describe_topic, list_topics
 from gymstream.kafka.topics import apply_topics
 
 __all__ = ["topics_app"]
@@ -53,6 +57,48 @@ def topics_apply(
         out.print(f"ok        {name}")
     for line in report.differences:
         out.print(f"[yellow]differs[/yellow]   {line}")
+
+
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print JSON (one document) instead of aligned text.")
+]
+
+
+@topics_app.command("list")
+def topics_list(
+    bootstrap: BootstrapOpt = None,
+    topic_prefix: PrefixOpt = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Every topic of the cluster, not only the prefix's.")
+    ] = False,
+    as_document: JsonOpt = False,
+) -> None:
+    """The topics of the prefix (`--all`: of the cluster): partitions and messages held."""
+    setup_logging(False)
+    kafka = kafka_settings(bootstrap)
+    prefix = "" if every else layout_for(topic_prefix, None).prefix + "."
+    topics = run(list_topics(client_options(kafka), prefix), bootstrap=kafka.bootstrap)
+    if as_document:
+        typer.echo(as_json(topics))
+        return
+    typer.echo("\n".join(list_lines(topics)))  # plain lines: never wrapped, whatever the width
+
+
+@topics_app.command("describe")
+def topics_describe(
+    topic: Annotated[str, typer.Argument(help="The topic's full name (see `topics list`).")],
+    bootstrap: BootstrapOpt = None,
+    as_document: JsonOpt = False,
+) -> None:
+    """A topic's partitions (leader, replicas, in-sync, offsets), the configs set on it, and
+    every consumer group with committed offsets on it, with its lag per partition."""
+    setup_logging(False)
+    kafka = kafka_settings(bootstrap)
+    state = run(describe_topic(client_options(kafka), topic), bootstrap=kafka.bootstrap)
+    if as_document:
+        typer.echo(as_json(state))
+        return
+    typer.echo("\n".join(describe_lines(state)))
 
 
 @topics_app.command("asyncapi")

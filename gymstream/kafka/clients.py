@@ -4,7 +4,9 @@ Producers: ``acks=all`` and idempotence (unless the settings turn it off for a b
 it), so an acknowledged send is on every in-sync replica and a retried send is not doubled.
 Consumers: auto-commit off; callers commit explicitly, only after their work is safely delivered.
 Every client gets the settings' client.id and security (OAUTHBEARER: a token provider from
-``gymstream.kafka.oauth``); producers compress with the settings' codec (default zstd).
+``gymstream.kafka.oauth``); producers compress with the settings' codec (default zstd). Then the
+pass-through settings in Kafka's names (``gymstream.kafka.passthrough``: GYMSTREAM_KAFKA_PRODUCER_*
+/ _CONSUMER_* and the properties file), then the call site's own arguments.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from gymstream.errors import ConfigError
 from gymstream.kafka.oauth import token_provider
+from gymstream.kafka.passthrough import client_settings
 from gymstream.settings import KafkaSettings
 
 __all__ = [
@@ -33,11 +36,13 @@ at 1 MiB). A message bigger than this still comes through: Kafka always returns 
 
 
 def client_options(settings: KafkaSettings) -> dict[str, Any]:
-    """Keyword arguments for any aiokafka client (admin ones too): address, client.id, security."""
+    """Keyword arguments for any aiokafka client (admin ones too): address, client.id, security,
+    and the pass-through settings every kind of client takes."""
     options = settings.client_options()
     provider = token_provider(settings)
     if provider is not None:
         options["sasl_oauth_token_provider"] = provider
+    options.update(client_settings(settings, "admin"))
     return options
 
 
@@ -52,6 +57,7 @@ def build_producer(settings: KafkaSettings, **overrides: Any) -> AIOKafkaProduce
         "max_request_size": 16 * 1024 * 1024,
         "compression_type": None if settings.compression == "none" else settings.compression,
     }
+    options.update(client_settings(settings, "producer"))
     options.update(overrides)
     return AIOKafkaProducer(**options)
 
@@ -69,6 +75,7 @@ def build_consumer(
         "max_partition_fetch_bytes": FETCH_BYTES_PER_PARTITION,
         "fetch_max_bytes": 16 * FETCH_BYTES_PER_PARTITION,
     }
+    options.update(client_settings(settings, "consumer"))
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)
 

@@ -67,10 +67,14 @@ def sum_usage(usages: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def usage_add(into: dict[str, Any], usage: Mapping[str, Any]) -> dict[str, Any]:
-    """Add numeric fields of ``usage`` into ``into`` (recursing into nested dicts); returns it."""
+    """Add numeric fields of ``usage`` into ``into`` (recursing into nested dicts); returns it.
+
+    A null count (not reported) makes the sum null: an unknown count is not a measured 0."""
     for key, value in usage.items():
         kind = type(value)
-        if kind is int or kind is float:  # bool is not a number here
+        if value is None or (key in into and into[key] is None):
+            into[key] = None  # an unknown count stays unknown (NeMo Gym's accumulate rule)
+        elif kind is int or kind is float:  # bool is not a number here
             previous = into.get(key)
             into[key] = (previous if type(previous) in (int, float) else 0) + value
         elif kind is dict or (kind is not bool and isinstance(value, Mapping)):

@@ -29,7 +29,8 @@ from typing import Any, Literal
 import msgspec
 
 from gymstream.errors import ModelResponseError
-from gymstream.rollout.model.chat import chat_to_response, responses_to_chat_request
+from gymstream.rollout.model.chat import responses_to_chat_request
+from gymstream.rollout.model.response import chat_to_response
 from gymstream.rollout.model.tokens import token_fields
 from gymstream.testing.connection import Connection, error_body
 from gymstream.testing.faults import Faults

@@ -406,6 +406,7 @@ async def run_worker(
         results_topic=layout.results,
         failures_topic=layout.failures,
         max_message_bytes=settings.max_message_bytes,
+        environment_server=agent_config.environment_stamp(),
     )
     live_versions = LiveVersions(kafka, layout)
     url = str(getattr(model, "url", "(the configured URL)"))

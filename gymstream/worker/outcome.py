@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from gymstream.errors import GymstreamError
-from gymstream.nemo_gym.outputs.output_row import output_row
+from gymstream.nemo_gym.outputs.output_row import EnvironmentServer, output_row
 from gymstream.nemo_gym.outputs.result import RolloutResult
 from gymstream.wire.codec import DECODE_TASK, ENCODER
 from gymstream.wire.keys import group_key, location, poison_id
@@ -146,6 +146,7 @@ class OutcomeStep:
     results_topic: str
     failures_topic: str
     max_message_bytes: int
+    environment_server: EnvironmentServer | None = None  # stamped on every output row
 
     def decode(self, value: bytes, where: Where, *, finished_ms: int) -> TaskMessage | Outgoing:
         """The task to run, or the failure to publish instead (poison, or another agent's)."""
@@ -195,7 +196,7 @@ class OutcomeStep:
             agent=task.agent,
             task_index=task.task_index,
             rollout_index=task.rollout_index,
-            output=msgspec.Raw(ENCODER.encode(output_row(verify, task))),
+            output=msgspec.Raw(ENCODER.encode(output_row(verify, task, self.environment_server))),
             reward=reward,
             attempt=task.attempt,
             created_ms=task.created_ms,

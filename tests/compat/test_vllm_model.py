@@ -4,12 +4,15 @@ NeMo Gym's real ``vllm_model`` server runs from its own ``vllm_model.yaml`` plus
 gives it two ``base_url``s and request options (``extra_body``, ``chat_template_kwargs``,
 ``sampling_overrides``); gymstream reads the same files (``--config``). The same Responses
 request through each must reach vLLM as the same Chat Completions body, the answer must come
-back as the same output items (``uses_reasoning_parser``: vLLM's reasoning becomes summary
-text), a session/rollout sticks to one server, and gymstream's rollouts use both servers.
+back as the same Response object, key by key (``uses_reasoning_parser``: vLLM's reasoning
+becomes summary text), a session/rollout sticks to one server, and gymstream's rollouts use
+both servers. The rows: string content, content parts (with instructions), tools, earlier tool
+calls (a tool output of parts) and earlier reasoning.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,20 +78,61 @@ HISTORY = [  # an earlier turn with reasoning, text and a tool call, then its ou
 ]
 
 
-def request(text: str, *, tools: bool = True, history: bool = False) -> dict[str, Any]:
+def _parts(*texts: str) -> list[dict[str, Any]]:
+    return [{"type": "input_text", "text": t} for t in texts]
+
+
+PLAIN_HISTORY = [  # an earlier turn of text and a tool call whose output is content parts
+    _said("Let me look."),
+    {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": '{"city":"T"}'},
+    {"type": "function_call_output", "call_id": "c1", "output": _parts("sky: ", "clear")},
+]
+
+
+def request(
+    text: str,
+    *,
+    tools: bool = True,
+    history: bool = False,
+    parts: bool = False,
+    calls: bool = False,
+    plain: bool = False,
+    metadata: bool = True,
+) -> dict[str, Any]:
+    """A Responses request; ``parts``: content as lists of text parts, with ``instructions``
+    (NeMo Gym folds them and the developer message into one system message); ``calls``: an
+    earlier tool call (its output as parts); ``history``: earlier turns with reasoning;
+    ``plain``: ``input`` is just the text (NeMo Gym sends it as one text part)."""
+    if parts:
+        opening = [
+            {"role": "developer", "content": _parts("Be brief.", " Be kind.")},
+            {"role": "user", "content": _parts("Weather ", text)},
+        ]
+    else:
+        opening = [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": text}]
+    items = [*opening, *(PLAIN_HISTORY if calls else []), *(HISTORY if history else [])]
     params: dict[str, Any] = {
-        "input": [
-            {"role": "developer", "content": "Be brief."},
-            {"role": "user", "content": text},
-            *(HISTORY if history else []),
-        ],
+        "input": text if plain else items,
         "temperature": 1.0,
         "max_output_tokens": 64,
-        "metadata": METADATA,
     }
+    if parts:
+        params["instructions"] = "You answer weather questions."
+    if metadata:
+        params["metadata"] = METADATA
     if tools:
         params["tools"] = [TOOL]
     return params
+
+
+CASES = {  # the rows vllm_model must send exactly as NeMo Gym does
+    "string_content": {"tools": False, "metadata": False},
+    "string_input": {"tools": True, "plain": True},
+    "content_parts": {"tools": True, "parts": True},
+    "tools": {"tools": True},
+    "earlier_tool_calls": {"tools": True, "calls": True},
+    "reasoning": {"tools": True, "history": True},
+}
 
 
 class Setup:
@@ -178,62 +222,75 @@ def _theirs(setup: Setup, params: dict[str, Any], client: httpx.Client) -> dict[
     return result
 
 
-@pytest.mark.parametrize(
-    ("tools", "history"),
-    [(True, False), (False, False), (True, True)],
-    ids=["tool_call", "text", "history_with_reasoning"],
-)
-async def test_the_chat_body_vllm_gets_is_nemo_gyms(
-    setup: Setup, tools: bool, history: bool
-) -> None:
+_HEX_ID = re.compile(r"^(resp|rs|msg)_[0-9a-f]{32}$")
+
+
+def _same_ids(value: Any) -> Any:
+    """NeMo Gym's fresh ``uuid4().hex`` ids, as ``<prefix>_<hex>``: both sides mint their own."""
+    if isinstance(value, dict):
+        return {k: _same_ids(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_same_ids(v) for v in value]
+    if isinstance(value, str) and _HEX_ID.match(value):
+        return value.split("_")[0] + "_<hex>"
+    return value
+
+
+def _differ(theirs: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
+    keys = sorted(set(theirs) | set(ours))
+    return {k: (theirs.get(k, "<absent>"), ours.get(k, "<absent>")) for k in keys
+            if theirs.get(k, "<absent>") != ours.get(k, "<absent>")}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_the_body_and_the_answer_are_nemo_gyms(setup: Setup, case: str) -> None:
+    """The Chat Completions body vLLM gets is identical, and the Response object that comes
+    back equal key by key (ids aside: each side mints fresh ones of the same form)."""
+    params = request("Weather in Tokyo?", **CASES[case])
     setup.bodies()
     with httpx.Client(timeout=60) as client:
-        _theirs(setup, request("Weather in Tokyo?", tools=tools, history=history), client)
-    ((_, theirs),) = setup.bodies()
-    await _ours(setup, request("Weather in Tokyo?", tools=tools, history=history))
-    ((_, ours),) = setup.bodies()
-    if history:  # the reasoning goes back beside the text, as vllm_model's parser mode sends it
-        assistant = [m for m in ours["messages"] if m["role"] == "assistant"]
+        theirs = _theirs(setup, params, client)
+    ((_, their_body),) = setup.bodies()
+    ours = await _ours(setup, request("Weather in Tokyo?", **CASES[case]))
+    ((_, our_body),) = setup.bodies()
+    assert _differ(their_body, our_body) == {}
+    assert _differ(_same_ids(theirs), _same_ids(ours)) == {}
+    for item in ours["output"]:
+        if item["type"] == "function_call":
+            assert item["id"] == item["call_id"] == "chatcmpl-tool-0"  # the server's id
+    if case == "reasoning":  # sent back beside the text, as vllm_model's parser mode does
+        assistant = [m for m in our_body["messages"] if m["role"] == "assistant"]
         assert [m.get("reasoning_content") for m in assistant] == [
             "Which city? Tokyo.",
             "Now I know.",
         ]
         assert assistant[0]["content"] == "Let me look."
-    # the options, as vllm_model merges them: metadata over the config, the body over
-    # extra_body, sampling_overrides over everything
-    assert theirs["chat_template_kwargs"] == {"enable_thinking": True, "style": "long"}
-    assert theirs["seed"] == 7
-    assert theirs["top_k"] == 9
-    assert theirs["repetition_penalty"] == 1.05
-    assert theirs["temperature"] == 0.6
-    assert theirs["top_p"] == 0.95
-    keys = sorted(set(theirs) | set(ours))
-    differ = {k: (theirs.get(k), ours.get(k)) for k in keys if theirs.get(k) != ours.get(k)}
-    # NeMo Gym forwards the Responses metadata to vLLM (which ignores it); gymstream does not
-    assert set(differ) <= {"metadata"}, differ
-    if tools:
-        assert "strict" not in ours["tools"][0]["function"]
-
-
-async def test_the_answer_items_are_nemo_gyms(setup: Setup) -> None:
-    """vLLM's reasoning_content becomes a reasoning item of summary text, as vllm_model's."""
-    with httpx.Client(timeout=60) as client:
-        theirs = _theirs(setup, request("Weather in Tokyo?", tools=False), client)
-    ours = await _ours(setup, request("Weather in Tokyo?", tools=False))
-    setup.bodies()
-
-    def shape(response: dict[str, Any]) -> list[tuple[Any, ...]]:
-        return [
-            (
-                item["type"],
-                [s["text"] for s in item.get("summary") or []],
-                [c.get("text") for c in item.get("content") or []],
-            )
-            for item in response["output"]
+        assert ours["output"][0]["summary"] == [{"type": "summary_text", "text": REASONING}]
+    if case == "content_parts":  # parts stay parts; instructions fold into one system message
+        assert our_body["messages"][0] == {
+            "role": "system",
+            "content": "You answer weather questions.\n\nBe brief. Be kind.",
+        }
+        assert our_body["messages"][1]["content"] == [
+            {"type": "text", "text": "Weather "},
+            {"type": "text", "text": "Weather in Tokyo?"},
         ]
-
-    assert shape(ours) == shape(theirs)
-    assert shape(ours)[0] == ("reasoning", [REASONING], [])
+    if case == "string_input":  # a plain string input goes as one text part, as NeMo Gym's
+        assert our_body["messages"] == [
+            {"role": "user", "content": [{"type": "text", "text": "Weather in Tokyo?"}]}
+        ]
+    if case == "string_content":
+        assert ours["metadata"] is None
+        assert ours["usage"]["input_tokens_details"] == {"cached_tokens": None}
+        assert ours["output"][-1]["content"][0]["logprobs"] is None
+    else:  # the options, as vllm_model merges them: metadata over the config, the body over
+        # extra_body, sampling_overrides over everything
+        assert their_body["chat_template_kwargs"] == {"enable_thinking": True, "style": "long"}
+        assert (their_body["seed"], their_body["top_k"]) == (7, 9)
+        assert their_body["repetition_penalty"] == 1.05
+        assert (their_body["temperature"], their_body["top_p"]) == (0.6, 0.95)
+    if CASES[case]["tools"]:
+        assert "strict" not in our_body["tools"][0]["function"]
 
 
 def test_nemo_gym_keeps_a_session_on_one_server(setup: Setup) -> None:

@@ -230,7 +230,11 @@ def test_sink_with_the_yamls_writes_the_servers_aggregate_metrics(
     assert_exactly_once(rows, {(AGENT_ONE, t, 0) for t in range(3)})
     (entry,) = json.loads((tmp_path / "out_aggregate_metrics.json").read_text())
     assert entry["agent_ref"] == {"name": AGENT_ONE}
-    assert entry["_ng_environment_server"] == "example_single_tool_call"
+    # NeMo Gym's meaning: the environment server that fronts the agent (its legacy_agent)
+    assert entry["_ng_environment_server"] == "example_single_tool_call_environment_server"
+    for row in rows:  # stamped as NeMo Gym's collector stamps them
+        assert row["_ng_environment_server"] == "example_single_tool_call_environment_server"
+        assert row["_ng_result_type"] == "legacy_agent"
     assert entry["agent_metrics"]["rollouts"] == 3  # the fake server's own count
     mean = sum(r["reward"] for r in rows) / 3
     assert entry["key_metrics"] == {"mean/reward": mean}

@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gymstream.errors import ConfigError, EnvironmentNotFoundError
+from gymstream.nemo_gym.outputs.output_row import EnvironmentServer
 from gymstream.settings import ModelSettings, VllmOptions
 
 __all__ = [
@@ -61,6 +62,7 @@ class ServerRef(BaseModel):
     instance: str
     server_type: str
     url: str | None = None
+    implementation: str | None = None  # its type under server_type (e.g. ``legacy_agent``)
 
 
 class AgentConfig(BaseModel):
@@ -71,6 +73,9 @@ class AgentConfig(BaseModel):
     instead, and with ``remote_agent`` set the whole rollout is that server's ``POST /run``.
     ``skip_verification`` (NeMo Gym's agent option): no verify call, the reward is
     ``skip_verification_reward`` and the row says ``verification_skipped: true``.
+    ``environment_server``: the NeMo Gym ``environment_servers`` instance that fronts the agent
+    (the one whose config references it), when exactly one does; its name and implementation
+    are stamped on every output row, as NeMo Gym's collector stamps them.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -83,6 +88,14 @@ class AgentConfig(BaseModel):
     remote_agent: ServerRef | None = None
     skip_verification: bool = False
     skip_verification_reward: float = 0.0
+    environment_server: ServerRef | None = None
+
+    def environment_stamp(self) -> EnvironmentServer | None:
+        """The ``_ng_environment_server`` / ``_ng_result_type`` stamps of this agent's rows."""
+        ref = self.environment_server
+        if ref is None or ref.implementation is None:
+            return None
+        return EnvironmentServer(ref.instance, ref.implementation)
 
 
 class ModelEndpoint(BaseModel):

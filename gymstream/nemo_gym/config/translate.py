@@ -20,6 +20,10 @@ Gym's order), and ``${...}`` interpolations resolve with OmegaConf's semantics.
   ``sampling_overrides``, ``uses_reasoning_parser``; see ``gymstream.nemo_gym.servers.vllm_model``);
 - ``resources_servers``: the address an agent's HTTP environment calls (``host`` + ``port``).
 
+An agent an ``environment_servers`` instance fronts (references, by NeMo Gym 0.7.0's rule) gets
+that server as its ``environment_server``: its rows are stamped ``_ng_environment_server`` and
+``_ng_result_type`` as NeMo Gym's collector stamps them (the rollout itself still runs as above).
+
 An instance of an unknown server type is a ``ConfigError`` that names it. Addresses missing from
 the files come from a NeMo Gym head server (``head_urls``, see ``gymstream.nemo_gym.servers.head``).
 """
@@ -225,6 +229,37 @@ def _ref(node: Any, kind: str, where: str) -> str:
     return str(node["name"])
 
 
+def _fronted_agents(options: DictConfig) -> list[str]:
+    """The agents an environment server's config references, by NeMo Gym 0.7.0's rule: any
+    field whose value has ``type: responses_api_agents``, and ``agent_server`` (type optional)."""
+    names: list[str] = []
+    for field, ref in options.items_ex(resolve=False):
+        if not isinstance(ref, DictConfig) or not isinstance(ref.get("name"), str):
+            continue
+        if ref.get("type") == AGENTS or (field == "agent_server" and ref.get("type") is None):
+            names.append(str(ref["name"]))
+    return names
+
+
+def _environment_servers(
+    instances: Mapping[str, tuple[str, str, DictConfig]], url_of: Any
+) -> dict[str, ServerRef]:
+    """``{agent: the environment server that fronts it}``: each environment server fronts
+    itself and the agents it references; an agent fronted by several gets none (NeMo Gym then
+    needs each row to name its server, which gymstream's rows do not)."""
+    fronts: dict[str, list[ServerRef]] = {}
+    for name, (server_type, impl, options) in instances.items():
+        if server_type != ENVIRONMENTS:
+            continue
+        ref = ServerRef(
+            instance=name, server_type=server_type, url=url_of(name), implementation=str(impl)
+        )
+        fronts.setdefault(name, []).append(ref)
+        for agent in dict.fromkeys(_fronted_agents(options)):
+            fronts.setdefault(agent, []).append(ref)
+    return {agent: refs[0] for agent, refs in fronts.items() if len(refs) == 1}
+
+
 def translate(merged: DictConfig, head_urls: Mapping[str, str] | None = None) -> GymConfig:
     """A GymConfig from a merged NeMo Gym config; ``head_urls`` fills addresses it lacks."""
     instances = _instances(merged)
@@ -261,6 +296,9 @@ def translate(merged: DictConfig, head_urls: Mapping[str, str] | None = None) ->
                 "environment": name,
                 "remote_agent": ServerRef(instance=name, server_type=server_type, url=url_of(name)),
             }
+    for agent, server in _environment_servers(instances, url_of).items():
+        if agent in agents:
+            agents[agent]["environment_server"] = server
     return config_from_mapping({"agents": agents, "models": models}, "NeMo Gym config")
 
 

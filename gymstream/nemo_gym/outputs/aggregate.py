@@ -1,8 +1,12 @@
 """``<stem>_aggregate_metrics.json``: summaries of an output file, in bounded memory.
 
-Per agent: count, mean, max, min, median and std of every numeric field; per task: the same of
-its rewards. Keeping every value (for the median) cost 8 bytes per value and ~500 bytes per
-task, 40-80 MiB per 100,000 tasks. Here:
+Per agent: count, mean, max, min, median and std of every numeric field NeMo Gym's
+aggregation measures (``measured``: the fields of the row NeMo Gym's collector writes, i.e. the
+verify response, never the task fields gymstream keeps, no ``_``-prefixed key, plus the
+numbers of ``response.usage``; booleans count as 0/1; std is the sample std, 0 for one value,
+as pandas'; a masked sample, ``mask_sample: true``, is no measurement and is left out, and the
+flag itself is never a metric); per task: the same of its rewards. Keeping every value (for
+the median) cost 8 bytes per value and ~500 bytes per task, 40-80 MiB per 100,000 tasks. Here:
 
 - a field's values are a ``Distribution``: running count, mean and sum of squares (Welford),
   min and max, and the counts of its distinct values, exact while there are at most
@@ -29,10 +33,17 @@ from typing import Any
 import msgspec
 
 from gymstream.nemo_gym.outputs.files import iter_rows
-from gymstream.nemo_gym.outputs.output_row import TASK_INDEX, agent_of, is_collector_key
+from gymstream.nemo_gym.outputs.output_row import TASK_INDEX, agent_of, nemo_gym_fields
 from gymstream.wire.codec import ENCODER
 
-__all__ = ["EXACT_VALUES", "MAX_BUCKETS", "Distribution", "aggregate_metrics", "write_metrics"]
+__all__ = [
+    "EXACT_VALUES",
+    "MAX_BUCKETS",
+    "Distribution",
+    "aggregate_metrics",
+    "measured",
+    "write_metrics",
+]
 
 EXACT_VALUES = 1024
 RELATIVE_ERROR = 0.01
@@ -41,6 +52,7 @@ _GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
 _LOG_GAMMA = math.log(_GAMMA)
 _CACHE_KIB = 8 * 1024
 _BATCH = 10_000
+_MASK = "mask_sample"
 
 
 def _bucket(value: float) -> int:
@@ -116,7 +128,7 @@ class Distribution:
             "max": self.max,
             "min": self.min,
             "median": self.median(),
-            "std": math.sqrt(self.m2 / self.count) if self.count > 1 else 0.0,
+            "std": math.sqrt(self.m2 / (self.count - 1)) if self.count > 1 else 0.0,
         }
 
 
@@ -137,13 +149,31 @@ def _numeric(value: Any) -> float | None:
     return None
 
 
+def measured(row: dict[str, Any]) -> Iterator[tuple[str, float]]:
+    """(field, number) of every value NeMo Gym's reward profile averages for a written row:
+    the row NeMo Gym's collector writes (``nemo_gym_fields``) with its ``response.usage``
+    merged over it, numbers and booleans only, no ``_``-prefixed key; nothing of a masked
+    sample (NeMo Gym's ``select_measured``)."""
+    if row.get(_MASK):
+        return
+    fields = nemo_gym_fields(row)
+    response = fields.get("response")
+    usage = response.get("usage") if isinstance(response, dict) else None
+    if isinstance(usage, dict):
+        fields |= usage
+    for key, value in fields.items():
+        number = None if key.startswith("_") or key == _MASK else _numeric(value)
+        if number is not None:
+            yield key, number
+
+
 def _values_summary(values: list[float]) -> dict[str, float]:
     return {
         "mean": statistics.fmean(values),
         "max": max(values),
         "min": min(values),
         "median": statistics.median(values),
-        "std": statistics.pstdev(values) if len(values) > 1 else 0.0,
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
     }
 
 
@@ -172,11 +202,9 @@ def _chunks(path: Path, db: sqlite3.Connection) -> Iterator[bytes]:
     batch: list[tuple[str, int, float]] = []
     for row in iter_rows(path):
         agent = agent_of(row)
-        for key, value in row.items():
-            number = None if is_collector_key(key) else _numeric(value)
-            if number is not None:
-                fields[agent][key].add(number)
-        reward = _numeric(row.get("reward"))
+        for key, number in measured(row):
+            fields[agent][key].add(number)
+        reward = None if row.get(_MASK) else _numeric(row.get("reward"))
         if reward is not None:
             batch.append((agent, int(row[TASK_INDEX]), reward))
             if len(batch) >= _BATCH:

@@ -5,10 +5,14 @@ Four shapes, each as NeMo Gym 0.7.0's collector (``rollout_collection.py``) writ
 - ``verify_result``: what the verifier returns (the agent loop's part): the request as sent,
   the whole-trajectory ``response``, ``reward``, ``mask_sample``, ``failure_kind``,
   ``failure_reason``, the verifier's own fields, then the row's other task fields (a superset of
-  NeMo Gym's, which keeps only the fields a verifier declares; the contract allows it).
+  NeMo Gym's, which keeps only the fields a verifier declares; the contract allows it), named in
+  ``_gs_task_fields`` so that ``nemo_gym_fields`` can give back NeMo Gym's row (metrics are
+  computed over that, never over a task's ``seed`` or ``level_id``).
 - ``output_row``: one successful rollout in ``OUT.jsonl``: the verify result, then the
-  collector's stamps ``_ng_task_index``, ``_ng_rollout_index``, ``agent_ref`` and, for a retried
-  rollout only, ``_ng_attempt_index``.
+  collector's stamps ``_ng_task_index``, ``_ng_rollout_index``, ``agent_ref``, for a retried
+  rollout only ``_ng_attempt_index``, and, where the config names the environment server that
+  fronts the agent, ``_ng_environment_server`` (its instance name) and ``_ng_result_type`` (its
+  implementation under ``environment_servers:``), as NeMo Gym 0.7.0's collector stamps them.
 - ``failure_row``: one failed rollout in ``OUT_failures.jsonl``: the task row (so a retry needs
   nothing else), the stamps, NeMo Gym's ``_ng_failure_*`` keys and gymstream's ``_gs_*`` ones.
 - ``materialized_row``: one expanded input in ``OUT_materialized_inputs.jsonl``.
@@ -22,7 +26,7 @@ kept whole (NeMo Gym keeps extra fields such as ``type``), naming the agent that
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from gymstream.wire.keys import location, rollout_id
 from gymstream.wire.messages import FailureMessage, TaskMessage
@@ -30,19 +34,24 @@ from gymstream.wire.messages import FailureMessage, TaskMessage
 __all__ = [
     "AGENT_REF",
     "ATTEMPT_INDEX",
+    "ENVIRONMENT_SERVER",
     "FAILURE_CLASS",
     "FAILURE_MESSAGE",
     "FAILURE_TERMINAL",
     "FAILURE_TYPE",
     "PARAMS",
+    "RESULT_TYPE",
     "ROLLOUT_INDEX",
+    "TASK_FIELDS",
     "TASK_INDEX",
     "TOKEN_PREFIX_BREAKS",
+    "EnvironmentServer",
     "agent_of",
     "failure_row",
     "input_row",
     "is_collector_key",
     "materialized_row",
+    "nemo_gym_fields",
     "output_row",
     "row_rollout_id",
     "verify_result",
@@ -57,6 +66,10 @@ FAILURE_CLASS: Final = "_ng_failure_class"
 FAILURE_TYPE: Final = "_ng_failure_type"
 FAILURE_MESSAGE: Final = "_ng_failure_message"
 FAILURE_TERMINAL: Final = "_ng_failure_terminal"
+ENVIRONMENT_SERVER: Final = "_ng_environment_server"
+RESULT_TYPE: Final = "_ng_result_type"
+TASK_FIELDS: Final = "_gs_task_fields"
+"""The row's task fields gymstream kept beyond the verifier's answer (NeMo Gym's row drops them)."""
 TOKEN_PREFIX_BREAKS: Final = "_gs_token_prefix_breaks"  # noqa: S105 (a key name, not a password)
 """On a row whose turns carry token ids only: how many turns' prompt ids do not extend the
 previous turn's prompt + generation ids (0: the trajectory is one consistent token sequence;
@@ -66,13 +79,26 @@ _COLLECTOR_PREFIX: Final = "_ng_"  # NeMo Gym's: keys its collector writes itsel
 _GYMSTREAM_PREFIX: Final = "_gs_"  # ours: failure details NeMo Gym has no key for
 
 
+class EnvironmentServer(NamedTuple):
+    """The NeMo Gym environment server that fronts an agent: the two stamps it gives a row."""
+
+    instance: str  # its config instance name: ``_ng_environment_server``
+    implementation: str  # its type under ``environment_servers:``: ``_ng_result_type``
+
+
 def is_collector_key(key: str) -> bool:
     """True for the keys the collector writes (``_ng_*``): never task data, never averaged."""
     return key.startswith(_COLLECTOR_PREFIX)
 
 
 def _is_task_field(key: str) -> bool:
-    return key not in (PARAMS, AGENT_REF) and not is_collector_key(key)
+    """A row's own field; never a stamp, nor a ``_gs_*`` key a row taken from an earlier
+    output brings along (they describe that output, not this rollout)."""
+    return (
+        key not in (PARAMS, AGENT_REF)
+        and not is_collector_key(key)
+        and not key.startswith(_GYMSTREAM_PREFIX)
+    )
 
 
 def verify_result(
@@ -99,9 +125,11 @@ def verify_result(
     }
     result.update(fields)
     result["reward"] = reward
-    for key, value in row.items():
-        if _is_task_field(key) and key not in result:
-            result[key] = value
+    kept = [key for key in row if _is_task_field(key) and key not in result]
+    for key in kept:
+        result[key] = row[key]
+    if kept:
+        result[TASK_FIELDS] = kept
     if token_prefix_breaks is not None:
         result[TOKEN_PREFIX_BREAKS] = token_prefix_breaks
     return result
@@ -129,16 +157,34 @@ def _stamp(
     return into
 
 
-def output_row(result: Mapping[str, Any], task: TaskMessage) -> dict[str, Any]:
+def output_row(
+    result: Mapping[str, Any],
+    task: TaskMessage,
+    environment_server: EnvironmentServer | None = None,
+) -> dict[str, Any]:
     """The ``OUT.jsonl`` row of a successful rollout of ``task`` whose verify result is ``result``.
 
     ``result`` comes from ``verify_result``, which never carries a row's own ``_ng_*`` keys;
-    ``_ng_attempt_index`` is stamped only on a retried rollout (attempt > 0), as NeMo Gym does.
+    ``_ng_attempt_index`` is stamped only on a retried rollout (attempt > 0), as NeMo Gym does;
+    ``environment_server`` (the one fronting the agent, when the config names one) last.
     """
     row = _stamp(dict(result), task.row, task.agent, task.task_index, task.rollout_index)
     if task.attempt > 0:
         row[ATTEMPT_INDEX] = task.attempt
+    if environment_server is not None:
+        row[ENVIRONMENT_SERVER] = environment_server.instance
+        row[RESULT_TYPE] = environment_server.implementation
     return row
+
+
+def nemo_gym_fields(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """A written row as NeMo Gym's collector would have written it: without the task fields
+    gymstream kept (``TASK_FIELDS``) and without gymstream's own ``_gs_*`` keys."""
+    extra = stored.get(TASK_FIELDS)
+    dropped = set(extra) if isinstance(extra, list) else set()
+    return {
+        k: v for k, v in stored.items() if k not in dropped and not k.startswith(_GYMSTREAM_PREFIX)
+    }
 
 
 def failure_row(failure: FailureMessage) -> dict[str, Any]:

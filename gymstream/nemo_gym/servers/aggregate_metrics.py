@@ -2,10 +2,13 @@
 
 When every agent of a run is served by a NeMo Gym server (a resources server under our agent
 loop, or a remote agent), ``<stem>_aggregate_metrics.json`` is NeMo Gym's own: one entry per
-agent with ``agent_ref``, ``_ng_environment_server`` (the server asked), ``agent_metrics``,
+agent with ``agent_ref``, ``_ng_environment_server`` (the environment server that fronts the
+agent where the config names one, as NeMo Gym's; else the server asked), ``agent_metrics``,
 ``key_metrics``, ``group_level_metrics``, ``repeat_level_metrics`` (and ``perf_summary`` when
-the server gives one), computed by that server from the run's rows stripped as NeMo Gym strips
-them (no ``response`` but its ``usage`` / ``incomplete_details``, no request). A run with a
+the server gives one), computed by that server from the run's rows as NeMo Gym's collector
+wrote them (``output_row.nemo_gym_fields``: no task field gymstream kept, no ``_gs_*`` key)
+and stripped as NeMo Gym strips them (no ``response`` but its ``usage`` /
+``incomplete_details``, no request). A run with a
 native agent keeps gymstream's own summary (``nemo.metrics.write_metrics``). An agent loop
 with ``skip_verification`` asks no server: its entry is the empty metrics NeMo Gym's
 ``simple_agent`` answers then.
@@ -22,7 +25,7 @@ import msgspec
 from gymstream.errors import ServerResponseError
 from gymstream.nemo_gym.config.agents import GymConfig, ServerRef
 from gymstream.nemo_gym.outputs.files import OutputPaths, iter_rows
-from gymstream.nemo_gym.outputs.output_row import PARAMS, agent_of
+from gymstream.nemo_gym.outputs.output_row import PARAMS, agent_of, nemo_gym_fields
 from gymstream.nemo_gym.servers.client import ServerClient
 from gymstream.settings import RetrySettings, ServerSettings
 
@@ -41,7 +44,9 @@ _ENCODER = msgspec.json.Encoder()
 
 def stripped(row: dict[str, Any]) -> dict[str, Any]:
     """A written row as NeMo Gym's collector sends it to ``/aggregate_metrics``."""
-    entry = {k: v for k, v in row.items() if k not in _HEAVY and k != "_ng_trajectory"}
+    entry = {
+        k: v for k, v in nemo_gym_fields(row).items() if k not in _HEAVY and k != "_ng_trajectory"
+    }
     response = row.get("response") or {}
     kept = {k: response[k] for k in ("usage", "incomplete_details") if response.get(k) is not None}
     if kept:
@@ -76,7 +81,7 @@ async def server_metrics(
     entries: list[dict[str, Any]] = []
     for agent, ref, url in targets:
         if _skips_verification(config, agent):
-            entries.append(_entry(agent, ref, _SKIPPED_METRICS))
+            entries.append(_entry(config, agent, ref, _SKIPPED_METRICS))
             continue
         client = ServerClient(ref.instance, url, settings=settings, retry=retry)
         try:
@@ -94,12 +99,17 @@ async def server_metrics(
                 f"{answer.status}: {answer.text[:300]}",
                 http_status=answer.status,
             )
-        entries.append(_entry(agent, ref, metrics))
+        entries.append(_entry(config, agent, ref, metrics))
     return entries
 
 
-def _entry(agent: str, ref: ServerRef, metrics: dict[str, Any]) -> dict[str, Any]:
-    entry: dict[str, Any] = {"agent_ref": {"name": agent}, "_ng_environment_server": ref.instance}
+def _entry(
+    config: GymConfig, agent: str, ref: ServerRef, metrics: dict[str, Any]
+) -> dict[str, Any]:
+    declared = config.agents.get(agent)
+    fronting = declared.environment_server if declared is not None else None
+    server = fronting.instance if fronting is not None else ref.instance
+    entry: dict[str, Any] = {"agent_ref": {"name": agent}, "_ng_environment_server": server}
     for key in ("agent_metrics", "key_metrics", "group_level_metrics", "repeat_level_metrics"):
         entry[key] = metrics.get(key)
     if metrics.get("perf_summary") is not None:

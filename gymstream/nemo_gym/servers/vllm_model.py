@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gymstream.errors import ModelResponseError
@@ -36,7 +36,13 @@ from gymstream.nemo_gym.rows.overrides import metadata_object
 from gymstream.settings import VllmOptions
 from gymstream.wire.messages import FailureClass
 
-__all__ = ["add_assistant", "fold_reasoning", "prepare_chat", "reasoning_texts"]
+__all__ = [
+    "add_assistant",
+    "fold_instructions",
+    "fold_reasoning",
+    "prepare_chat",
+    "reasoning_texts",
+]
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
@@ -124,6 +130,18 @@ def add_assistant(messages: list[dict[str, Any]], content: Any) -> None:
         messages.append({"role": "assistant", "content": content or None})
         return
     last["content"] = ((last.get("content") or "") + (content or "")) or None
+
+
+def fold_instructions(
+    instructions: str, messages: list[dict[str, Any]], text_of: Callable[[Any], str]
+) -> None:
+    """NeMo Gym's converter: ``instructions`` and the run of system/developer messages that
+    opens the conversation become ONE leading system message, their texts joined by a blank
+    line (chat backends often take a single system message, at position 0)."""
+    texts = [instructions]
+    while messages and messages[0]["role"] in ("system", "developer"):
+        texts.append(text_of(messages.pop(0)["content"]))
+    messages.insert(0, {"role": "system", "content": "\n\n".join(texts)})
 
 
 def _parse_history(messages: list[dict[str, Any]]) -> None:

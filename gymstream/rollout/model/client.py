@@ -46,7 +46,8 @@ import msgspec
 from gymstream.errors import ModelCallError, ModelResponseError
 from gymstream.nemo_gym.servers.vllm_model import prepare_chat
 from gymstream.rollout.model import tokens
-from gymstream.rollout.model.chat import chat_to_response, responses_to_chat_request
+from gymstream.rollout.model.chat import responses_to_chat_request
+from gymstream.rollout.model.response import chat_to_response
 from gymstream.rollout.model.transport import AiohttpTransport
 from gymstream.settings import ModelSettings, RetrySettings
 from gymstream.wire.messages import FailureClass

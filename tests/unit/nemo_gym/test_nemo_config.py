@@ -47,6 +47,25 @@ def test_the_seed_yamls_give_simple_agents_over_http_and_remote_environment_serv
         "example_multi_step_environment_server",
     }
     assert config.models["policy_model"].api == "responses"
+    # the environment server that fronts each agent (legacy_agent's agent_server) stamps its rows
+    for env in ("example_multi_step", "example_single_tool_call"):
+        for name in (f"{env}_simple_agent", f"{env}_environment_server"):
+            stamp = config.agent(name).environment_stamp()
+            assert stamp == (f"{env}_environment_server", "legacy_agent"), name
+
+
+def test_an_agent_fronted_by_two_environment_servers_gets_no_stamp(tmp_path: Path) -> None:
+    """NeMo Gym cannot route such an agent's rows by agent either; gymstream stamps nothing."""
+    twin = write(
+        tmp_path,
+        "twin.yaml",
+        "twin_environment_server:\n  environment_servers:\n    single_agent_turn:\n"
+        "      agent_server: {name: example_multi_step_simple_agent}\n",
+    )
+    config = load_any_config([*SEED_MS, twin], environ=ENV, cwd=tmp_path)
+    assert config.agent("example_multi_step_simple_agent").environment_stamp() is None
+    twin_stamp = config.agent("twin_environment_server").environment_stamp()
+    assert twin_stamp == ("twin_environment_server", "single_agent_turn")
 
 
 def test_interpolations_resolve_from_other_files_and_oc_env(tmp_path: Path) -> None:

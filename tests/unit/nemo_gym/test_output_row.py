@@ -7,10 +7,12 @@ from typing import Any
 
 from gymstream.nemo_gym.outputs.files import OutputPaths
 from gymstream.nemo_gym.outputs.output_row import (
+    EnvironmentServer,
     agent_of,
     failure_row,
     input_row,
     materialized_row,
+    nemo_gym_fields,
     output_row,
     row_rollout_id,
     verify_result,
@@ -88,7 +90,9 @@ def test_verify_result_has_nemo_gym_keys_then_verifier_fields_then_task_fields()
         "parsed_synonym_values",
         "id",
         "expected_synonym_values",
+        "_gs_task_fields",  # names the task fields NeMo Gym's row would not have
     ]
+    assert result["_gs_task_fields"] == ["id", "expected_synonym_values"]
     assert result["responses_create_params"] == SENT
     assert result["reward"] == 1.0
     assert isinstance(result["reward"], float)  # the verifier's int 1 is not kept
@@ -230,3 +234,36 @@ def test_resume_republishes_a_failed_rollout_with_its_original_row(tmp_path: Pat
     paths.failures.write_bytes(ENCODER.encode(failure_row(make_failure())) + b"\n")
     plan = plan_resume(paths, "r", max_attempts=3)
     assert plan.retry["r/ms_agent/4/1"].row == ROW
+
+
+def test_nemo_gym_fields_give_back_nemo_gyms_row() -> None:
+    """Without the task fields gymstream kept and its _gs_ keys: what metrics are computed over."""
+    row = output_row({**make_result(), "_gs_token_prefix_breaks": 0}, make_task())
+    theirs = nemo_gym_fields(row)
+    assert "id" not in theirs
+    assert "expected_synonym_values" not in theirs
+    assert not [k for k in theirs if k.startswith("_gs_")]
+    assert theirs["accuracy"] is True  # the verifier's own fields stay
+    assert list(theirs)[-3:] == ["_ng_task_index", "_ng_rollout_index", "agent_ref"]
+
+
+def test_a_verifier_that_echoes_a_task_field_keeps_it() -> None:
+    """A field the verifier answered (NeMo Gym's declared request fields) is NeMo Gym's too."""
+    result = make_result(fields={**FIELDS, "id": 3})
+    assert result["_gs_task_fields"] == ["expected_synonym_values"]
+    assert nemo_gym_fields(result)["id"] == 3
+
+
+def test_an_earlier_outputs_gs_keys_are_not_task_fields() -> None:
+    earlier = {**ROW, "_gs_task_fields": ["x"], "_gs_token_prefix_breaks": 2}
+    result = make_result(earlier)
+    assert result["_gs_task_fields"] == ["id", "expected_synonym_values"]
+    assert "_gs_token_prefix_breaks" not in result
+
+
+def test_the_environment_server_is_stamped_last_as_nemo_gym_does() -> None:
+    fronting = EnvironmentServer("ms_env", "legacy_agent")
+    row = output_row(make_result(), make_task(attempt=1), fronting)
+    assert list(row)[-3:] == ["_ng_attempt_index", "_ng_environment_server", "_ng_result_type"]
+    assert (row["_ng_environment_server"], row["_ng_result_type"]) == ("ms_env", "legacy_agent")
+    assert "_ng_environment_server" not in output_row(make_result(), make_task())

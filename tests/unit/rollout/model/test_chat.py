@@ -7,11 +7,10 @@ from typing import Any
 import pytest
 
 from gymstream.errors import ModelResponseError
-from gymstream.rollout.model.chat import (
-    chat_to_response,
-    responses_to_chat_request,
-    usage_from_chat,
-)
+from gymstream.rollout.loop import sum_usage
+from gymstream.rollout.model.chat import responses_to_chat_request
+from gymstream.rollout.model.response import chat_to_response, usage_from_chat
+from gymstream.settings import VllmOptions
 
 WEATHER_TOOL = {
     "type": "function",
@@ -208,7 +207,7 @@ def test_chat_answer_with_tool_calls_becomes_response_items() -> None:
     assert response["object"] == "response"
     assert response["status"] == "completed"
     assert response["model"] == "served-model"
-    assert response["tools"] == [WEATHER_TOOL]
+    assert response["tools"] == [{**WEATHER_TOOL, "defer_loading": None}]  # as NeMo Gym echoes
     assert response["temperature"] == 0.5
     assert [item["type"] for item in response["output"]] == [
         "reasoning",
@@ -229,7 +228,7 @@ def test_chat_answer_with_tool_calls_becomes_response_items() -> None:
         "input_tokens": 10,
         "input_tokens_details": {"cached_tokens": 4},
         "output_tokens": 5,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": None},  # not reported: unknown, not 0
         "total_tokens": 15,
     }
 
@@ -268,8 +267,52 @@ def test_usage_absent_stays_none() -> None:
     assert usage_from_chat(None) is None
     assert usage_from_chat({"prompt_tokens": 3, "completion_tokens": 2}) == {
         "input_tokens": 3,
-        "input_tokens_details": {"cached_tokens": 0},
+        "input_tokens_details": {"cached_tokens": None},
         "output_tokens": 2,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": None},
         "total_tokens": 5,
     }
+
+
+def test_a_vllm_model_keeps_content_parts_and_folds_instructions() -> None:
+    """NeMo Gym's converter (a vllm_model): parts stay parts, instructions and the leading
+    developer message make one system message, metadata and store pass on."""
+    parts = [{"type": "input_text", "text": "a"}, {"type": "input_text", "text": "b"}]
+    params = {
+        "instructions": "rules",
+        "input": [
+            {"role": "developer", "content": parts},
+            {"role": "user", "content": parts},
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "c", "output": parts},
+        ],
+        "metadata": {"k": "v"},
+        "store": False,
+        "top_logprobs": 0,
+    }
+    chat = responses_to_chat_request(params, vllm=VllmOptions())
+    text_parts = [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]
+    assert chat["messages"][0] == {"role": "system", "content": "rules\n\nab"}
+    assert chat["messages"][1] == {"role": "user", "content": text_parts}
+    assert chat["messages"][3] == {"role": "tool", "tool_call_id": "c", "content": text_parts}
+    assert (chat["metadata"], chat["store"], chat["top_logprobs"]) == ({"k": "v"}, False, 0)
+    assert "logprobs" not in chat
+    string = responses_to_chat_request({"input": "hi"}, vllm=VllmOptions())
+    assert string["messages"] == [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    plain = responses_to_chat_request(params)  # any other chat server: one string
+    assert plain["messages"][:2] == [
+        {"role": "system", "content": "rules"},
+        {"role": "system", "content": "ab"},
+    ]
+
+
+def test_an_unreported_count_stays_unknown_in_the_sum() -> None:
+    known = usage_from_chat({"prompt_tokens": 3, "completion_tokens": 2,
+                             "prompt_tokens_details": {"cached_tokens": 1}})  # fmt: skip
+    unknown = usage_from_chat({"prompt_tokens": 3, "completion_tokens": 2})
+    assert known is not None
+    assert unknown is not None
+    total = sum_usage([known, unknown])
+    assert total is not None
+    assert total["input_tokens"] == 6
+    assert total["input_tokens_details"] == {"cached_tokens": None}

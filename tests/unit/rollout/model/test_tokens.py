@@ -11,8 +11,9 @@ import pytest
 
 from gymstream.errors import ModelResponseError
 from gymstream.nemo_gym.config.agents import load_config, resolve_model
-from gymstream.rollout.model.chat import chat_to_response, responses_to_chat_request
+from gymstream.rollout.model.chat import responses_to_chat_request
 from gymstream.rollout.model.client import HttpModelClient
+from gymstream.rollout.model.response import chat_to_response
 from gymstream.rollout.model.tokens import (
     TOKEN_REQUEST,
     check_response_tokens,
