@@ -368,6 +368,11 @@ def collect_argv(source: Path, output: Path, concurrency: int, *extra: str) -> l
         "--concurrency",
         str(concurrency),
         "--no-progress",
+        # the bench's own prefix is private already; the shared namespace keeps the task topic
+        # (collect drops a private namespace's task topics at the end) for the figures read
+        # back from it
+        "--namespace",
+        "shared",
     ]
 
 

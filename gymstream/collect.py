@@ -114,6 +114,7 @@ async def collect(
     metrics: MetricsSettings | None = None,
     stop: asyncio.Event | None = None,
     produce_report: ProduceReport | None = None,
+    worker_stats: dict[str, WorkerStats] | None = None,
 ) -> CollectReport:
     """Collect every rollout of ``options.input_path`` into ``output``; see the module doc.
 
@@ -125,7 +126,8 @@ async def collect(
     workers settle their rollouts in flight (``shutdown_grace_s``) and commit, the sink writes
     and commits what they published (bounded by the same grace), then this returns; the same
     run id resumes exactly (``resume_options``). ``produce_report`` is filled as production
-    goes (live progress reads it).
+    goes (live progress reads it); ``worker_stats`` too, per agent of an in-process worker
+    (its model outage shows on the progress line).
     """
     port, host = (None, "") if metrics is None else (metrics.port, metrics.host)
     async with contextlib.AsyncExitStack() as held:
@@ -174,6 +176,9 @@ async def collect(
                     model_overrides=model_overrides,
                     concurrency=concurrency,
                     metrics=observer,
+                    stats=None
+                    if worker_stats is None
+                    else worker_stats.setdefault(agent, WorkerStats()),
                 ),
                 name=f"worker-{agent}",
             )

@@ -35,6 +35,7 @@ __all__ = [
     "ModelSettings",
     "RetrySettings",
     "RolloutSettings",
+    "ScopeSettings",
     "ServerSettings",
     "TopicSettings",
     "VllmOptions",
@@ -242,11 +243,19 @@ class RetrySettings(BaseSettings):
         300.0, gt=0, description="A rollout that runs longer than this fails as rollout_deadline."
     )
     outage_budget_s: float = Field(
-        600.0,
+        300.0,
         gt=0,
         description="A model outage (endpoint down, 5xx, timeouts) pauses workers and retries "
-        "rollouts in flight for this long; after it, rollouts fail as before.",
+        "rollouts in flight for this long; after it, rollouts fail as before. Capped at "
+        "rollout_deadline_s (outage_budget_capped_s).",
     )
+
+    @property
+    def outage_budget_capped_s(self) -> float:
+        """The outage budget a worker uses: never longer than a rollout's deadline, so a model
+        that stays down gives every rollout in flight an outcome no later than the deadline
+        would have (600 s against 300 s left runs without any outcome for over 5 minutes)."""
+        return min(self.outage_budget_s, self.rollout_deadline_s)
 
 
 class VllmOptions(BaseModel):
@@ -325,7 +334,13 @@ class WorkerSettings(BaseSettings):
     concurrency: int = Field(256, ge=1, description="Rollouts in flight in this process.")
     commit_interval_s: float = Field(0.2, gt=0)
     shutdown_grace_s: float = Field(10.0, ge=0)
-    max_message_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_message_bytes: int | None = Field(
+        None,
+        ge=1024,
+        description="A task message larger than this is poison. Default: none of the worker's "
+        "own; the task topic's max.message.bytes (topics.yaml) is the one limit, and produce "
+        "rejects a larger row at file:line.",
+    )
     policy_version: int | None = None
     session_timeout_ms: int = Field(
         10_000,
@@ -349,6 +364,23 @@ class TopicSettings(BaseSettings):
 
     prefix: str = Field("gymstream", pattern=r"^[A-Za-z0-9._-]+$")
     file: str | None = Field(None, description="Path of topics.yaml (default: the project's).")
+
+
+class ScopeSettings(BaseSettings):
+    """Whose workers take a run's tasks: ``GYMSTREAM_NAMESPACE`` (docs/scopes.md).
+
+    Unset, ``collect`` runs in a private namespace of its run and the other commands in the
+    ``shared`` one; set (or ``--namespace``), every command uses the one named.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="GYMSTREAM_", frozen=True, extra="ignore")
+
+    namespace: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,80}$",
+        description="Namespace of task topics and worker groups (default: collect private, "
+        "others shared).",
+    )
 
 
 class EventLoopSettings(BaseSettings):

@@ -144,6 +144,16 @@ async def read_all(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[
     return values
 
 
+async def list_topics(bootstrap: str) -> list[str]:
+    """Every topic on the cluster, sorted."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        return sorted(await admin.list_topics())
+    finally:
+        await admin.close()
+
+
 async def partitions_of(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[int]:
     """The topic's partition ids, from a Metadata request (AssertionError if it does not exist)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)

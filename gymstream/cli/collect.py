@@ -6,13 +6,15 @@ the summaries; ``problem`` decides the exit: a --fail-fast stop or missing rollo
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from gymstream.cli import progress
+from gymstream.cli import exit_codes, progress
 from gymstream.cli.common import (
     BootstrapOpt,
     ConfigOpt,
@@ -52,23 +54,39 @@ from gymstream.cli.dataset import (
     produce_options,
     repeats_value,
 )
+from gymstream.cli.exit_codes import partial_problem
 from gymstream.cli.interrupt import Interrupt, resume_command
 from gymstream.cli.produce import print_produce_summary, print_reject
+from gymstream.cli.scope import PrivateNamespaceOpt, release_scope, scoped_layout
 from gymstream.cli.sink import all_failed_problem, print_sink_summary, reward_note
 from gymstream.collect import CollectReport, collect
 from gymstream.kafka.topics import TopicLayout
 from gymstream.nemo_gym.config.agents import GymConfig
 from gymstream.nemo_gym.outputs.files import OutputPaths
+from gymstream.produce.preflight import preflight
 from gymstream.produce.producer import ProduceOptions, ProduceReport
 from gymstream.settings import KafkaSettings, MetricsSettings, RolloutSettings
 from gymstream.sink.loop import SinkReport
+from gymstream.worker.loop import WorkerStats
+from gymstream.worker.outage import with_outage
 
 __all__ = ["collect_command", "collect_figures", "finish", "problem", "run_collect"]
 
 
-def collect_figures(produced: ProduceReport, sink: SinkReport | None) -> progress.Figures:
+def collect_figures(
+    produced: ProduceReport,
+    sink: SinkReport | None,
+    workers: Mapping[str, WorkerStats] | None = None,
+) -> progress.Figures:
     """A collect run's progress: rollouts accounted for, of those expected (of those sent so
-    far while producing); queued: sent, not yet in the output (waiting or in flight)."""
+    far while producing); queued: sent, not yet in the output (waiting or in flight); a model
+    outage of an in-process worker first, while it lasts."""
+    figures = _collect_figures(produced, sink)
+    outages = [w.outage for w in (workers or {}).values()]
+    return dataclasses.replace(figures, note=with_outage(outages, figures.note))
+
+
+def _collect_figures(produced: ProduceReport, sink: SinkReport | None) -> progress.Figures:
     sent = sum(produced.published.values())
     if sink is None:
         return progress.Figures(done=0, queued=sent, note=f"{produced.rows} rows read")
@@ -112,12 +130,13 @@ def run_collect(
     interrupt = interrupt or Interrupt(settings.worker.shutdown_grace_s)
     produced = ProduceReport(run_id=options.run_id)
     latest: list[SinkReport] = []
+    workers: dict[str, WorkerStats] = {}
 
     def keep(report: SinkReport) -> None:
         latest[:] = [report]
 
     def figures() -> progress.Figures:
-        return collect_figures(produced, latest[0] if latest else None)
+        return collect_figures(produced, latest[0] if latest else None, workers)
 
     async def main() -> CollectReport:
         interrupt.install()
@@ -137,6 +156,7 @@ def run_collect(
             stop=interrupt.stop,
             produce_report=produced,
             metrics=metrics,
+            worker_stats=workers,
         )
 
     with progress.show_progress(f"collect {options.run_id}", figures, enabled=show_progress):
@@ -145,6 +165,8 @@ def run_collect(
         print_produce_summary(report.produced)
     if report.sink is not None:
         print_sink_summary(report.sink, paths.output)
+    if not report.interrupted and report.missing == 0:
+        release_scope(kafka, layout, options.run_id)  # nothing waits: docs/scopes.md
     return report
 
 
@@ -203,6 +225,7 @@ def collect_command(
     no_progress: progress.NoProgressOpt = False,
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
+    namespace: PrivateNamespaceOpt = None,
     topics_file: TopicsFileOpt = None,
     config: ConfigOpt = None,
     nemo_gym_head: NemoGymHeadOpt = None,
@@ -221,7 +244,7 @@ def collect_command(
     check_input(input_path)
     kafka = kafka_settings(bootstrap)
     metrics = metrics_settings(metrics_port)
-    layout = layout_for(topic_prefix, topics_file)
+    base_layout = layout_for(topic_prefix, topics_file)
     cfg = gym_config(config, nemo_gym_head)
     paths = OutputPaths(output)
     options = produce_options(
@@ -239,19 +262,33 @@ def collect_command(
         agent_map=agent_map_value(agent_map, agent_name, override_agents),
         num_repeats_add_seed=num_repeats_add_seed,
     )
+    layout = scoped_layout(base_layout, namespace, private_run=options.run_id)
     interrupt = Interrupt(rollout_settings().worker.shutdown_grace_s)
+    model_overrides = {
+        "base_url": model_base_url,
+        "name": model_name,
+        "api": model_api,
+        "return_token_id_information": model_return_token_ids,
+    }
+    options = run(
+        preflight(
+            kafka,
+            layout,
+            options,
+            cfg,
+            servers=rollout_settings(),
+            model_overrides=model_overrides,
+            topics_applied_later=True,
+        ),
+        bootstrap=kafka.bootstrap,
+    )
     report = run_collect(
         kafka,
         layout,
         cfg,
         options,
         paths,
-        model_overrides={
-            "base_url": model_base_url,
-            "name": model_name,
-            "api": model_api,
-            "return_token_id_information": model_return_token_ids,
-        },
+        model_overrides=model_overrides,
         concurrency=concurrency,
         overwrite=overwrite,
         show_progress=not no_progress,
@@ -264,15 +301,19 @@ def collect_command(
         resume = resume_command(sys.argv[1:], options.run_id)
         raise fail(
             f"interrupted ({interrupt.signal.name if interrupt.signal else 'stop'}): {written} "
-            f"rollouts of run {options.run_id} are in the output; resume with the same "
+            f"rollouts of run {options.run_id} are in the output; the rest wait for its resume "
+            f"(`gymstream runs cancel {options.run_id}` drops them); resume with the same "
             f"--run-id {options.run_id}: {resume}",
             interrupt.exit_code,
         )
     finish(report, paths)
 
 
-def problem(report: CollectReport, failures: Path | None = None) -> tuple[str, int] | None:
-    """What went wrong in a collect run, as (message, exit code), or None when complete."""
+def problem(
+    report: CollectReport, failures: Path | None = None, rejects: Path | None = None
+) -> tuple[str, int] | None:
+    """What went wrong in a collect run, as (message, exit code: ``cli/exit_codes.py``), or
+    None when every row ran and every rollout succeeded."""
     if report.interrupted:
         return "interrupted before the run was complete: run it again with the same --run-id", 130
     if report.produced is not None and report.produced.stopped_at is not None:
@@ -285,11 +326,15 @@ def problem(report: CollectReport, failures: Path | None = None) -> tuple[str, i
         return f"nothing was collected: {why}", 1
     if report.sink is not None and report.sink.all_failed:
         return all_failed_problem(report.sink, failures or Path("the failures file")), 1
+    rejected = produced.rejected if produced is not None else 0
+    failed = report.sink.accounted - report.sink.outputs if report.sink is not None else 0
+    if rejected or failed:
+        return partial_problem(rejected, failed, rejects, failures), exit_codes.PARTIAL
     return None
 
 
 def finish(report: CollectReport, paths: OutputPaths | None = None) -> None:
-    """Exit non-zero with one line when the run is not complete (see ``problem``)."""
-    found = problem(report, None if paths is None else paths.failures)
+    """Exit non-zero with one line when the run is not complete or not clean (see ``problem``)."""
+    found = problem(report) if paths is None else problem(report, paths.failures, paths.rejects)
     if found is not None:
         raise fail(*found)

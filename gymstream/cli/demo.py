@@ -26,6 +26,7 @@ from gymstream.cli.common import (
     setup_logging,
 )
 from gymstream.cli.dataset import NumRepeatsOpt, new_run_id
+from gymstream.cli.scope import scoped_layout
 from gymstream.errors import GymstreamError
 from gymstream.nemo_gym.outputs.files import OutputPaths
 from gymstream.nemo_gym.outputs.output_row import AGENT_REF, ROLLOUT_INDEX, TASK_INDEX, agent_of
@@ -115,7 +116,7 @@ def demo_command(
         )
         report = run_collect(
             kafka,
-            layout_for(None, None),
+            scoped_layout(layout_for(None, None), None, private_run=options.run_id),
             cfg,
             options,
             paths,

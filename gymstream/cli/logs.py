@@ -79,11 +79,27 @@ def chosen_format() -> LogFormat | None:
     return _chosen
 
 
+class _FencedCommits(logging.Filter):
+    """Drops aiokafka's ERROR per refused commit of a fenced member ("OffsetCommit failed ...
+    group error (UnknownMemberIdError), will rejoin": 24 of them after a thawed worker's own
+    warning). The worker says it once per streak, with the cause (``worker/loop._commit``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.levelno == logging.ERROR
+            and str(record.msg).startswith("OffsetCommit failed")
+            and "group error" in str(record.msg)
+        )
+
+
 def configure_logging(verbose: bool, log_format: LogFormat) -> None:
     """One root handler on stderr in ``log_format``; INFO with ``verbose``, else WARNING (the
     progress logger always INFO)."""
     global _handler
     logging.getLogger("aiokafka").setLevel(logging.INFO if verbose else logging.CRITICAL)
+    coordinator = logging.getLogger("aiokafka.consumer.group_coordinator")
+    if not any(isinstance(f, _FencedCommits) for f in coordinator.filters):
+        coordinator.addFilter(_FencedCommits())
     logging.getLogger(PROGRESS_LOGGER).setLevel(logging.INFO)
     root = logging.getLogger()
     if any(h is not _handler for h in root.handlers):

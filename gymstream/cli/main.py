@@ -12,9 +12,11 @@ from gymstream.cli import kafka, logs, model
 from gymstream.cli.collect import collect_command
 from gymstream.cli.common import kafka_settings_help
 from gymstream.cli.demo import demo_command
+from gymstream.cli.exit_codes import EXIT_CODES_HELP
 from gymstream.cli.help_format import full_width_help, keep_argument_help
 from gymstream.cli.produce import produce_command
 from gymstream.cli.retry import retry_failures_command
+from gymstream.cli.runs import runs_app
 from gymstream.cli.sink import sink_command
 from gymstream.cli.status import StatusCommand, status_command
 from gymstream.cli.stream import stream_command
@@ -81,14 +83,15 @@ def _main(
 
 
 app.command("demo")(demo_command)
-app.command("collect")(collect_command)
-app.command("produce")(produce_command)
+app.command("collect", epilog=EXIT_CODES_HELP)(collect_command)
+app.command("produce", epilog=EXIT_CODES_HELP)(produce_command)
 app.command("worker")(worker_command)
-app.command("sink")(sink_command)
+app.command("sink", epilog=EXIT_CODES_HELP)(sink_command)
 app.command("retry-failures")(retry_failures_command)
 app.command("stream")(stream_command)
 app.command("status", cls=StatusCommand)(status_command)
 app.add_typer(topics_app, name="topics")
+app.add_typer(runs_app, name="runs")
 app.add_typer(kafka.app, name="kafka")
 app.add_typer(model.app, name="model")
 

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from gymstream.cli import exit_codes
 from gymstream.cli.common import (
     BootstrapOpt,
     ConfigOpt,
@@ -41,10 +42,13 @@ from gymstream.cli.dataset import (
     produce_options,
     repeats_value,
 )
+from gymstream.cli.exit_codes import partial_problem
 from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
+from gymstream.cli.scope import NamespaceOpt, scoped_layout
 from gymstream.collect import resume_options, skip_waiting
 from gymstream.errors import GymstreamError, RowError
 from gymstream.nemo_gym.outputs.files import OutputPaths
+from gymstream.produce.preflight import preflight
 from gymstream.produce.producer import ProduceReport, produce_paced
 
 __all__ = ["print_produce_summary", "print_reject", "produce_command", "produce_figures"]
@@ -145,6 +149,7 @@ def produce_command(
     ] = None,
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
+    namespace: NamespaceOpt = None,
     topics_file: TopicsFileOpt = None,
     config: ConfigOpt = None,
     no_progress: NoProgressOpt = False,
@@ -157,7 +162,7 @@ def produce_command(
         raise fail("give the dataset once: as INPUT or as --input")
     check_input(input_path)
     kafka = kafka_settings(bootstrap)
-    layout = layout_for(topic_prefix, topics_file)
+    layout = scoped_layout(layout_for(topic_prefix, topics_file), namespace)
     cfg = gym_config(config)
     options = produce_options(
         input_path,
@@ -173,6 +178,7 @@ def produce_command(
         agent_map=agent_map_value(agent_map, agent_name, override_agents),
         num_repeats_add_seed=num_repeats_add_seed,
     )
+    options = run(preflight(kafka, layout, options, cfg), bootstrap=kafka.bootstrap)
     if output is not None:
         if run_id is None:
             raise fail("--output resumes a run: give its --run-id too")
@@ -208,3 +214,6 @@ def produce_command(
             else "the file holds no rows"
         )
         raise fail(f"{input_path}: no rows to publish: {why}", 1)
+    if report.rejected:
+        problem = partial_problem(report.rejected, 0, options.rejects_path, None)
+        raise fail(problem, exit_codes.PARTIAL)

@@ -17,6 +17,7 @@ from gymstream.cli.common import (
     out,
     run,
 )
+from gymstream.cli.scope import NamespaceOpt, scoped_layout
 from gymstream.nemo_gym.outputs.files import OutputPaths, read_run_file
 from gymstream.nemo_gym.outputs.resume import DEFAULT_MAX_ATTEMPTS, apply_plan, plan_resume
 from gymstream.produce.producer import republish
@@ -33,6 +34,7 @@ def retry_failures_command(
     ] = DEFAULT_MAX_ATTEMPTS,
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
+    namespace: NamespaceOpt = None,
     topics_file: TopicsFileOpt = None,
 ) -> None:
     """Publish a run's non-terminal failures again, each with its next attempt number.
@@ -42,7 +44,7 @@ def retry_failures_command(
     `gymstream sink` with the same --output and --run-id (workers must be running) to collect.
     """
     kafka = kafka_settings(bootstrap)
-    layout = layout_for(topic_prefix, topics_file)
+    layout = scoped_layout(layout_for(topic_prefix, topics_file), namespace)
     paths = OutputPaths(output)
     state = read_run_file(paths)
     if state is None or state.get("run_id") != run_id:

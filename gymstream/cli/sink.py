@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from gymstream.cli import exit_codes
 from gymstream.cli.common import (
     BootstrapOpt,
     MetricsPortOpt,
@@ -28,6 +29,7 @@ from gymstream.cli.common import (
     run,
     setup_logging,
 )
+from gymstream.cli.exit_codes import partial_problem
 from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
 from gymstream.cli.summary import latency_table, throughput_line
 from gymstream.errors import GymstreamError
@@ -62,6 +64,8 @@ def print_sink_summary(report: SinkReport, output: Path) -> None:
     )
     new = report.accounted - report.resumed_rows
     out.print(throughput_line(new, report.elapsed_s, report.tokens))
+    if report.mixed_models is not None:
+        out.print(f"[yellow]warning:[/yellow] {report.mixed_models}", highlight=False)
     latency = latency_table(report.timings)
     if latency is not None:
         out.print(latency)
@@ -170,6 +174,9 @@ def sink_command(
         raise fail("stopped before the run was complete; run the same command to resume", 1)
     if report.all_failed:
         raise fail(all_failed_problem(report, paths.failures), 1)
+    if report.complete and report.accounted > report.outputs:
+        failed = report.accounted - report.outputs
+        raise fail(partial_problem(0, failed, None, paths.failures), exit_codes.PARTIAL)
 
 
 def all_failed_problem(report: SinkReport, failures: Path) -> str:

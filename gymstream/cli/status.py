@@ -71,7 +71,7 @@ def _workers(agent_workers: GroupStatus) -> str:
 
 def render_run(status: RunStatus) -> RenderableType:
     """A run as a table (an agent a row) and a line each for its sink and trainers."""
-    done = "complete" if status.complete else status.state
+    done = "complete" if status.complete else "cancelled" if status.cancelled else status.state
     title = f"run {status.run_id}: {done}, {_n(status.written)} written, {_n(status.failed)} failed"
     table = Table(title=f"{title} of {_n(status.expected)}", title_justify="left")
     for column in ("agent", "expected", "published", "written", "failed", "in flight", "lag"):
@@ -85,6 +85,9 @@ def render_run(status: RunStatus) -> RenderableType:
         f"sink ({sink.group}): {len(sink.members)} member(s), lag {_n(sink.lag)}"
         + ("" if sink.reported else ", no counts published yet")
     ]
+    lines.append(f"namespace {status.namespace}")
+    if status.mixed_models is not None:
+        lines.append(f"warning: {status.mixed_models}")
     for t in status.trainers:
         lines.append(
             f"trainer {t.consumer}: {t.closed_units} of {_n(t.expected_units)} {t.unit}s "

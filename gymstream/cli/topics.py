@@ -23,6 +23,7 @@ from gymstream.cli.common import (
     run,
     setup_logging,
 )
+from gymstream.cli.scope import NamespaceOpt, scoped_layout
 from gymstream.cli.topic_report import as_json, describe_lines, list_lines
 from gymstream.kafka.asyncapi import asyncapi_document, asyncapi_yaml
 from gymstream.kafka.clients import client_options
@@ -38,6 +39,7 @@ topics_app = typer.Typer(help="Kafka topics declared in topics.yaml.", no_args_i
 def topics_apply(
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
+    namespace: NamespaceOpt = None,
     topics_file: TopicsFileOpt = None,
     config: ConfigOpt = None,
     agent: Annotated[
@@ -48,7 +50,7 @@ def topics_apply(
     """Create the topics that are missing and report those that differ; safe to run twice."""
     setup_logging(False)  # aiokafka's own warnings would bury the one-line error
     kafka = kafka_settings(bootstrap)
-    layout = layout_for(topic_prefix, topics_file)
+    layout = scoped_layout(layout_for(topic_prefix, topics_file), namespace)
     agents = agent or list(gym_config(config).agents)
     report = run(apply_topics(client_options(kafka), layout, agents), bootstrap=kafka.bootstrap)
     for name in report.created:

@@ -30,10 +30,12 @@ from gymstream.cli.common import (
     setup_logging,
 )
 from gymstream.cli.progress import Figures, NoProgressOpt, show_progress
+from gymstream.cli.scope import NamespaceOpt, scoped_layout
 from gymstream.cli.summary import throughput_line
 from gymstream.errors import GymstreamError
 from gymstream.observe.server import observed
 from gymstream.worker.loop import WorkerStats
+from gymstream.worker.outage import with_outage
 from gymstream.worker.serve import serve_until_signalled
 
 __all__ = ["worker_command", "worker_figures"]
@@ -48,7 +50,7 @@ def worker_figures(stats: WorkerStats) -> Figures:
         done=stats.done,
         failed=failed,
         in_flight=max(0, stats.taken - stats.done),
-        note="" if mean is None else f"mean reward {mean:.2f}",
+        note=with_outage([stats.outage], "" if mean is None else f"mean reward {mean:.2f}"),
     )
 
 
@@ -66,6 +68,7 @@ def worker_command(
     model_return_token_ids: ModelTokenIdsOpt = None,
     bootstrap: BootstrapOpt = None,
     topic_prefix: PrefixOpt = None,
+    namespace: NamespaceOpt = None,
     topics_file: TopicsFileOpt = None,
     config: ConfigOpt = None,
     nemo_gym_head: NemoGymHeadOpt = None,
@@ -90,7 +93,7 @@ def worker_command(
     """
     setup_logging(verbose)
     kafka = kafka_settings(bootstrap)
-    layout = layout_for(topic_prefix, topics_file)
+    layout = scoped_layout(layout_for(topic_prefix, topics_file), namespace)
     try:
         cfg = gym_config(config, nemo_gym_head)
         cfg.agent(agent)

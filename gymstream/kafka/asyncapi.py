@@ -80,7 +80,9 @@ _CHANNELS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "tasks": (
         "{prefix}.tasks.{agent}",
         ("task",),
-        "One topic per agent; tasks spread round-robin over the partitions.",
+        "One topic per agent; tasks spread round-robin over the partitions. The shared "
+        "namespace's; another namespace's (a collect's private one, or --namespace NAME) is "
+        "{prefix}.scope.{namespace}.tasks.{agent} (docs/scopes.md).",
     ),
     "results": ("{prefix}.results", ("result",), "Scored rollouts of every run and agent."),
     "failures": ("{prefix}.failures", ("failure",), "Typed failures: the dead-letter topic."),

@@ -3,13 +3,20 @@
 Names are defined here and nowhere else: ``<prefix>.tasks.<agent>``, ``<prefix>.results``,
 ``<prefix>.failures``, ``<prefix>.runs``; worker groups ``<prefix>-worker-<agent>``, sink groups
 ``<prefix>-sink-<run id>``.
+
+A namespace (docs/scopes.md) scopes the task topics and worker groups, nothing else: in the
+``shared`` one they keep the names above; in any other, ``<prefix>.scope.<namespace>.tasks.<agent>``
+and ``<prefix>.scope.<namespace>.worker.<agent>``. A namespace has no dot, so no two namespaces
+(nor a namespace and the shared names) can make the same name. Results, failures and the runs
+topic are the deployment's, whatever the namespace: they are keyed and filtered by run id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -21,15 +28,22 @@ from gymstream.errors import ConfigError
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "NAMESPACE_PATTERN",
+    "SHARED_NAMESPACE",
     "ApplyReport",
     "TopicLayout",
     "TopicSpec",
     "apply_topics",
     "load_layout",
+    "private_namespace",
 ]
 
 DEFAULT_PREFIX = "gymstream"
+SHARED_NAMESPACE = "shared"
+"""The namespace of a deployment's long-running workers: today's names, no scope part."""
+NAMESPACE_PATTERN = r"^[A-Za-z0-9_-]{1,80}$"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
+_UNSAFE_NS = re.compile(r"[^A-Za-z0-9_-]")
 Auto = Literal["auto"]
 _TOPIC_ALREADY_EXISTS = 36
 
@@ -44,7 +58,7 @@ class TopicDefaults(BaseModel):
     min_insync_replicas: int | Auto | None = None
     retention_ms: int | None = None
     max_message_bytes: int | None = None
-    cleanup_policy: Literal["delete", "compact"] | None = None
+    cleanup_policy: Literal["delete", "compact", "compact,delete"] | None = None
     segment_ms: int | None = Field(None, ge=1)
 
 
@@ -74,9 +88,30 @@ class TopicLayout:
 
     prefix: str
     file: TopicsFile
+    namespace: str = SHARED_NAMESPACE
+    """Whose workers take the tasks (see the module doc); ``scoped`` makes a layout of another."""
+
+    def scoped(self, namespace: str) -> TopicLayout:
+        """The same deployment's layout in ``namespace`` (raises ConfigError for a bad name)."""
+        if not re.fullmatch(NAMESPACE_PATTERN, namespace):
+            raise ConfigError(
+                f"namespace {namespace!r}: use 1-80 letters, digits, '_' or '-' (no dots)"
+            )
+        return replace(self, namespace=namespace)
+
+    @property
+    def shared(self) -> bool:
+        return self.namespace == SHARED_NAMESPACE
+
+    @property
+    def scope_prefix(self) -> str:
+        """What every task topic and worker group of a non-shared namespace starts with."""
+        return f"{self.prefix}.scope.{self.namespace}."
 
     def tasks(self, agent: str) -> str:
-        return f"{self.prefix}.tasks.{_SAFE.sub('_', agent)}"
+        if self.shared:
+            return f"{self.prefix}.tasks.{_SAFE.sub('_', agent)}"
+        return f"{self.scope_prefix}tasks.{_SAFE.sub('_', agent)}"
 
     @property
     def results(self) -> str:
@@ -91,7 +126,9 @@ class TopicLayout:
         return f"{self.prefix}.runs"
 
     def worker_group(self, agent: str) -> str:
-        return f"{self.prefix}-worker-{_SAFE.sub('_', agent)}"
+        if self.shared:
+            return f"{self.prefix}-worker-{_SAFE.sub('_', agent)}"
+        return f"{self.scope_prefix}worker.{_SAFE.sub('_', agent)}"
 
     def sink_group(self, run_id: str) -> str:
         return f"{self.prefix}-sink-{_SAFE.sub('_', run_id)}"
@@ -134,6 +171,16 @@ class TopicLayout:
         if segment_ms is not None:
             configs["segment.ms"] = str(segment_ms)
         return TopicSpec(name, int(pick("partitions", 6)), rf, configs)
+
+
+def private_namespace(run_id: str) -> str:
+    """The private namespace of a run: ``run-<run id, made safe>-<8 hex of its hash>``.
+
+    Derived from the run id alone, so a resume of the run (same id) finds its own leftovers, and
+    two runs never share one (the hash tells apart ids that read the same once made safe).
+    """
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
+    return f"run-{_UNSAFE_NS.sub('_', run_id)[:40]}-{digest}"
 
 
 def default_topics_text() -> str:

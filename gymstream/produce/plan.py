@@ -67,6 +67,9 @@ class ProduceOptions:
     agent_map: Mapping[str, str] = field(default_factory=dict)
     # NeMo Gym's num_repeats_add_seed: metadata.extra_body's seed = the rollout index
     num_repeats_add_seed: bool = False
+    # what defines the run (produce/fingerprint.py, set by produce/preflight.py): the manifest
+    # records it, and a run id reused with another definition is refused
+    definition: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -96,7 +96,9 @@ async def produce(
     try:
         await producer.start()  # inside the try: a failed start still closes the client
         now_ms = int(time.time() * 1000)
-        await publish_manifest(producer, layout, _manifest(options, "producing", now_ms))
+        await publish_manifest(
+            producer, layout, _manifest(options, "producing", now_ms, namespace=layout.namespace)
+        )
         materialized = JsonlFile(options.materialized_path)
         window = _Window(on_published)
         partitions = RoundRobin()
@@ -149,7 +151,9 @@ async def produce(
                 await window.flush()
         await window.flush()
         if report.stopped_at is None:
-            manifest = _manifest(options, "produced", now_ms, expected=report.expected)
+            manifest = _manifest(
+                options, "produced", now_ms, expected=report.expected, namespace=layout.namespace
+            )
             await publish_manifest(producer, layout, manifest)
     finally:
         rejects.close()
@@ -166,6 +170,7 @@ def _manifest(
     created_ms: int,
     *,
     expected: dict[str, int] | None = None,
+    namespace: str,
 ) -> RunManifest:
     return RunManifest(
         run_id=options.run_id,
@@ -174,6 +179,8 @@ def _manifest(
         input_path=str(options.input_path),
         created_ms=created_ms,
         repeats=_manifest_repeats(options.num_repeats),
+        definition=dict(options.definition),
+        namespace=namespace,
     )
 
 

@@ -46,6 +46,7 @@ async def _client(
             if remote
             else FailureClass.RESOURCES_SERVER_UNAVAILABLE
         ),
+        error=(FailureClass.REMOTE_AGENT_ERROR if remote else FailureClass.RESOURCES_SERVER_ERROR),
     )
     problem = await client.healthy()
     if problem is not None:

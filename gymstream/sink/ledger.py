@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from gymstream.nemo_gym.outputs.output_row import failure_row
 from gymstream.nemo_gym.outputs.rollout_set import RolloutSet
+from gymstream.runs.models import mixed_models_line, model_label
 from gymstream.sink.latency import Timings
 from gymstream.wire.codec import ENCODER
 from gymstream.wire.keys import rollout_id
@@ -47,6 +48,14 @@ class SinkReport:
     """Latency histograms of the results written now (bounded memory: ``latency.py``)."""
     tokens: Counter[str] = field(default_factory=Counter)
     """Token usage summed over the results written now."""
+    models: Counter[str] = field(default_factory=Counter)
+    """Results written now per model that produced them (``wire.keys.model_label``); more than
+    one key: the run's rows come from several models (``mixed_models`` says so)."""
+
+    @property
+    def mixed_models(self) -> str | None:
+        """One line when the results written now come from more than one model, else None."""
+        return mixed_models_line(self.run_id, self.models)
 
     @property
     def expected_total(self) -> int | None:
@@ -127,6 +136,9 @@ class SinkLedger:
                 report.reward_sum[message.agent] += message.reward
                 report.timings.add(message.timings)
                 report.tokens.update(message.tokens)
+                label = model_label(message.model_name, message.model_base_url)
+                if label:
+                    report.models[label] += 1
             else:
                 if message.attempt < self.retried.get(message.rollout_id, 0):
                     continue  # an earlier attempt's failure; a new attempt is coming

@@ -57,6 +57,7 @@ class SinkCounts:
             written=dict(sorted(written.items())),
             failed={a: n for a, n in sorted(failed.items()) if n > 0},
             duplicates=report.duplicates,
+            models=dict(sorted(report.models.items())),
             complete=report.complete,
             updated_ms=int(time.time() * 1000),
         )

@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError
 from gymstream.errors import ConfigError
 from gymstream.kafka.clients import build_consumer, client_options, topic_partitions
 from gymstream.kafka.topics import TopicLayout
+from gymstream.runs.scope import run_layout
 from gymstream.runs.tail import RunsTail
 from gymstream.settings import KafkaSettings
 from gymstream.status.report import GroupFacts, RunFacts, TopicOffsets, run_agents
@@ -97,24 +98,29 @@ class StatusProbe:
         chosen = choose_runs(tail.manifests(), run_id, limit, self.layout.runs)
         sinks = {m.run_id: tail.sink_progress(m.run_id) for m in chosen}
         named = {m.run_id: run_agents(m, sinks[m.run_id]) for m in chosen}
-        agents = sorted(set().union(*named.values()))
+        layouts = {m.run_id: run_layout(self.layout, m) for m in chosen}  # each in its namespace
+        pairs = {(layouts[r].namespace, a) for r, agents in named.items() for a in agents}
+        task_offsets, worker_groups = {}, {}
+        for namespace, a in sorted(pairs):
+            scoped = self.layout.scoped(namespace)
+            task_offsets[namespace, a] = await self._topic_offsets(scoped.tasks(a))
+            worker_groups[namespace, a] = await self._group(scoped.worker_group(a))
         layout = self.layout
-        task_offsets = {a: await self._topic_offsets(layout.tasks(a)) for a in agents}
-        worker_groups = {a: await self._group(layout.worker_group(a)) for a in agents}
         results = await self._topic_offsets(layout.results) or TopicOffsets(start={}, end={})
         failures = await self._topic_offsets(layout.failures) or TopicOffsets(start={}, end={})
         found = []
         for manifest in chosen:
             mine = named[manifest.run_id]
+            ns = layouts[manifest.run_id].namespace
             found.append(
                 RunFacts(
                     manifest=manifest,
                     sink=sinks[manifest.run_id],
                     positions=tail.stream_positions(manifest.run_id),
                     sink_group=await self._group(layout.sink_group(manifest.run_id)),
-                    worker_groups={a: worker_groups[a] for a in mine},
-                    task_offsets={a: task_offsets[a] for a in mine},
-                    task_topics={a: layout.tasks(a) for a in mine},
+                    worker_groups={a: worker_groups[ns, a] for a in mine},
+                    task_offsets={a: task_offsets[ns, a] for a in mine},
+                    task_topics={a: layouts[manifest.run_id].tasks(a) for a in mine},
                     results_topic=layout.results,
                     failures_topic=layout.failures,
                     results=results,

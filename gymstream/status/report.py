@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from gymstream.kafka.topics import SHARED_NAMESPACE
 from gymstream.nemo_gym.rows.rollouts import DEFAULT_REPEATS_KEY
+from gymstream.runs.models import mixed_models_line
 from gymstream.wire.records import RunManifest, SinkProgress, StreamProgress
 
 __all__ = [
@@ -137,6 +139,11 @@ class RunStatus(msgspec.Struct, kw_only=True, frozen=True):
     agents: list[AgentStatus]
     sink: SinkStatus
     trainers: list[TrainerStatus]
+    namespace: str = "shared"  # whose workers take the run's tasks (docs/scopes.md)
+    cancelled: bool = False  # `gymstream runs cancel` dropped its waiting tasks
+    models: dict[str, int] = msgspec.field(default_factory=dict)
+    """Results per model that produced them, as the sink counted them (``runs.models``)."""
+    mixed_models: str | None = None  # one line when the rows come from more than one model
 
 
 class StatusDocument(msgspec.Struct, kw_only=True, frozen=True):
@@ -200,7 +207,7 @@ def _agent(facts: RunFacts, agent: str) -> AgentStatus:
     failed = None if sink is None else sink.failed.get(agent, 0)
     in_flight = None
     if published is not None and written is not None and failed is not None:
-        in_flight = published - written - failed
+        in_flight = max(0, published - written - failed)  # never negative, whatever a record says
     group = facts.worker_groups.get(agent, GroupFacts(group_id=""))
     offsets = facts.task_offsets.get(agent)
     topic = facts.task_topics.get(agent, "")
@@ -276,6 +283,7 @@ def build_run(facts: RunFacts) -> RunStatus:
     failed = _sum([a.failed for a in agents]) if facts.sink is not None else None
     accounted = None if written is None or failed is None else written + failed
     complete = expected is not None and accounted is not None and accounted >= expected
+    models = {} if facts.sink is None else facts.sink.models
     return RunStatus(
         run_id=manifest.run_id,
         state=manifest.state,
@@ -286,10 +294,14 @@ def build_run(facts: RunFacts) -> RunStatus:
         published=expected,
         written=written,
         failed=failed,
-        in_flight=None if expected is None or accounted is None else expected - accounted,
+        in_flight=None if expected is None or accounted is None else max(0, expected - accounted),
         agents=agents,
         sink=_sink(facts),
         trainers=[_trainer(facts, p) for p in facts.positions],
+        namespace=manifest.namespace or SHARED_NAMESPACE,
+        cancelled=manifest.cancelled_ms > 0,
+        models=dict(models),
+        mixed_models=mixed_models_line(manifest.run_id, models),
     )
 
 

@@ -73,8 +73,16 @@ def decode_json(text: Any) -> Any:
         return None
     try:
         return msgspec.json.decode(text)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # too deeply nested: not arguments it can use
         return None
+
+
+def _call_key(arguments: Any) -> bytes:
+    """Arguments as comparable bytes; nesting too deep to encode is a key of its own."""
+    try:
+        return _SORTED_ENCODER.encode(arguments)
+    except RecursionError:
+        return b"<nested too deeply>"
 
 
 def read_conversation(request: Mapping[str, Any]) -> Conversation:
@@ -114,10 +122,10 @@ def pending_calls(
     planned: list[tuple[str, dict[str, Any]]], made: list[Call]
 ) -> list[tuple[str, dict[str, Any]]]:
     """The planned calls not made yet (matched by name and arguments)."""
-    done = Counter((c.name, _SORTED_ENCODER.encode(c.arguments)) for c in made)
+    done = Counter((c.name, _call_key(c.arguments)) for c in made)
     pending = []
     for name, arguments in planned:
-        key = (name, _SORTED_ENCODER.encode(arguments))
+        key = (name, _call_key(arguments))
         if done[key]:
             done[key] -= 1
         else:

@@ -50,6 +50,10 @@ class ResultMessage(msgspec.Struct, kw_only=True, frozen=True):
     tokens: dict[str, int] = msgspec.field(default_factory=dict)
     """The rollout's token usage, summed over its model calls (``input_tokens``,
     ``output_tokens``, ``total_tokens``: the Responses usage); empty when the model sent none."""
+    model_base_url: str = ""
+    """Which model produced it: the worker's resolved base URL (comma-separated when it spreads
+    over several servers) and model name, with ``policy_version``; "" from older workers."""
+    model_name: str = ""
 
 
 class FailureClass(StrEnum):

@@ -35,6 +35,15 @@ class RunManifest(msgspec.Struct, kw_only=True, frozen=True):
     # rollouts per task (the GRPO group size) per agent, ``"_default"`` for the agents not
     # named, as the producer's num_repeats said; empty in manifests of older producers
     repeats: dict[str, int] = msgspec.field(default_factory=dict)
+    # what defines the run (component -> value or short hash: the input's sha256, repeats,
+    # seeds, routing, each agent's configuration; ``gymstream.produce.fingerprint``): the same
+    # run id with another definition is refused. Empty in manifests of older producers.
+    definition: dict[str, str] = msgspec.field(default_factory=dict)
+    # whose workers take the run's tasks (docs/scopes.md); "" in manifests of older producers,
+    # which only knew the shared names
+    namespace: str = ""
+    # when `gymstream runs cancel` dropped the run's waiting tasks (ms since the epoch); 0: never
+    cancelled_ms: int = 0
 
 
 ALL_ROLLOUTS = -1  # a ClosedRanges / unit that stands for every rollout of a task (a group)
@@ -93,3 +102,6 @@ class SinkProgress(msgspec.Struct, kw_only=True, frozen=True):
     duplicates: int = 0
     complete: bool = False
     updated_ms: int = 0
+    # results per model that produced them (``wire.keys.model_label``), of those this sink wrote
+    # since it started (rows from before a restart do not say their model)
+    models: dict[str, int] = msgspec.field(default_factory=dict)

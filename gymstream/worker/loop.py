@@ -84,6 +84,7 @@ class WorkerStats:
     failures: Counter[str] = field(default_factory=Counter)
     reward_sum: float = 0.0
     commits: int = 0
+    outage: ModelOutage | None = None  # the model's outage state, for progress lines (note())
 
     @property
     def done(self) -> int:
@@ -115,6 +116,7 @@ class _Worker:
         self.topic = layout.tasks(agent)
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.stats = stats or WorkerStats()
+        self.stats.outage = runner.outage
         self.tasks_by_tp: dict[TopicPartition, set[asyncio.Task[None]]] = defaultdict(set)
         self.all_tasks: set[asyncio.Task[None]] = set()
         self.producer: Any = None
@@ -123,6 +125,7 @@ class _Worker:
         self.commit_failing = False  # logged once per streak of refused commits
         self.fenced = False  # frozen past the session timeout: said once, by ``_stalled``
         self.stall = StallWatch(self.settings.session_timeout_ms / 1000, self._stalled)
+        self.runner.freezes.check = self.stall.tick  # worker/freeze.py
         # bumped when a partition is revoked: work started before belongs to the old owner
         self.generation: Counter[TopicPartition] = Counter()
         self.slot_freed = asyncio.Event()
@@ -300,6 +303,7 @@ class _Worker:
     def _stalled(self, seconds: float) -> None:
         """The process was frozen past its session timeout: its partitions have moved."""
         self.fenced = True
+        self.runner.freezes.record(seconds)
         log.warning(
             "this worker was stopped for %.1f s, past its session timeout (%.0f s): the group "
             "gave its partitions to other workers, so it no longer owns those partitions; the "
@@ -384,6 +388,7 @@ async def run_worker(
     model: ModelClient,
     *,
     model_name: str,
+    model_base_url: str = "",
     stop: asyncio.Event,
     settings: WorkerSettings,
     retry: RetrySettings,
@@ -398,8 +403,10 @@ async def run_worker(
     output is acknowledged by Kafka (used by progress bars). ``metrics``: record into it and
     register the worker's gauges and readiness check (``worker.watch``); None records nothing.
     ``stats``: the (new) stats object to fill, which the caller may read while the worker runs
-    (live progress).
+    (live progress). ``model_base_url`` (the resolved base URL, comma-joined when spread)
+    and ``model_name`` go on every result: which model produced it.
     """
+    url = str(getattr(model, "url", "(the configured URL)"))
     step = OutcomeStep(
         agent=agent,
         worker_id=worker_id or new_worker_id(),
@@ -407,9 +414,10 @@ async def run_worker(
         failures_topic=layout.failures,
         max_message_bytes=settings.max_message_bytes,
         environment_server=agent_config.environment_stamp(),
+        model_base_url=model_base_url or url,
+        model_name=model_name,
     )
     live_versions = LiveVersions(kafka, layout)
-    url = str(getattr(model, "url", "(the configured URL)"))
     slow = SlowCalls(settings.slow_model_call_s, settings.slow_model_calls, url=url)
     runner = TaskRunner(
         step,
@@ -425,7 +433,7 @@ async def run_worker(
         live_version=live_versions.get,
         failure_log=FailureLog(url),
         outage=ModelOutage(
-            retry.outage_budget_s,
+            retry.outage_budget_capped_s,
             backoff_initial_s=retry.backoff_initial_s,
             backoff_max_s=retry.backoff_max_s,
         ),

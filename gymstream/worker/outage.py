@@ -17,12 +17,12 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from gymstream.errors import GymstreamError
 from gymstream.wire.messages import FailureClass
 
-__all__ = ["OUTAGE_CLASSES", "ModelOutage", "is_outage"]
+__all__ = ["OUTAGE_CLASSES", "ModelOutage", "is_outage", "with_outage"]
 
 log = logging.getLogger("gymstream.worker.outage")
 
@@ -107,6 +107,17 @@ class ModelOutage:
             )
         return False
 
+    def note(self) -> str:
+        """The state in words for a progress line ("" while the model answers)."""
+        if self.since is None:
+            return ""
+        down_s = self._clock() - self.since
+        if down_s < self.budget_s:
+            return f"model down for {down_s:.0f} s, intake paused"
+        return (
+            f"model down for {down_s:.0f} s, over its {self.budget_s:.0f} s budget: rollouts fail"
+        )
+
     def backoff(self, retry: int) -> float:
         """Seconds before retry number ``retry`` (0-based): exponential, capped, full jitter."""
         cap = min(self.backoff_max_s, self.backoff_initial_s * 2**retry)
@@ -114,3 +125,10 @@ class ModelOutage:
 
     def now(self) -> float:
         return self._clock()
+
+
+def with_outage(outages: Iterable[ModelOutage | None], note: str) -> str:
+    """A progress line's ``note`` after the first outage of ``outages`` that is on ("model down
+    for 42 s, intake paused; mean reward 0.50"): the state shows while it lasts."""
+    down = [n for n in (o.note() for o in outages if o is not None) if n]
+    return "; ".join([*down[:1], *([note] if note else [])])

@@ -145,12 +145,14 @@ class OutcomeStep:
     worker_id: str
     results_topic: str
     failures_topic: str
-    max_message_bytes: int
+    max_message_bytes: int | None  # None: the topic's max.message.bytes is the one limit
     environment_server: EnvironmentServer | None = None  # stamped on every output row
+    model_base_url: str = ""  # which model this worker's results come from (the envelope says)
+    model_name: str = ""
 
     def decode(self, value: bytes, where: Where, *, finished_ms: int) -> TaskMessage | Outgoing:
         """The task to run, or the failure to publish instead (poison, or another agent's)."""
-        if len(value) > self.max_message_bytes:
+        if self.max_message_bytes is not None and len(value) > self.max_message_bytes:
             return self._poison(
                 value,
                 where,
@@ -205,6 +207,8 @@ class OutcomeStep:
             policy_version=policy_version,
             timings=timings,
             tokens=tokens,
+            model_base_url=self.model_base_url,
+            model_name=self.model_name,
         )
         key = group_key(task.run_id, task.agent, task.task_index)
         return Outgoing(

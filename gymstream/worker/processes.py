@@ -60,6 +60,7 @@ class WorkerProcesses:
         self._config.seek(0)  # where /dev/fd/N shares the offset (macOS), the children read from 0
         config_path = f"/dev/fd/{self._config.fileno()}"
         self._common = ["--bootstrap", kafka.bootstrap, "--topic-prefix", layout.prefix]
+        self._common += ["--namespace", layout.namespace]  # the run's scope: docs/scopes.md
         # no progress lines: the end of a child's log is what a failure shows
         self._common += ["--config", config_path, "--stop-on-stdin-eof", "--no-progress"]
         for key, value in (model_overrides or {}).items():

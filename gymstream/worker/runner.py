@@ -28,6 +28,7 @@ from gymstream.rollout.loop import run_rollout
 from gymstream.rollout.model.client import ModelClient
 from gymstream.wire.messages import FailureClass, TaskMessage
 from gymstream.worker.failure_log import FailureLog
+from gymstream.worker.freeze import Freezes
 from gymstream.worker.outage import ModelOutage, is_outage
 from gymstream.worker.outcome import OutcomeStep, Outgoing, Where, pick_policy_version
 
@@ -59,6 +60,7 @@ class TaskRunner:
     outage: ModelOutage = field(default_factory=lambda: ModelOutage(budget_s=600.0))
     publishing: PublishStreak = field(default_factory=PublishStreak)
     skip_verification_reward: float | None = None  # a reward without verifying (NeMo Gym's)
+    freezes: Freezes = field(default_factory=Freezes)  # a deadline across a freeze is no failure
 
     async def outcome(self, value: bytes, where: Where) -> Outgoing:
         """The message to publish for the task message ``value`` read at ``where``."""
@@ -72,9 +74,13 @@ class TaskRunner:
         retry = 0
         while True:
             attempt_started = self.outage.now()
+            awake_from = self.freezes.now()
             try:
                 result = await self.rollout(task)
             except Exception as exc:  # boundary: every error becomes a typed failure
+                if isinstance(exc, RolloutDeadlineError) and self.freezes.since(awake_from):
+                    log.info("rollout %s: deadline passed while frozen: run again", task.rollout_id)
+                    continue  # worker/freeze.py: a stale failure must never be published
                 if not is_outage(exc):
                     self.outage.answered()  # whatever went wrong, the endpoint was there
                 elif self.outage.should_retry(exc, attempt_started, first=retry == 0):
@@ -149,7 +155,8 @@ class TaskRunner:
                     log.warning("publishing works again")
                 return
             except MessageSizeTooLargeError as exc:
-                log.error("message %s too large for Kafka: %s", out.key.decode(), exc)
+                rollout = out.task.rollout_id if out.task is not None else out.key.decode()
+                log.error("the outcome of rollout %s is too large for Kafka: %s", rollout, exc)
                 out = self.step.too_large(out, exc, finished_ms=_now_ms())
             except KafkaError as exc:
                 # once per streak, not per retry and message (the broker watch says the outage)

@@ -64,6 +64,7 @@ async def serve_agent(
                 env,
                 client,
                 model_name=model_settings.name,
+                model_base_url=",".join(model_settings.base_urls or (model_settings.base_url,)),
                 stop=stop,
                 settings=worker,
                 retry=retry,

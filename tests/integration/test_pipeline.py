@@ -145,7 +145,7 @@ def test_produce_reports_bad_rows_and_goes_on(pipeline_env: dict[str, str], tmp_
     bad.write_text("\n".join(lines) + "\n")
     common = ["--agent-name", AGENT_ONE, "--rejects", str(tmp_path / "rejects.jsonl")]
     result = gymstream("produce", str(bad), *common, "--run-id", "r3", env=env)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 3, result.stderr  # completed, rows rejected
     assert f"{bad}:2:" in result.stderr
     assert f"{bad}:3: responses_create_params.input" in result.stderr
     assert f"{bad}:4: agent_ref.name" in result.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,13 +19,6 @@ from pipeline_helpers import (
 
 pytestmark = pytest.mark.kafka
 EXPECTED = {(AGENT_ONE, t, 0) for t in range(6)}
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"  # nothing listens there once the socket is closed
 
 
 @pytest.fixture
@@ -52,22 +44,26 @@ def env(kafka_bootstrap: str) -> dict[str, str]:
 
 
 def fail_everything(env: dict[str, str], data: Path, out: Path, run_id: str) -> None:
-    # the model is down for longer than the outage budget: typed failures, and a run in which
+    # the model answers GET /models (so collect's check before publishing passes) but fails
+    # every request for longer than the outage budget: typed failures, and a run in which
     # every rollout failed is not a success (exit 1)
-    down = {
-        **env,
-        "GYMSTREAM_MODEL_BASE_URL": closed_port_url(),
-        "GYMSTREAM_RETRY_OUTAGE_BUDGET_S": "1",
-    }
-    result = gymstream(
-        "collect", "-i", str(data), "-o", str(out), "--run-id", run_id, "--no-progress", env=down
-    )
+    from gymstream.testing.thread import start_scripted_in_thread
+
+    failing = start_scripted_in_thread(error_rate=1.0)
+    down = {**env, "GYMSTREAM_MODEL_BASE_URL": failing.url, "GYMSTREAM_RETRY_OUTAGE_BUDGET_S": "1"}
+    try:
+        result = gymstream(
+            "collect", "-i", str(data), "-o", str(out), "--run-id", run_id, "--no-progress",
+            env=down,
+        )  # fmt: skip
+    finally:
+        failing.stop()
     assert result.returncode == 1, result.stderr + result.stdout
     assert f"every rollout of run {run_id} failed" in result.stderr + result.stdout
     assert read_jsonl(out) == []
     failures = read_jsonl(out.with_name(f"{out.stem}_failures.jsonl"))
     assert len(failures) == 6
-    assert {f["_ng_failure_class"] for f in failures} == {"model_connection_error"}
+    assert {f["_ng_failure_class"] for f in failures} == {"model_http_5xx"}
     assert all(f["_ng_failure_terminal"] is False for f in failures)
     assert all("reward" not in f for f in failures)  # never a reward of 0
 
@@ -134,6 +130,8 @@ def test_retry_failures_republishes_with_the_next_attempt(
     out = tmp_path / "out.jsonl"
     fail_everything(env, data, out, "run-c")
     up = {**env, "GYMSTREAM_MODEL_BASE_URL": model_url}
+    # the collect ran in its private namespace: the shared one's workers need their topics
+    assert gymstream("topics", "apply", "--agent", AGENT_ONE, env=up).returncode == 0
     worker = start_worker(AGENT_ONE, up, tmp_path / "worker.log")
     try:
         retried = gymstream("retry-failures", "--run-id", "run-c", "-o", str(out), env=up)

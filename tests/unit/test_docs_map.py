@@ -108,6 +108,7 @@ SETTINGS: tuple[type[BaseSettings], ...] = (
     settings.ServerSettings,
     settings.WorkerSettings,
     settings.TopicSettings,
+    settings.ScopeSettings,
     settings.EventLoopSettings,
     settings.MetricsSettings,
     settings.DisplaySettings,

@@ -4,8 +4,8 @@ For the environments with agents of their own (any agent type but ``simple_agent
 ``environment_servers`` instance): ``POST /run`` with the row; the answer is the verify result
 (NeMo Gym's ``/run`` never stamps ``_ng_*`` keys: the worker's output row does, like any result).
 Same pooled client as the resources servers: real timeouts, bounded retries for connection
-errors and 5xx (``remote_agent_unavailable``); a 4xx or an answer without a numeric ``reward``
-is ``remote_agent_error`` (terminal).
+errors, timeouts and 502/503/504 (``remote_agent_unavailable``); a 4xx, the same other 5xx twice
+in a row, or an answer without a numeric ``reward`` is ``remote_agent_error`` (terminal).
 """
 
 from __future__ import annotations

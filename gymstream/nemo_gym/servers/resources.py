@@ -7,11 +7,11 @@ answer body becomes the ``function_call_output`` whatever the status (a 422 for 
 NeMo Gym's ``{"error": "Invalid tool call arguments: ..."}``. ``POST /verify`` gets the row plus
 ``response``, and its answer is the output row's fields as returned.
 
-Failures (never a reward of 0): a server that cannot be reached, times out or keeps answering 5xx
-on ``/seed_session`` or a tool is ``resources_server_unavailable`` (retried here, then retriable
-as a rollout); a 4xx on ``/seed_session`` or ``/verify``, a 500 from ``/verify`` (the verifier
-crashed: the environment's bug) or a verify answer without a numeric ``reward`` is
-``resources_server_error`` (terminal).
+Failures (never a reward of 0): a server that cannot be reached, times out or answers
+502/503/504 on ``/seed_session`` or a tool is ``resources_server_unavailable`` (retried here, then
+retriable as a rollout); a 4xx on ``/seed_session`` or ``/verify``, the same other 5xx twice in a
+row (``client.py``), a 500 from ``/verify`` (the verifier crashed: the environment's bug) or a
+verify answer without a numeric ``reward`` is ``resources_server_error`` (terminal).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -117,7 +118,8 @@ def test_a_run_where_every_rollout_failed_exits_1(capsys: pytest.CaptureFixture[
     assert info.value.exit_code == 1
     assert "error: every rollout of run r1 failed" in capsys.readouterr().err
     one_success = SinkReport("r1", expected={WEATHER: 3}, accounted=3, outputs=1, complete=True)
-    assert problem(CollectReport(produced=report.produced, sink=one_success)) is None
+    partly = problem(CollectReport(produced=report.produced, sink=one_success))
+    assert partly == ("completed with problems: 2 rollouts failed", 3)  # not 1: one succeeded
 
 
 def test_a_collect_where_every_row_was_rejected_exits_1() -> None:
@@ -200,3 +202,20 @@ def test_sink_summary_adds_throughput_tokens_and_latency_percentiles(
     assert cells[4:] == ["1.00 s", "50.50 s"]
     names = [line.split("│")[1].strip() for line in printed.splitlines() if line.startswith("│")]
     assert names[-3:] == ["rollout", "model", "tools"]
+
+
+def test_rejected_rows_or_failed_rollouts_exit_3_with_the_counts() -> None:
+    sink = SinkReport("r1", expected={WEATHER: 4}, accounted=4, outputs=3, complete=True)
+    produced = ProduceReport("r1", published=Counter({WEATHER: 4}), rejected=2)
+    found = problem(CollectReport(produced=produced, sink=sink), Path("f.jsonl"), Path("r.jsonl"))
+    assert found == (
+        "completed with problems: 2 rows rejected (see r.jsonl), 1 rollouts failed (see f.jsonl)",
+        3,
+    )
+    clean = SinkReport("r1", expected={WEATHER: 4}, accounted=4, outputs=4, complete=True)
+    only_failed = CollectReport(produced=ProduceReport("r1", published=Counter({WEATHER: 4})))
+    assert problem(dataclasses.replace(only_failed, sink=sink)) == (
+        "completed with problems: 1 rollouts failed",
+        3,
+    )
+    assert problem(dataclasses.replace(only_failed, sink=clean)) is None

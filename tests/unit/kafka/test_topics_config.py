@@ -30,7 +30,7 @@ def test_auto_replication_fits_the_cluster(brokers: int, rf: int, isr: int) -> N
     results = specs["p.results"]
     assert results.replication_factor == rf
     assert results.configs["min.insync.replicas"] == str(isr)
-    assert specs["p.runs"].configs["cleanup.policy"] == "compact"
+    assert specs["p.runs"].configs["cleanup.policy"] == "compact,delete"
     assert specs["p.tasks.a"].partitions == 12
 
 
@@ -109,6 +109,6 @@ def test_the_packaged_topics_file_is_the_repositorys_copy() -> None:
 def test_the_default_layout_is_the_packaged_file_not_built_in_fallbacks() -> None:
     """Without a path, the packaged file decides: a compacted runs topic, 12 task partitions."""
     specs = {s.name: s for s in load_layout(prefix="p").specs(["a"], brokers=1)}
-    assert specs["p.runs"].configs["cleanup.policy"] == "compact"
-    assert specs["p.runs"].configs["retention.ms"] == "-1"
+    assert specs["p.runs"].configs["cleanup.policy"] == "compact,delete"
+    assert specs["p.runs"].configs["retention.ms"] == "7776000000"
     assert specs["p.tasks.a"].partitions == 12

@@ -31,6 +31,7 @@ async def agent_and_log() -> AsyncIterator[tuple[RemoteAgent, Behaviour]]:
         settings=ServerSettings(),
         retry=QUICK,
         unavailable=FailureClass.REMOTE_AGENT_UNAVAILABLE,
+        error=FailureClass.REMOTE_AGENT_ERROR,
     )
     yield RemoteAgent("stc_agent", client), behaviour
     await client.aclose()
@@ -82,3 +83,16 @@ async def test_a_4xx_is_a_terminal_remote_agent_error(
     assert caught.value.failure_class == FailureClass.REMOTE_AGENT_ERROR
     assert caught.value.http_status == 422
     assert not caught.value.retriable
+
+
+async def test_a_500_answered_twice_is_a_terminal_remote_agent_error(
+    agent_and_log: tuple[RemoteAgent, Behaviour],
+) -> None:
+    agent, log = agent_and_log
+    log.fail_first["/run"] = [500, 500]
+    with pytest.raises(ServerResponseError) as caught:
+        await agent.run(row())
+    assert caught.value.failure_class == FailureClass.REMOTE_AGENT_ERROR
+    assert caught.value.http_status == 500
+    assert not caught.value.retriable
+    assert len(log.seen) == 2

@@ -199,3 +199,23 @@ async def test_the_agent_loop_over_http_writes_nemo_gyms_texts_and_verify_fields
     }
     assert tool_output is not None
     assert [s.path for s in seen.seen] == ["/seed_session", "/get_weather", "/verify"]
+
+
+async def test_a_500_answered_twice_on_a_tool_is_the_servers_error_after_one_retry(
+    start: Start,
+) -> None:
+    env, seen = await start("stc", Behaviour(fail_first={"/seed_session": [500] * 5}))
+    with pytest.raises(ServerResponseError) as caught:
+        await env.seed(stc_row())
+    assert caught.value.failure_class == FailureClass.RESOURCES_SERVER_ERROR
+    assert not caught.value.retriable
+    assert caught.value.attempts == 2
+    assert len(seen.seen) == 2
+
+
+async def test_a_500_then_a_refused_answer_kind_is_not_a_confirmation(start: Start) -> None:
+    env, seen = await start("stc", Behaviour(fail_first={"/get_weather": [500, 502, 500]}))
+    with pytest.raises(ServerCallError) as caught:
+        await env.call_tool(ResourcesSession(), "get_weather", '{"city": "sf"}')
+    assert caught.value.failure_class == FailureClass.RESOURCES_SERVER_UNAVAILABLE
+    assert len(seen.seen) == QUICK.max_attempts

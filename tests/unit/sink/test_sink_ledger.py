@@ -164,3 +164,18 @@ def test_written_results_feed_the_latency_histograms_and_token_totals_repeats_do
     total = report.timings.by_name["total_s"]
     assert (total.count, total.min, total.max) == (2, 2.0, 4.0)
     assert report.timings.by_name["model_s"].count == 1
+
+
+def test_results_are_counted_per_model_and_several_models_are_one_line() -> None:
+    book = ledger()
+    a = msgspec.structs.replace(result(0), model_name="m-a", model_base_url="http://a/v1")
+    b = msgspec.structs.replace(result(1), model_name="m-b", model_base_url="http://b/v1")
+    old = result(2)  # an older worker's result says no model: not counted as one
+    book.take([a, old])
+    assert book.report.models == {"m-a at http://a/v1": 1}
+    assert book.report.mixed_models is None
+    book.take([b, a])  # the second a is a duplicate: not counted again
+    assert book.report.models == {"m-a at http://a/v1": 1, "m-b at http://b/v1": 1}
+    assert book.report.mixed_models == (
+        "rows of run r1 come from 2 models: m-a at http://a/v1 (1), m-b at http://b/v1 (1)"
+    )

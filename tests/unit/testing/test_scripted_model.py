@@ -445,3 +445,16 @@ def test_latency_jitter_does_not_shift_fault_draws() -> None:
 def test_latency_jitter_out_of_range_is_refused(jitter: float) -> None:
     with pytest.raises(ValueError, match="latency_jitter_ms"):
         ScriptedServer(latency_ms=500, latency_jitter_ms=jitter)
+
+
+def test_deeply_nested_tool_arguments_are_no_traceback() -> None:
+    """Issue 19 item 7e: arguments nested past the recursion limit read as unusable, quietly."""
+    from gymstream.testing.conversation import Call, decode_json, pending_calls
+
+    deep = "[" * 100_000 + "]" * 100_000
+    assert decode_json(deep) is None
+    nested: list[object] = []
+    for _ in range(100_000):
+        nested = [nested]
+    made = [Call(call_id="c1", name="f", arguments=nested)]
+    assert pending_calls([("f", {"x": 1})], made) == [("f", {"x": 1})]

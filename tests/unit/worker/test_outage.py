@@ -109,3 +109,25 @@ async def test_a_rollout_fails_typed_when_the_outage_outlasts_its_budget() -> No
     out = await asyncio.wait_for(runner.outcome(task_bytes(), WHERE), 5.0)
     failure = DECODE_FAILURE.decode(out.value)
     assert (failure.failure_class, failure.terminal) == ("model_connection_error", False)
+
+
+def test_the_progress_note_says_the_outage_while_it_lasts() -> None:
+    """Issue 19 item 4: the progress line shows the pause (it said nothing after one warning)."""
+    from gymstream.cli.worker import worker_figures
+    from gymstream.worker.loop import WorkerStats
+    from gymstream.worker.outage import with_outage
+
+    now = [0.0]
+    outage = ModelOutage(budget_s=300, clock=lambda: now[0])
+    stats = WorkerStats(outage=outage)
+    assert worker_figures(stats).note == ""
+    outage.should_retry(ModelCallError("down"), started=-1.0, first=True)
+    now[0] = 42.0
+    assert worker_figures(stats).note == "model down for 42 s, intake paused"
+    assert with_outage([None, outage], "mean reward 0.50") == (
+        "model down for 42 s, intake paused; mean reward 0.50"
+    )
+    now[0] = 400.0
+    assert outage.note() == "model down for 400 s, over its 300 s budget: rollouts fail"
+    outage.answered()
+    assert with_outage([outage], "mean reward 0.50") == "mean reward 0.50"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -37,6 +38,8 @@ STEP = OutcomeStep(
     results_topic="t.results",
     failures_topic="t.failures",
     max_message_bytes=2048,
+    model_base_url="http://model-a:8000/v1",
+    model_name="model-a",
 )
 WHERE = Where("gymstream.tasks.agent_a", 3, 42)
 ROW: dict[str, Any] = {
@@ -271,6 +274,8 @@ def test_a_finished_rollout_is_a_result_envelope() -> None:
         "policy_version": 4,
         "timings": {"model_s": 1.5, "tools_s": 0.25, "verify_s": 0.125, "total_s": 2.0},
         "tokens": {"input_tokens": 7, "output_tokens": 3},
+        "model_base_url": "http://model-a:8000/v1",  # which model produced it
+        "model_name": "model-a",
     }
     output = json.loads(bytes(envelope.output))
     assert (output["reward"], output["_ng_task_index"], output["_ng_rollout_index"]) == (0.5, 5, 2)
@@ -393,3 +398,19 @@ def test_usage_tokens_reads_only_counts_the_model_sent(
     verify: dict[str, object], tokens: dict[str, int]
 ) -> None:
     assert usage_tokens(verify) == tokens
+
+
+def test_by_default_a_worker_takes_every_task_its_topic_carries() -> None:
+    """One size limit from one place: the task topic's max.message.bytes, which produce checks
+    (a 9 MB row was published, then poison for a worker whose own limit was 8 MB)."""
+    from gymstream.settings import WorkerSettings
+
+    assert WorkerSettings().max_message_bytes is None
+    step = dataclasses.replace(STEP, max_message_bytes=WorkerSettings().max_message_bytes)
+    row = {"responses_create_params": {"input": "x" * (9 * 1024 * 1024)}}
+    value = ENCODER.encode(
+        TaskMessage(run_id="r", rollout_id="r/a/0/0", agent=STEP.agent, task_index=0,
+                    rollout_index=0, row=row)
+    )  # fmt: skip
+    decoded = step.decode(value, WHERE, finished_ms=0)
+    assert isinstance(decoded, TaskMessage)
