@@ -13,6 +13,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from gymstream.client.outcome import RolloutFailedError
+    from gymstream.client.run import RolloutClient
+    from gymstream.client.sync import SyncRolloutClient
     from gymstream.collect import CollectReport
     from gymstream.errors import GymstreamError, TrajectoryError
     from gymstream.kafka.topics import TopicLayout, load_layout
@@ -40,9 +43,12 @@ __all__ = [
     "OutputPaths",
     "ProduceOptions",
     "ResultMessage",
+    "RolloutClient",
+    "RolloutFailedError",
     "RolloutSettings",
     "RunManifest",
     "StreamOptions",
+    "SyncRolloutClient",
     "SyncStream",
     "TokenTrajectory",
     "TopicLayout",
@@ -60,6 +66,9 @@ __all__ = [
 ]
 
 _HOME = {
+    "RolloutFailedError": "gymstream.client.outcome",
+    "RolloutClient": "gymstream.client.run",
+    "SyncRolloutClient": "gymstream.client.sync",
     "CollectReport": "gymstream.collect",
     "GymstreamError": "gymstream.errors",
     "TrajectoryError": "gymstream.errors",

@@ -142,6 +142,10 @@ class StatusProbe:
             end={tp.partition: o for tp, o in ends.items()},
         )
 
+    async def group_facts(self, group_id: str) -> GroupFacts:
+        """One consumer group's state, members and committed offsets (see ``_group``)."""
+        return await self._group(group_id)
+
     async def _group(self, group_id: str) -> GroupFacts:
         """The group's state, members and committed offsets (a group never seen is "Dead").
 

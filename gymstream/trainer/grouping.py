@@ -69,6 +69,8 @@ class Group:
     rollouts: tuple[ResultMessage, ...]
     failed: tuple[int, ...] = ()
     rollout_index: int = ALL_ROLLOUTS
+    failures: tuple[FailureMessage, ...] = ()
+    """The failure messages of the ``failed`` rollouts, in the same order."""
 
     @property
     def key(self) -> UnitKey:
@@ -208,6 +210,7 @@ class _Live:
     first: dict[TP, int] = field(default_factory=dict)
     results: dict[int, ResultMessage] = field(default_factory=dict)
     failed: set[int] = field(default_factory=set)
+    failures: dict[int, FailureMessage] = field(default_factory=dict)
     finished: bool = False  # complete, or every rollout accounted for with some failed
 
 
@@ -299,6 +302,7 @@ class Assembler:
             return None
         live.results[result.rollout_index] = result
         live.failed.discard(result.rollout_index)
+        live.failures.pop(result.rollout_index, None)
         return self._finish_if_done(live, key)
 
     def add_failure(self, tp: TP, offset: int, failure: FailureMessage) -> Group | None:
@@ -323,6 +327,7 @@ class Assembler:
             self.counts.duplicates += 1
             return None
         live.failed.add(failure.rollout_index)
+        live.failures[failure.rollout_index] = failure
         return self._finish_if_done(live, key)
 
     def close(self, key: UnitKey) -> None:
@@ -367,6 +372,7 @@ class Assembler:
             rollouts=tuple(live.results[i] for i in sorted(live.results)),
             failed=tuple(sorted(live.failed)),
             rollout_index=key.rollout_index,
+            failures=tuple(live.failures[i] for i in sorted(live.failed)),
         )
 
 

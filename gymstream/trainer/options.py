@@ -34,6 +34,11 @@ class StreamOptions(BaseModel):
     on_stale: Literal["drop", "keep"] = "drop"
     drop_zero_variance: bool = False
     incomplete: Literal["drop", "deliver"] = "drop"
+    deliver_failed: bool = Field(
+        False,
+        description="With incomplete='deliver', also deliver units whose every rollout failed "
+        "(the rollout client reports each failure; a trainer has nothing to train on there).",
+    )
     weights: dict[str, float] | None = Field(None, description="Per-agent mixing weights.")
     max_held: int = Field(256, ge=1, description="Finished units held for mixing, at most.")
     fetch_records: int = Field(1000, ge=1)

@@ -40,7 +40,9 @@ def drop_reason(
     group: Group, options: StreamOptions, mixer: Mixer, current_version: int | None
 ) -> str | None:
     """Why a unit that just finished is dropped (a ``StreamStats.dropped`` reason), or None."""
-    if group.failed and (options.incomplete == "drop" or not group.rollouts):
+    if group.failed and (
+        options.incomplete == "drop" or (not group.rollouts and not options.deliver_failed)
+    ):
         return "incomplete"
     if options.drop_zero_variance and is_zero_variance(group):
         return "zero_variance"

@@ -1,0 +1,7 @@
+"""The rollout client: the public API for programs (rows in, ``(row, result)`` out); see ``run``."""
+
+from gymstream.client.outcome import RolloutFailedError
+from gymstream.client.run import RolloutClient, new_run_id
+from gymstream.client.sync import SyncRolloutClient
+
+__all__ = ["RolloutClient", "RolloutFailedError", "SyncRolloutClient", "new_run_id"]
