@@ -77,8 +77,8 @@ def scan_rows(options: ProduceOptions) -> RowScan:
 async def missing_topics(kafka: KafkaSettings, names: list[str]) -> list[str]:
     """Which of ``names`` the cluster does not have (one metadata request)."""
     consumer = build_consumer(kafka, group_id=None)
-    await consumer.start()
     try:
+        await consumer.start()  # inside the try: a failed start still closes the client
         present = await consumer.topics()
     finally:
         await consumer.stop()

@@ -72,6 +72,9 @@ def test_a_reused_run_id_with_another_input_is_refused_and_counts_stay_true(
     kafka_bootstrap: str, scripted_url: str, tmp_path: Path
 ) -> None:
     env = cli_env(kafka_bootstrap, scripted_url)
+    # every command in one namespace: the task topics whose end offsets prove "nothing published"
+    # outlive the first collect (a private namespace's are dropped when its run completes)
+    env["GYMSTREAM_NAMESPACE"] = "shared"
     first = single_tool_input(tmp_path / "first.jsonl", rows=5)
     other = multiverifier_input(tmp_path / "other.jsonl")
     ran = gymstream(
