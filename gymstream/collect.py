@@ -161,7 +161,8 @@ async def collect(
     run, watch = run or CollectOptions(), watch or CollectWatch()
     port, host = (None, "") if run.metrics is None else (run.metrics.port, run.metrics.host)
     async with contextlib.AsyncExitStack() as held:
-        held.enter_context(hold_output(output))  # one writer per output, from before the claim
+        # one writer per output, from before the claim; a refused claim touches no file, no lock
+        held.enter_context(hold_output(output, options.run_id, overwrite=run.overwrite))
         observer = await held.enter_async_context(observed(port, host))
         started = time.perf_counter()
         report = CollectReport()

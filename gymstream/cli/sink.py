@@ -137,8 +137,8 @@ def sink_command(
     paths = OutputPaths(output)
     with contextlib.ExitStack() as held:
         try:
-            if not paths.output.is_dir():  # claim_output says what is wrong with a directory
-                held.enter_context(hold_output(paths))  # one writer, from before the claim
+            # one writer, from before the claim; a refused claim touches no file, no lock
+            held.enter_context(hold_output(paths, run_id, overwrite=overwrite))
             claim_output(paths, run_id, overwrite=overwrite)
         except GymstreamError as exc:
             raise fail(str(exc)) from None

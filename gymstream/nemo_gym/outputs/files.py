@@ -33,6 +33,7 @@ from gymstream.wire.codec import ENCODER
 
 __all__ = [
     "OutputPaths",
+    "check_claim",
     "claim_output",
     "hold_output",
     "iter_rows",
@@ -83,11 +84,18 @@ class OutputPaths:
 
 
 @contextlib.contextmanager
-def hold_output(paths: OutputPaths) -> Iterator[None]:
+def hold_output(paths: OutputPaths, run_id: str, *, overwrite: bool) -> Iterator[None]:
     """Hold the output's exclusive lock (``OUT.lock``, flock) while writing it: one writer per
     output. Raises ConfigError naming the holder (pid, host, since) when another process holds
     it, also a stopped one. The lock file stays (deleting it would race); the lock goes with
-    the process, however it ends."""
+    the process, however it ends.
+
+    The claim is checked first (``check_claim``, which only reads): an output this run may not
+    write leaves its directory exactly as it was, no lock file created or rewritten. Between
+    that check and the lock another writer may claim the output; then either it still holds
+    the lock (refused here, the lock file untouched: it is only opened, never truncated, until
+    the lock is ours) or it is gone and ``claim_output``, run under the lock, refuses."""
+    check_claim(paths, run_id, overwrite=overwrite)
     paths.output.parent.mkdir(parents=True, exist_ok=True)
     handle = paths.lock.open("a+b")
     try:
@@ -110,12 +118,9 @@ def hold_output(paths: OutputPaths) -> Iterator[None]:
         handle.close()  # releases the lock
 
 
-def claim_output(paths: OutputPaths, run_id: str, *, overwrite: bool) -> bool:
-    """Bind the output file to ``run_id``; True when resuming an earlier run's output.
-
-    An existing output of another run is never touched unless ``overwrite`` (then its files are
-    removed). Raises ConfigError with what to do otherwise.
-    """
+def check_claim(paths: OutputPaths, run_id: str, *, overwrite: bool) -> bool:
+    """Whether ``claim_output`` would bind the output to ``run_id``, reading only: True when
+    resuming an earlier run's output; raises ConfigError with what to do when it would not."""
     if paths.output.is_dir():
         raise ConfigError(
             f"--output {paths.output} is a directory: give the output file, e.g. "
@@ -144,6 +149,18 @@ def claim_output(paths: OutputPaths, run_id: str, *, overwrite: bool) -> bool:
             else f"{paths.output} already exists and holds the output of {owner}; choose "
             "another --output or pass --overwrite to replace it"
         )
+    return False
+
+
+def claim_output(paths: OutputPaths, run_id: str, *, overwrite: bool) -> bool:
+    """Bind the output file to ``run_id``; True when resuming an earlier run's output.
+
+    An existing output of another run is never touched unless ``overwrite`` (then its files are
+    removed). Raises ConfigError with what to do otherwise (``check_claim``). Call it under
+    ``hold_output``: the check is repeated there, with the lock held.
+    """
+    if check_claim(paths, run_id, overwrite=overwrite):
+        return True
     for path in (paths.output, paths.failures, paths.metrics):
         if path.exists():
             path.unlink()

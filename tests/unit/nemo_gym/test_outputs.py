@@ -12,6 +12,7 @@ from gymstream.nemo_gym.outputs.aggregate import aggregate_metrics
 from gymstream.nemo_gym.outputs.files import (
     OutputPaths,
     claim_output,
+    hold_output,
     read_done_ids,
     read_run_file,
     repair_torn_tail,
@@ -84,6 +85,25 @@ def test_claim_output_binds_refuses_and_resumes(tmp_path: Path) -> None:
     assert claim_output(paths, "r2", overwrite=True) is False
     assert not paths.output.exists()
     assert read_run_file(paths) == {"run_id": "r2"}
+
+
+def test_hold_output_refuses_a_foreign_output_before_any_lock(tmp_path: Path) -> None:
+    paths = OutputPaths(tmp_path / "out.jsonl")
+    write_jsonl(paths.output, [out_row("a", 0, 0)])
+    with pytest.raises(ConfigError, match="--overwrite"), hold_output(paths, "r1", overwrite=False):
+        pytest.fail("a foreign output was held")
+    assert not paths.lock.exists()
+
+
+def test_hold_output_locks_from_before_the_claim(tmp_path: Path) -> None:
+    paths = OutputPaths(tmp_path / "out.jsonl")
+    with hold_output(paths, "r1", overwrite=False):
+        assert paths.lock.read_text().startswith("pid ")
+        assert not paths.run_file.exists()  # the claim comes after, under the lock
+        second = hold_output(paths, "r1", overwrite=False)
+        with pytest.raises(ConfigError, match="is being written by pid "), second:
+            pytest.fail("two writers held one output")
+        assert claim_output(paths, "r1", overwrite=False) is False
 
 
 def test_claim_output_refuses_a_foreign_file_without_run_file(tmp_path: Path) -> None:
