@@ -79,6 +79,7 @@ def render_run(status: RunStatus) -> RenderableType:
         + ("" if sink.reported else ", no counts published yet")
     ]
     lines.append(f"namespace {status.namespace}")
+    lines += [f"{a.agent}: {a.model_outage}" for a in status.agents if a.model_outage]
     if status.mixed_models is not None:
         lines.append(f"warning: {status.mixed_models}")
     for t in status.trainers:
@@ -99,6 +100,7 @@ def render_line(status: RunStatus) -> str:
         f"written {_n(status.written)}, failed {_n(status.failed)} of {_n(status.expected)}, "
         f"in flight {_n(status.in_flight)}, task lag {sum(lags) if lags else '?'}, "
         f"{workers} worker(s), complete {'yes' if status.complete else 'no'}"
+        + "".join(f"; {a.agent}: {a.model_outage}" for a in status.agents if a.model_outage)
     )
 
 

@@ -29,12 +29,14 @@ from gymstream.settings import KafkaSettings
 from gymstream.stage.runtime import Stage
 from gymstream.wire.codec import (
     DECODE_MANIFEST,
+    DECODE_MODEL_OUTAGE,
     DECODE_POLICY_VERSION,
     DECODE_PROGRESS,
     DECODE_SINK_PROGRESS,
 )
 from gymstream.wire.keys import (
     CONTROL_PREFIX,
+    OUTAGE_PREFIX,
     PROGRESS_PREFIX,
     SINK_PREFIX,
     manifest_key,
@@ -43,7 +45,13 @@ from gymstream.wire.keys import (
     progress_run_prefix,
     sink_progress_key,
 )
-from gymstream.wire.records import PolicyVersion, RunManifest, SinkProgress, StreamProgress
+from gymstream.wire.records import (
+    ModelOutageRecord,
+    PolicyVersion,
+    RunManifest,
+    SinkProgress,
+    StreamProgress,
+)
 
 __all__ = ["Changes", "RunsTail", "read_manifests"]
 
@@ -203,7 +211,7 @@ class RunsTail:
         """Every run's manifest held, oldest first (by ``created_ms``, then run id)."""
         found = []
         for key in list(self.latest):
-            if key.startswith((CONTROL_PREFIX, PROGRESS_PREFIX, SINK_PREFIX)):
+            if key.startswith((CONTROL_PREFIX, PROGRESS_PREFIX, SINK_PREFIX, OUTAGE_PREFIX)):
                 continue
             manifest = self._decode(key, DECODE_MANIFEST)
             if manifest is not None:
@@ -226,6 +234,12 @@ class RunsTail:
 
     def sink_progress(self, run_id: str) -> SinkProgress | None:
         return self._decode(sink_progress_key(run_id), DECODE_SINK_PROGRESS)
+
+    def model_outages(self) -> list[ModelOutageRecord]:
+        """Every worker's model outage held (ended ones are tombstones: gone)."""
+        keys = [k for k in self.latest if k.startswith(OUTAGE_PREFIX)]
+        found = [self._decode(k, DECODE_MODEL_OUTAGE) for k in keys]
+        return [o for o in found if o is not None]
 
     def _decode(self, key: bytes, decoder: msgspec.json.Decoder[_T]) -> _T | None:
         value = self.latest.get(key)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -28,9 +28,9 @@ from gymstream.runs.scope import run_layout
 from gymstream.runs.tail import RunsTail
 from gymstream.settings import KafkaSettings
 from gymstream.status.report import GroupFacts, RunFacts, TopicOffsets, run_agents
-from gymstream.wire.records import RunManifest
+from gymstream.wire.records import ModelOutageRecord, RunManifest
 
-__all__ = ["StatusProbe", "UnknownRunError", "choose_runs"]
+__all__ = ["StatusProbe", "UnknownRunError", "choose_runs", "live_outages"]
 
 
 class UnknownRunError(ConfigError):
@@ -52,6 +52,20 @@ def choose_runs(
         return found
     newest = sorted(held, key=lambda m: (m.created_ms, m.run_id), reverse=True)
     return newest[:limit]
+
+
+def live_outages(
+    outages: Iterable[ModelOutageRecord], namespace: str, groups: Mapping[str, GroupFacts]
+) -> dict[str, ModelOutageRecord]:
+    """Per agent of ``groups``, the earliest model outage of its workers in ``namespace``, while
+    its worker group has members (a worker killed mid-outage leaves a record, not a member)."""
+    found: dict[str, ModelOutageRecord] = {}
+    for outage in sorted(outages, key=lambda o: o.down_since_ms):
+        group = groups.get(outage.agent)
+        if outage.namespace != namespace or group is None or not group.members:
+            continue
+        found.setdefault(outage.agent, outage)
+    return found
 
 
 class StatusProbe:
@@ -108,6 +122,7 @@ class StatusProbe:
         layout = self.layout
         results = await self._topic_offsets(layout.results) or TopicOffsets(start={}, end={})
         failures = await self._topic_offsets(layout.failures) or TopicOffsets(start={}, end={})
+        outages = tail.model_outages()
         found = []
         for manifest in chosen:
             mine = named[manifest.run_id]
@@ -125,6 +140,7 @@ class StatusProbe:
                     failures_topic=layout.failures,
                     results=results,
                     failures=failures,
+                    outages=live_outages(outages, ns, {a: worker_groups[ns, a] for a in mine}),
                 )
             )
         return found

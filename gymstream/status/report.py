@@ -10,6 +10,7 @@ sink's ``SinkProgress`` record and are unknown until a sink has published one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -18,7 +19,7 @@ import msgspec
 from gymstream.kafka.topics import SHARED_NAMESPACE
 from gymstream.nemo_gym.rows.rollouts import DEFAULT_REPEATS_KEY
 from gymstream.runs.models import mixed_models_line
-from gymstream.wire.records import RunManifest, SinkProgress, StreamProgress
+from gymstream.wire.records import ModelOutageRecord, RunManifest, SinkProgress, StreamProgress
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -75,6 +76,8 @@ class RunFacts:
     failures_topic: str
     results: TopicOffsets
     failures: TopicOffsets
+    # per agent, the model outage of a live worker (the earliest, if several): ``facts.py``
+    outages: Mapping[str, ModelOutageRecord] = field(default_factory=dict)
 
 
 # --- the report (the stable --json document) -------------------------------------------------
@@ -100,6 +103,8 @@ class AgentStatus(msgspec.Struct, kw_only=True, frozen=True):
     in_flight: int | None
     lag: int | None
     workers: GroupStatus
+    model_down_since_ms: int | None = None  # a worker's model is down (intake paused) since
+    model_outage: str | None = None  # "model down for 42 s, intake paused" while it lasts
 
 
 class SinkStatus(msgspec.Struct, kw_only=True, frozen=True):
@@ -198,7 +203,15 @@ def run_agents(manifest: RunManifest, sink: SinkProgress | None) -> set[str]:
     return named
 
 
-def _agent(facts: RunFacts, agent: str) -> AgentStatus:
+def outage_note(outage: ModelOutageRecord, now_ms: int) -> str:
+    """The outage in words, as the progress line says it (``worker.outage.ModelOutage.note``)."""
+    down_s = max(0.0, (now_ms - outage.down_since_ms) / 1000)
+    if down_s < outage.budget_s:
+        return f"model down for {down_s:.0f} s, intake paused"
+    return f"model down for {down_s:.0f} s, over its {outage.budget_s:.0f} s budget: rollouts fail"
+
+
+def _agent(facts: RunFacts, agent: str, now_ms: int) -> AgentStatus:
     manifest, sink = facts.manifest, facts.sink
     produced = manifest.state == "produced"
     expected = manifest.expected.get(agent, 0) if produced else manifest.expected.get(agent)
@@ -212,6 +225,7 @@ def _agent(facts: RunFacts, agent: str) -> AgentStatus:
     offsets = facts.task_offsets.get(agent)
     topic = facts.task_topics.get(agent, "")
     agent_lag = None if offsets is None else lag(offsets, _committed(group, topic))
+    outage = facts.outages.get(agent)
     return AgentStatus(
         agent=agent,
         expected=expected,
@@ -221,6 +235,8 @@ def _agent(facts: RunFacts, agent: str) -> AgentStatus:
         in_flight=in_flight,
         lag=agent_lag,
         workers=_group(group),
+        model_down_since_ms=None if outage is None else outage.down_since_ms,
+        model_outage=None if outage is None else outage_note(outage, now_ms),
     )
 
 
@@ -274,10 +290,11 @@ def _sink(facts: RunFacts) -> SinkStatus:
     )
 
 
-def build_run(facts: RunFacts) -> RunStatus:
-    """One run's status from its facts."""
+def build_run(facts: RunFacts, now_ms: int | None = None) -> RunStatus:
+    """One run's status from its facts (``now_ms``: the wall clock, for outage durations)."""
     manifest = facts.manifest
-    agents = [_agent(facts, a) for a in sorted(run_agents(manifest, facts.sink))]
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    agents = [_agent(facts, a, now_ms) for a in sorted(run_agents(manifest, facts.sink))]
     expected = sum(manifest.expected.values()) if manifest.state == "produced" else None
     written = _sum([a.written for a in agents]) if facts.sink is not None else None
     failed = _sum([a.failed for a in agents]) if facts.sink is not None else None
@@ -313,5 +330,5 @@ def build_document(
         schema_version=SCHEMA_VERSION,
         generated_ms=generated_ms,
         topic_prefix=topic_prefix,
-        runs=[build_run(r) for r in runs],
+        runs=[build_run(r, generated_ms) for r in runs],
     )

@@ -5,11 +5,18 @@ from __future__ import annotations
 import msgspec
 
 from gymstream.wire.messages import FailureMessage, ResultMessage, TaskMessage
-from gymstream.wire.records import PolicyVersion, RunManifest, SinkProgress, StreamProgress
+from gymstream.wire.records import (
+    ModelOutageRecord,
+    PolicyVersion,
+    RunManifest,
+    SinkProgress,
+    StreamProgress,
+)
 
 __all__ = [
     "DECODE_FAILURE",
     "DECODE_MANIFEST",
+    "DECODE_MODEL_OUTAGE",
     "DECODE_POLICY_VERSION",
     "DECODE_PROGRESS",
     "DECODE_RESULT",
@@ -26,3 +33,4 @@ DECODE_MANIFEST = msgspec.json.Decoder(RunManifest)
 DECODE_POLICY_VERSION = msgspec.json.Decoder(PolicyVersion)
 DECODE_PROGRESS = msgspec.json.Decoder(StreamProgress)
 DECODE_SINK_PROGRESS = msgspec.json.Decoder(SinkProgress)
+DECODE_MODEL_OUTAGE = msgspec.json.Decoder(ModelOutageRecord)

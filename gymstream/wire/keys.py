@@ -7,13 +7,15 @@
 - a poison message (no rollout id of its own) ``poison:<topic>/<partition>/<offset>``;
 - runs-topic keys: the manifest under the bare run id, the trainer's policy version under
   ``control/<run>``, a trainer stream's position under ``progress/<run>/<consumer>``, the sink's
-  counts under ``sink/<run>``.
+  counts under ``sink/<run>``, a worker's model outage under ``outage/<namespace>/<agent>/<worker>``
+  (a tombstone when it ends).
 """
 
 from __future__ import annotations
 
 __all__ = [
     "CONTROL_PREFIX",
+    "OUTAGE_PREFIX",
     "PROGRESS_PREFIX",
     "SINK_PREFIX",
     "agent_of",
@@ -21,6 +23,7 @@ __all__ = [
     "group_key_prefix",
     "location",
     "manifest_key",
+    "model_outage_key",
     "poison_id",
     "policy_version_key",
     "progress_key",
@@ -33,6 +36,7 @@ __all__ = [
 CONTROL_PREFIX = b"control/"
 PROGRESS_PREFIX = b"progress/"
 SINK_PREFIX = b"sink/"
+OUTAGE_PREFIX = b"outage/"
 
 
 def rollout_id(run_id: str, agent: str, task_index: int, rollout_index: int) -> str:
@@ -88,6 +92,11 @@ def progress_run_prefix(run_id: str) -> bytes:
 def sink_progress_key(run_id: str) -> bytes:
     """The runs-topic key of the counts a run's sink has written (``SinkProgress``)."""
     return SINK_PREFIX + run_id.encode()
+
+
+def model_outage_key(namespace: str, agent: str, worker: str) -> bytes:
+    """The runs-topic key of one worker's model outage (``ModelOutageRecord``)."""
+    return OUTAGE_PREFIX + f"{namespace}/{agent}/{worker}".encode()
 
 
 def agent_of(run_id: str, rollout: str) -> str:

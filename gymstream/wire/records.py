@@ -12,6 +12,7 @@ import msgspec
 __all__ = [
     "ALL_ROLLOUTS",
     "ClosedRanges",
+    "ModelOutageRecord",
     "PolicyVersion",
     "RunManifest",
     "SinkProgress",
@@ -105,3 +106,18 @@ class SinkProgress(msgspec.Struct, kw_only=True, frozen=True):
     # results per model that produced them (``wire.keys.model_label``), of those this sink wrote
     # since it started (rows from before a restart do not say their model)
     models: dict[str, int] = msgspec.field(default_factory=dict)
+
+
+class ModelOutageRecord(msgspec.Struct, kw_only=True, frozen=True):
+    """A worker's model that is down (runs topic, key ``outage/<namespace>/<agent>/<worker>``).
+
+    Published by the worker when the outage begins (``worker/outage.py``: intake paused); a
+    tombstone under the same key when the model answers again or the worker stops.
+    ``gymstream status`` shows it beside the run's agent while the agent's worker group has
+    members (a worker killed mid-outage leaves its record, but no member)."""
+
+    agent: str
+    worker: str = ""  # host:pid
+    namespace: str = ""
+    down_since_ms: int = 0  # wall clock, when the first rollout failed as an outage
+    budget_s: float = 0.0  # intake stays paused this long, then rollouts fail

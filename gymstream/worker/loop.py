@@ -54,6 +54,7 @@ from gymstream.stage.runtime import Stage
 from gymstream.stage.watch import StageWatch
 from gymstream.worker.failure_log import FailureLog
 from gymstream.worker.outage import ModelOutage
+from gymstream.worker.outage_notice import OutageNotice
 from gymstream.worker.outcome import OutcomeStep, Where
 from gymstream.worker.runner import TaskRunner
 
@@ -116,6 +117,7 @@ class _Worker:
         self.tracker: OffsetTracker[TopicPartition] = OffsetTracker()
         self.stats = stats or WorkerStats()
         self.stats.outage = runner.outage
+        self.outage_notice = OutageNotice(layout, agent, runner.outage)  # for `status`
         self.tasks_by_tp: dict[TopicPartition, set[asyncio.Task[None]]] = defaultdict(set)
         self.all_tasks: set[asyncio.Task[None]] = set()
         self.producer: Any = None
@@ -223,6 +225,7 @@ class _Worker:
                 await self._commit()
                 last_commit = time.monotonic()
                 self.runner.failure_log.flush(due_only=True)
+                await self.outage_notice.update(self.producer)
                 if self.watch is not None:
                     await self.watch.measure_lag()
 
@@ -278,6 +281,7 @@ class _Worker:
         if self.all_tasks:
             await asyncio.wait(set(self.all_tasks))
         self.runner.failure_log.flush()
+        await self.outage_notice.update(self.producer, stopping=True)
 
     # --- one message ---------------------------------------------------------------------
     async def _process(self, tp: TopicPartition, message: Any, generation: int) -> None:

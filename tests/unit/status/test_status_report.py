@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gymstream.status.facts import UnknownRunError, choose_runs
+from gymstream.status.facts import UnknownRunError, choose_runs, live_outages
 from gymstream.status.report import (
     GroupFacts,
     RunFacts,
@@ -17,7 +17,7 @@ from gymstream.status.report import (
     lag,
 )
 from gymstream.wire.codec import ENCODER
-from gymstream.wire.records import RunManifest, SinkProgress, StreamProgress
+from gymstream.wire.records import ModelOutageRecord, RunManifest, SinkProgress, StreamProgress
 
 NO_OFFSETS = TopicOffsets(start={}, end={})
 
@@ -177,3 +177,22 @@ def test_choose_runs_newest_first_with_a_limit_and_one_by_id() -> None:
     assert [m.run_id for m in choose_runs(held, "r1", 3, "p.runs")] == ["r1"]
     with pytest.raises(UnknownRunError, match=r"no run 'nope' on p\.runs \(5 runs there"):
         choose_runs(held, "nope", 3, "p.runs")
+
+
+def test_a_model_outage_shows_beside_its_agent_while_a_worker_of_its_namespace_lives() -> None:
+    live = GroupFacts(group_id="p-worker-a", members=[("m1", "c1", "h1")])
+    gone = GroupFacts(group_id="p-worker-b")  # no member: its worker was killed mid-outage
+    outages = [
+        ModelOutageRecord(agent="a", worker="h1:2", down_since_ms=50_000, budget_s=300),
+        ModelOutageRecord(agent="a", worker="h1:1", down_since_ms=40_000, budget_s=300),
+        ModelOutageRecord(agent="a", worker="h9:1", namespace="other", down_since_ms=1),
+        ModelOutageRecord(agent="b", worker="h2:1", down_since_ms=40_000, budget_s=300),
+    ]
+    held = live_outages(outages, "", {"a": live, "b": gone})
+    assert held == {"a": outages[1]}  # the earliest of the live workers, in this namespace
+    run = facts(produced(a=2, b=2), worker_groups={"a": live, "b": gone}, outages=held)
+    a, b = build_run(run, now_ms=82_400).agents
+    assert (a.model_down_since_ms, a.model_outage) == (40_000, "model down for 42 s, intake paused")
+    assert (b.model_down_since_ms, b.model_outage) == (None, None)
+    late = build_run(run, now_ms=400_000).agents[0]
+    assert late.model_outage == "model down for 360 s, over its 300 s budget: rollouts fail"
