@@ -22,7 +22,13 @@ import yaml
 
 from gymstream.kafka.topics import TopicLayout, TopicSpec, load_layout
 from gymstream.wire.messages import FailureMessage, ResultMessage, TaskMessage
-from gymstream.wire.records import PolicyVersion, RunManifest, SinkProgress, StreamProgress
+from gymstream.wire.records import (
+    ModelOutageRecord,
+    PolicyVersion,
+    RunManifest,
+    SinkProgress,
+    StreamProgress,
+)
 
 __all__ = ["ASYNCAPI_VERSION", "asyncapi_document", "asyncapi_yaml"]
 
@@ -36,6 +42,7 @@ _STRUCTS: tuple[type[msgspec.Struct], ...] = (
     PolicyVersion,
     StreamProgress,
     SinkProgress,
+    ModelOutageRecord,
 )
 # message name -> (struct, Kafka key as gymstream.wire.keys makes it, summary)
 _MESSAGES: dict[str, tuple[type[msgspec.Struct], str, str]] = {
@@ -74,6 +81,12 @@ _MESSAGES: dict[str, tuple[type[msgspec.Struct], str, str]] = {
         "`sink/<run>` (wire.keys.sink_progress_key)",
         "What a run's sink has written and failed, per agent (read by gymstream status).",
     ),
+    "modelOutage": (
+        ModelOutageRecord,
+        "`outage/<namespace>/<agent>/<host:pid>` (wire.keys.model_outage_key); a tombstone "
+        "when the outage ends",
+        "A worker's model is down and its intake paused (read by gymstream status).",
+    ),
 }
 # channel -> (address, messages, description)
 _CHANNELS: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -88,8 +101,9 @@ _CHANNELS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "failures": ("{prefix}.failures", ("failure",), "Typed failures: the dead-letter topic."),
     "runs": (
         "{prefix}.runs",
-        ("runManifest", "policyVersion", "streamProgress", "sinkProgress"),
-        "Compacted: the latest manifest, policy version, stream and sink progress per key.",
+        ("runManifest", "policyVersion", "streamProgress", "sinkProgress", "modelOutage"),
+        "Compacted: the latest manifest, policy version, stream and sink progress, and the "
+        "workers' model outages, per key.",
     ),
 }
 # operation -> (action, channel, messages, who)
@@ -104,10 +118,11 @@ _OPERATIONS: dict[str, tuple[str, str, tuple[str, ...], str]] = {
     "publishPolicyVersions": ("send", "runs", ("policyVersion",), "a trainer (runs.policy)"),
     "publishProgress": ("send", "runs", ("streamProgress",), "a trainer stream (trainer API)"),
     "publishSinkProgress": ("send", "runs", ("sinkProgress",), "gymstream sink / collect"),
+    "publishModelOutages": ("send", "runs", ("modelOutage",), "gymstream worker / collect"),
     "readRuns": (
         "receive",
         "runs",
-        ("runManifest", "policyVersion", "streamProgress", "sinkProgress"),
+        ("runManifest", "policyVersion", "streamProgress", "sinkProgress", "modelOutage"),
         "sink, stream, workers (policy version), produce (pacing), status",
     ),
 }

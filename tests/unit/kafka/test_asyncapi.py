@@ -18,7 +18,13 @@ from gymstream.kafka.asyncapi import asyncapi_document, asyncapi_yaml
 from gymstream.wire import codec
 from gymstream.wire.codec import ENCODER
 from gymstream.wire.messages import FailureMessage, ResultMessage, TaskMessage
-from gymstream.wire.records import ClosedRanges, PolicyVersion, RunManifest, StreamProgress
+from gymstream.wire.records import (
+    ClosedRanges,
+    ModelOutageRecord,
+    PolicyVersion,
+    RunManifest,
+    StreamProgress,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 DOC = asyncapi_document(metadata.version("gymstream"))
@@ -97,6 +103,7 @@ SAMPLES: list[msgspec.Struct] = [
         results={0: 12},
         closed=[ClosedRanges(agent="a", tasks=[0, 3])],
     ),
+    ModelOutageRecord(agent="a", worker="h:1", namespace="ns", down_since_ms=1, budget_s=300.0),
 ]
 
 
