@@ -40,8 +40,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gymstream.client.run import RolloutClient, new_run_id
+from gymstream.client.sync import SyncRolloutClient
 
-__all__ = ["AheadBatch", "AheadFullError", "AheadRuns", "StaleBatchError"]
+__all__ = ["AheadBatch", "AheadFullError", "AheadRuns", "StaleBatchError", "SyncAheadRuns"]
 
 Pair = tuple[dict[str, Any], dict[str, Any]]
 
@@ -150,3 +151,40 @@ class AheadRuns:
                 await task
             dropped += 1
         return dropped
+
+
+class SyncAheadRuns:
+    """``AheadRuns`` for synchronous trainers, over a ``SyncRolloutClient`` (whose loop keeps
+    collecting while the caller trains): the same ``submit`` / ``take`` / ``close``, blocking."""
+
+    def __init__(
+        self, client: SyncRolloutClient, *, ahead: int, route_failures_to_sidecar: bool = False
+    ) -> None:
+        self._sync = client
+        self.runs = AheadRuns(
+            client.client, ahead=ahead, route_failures_to_sidecar=route_failures_to_sidecar
+        )
+
+    @property
+    def in_flight(self) -> int:
+        return self.runs.in_flight
+
+    def submit(
+        self,
+        rows: Iterable[Mapping[str, Any]],
+        *,
+        policy_version: int,
+        run_id: str | None = None,
+    ) -> AheadBatch:
+        given = list(rows)
+
+        async def submit() -> AheadBatch:  # its task belongs to the client's loop
+            return self.runs.submit(given, policy_version=policy_version, run_id=run_id)
+
+        return self._sync.submit(submit()).result()
+
+    def take(self, *, current_version: int) -> AheadBatch:
+        return self._sync.submit(self.runs.take(current_version=current_version)).result()
+
+    def close(self) -> int:
+        return self._sync.submit(self.runs.close()).result()

@@ -9,7 +9,14 @@ import pytest
 from fixtures.pipeline import AGENT_ONE
 from test_rollout_client import _drained, _kafka, _rows, _settings
 
-from gymstream.client import AheadFullError, AheadRuns, RolloutClient, StaleBatchError
+from gymstream.client import (
+    AheadFullError,
+    AheadRuns,
+    RolloutClient,
+    StaleBatchError,
+    SyncAheadRuns,
+    SyncRolloutClient,
+)
 from gymstream.nemo_gym.config.agents import load_config
 from gymstream.testing.thread import ScriptedThread, start_scripted_in_thread
 
@@ -77,3 +84,23 @@ async def test_staleness_bound_refuses_and_close_leaves_nothing(
         loose.submit(rows, policy_version=6)
         assert await loose.close() == 2  # both waited for and dropped
         assert await _drained(kafka, client.layout, AGENT_ONE)  # no task waits for a later run
+
+
+def test_sync_trainer_loop_one_ahead(kafka_bootstrap: str, model: ScriptedThread) -> None:
+    """A synchronous trainer: batch n+1 is collected on the client's loop while it trains on n."""
+    kafka, layout = _kafka(kafka_bootstrap)
+    batches = [_rows("example_single_tool_call", AGENT_ONE, 3) for _ in range(4)]
+    with SyncRolloutClient(
+        load_config(), kafka=kafka, layout=layout, settings=_settings(model.url)
+    ) as client:
+        runs = SyncAheadRuns(client, ahead=1)
+        runs.submit(batches[0], policy_version=0)
+        taken = []
+        for step in range(4):
+            if step + 1 < len(batches):
+                runs.submit(batches[step + 1], policy_version=step)
+            taken.append(runs.take(current_version=step))
+        assert runs.close() == 0
+    assert [b.policy_version for b in taken] == [0, 0, 1, 2]
+    for rows, batch in zip(batches, taken, strict=True):
+        assert sorted(id(row) for row, _ in batch.pairs) == sorted(map(id, rows))
