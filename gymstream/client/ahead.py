@@ -9,6 +9,7 @@
             runs.submit(batch(step + 1), policy_version=step)  # collected while we train
             done = await runs.take(current_version=step)      # batch `step`, every row
             train(done.pairs)                                 # -> policy version step + 1
+        await runs.close()  # before the client closes: the last batch is collected, dropped
 
 ``request/response`` (``RolloutClient.run`` awaited to its end, then a trainer step) leaves the
 trainer idle while its batch is collected, and the model's servers idle while it trains. Here
