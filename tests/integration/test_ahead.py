@@ -3,10 +3,13 @@ once, at most K+1 in flight, never more than K policy versions stale, nothing le
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fixtures.pipeline import AGENT_ONE
+from fixtures.waits import run_to_end
 from test_rollout_client import _drained, _kafka, _rows, _settings
 
 from gymstream.client import (
@@ -104,3 +107,28 @@ def test_sync_trainer_loop_one_ahead(kafka_bootstrap: str, model: ScriptedThread
     assert [b.policy_version for b in taken] == [0, 0, 1, 2]
     for rows, batch in zip(batches, taken, strict=True):
         assert sorted(id(row) for row, _ in batch.pairs) == sorted(map(id, rows))
+
+
+@pytest.mark.slow
+def test_bench_ahead_reports_each_k(kafka_bootstrap: str) -> None:
+    """``python -m bench.ahead`` (docs/performance.md) runs and reports every K: structure and
+    the staleness bound only, never speed."""
+    done = run_to_end(
+        [
+            *[sys.executable, "-m", "bench.ahead", "--bootstrap", kafka_bootstrap],
+            *["--steps", "3", "--batch-size", "2", "--step-s", "0.01", "--latency-ms", "0"],
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    table = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")]
+    rows = {
+        int(cells[0]): [float(c) for c in cells[1:]]
+        for cells in table
+        if cells[0].strip()[0].isdigit()
+    }
+    assert sorted(rows) == [0, 1, 2]
+    for k, (idle, first, rate, staleness) in rows.items():
+        assert min(idle, first) >= 0
+        assert rate > 0
+        assert staleness <= k
