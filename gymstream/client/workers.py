@@ -12,6 +12,7 @@ machines) are used as they are.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -67,6 +68,7 @@ class OwnWorkers:
         options = ModelOptions(**dict(model_overrides or {}))
         self._plans = AgentPlans(config, options, settings.model, concurrency)
         self._processes = processes
+        self._ensuring = asyncio.Lock()  # runs in flight together (ahead mode) start one set
         self._open()
 
     def _open(self) -> None:
@@ -87,6 +89,10 @@ class OwnWorkers:
 
     async def ensure(self, agents: Iterable[str], mode: WorkerMode) -> list[str]:
         """Start workers for ``agents`` as ``mode`` says; returns the agents started now."""
+        async with self._ensuring:
+            return await self._ensure(agents, mode)
+
+    async def _ensure(self, agents: Iterable[str], mode: WorkerMode) -> list[str]:
         wanted = sorted(set(agents) - set(self.agents))
         if mode == "never" or not wanted:
             return []

@@ -49,6 +49,14 @@ __all__ = ["RolloutFunc", "env_reward", "rollout_batch", "rollout_func", "rows_o
 
 RolloutFunc = Callable[[list[Any], Any], dict[str, list[Any]]]
 
+_NO_AHEAD = (
+    "rollout_func(ahead={ahead}): TRL's GRPOTrainer gives rollout_func a batch's prompts only "
+    "when it wants that batch's completions, and pairs them (reward functions, dataset columns, "
+    "logs): collecting ahead would return completions of earlier prompts. Use ahead=0 here, or "
+    "gymstream.client.AheadRuns in a trainer loop that submits its next batches itself "
+    "(docs/trainer.md, 'Ahead mode')"
+)
+
 
 def env_reward(completions: list[Any], **kwargs: Any) -> list[float]:
     """A GRPOTrainer reward function: the environment's reward of each completion."""
@@ -99,10 +107,17 @@ def rollout_batch(results: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
     return batch
 
 
-def rollout_func(config: GymConfig, **client_options: Any) -> RolloutFunc:
+def rollout_func(config: GymConfig, *, ahead: int = 0, **client_options: Any) -> RolloutFunc:
     """A GRPOTrainer ``rollout_func`` over a ``SyncRolloutClient(config, **client_options)``,
     started on the first call and closed at exit (or by ``f.close()``). Each call is one run
-    (``f.run_ids`` lists them), with the trainer's global step as its policy version."""
+    (``f.run_ids`` lists them), with the trainer's global step as its policy version.
+
+    ``ahead``: only 0 (request/response). TRL hands ``rollout_func`` a batch's prompts when it
+    wants that batch's completions, so nothing can be collected ahead without returning
+    completions of other prompts than those given (see ``_NO_AHEAD``); trainers that own their
+    loop keep batches in flight with ``gymstream.client.AheadRuns``."""
+    if ahead != 0:
+        raise ValueError(_NO_AHEAD.format(ahead=ahead))
     holder: dict[str, SyncRolloutClient] = {}
     run_ids: list[str] = []  # one run per call, in order
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from gymstream.errors import TrajectoryError
-from gymstream.integrations.trl import env_reward, rollout_batch, rows_of
+from gymstream.integrations.trl import env_reward, rollout_batch, rollout_func, rows_of
+from gymstream.nemo_gym.config.agents import load_config
 
 
 def _turn(prompt: list[int], generation: list[int], kind: str = "function_call") -> dict[str, Any]:
@@ -87,3 +88,10 @@ def test_env_reward_passes_the_rewards_on() -> None:
     assert env_reward(["a", "b"], env_reward=[1, 0.5]) == [1.0, 0.5]
     with pytest.raises(ValueError, match="env_reward"):
         env_reward(["a"])
+
+
+def test_ahead_is_refused_for_trl_with_the_reason() -> None:
+    """TRL gives the prompts only when it wants their completions: no batch can be ahead."""
+    with pytest.raises(ValueError, match="AheadRuns"):
+        rollout_func(load_config(), ahead=1)
+    rollout_func(load_config(), ahead=0)  # request/response: built, nothing started yet
