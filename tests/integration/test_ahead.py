@@ -4,13 +4,13 @@ once, at most K+1 in flight, never more than K policy versions stale, nothing le
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fixtures.client import client_kafka, client_rows, client_settings, drained
+from fixtures.model import ModelFactory
 from fixtures.pipeline import AGENT_ONE
 from fixtures.waits import run_to_end
-from test_rollout_client import _drained, _kafka, _rows, _settings
 
 from gymstream.client import (
     AheadFullError,
@@ -21,27 +21,23 @@ from gymstream.client import (
     SyncRolloutClient,
 )
 from gymstream.nemo_gym.config.agents import load_config
-from gymstream.testing.thread import ScriptedThread, start_scripted_in_thread
+from gymstream.testing.thread import ScriptedThread
 
 pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture
-def model() -> Iterator[ScriptedThread]:
-    server = start_scripted_in_thread()
-    try:
-        yield server
-    finally:
-        server.stop()
+def model(make_scripted_model: ModelFactory) -> ScriptedThread:
+    return make_scripted_model()
 
 
 async def test_k_batches_ahead_in_order_whole_and_once(
     kafka_bootstrap: str, model: ScriptedThread
 ) -> None:
-    kafka, layout = _kafka(kafka_bootstrap)
-    batches = [_rows("example_single_tool_call", AGENT_ONE, 4) for _ in range(5)]
+    kafka, layout = client_kafka(kafka_bootstrap)
+    batches = [client_rows("example_single_tool_call", AGENT_ONE, 4) for _ in range(5)]
     async with RolloutClient(
-        load_config(), kafka=kafka, layout=layout, settings=_settings(model.url)
+        load_config(), kafka=kafka, layout=layout, settings=client_settings(model.url)
     ) as client:
         runs = AheadRuns(client, ahead=2)
         submitted = [runs.submit(batches[i], policy_version=0) for i in range(3)]
@@ -65,10 +61,10 @@ async def test_k_batches_ahead_in_order_whole_and_once(
 async def test_staleness_bound_refuses_and_close_leaves_nothing(
     kafka_bootstrap: str, model: ScriptedThread
 ) -> None:
-    kafka, layout = _kafka(kafka_bootstrap)
-    rows = _rows("example_single_tool_call", AGENT_ONE, 3)
+    kafka, layout = client_kafka(kafka_bootstrap)
+    rows = client_rows("example_single_tool_call", AGENT_ONE, 3)
     async with RolloutClient(
-        load_config(), kafka=kafka, layout=layout, settings=_settings(model.url)
+        load_config(), kafka=kafka, layout=layout, settings=client_settings(model.url)
     ) as client:
         strict = AheadRuns(client, ahead=0)
         strict.submit(rows, policy_version=4)
@@ -86,15 +82,15 @@ async def test_staleness_bound_refuses_and_close_leaves_nothing(
         loose.submit(rows, policy_version=6)
         loose.submit(rows, policy_version=6)
         assert await loose.close() == 2  # both waited for and dropped
-        assert await _drained(kafka, client.layout, AGENT_ONE)  # no task waits for a later run
+        assert await drained(kafka, client.layout, AGENT_ONE)  # no task waits for a later run
 
 
 def test_sync_trainer_loop_one_ahead(kafka_bootstrap: str, model: ScriptedThread) -> None:
     """A synchronous trainer: batch n+1 is collected on the client's loop while it trains on n."""
-    kafka, layout = _kafka(kafka_bootstrap)
-    batches = [_rows("example_single_tool_call", AGENT_ONE, 3) for _ in range(4)]
+    kafka, layout = client_kafka(kafka_bootstrap)
+    batches = [client_rows("example_single_tool_call", AGENT_ONE, 3) for _ in range(4)]
     with SyncRolloutClient(
-        load_config(), kafka=kafka, layout=layout, settings=_settings(model.url)
+        load_config(), kafka=kafka, layout=layout, settings=client_settings(model.url)
     ) as client:
         runs = SyncAheadRuns(client, ahead=1)
         runs.submit(batches[0], policy_version=0)
