@@ -35,6 +35,7 @@ __all__ = [
     "RoundRobin",
     "check_paths",
     "plan_rollouts",
+    "read_input",
     "record_reject",
     "reject_record",
     "task_message",
@@ -135,6 +136,18 @@ def reject_record(item: RowError) -> dict[str, Any]:
     return {"line": item.line, "field": item.field, "error": str(item)}
 
 
+def read_input(options: ProduceOptions) -> Iterator[InputRow | RowError]:
+    """The input's rows as ``options`` read them (default agent, known agents, limit,
+    agent_map), each a row or its error: the one reading of produce and its preflight."""
+    return read_rows(
+        options.input_path,
+        default_agent=options.default_agent,
+        known_agents=options.known_agents,
+        limit=options.limit,
+        agent_map=options.agent_map,
+    )
+
+
 def valid_rows(
     options: ProduceOptions,
     report: ProduceReport,
@@ -144,13 +157,7 @@ def valid_rows(
     """The input's valid rows, streamed; each bad one is counted, passed to ``on_reject`` and
     written to ``rejects``. With ``fail_fast`` the first bad row ends the stream and is kept in
     ``report.stopped_at``."""
-    for item in read_rows(
-        options.input_path,
-        default_agent=options.default_agent,
-        known_agents=options.known_agents,
-        limit=options.limit,
-        agent_map=options.agent_map,
-    ):
+    for item in read_input(options):
         if isinstance(item, InputRow):
             report.rows += 1
             yield item

@@ -29,9 +29,9 @@ from gymstream.errors import ConfigError
 from gymstream.kafka.clients import build_consumer
 from gymstream.kafka.topics import TopicLayout
 from gymstream.nemo_gym.config.agents import GymConfig
-from gymstream.nemo_gym.rows.reader import InputRow, read_rows
+from gymstream.nemo_gym.rows.reader import InputRow
 from gymstream.produce.fingerprint import differences, file_digest, run_definition
-from gymstream.produce.plan import ProduceOptions
+from gymstream.produce.plan import ProduceOptions, read_input
 from gymstream.rollout.connect import check_agent
 from gymstream.rollout.model.reachable import model_problem
 from gymstream.rollout.plan import AgentPlan, AgentPlans
@@ -55,13 +55,7 @@ def scan_rows(options: ProduceOptions) -> RowScan:
     """Read and validate every row (nothing is kept but the agent names); with ``fail_fast``
     the first bad row is a ConfigError naming it, before anything is published."""
     scan = RowScan()
-    for item in read_rows(
-        options.input_path,
-        default_agent=options.default_agent,
-        known_agents=options.known_agents,
-        limit=options.limit,
-        agent_map=options.agent_map,
-    ):
+    for item in read_input(options):
         if isinstance(item, InputRow):
             scan.rows += 1
             scan.agents.add(item.agent)

@@ -21,16 +21,7 @@ def server_urls(head_url: str, *, timeout_s: float = 10.0) -> dict[str, str]:
 
     Raises ConfigError when the head server cannot be reached or answers something else.
     """
-    url = head_url.rstrip("/") + "/server_instances"
-    try:
-        answer = httpx.get(url, timeout=timeout_s)
-        answer.raise_for_status()
-        body: Any = answer.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        raise ConfigError(
-            f"NeMo Gym head server {head_url}: cannot read /server_instances ({exc}); "
-            "is `ng_run` running there?"
-        ) from exc
+    body = _get_json(head_url, "/server_instances", timeout_s)
     if not isinstance(body, list):
         raise ConfigError(f"NeMo Gym head server {head_url}: /server_instances is not a list")
     urls: dict[str, str] = {}
@@ -47,16 +38,20 @@ def head_config_yaml(head_url: str, *, timeout_s: float = 10.0) -> str:
 
     Raises ConfigError when the head server cannot be reached or answers something else.
     """
-    url = head_url.rstrip("/") + "/global_config_dict_yaml"
-    try:
-        answer = httpx.get(url, timeout=timeout_s)
-        answer.raise_for_status()
-        text: Any = answer.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        raise ConfigError(
-            f"NeMo Gym head server {head_url}: cannot read /global_config_dict_yaml ({exc}); "
-            "is `ng_run` running there?"
-        ) from exc
+    text = _get_json(head_url, "/global_config_dict_yaml", timeout_s)
     if not isinstance(text, str):
         raise ConfigError(f"NeMo Gym head server {head_url}: its config is not YAML text")
     return text
+
+
+def _get_json(head_url: str, path: str, timeout_s: float) -> Any:
+    """``GET head_url + path`` decoded as JSON; ConfigError naming the route when it fails."""
+    try:
+        answer = httpx.get(head_url.rstrip("/") + path, timeout=timeout_s)
+        answer.raise_for_status()
+        return answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise ConfigError(
+            f"NeMo Gym head server {head_url}: cannot read {path} ({exc}); "
+            "is `ng_run` running there?"
+        ) from exc
